@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flock-net/flock-netpol/internal/manifest"
+	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/translate"
+)
+
+func runRender(_ context.Context, args []string, stdio IO) int {
+	fs := newFlagSet("render", "--node NAME -f PATH [-f PATH ...] [--table NAME]",
+		"Reads Namespaces, Pods and NetworkPolicies from manifest files (YAML or JSON, multi-document,\n"+
+			"kind: List too) and prints the nft script that node would apply, without a cluster. Other\n"+
+			"kinds are skipped with a warning; values a policy cannot honour are reported on stderr and\n"+
+			"match nothing. Apply the output with `nft -f -` (as root), or check it with `nft -c -f -`.",
+		stdio.Stderr)
+	var files stringList
+	node := fs.String("node", "", "the node to render for (spec.nodeName of its pods); required")
+	table := fs.String("table", render.DefaultTable, "name of the agent's nft table (family inet)")
+	fs.Var(&files, "f", "a manifest file, a directory of *.yaml/*.yml/*.json files, or - for stdin; repeatable")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	switch {
+	case *node == "":
+		fmt.Fprintln(stdio.Stderr, "flock-netpol render: --node is required")
+		return 2
+	case len(files) == 0:
+		fmt.Fprintln(stdio.Stderr, "flock-netpol render: at least one -f PATH is required")
+		return 2
+	}
+	if err := render.ValidateTableName(*table); err != nil {
+		fmt.Fprintf(stdio.Stderr, "flock-netpol render: --table: %v\n", err)
+		return 2
+	}
+
+	objs, err := manifest.Load(files, stdio.Stdin, func(w string) {
+		fmt.Fprintln(stdio.Stderr, "warning: "+w)
+	})
+	if err != nil {
+		fmt.Fprintf(stdio.Stderr, "flock-netpol render: %v\n", err)
+		return 1
+	}
+	rs, problems := translate.Translate(translate.Input{
+		Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: objs.Pods,
+	})
+	for _, p := range problems {
+		fmt.Fprintf(stdio.Stderr, "warning: %s (it matches nothing)\n", p)
+	}
+	if _, err := stdio.Stdout.Write(render.Render(rs, render.Options{Table: *table})); err != nil {
+		fmt.Fprintf(stdio.Stderr, "flock-netpol render: writing the script: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,33 @@
+// Package render turns a node's rule set into the nft script that replaces the agent's table.
+//
+// Render is pure and deterministic: the same rule set gives the same bytes. The script is one
+// transaction: it creates the table if it is missing, deletes it, and defines it anew, so applying
+// it with `nft -f -` swaps the whole ruleset atomically or changes nothing.
+//
+// # Datapath
+//
+// Everything lives in one table (`table inet flock-netpol` by default); nothing else is read or
+// changed. The only base chain hooks forward at priority filter (0): after Service DNAT at dstnat
+// (-100), so policy sees endpoint pod addresses and ports, and before masquerade at srcnat (100),
+// so ingress sees the real client address. Traffic to and from the node itself uses the input and
+// output hooks and is never policed.
+//
+//	filter-forward (base chain, policy accept)
+//	  ct state established,related accept       replies and related ICMP of allowed flows
+//	  ip saddr vmap @egress-pods-v4             local source isolated for egress?
+//	  ip6 saddr vmap @egress-pods-v6              -> jump pod-out-<pod>
+//	  jump ingress-dispatch
+//
+//	pod-out-<pod>: own address accept; jump pol-out-<policy> for each policy; counter drop
+//	pol-out-<policy>: one rule per allowed peer/port combination, verdict goto ingress-dispatch
+//	ingress-dispatch: ip daddr vmap @ingress-pods-v4; ip6 daddr vmap @ingress-pods-v6; accept
+//	pod-in-<pod>: own address accept; jump pol-in-<policy> for each policy; counter drop
+//	pol-in-<policy>: one rule per allowed peer/port combination, verdict accept
+//
+// An allowed egress continues with `goto ingress-dispatch`, so a connection between two pods of
+// this node needs both the source's egress and the destination's ingress. ingress-dispatch always
+// ends in a verdict, so the goto never falls back into the pod's egress chain. Per-packet work is
+// two map lookups plus the rules of the policies that select the pod: peers are named sets
+// (interval sets, excepts already cut out) and named ports are `address . protocol . port` sets,
+// so the cost does not grow with the number of peers, CIDRs or pods.
+package render

@@ -1,0 +1,162 @@
+package render
+
+import (
+	"bytes"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the current output")
+
+// Address plan: local pods 10.0.1.0/24 and fd00::1:0/112; remote pods 10.0.2.0/24 and
+// fd00::2:0/112; outside 10.200.0.0/16.
+func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func set(elems ...string) ruleset.AddrSet {
+	var b ruleset.Builder
+	for _, e := range elems {
+		if strings.Contains(e, "/") {
+			b.AddPrefix(netip.MustParsePrefix(e))
+		} else {
+			b.AddAddr(ip(e))
+		}
+	}
+	return b.Set()
+}
+
+var (
+	webKey  = ruleset.PolicyKey{Namespace: "shop", Name: "allow-web"}
+	dnsKey  = ruleset.PolicyKey{Namespace: "shop", Name: "egress-dns"}
+	denyKey = ruleset.PolicyKey{Namespace: "shop", Name: "default-deny"}
+)
+
+// goldenCases are rule sets that together use every construct the renderer emits.
+var goldenCases = []struct {
+	name string
+	rs   ruleset.RuleSet
+}{
+	{"empty", ruleset.RuleSet{}},
+	{"default-deny", ruleset.RuleSet{
+		Pods: []ruleset.Pod{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1")}, IngressPolicies: []ruleset.PolicyKey{denyKey}, EgressPolicies: []ruleset.PolicyKey{denyKey}},
+		},
+		Policies: []ruleset.Policy{{Key: denyKey, Ingress: []ruleset.Rule{}, Egress: []ruleset.Rule{}}},
+	}},
+	{"dual-stack-peers-ports-named", ruleset.RuleSet{
+		Pods: []ruleset.Pod{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{webKey, denyKey}, EgressPolicies: []ruleset.PolicyKey{dnsKey}},
+			{Namespace: "shop", Name: "web-2", IPs: []netip.Addr{ip("10.0.1.2"), ip("fd00::1:2")}, IngressPolicies: []ruleset.PolicyKey{webKey}},
+		},
+		Policies: []ruleset.Policy{
+			{Key: webKey, Ingress: []ruleset.Rule{
+				{Index: 0, Peers: set("10.0.2.7", "10.0.2.8", "10.200.0.0/16", "fd00::2:7"), Ports: []ruleset.PortRange{
+					{Protocol: ruleset.TCP, First: 80, Last: 80}, {Protocol: ruleset.TCP, First: 8000, Last: 8080}, {Protocol: ruleset.SCTP, First: 9000, Last: 9000}, {Protocol: ruleset.UDP},
+				}, NamedPorts: []ruleset.Endpoint{
+					{Addr: ip("10.0.1.1"), Protocol: ruleset.TCP, Port: 8443}, {Addr: ip("10.0.1.2"), Protocol: ruleset.TCP, Port: 9443}, {Addr: ip("fd00::1:1"), Protocol: ruleset.TCP, Port: 8443},
+				}},
+				{Index: 1, AnyPeer: true, Ports: []ruleset.PortRange{{Protocol: ruleset.TCP, First: 443, Last: 443}}},
+				{Index: 2, AnyPeer: false, AnyPort: true}, // peers matched nothing: no rule at all
+			}},
+			{Key: dnsKey, Egress: []ruleset.Rule{
+				{Index: 0, AnyPeer: true, Ports: []ruleset.PortRange{{Protocol: ruleset.UDP, First: 53, Last: 53}, {Protocol: ruleset.TCP, First: 53, Last: 53}}},
+				{Index: 1, Peers: set("10.0.2.0/24", "10.0.3.1"), AnyPort: true},
+				{Index: 2, Peers: set("10.0.2.9"), NamedPorts: []ruleset.Endpoint{{Addr: ip("10.0.2.9"), Protocol: ruleset.UDP, Port: 5353}}},
+			}},
+			{Key: denyKey, Ingress: []ruleset.Rule{}},
+		},
+	}},
+	{"long-names", ruleset.RuleSet{
+		Pods: []ruleset.Pod{{
+			Namespace: strings.Repeat("n", 63), Name: strings.Repeat("p", 200) + ".with.dots",
+			IPs: []netip.Addr{ip("10.0.1.9")}, IngressPolicies: []ruleset.PolicyKey{{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("q", 250)}},
+		}},
+		Policies: []ruleset.Policy{{Key: ruleset.PolicyKey{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("q", 250)}, Ingress: []ruleset.Rule{{Index: 0, AnyPeer: true, AnyPort: true}}}},
+	}},
+}
+
+// TestRenderGolden pins the exact script for each golden rule set. Run with -update to accept
+// a change, then read the diff.
+func TestRenderGolden(t *testing.T) {
+	for _, c := range goldenCases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Render(c.rs, Options{})
+			path := filepath.Join("testdata", c.name+".nft")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("script differs from %s (go test ./internal/render -update, then review the diff):\n%s", path, got)
+			}
+		})
+	}
+}
+
+func TestRenderUsesTheConfiguredTableEverywhere(t *testing.T) {
+	script := string(Render(goldenCases[2].rs, Options{Table: "custom"}))
+	for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
+		if strings.HasPrefix(line, "add ") || strings.HasPrefix(line, "delete ") {
+			if !strings.Contains(line, " inet custom") {
+				t.Errorf("line does not use table custom: %s", line)
+			}
+		}
+	}
+}
+
+func TestScriptReplacesTheTableFirst(t *testing.T) {
+	lines := strings.Split(string(Render(ruleset.RuleSet{}, Options{})), "\n")
+	var cmds []string
+	for _, l := range lines {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			cmds = append(cmds, l)
+		}
+	}
+	if !strings.HasPrefix(cmds[0], "add table inet flock-netpol") || cmds[1] != "delete table inet flock-netpol" || !strings.HasPrefix(cmds[2], "add table inet flock-netpol {") {
+		t.Errorf("script does not start with add/delete/add table: %q", cmds[:3])
+	}
+}
+
+func TestGeneratedNamesAreCappedAndUnique(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	a := generatedName("pod-in", long+"a", long+"a", "-v4")
+	b := generatedName("pod-in", long+"b", long+"b", "-v4")
+	if len(a) > maxNameLen || len(b) > maxNameLen {
+		t.Errorf("names longer than %d: %d, %d", maxNameLen, len(a), len(b))
+	}
+	if a == b {
+		t.Errorf("different identities gave the same name %s", a)
+	}
+	if !strings.HasSuffix(a, "-v4") {
+		t.Errorf("suffix lost: %s", a)
+	}
+}
+
+func TestValidateTableName(t *testing.T) {
+	for _, ok := range []string{"flock-netpol", "a", "T_1.x"} {
+		if err := ValidateTableName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "1abc", "has space", "semi;colon", "quote\"", strings.Repeat("a", 101)} {
+		if err := ValidateTableName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDeleteTable(t *testing.T) {
+	if got := string(DeleteTable("t")); got != "add table inet t\ndelete table inet t\n" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -1,0 +1,119 @@
+// Package ruleset holds the node's rule set: the plain data that the translator produces from
+// Kubernetes objects and the renderer turns into an nft script. It has no behaviour beyond small
+// helpers for building canonical address sets, so both stages can be tested on their own.
+package ruleset
+
+import (
+	"net/netip"
+)
+
+// RuleSet is everything one node enforces. All slices are sorted (see the field comments), so the
+// same cluster state always yields an equal RuleSet whatever order the objects arrived in.
+type RuleSet struct {
+	// Pods are the node's local pods that at least one policy isolates (for ingress, egress or
+	// both), sorted by Namespace, then Name. Pods no policy selects are not listed: their traffic
+	// is not policed.
+	Pods []Pod
+	// Policies are the NetworkPolicies that select at least one of the Pods, sorted by Namespace,
+	// then Name.
+	Policies []Policy
+}
+
+// PolicyKey names a NetworkPolicy.
+type PolicyKey struct {
+	Namespace string
+	Name      string
+}
+
+func (k PolicyKey) String() string { return k.Namespace + "/" + k.Name }
+
+// Compare orders keys by namespace, then name.
+func (k PolicyKey) Compare(o PolicyKey) int {
+	if k.Namespace != o.Namespace {
+		if k.Namespace < o.Namespace {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case k.Name < o.Name:
+		return -1
+	case k.Name > o.Name:
+		return 1
+	}
+	return 0
+}
+
+// Pod is a local pod that is isolated in at least one direction.
+type Pod struct {
+	Namespace string
+	Name      string
+	// IPs are the addresses the pod owns on this node, sorted (IPv4 before IPv6). A pod whose
+	// address is also claimed by another local pod loses it to the first pod in Namespace/Name
+	// order (the translator reports that as a problem), so no address appears twice.
+	IPs []netip.Addr
+	// IngressPolicies lists the policies that isolate the pod for ingress, sorted. Non-empty means
+	// the pod is isolated for ingress: only what one of these policies allows may reach it.
+	IngressPolicies []PolicyKey
+	// EgressPolicies is the same for egress.
+	EgressPolicies []PolicyKey
+}
+
+// Policy is one NetworkPolicy as it applies to this node's pods. A policy that isolates a
+// direction but has no rules in it contributes only the isolation.
+type Policy struct {
+	Key PolicyKey
+	// Ingress holds the policy's ingress rules when it isolates for ingress (policyTypes), in the
+	// policy's own order; nil when it does not.
+	Ingress []Rule
+	// Egress is the same for egress.
+	Egress []Rule
+}
+
+// Rule is one ingress or egress rule of a policy: traffic from (ingress) or to (egress) one of the
+// peers, on one of the ports, is allowed.
+type Rule struct {
+	// Index is the rule's position in the policy's ingress or egress list, for readable names.
+	Index int
+	// AnyPeer is true when the rule names no peers (from/to absent or empty): every address.
+	// When false, only Peers match, and an empty Peers matches nothing.
+	AnyPeer bool
+	// Peers is the union of the rule's peers: pod addresses and ipBlocks, with excepts already
+	// removed from their own ipBlock.
+	Peers AddrSet
+	// AnyPort is true when the rule names no ports: every port of every protocol, ICMP included.
+	// When false, only Ports and NamedPorts match; if both are empty the rule matches nothing.
+	AnyPort bool
+	// Ports are the numeric port entries, in the rule's order (duplicates removed).
+	Ports []PortRange
+	// NamedPorts are the rule's named ports resolved on the pods that own them: the address of
+	// each owning pod with the protocol and number that the name means on that pod. For ingress
+	// the owners are the policy's local target pods; for egress, the destination pods matched by
+	// the rule's pod-selecting peers (a named port never matches an ipBlock destination). Sorted,
+	// duplicates removed.
+	NamedPorts []Endpoint
+}
+
+// Protocol is a transport protocol a NetworkPolicy port can name.
+type Protocol string
+
+const (
+	TCP  Protocol = "tcp"
+	UDP  Protocol = "udp"
+	SCTP Protocol = "sctp"
+)
+
+// PortRange matches one protocol on an inclusive port range. First == 0 means every port of the
+// protocol (a port entry with a protocol and no port).
+type PortRange struct {
+	Protocol Protocol
+	First    uint16
+	Last     uint16
+}
+
+// Endpoint is an address, protocol and port owned by one pod.
+type Endpoint struct {
+	Addr     netip.Addr
+	Protocol Protocol
+	Port     uint16
+}

@@ -1,0 +1,564 @@
+package translate
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+const (
+	tcp  = corev1.ProtocolTCP
+	udp  = corev1.ProtocolUDP
+	sctp = corev1.ProtocolSCTP
+)
+
+// flow is one connection attempt and the verdict the rule under test requires. Endpoints are
+// pods of the address plan ("x/a") or "out", an address no pod owns.
+type flow struct {
+	from, to string
+	proto    ruleset.Protocol
+	port     uint16
+	want     bool
+}
+
+func allowed(from, to string, proto ruleset.Protocol, port uint16) flow {
+	return flow{from, to, proto, port, true}
+}
+
+func denied(from, to string, proto ruleset.Protocol, port uint16) flow {
+	return flow{from, to, proto, port, false}
+}
+
+func endpoint(id string, v6 bool) netip.Addr {
+	if id == "out" {
+		if v6 {
+			return outside6
+		}
+		return outside4
+	}
+	return addr(id, v6)
+}
+
+type semanticsCase struct {
+	name     string // the rule the case pins
+	policies []*networkingv1.NetworkPolicy
+	// pods replaces the standard pods when set; tweak modifies them instead.
+	pods       []*corev1.Pod
+	tweak      map[string][]podOpt
+	namespaces []*corev1.Namespace
+	flows      []flow
+	// v4Only skips the IPv6 run (cases whose pods have hand-written addresses).
+	v4Only bool
+}
+
+func (c semanticsCase) input() Input {
+	in := Input{Node: localNode, Policies: c.policies, Namespaces: c.namespaces, Pods: c.pods}
+	if in.Namespaces == nil {
+		in.Namespaces = standardNamespaces()
+	}
+	if in.Pods == nil {
+		for _, p := range standardPods() {
+			for _, o := range c.tweak[p.Namespace+"/"+p.Name] {
+				o(p)
+			}
+			in.Pods = append(in.Pods, p)
+		}
+	}
+	return in
+}
+
+func runSemantics(t *testing.T, cases []semanticsCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rs, _ := Translate(c.input())
+			for _, v6 := range []bool{false, true} {
+				if v6 && c.v4Only {
+					continue
+				}
+				for _, f := range c.flows {
+					fl := ruleset.Flow{Src: endpoint(f.from, v6), Dst: endpoint(f.to, v6), Protocol: f.proto, Port: f.port}
+					if got := rs.Allows(fl); got != f.want {
+						t.Errorf("%s -> %s %s/%d (ipv6=%v): allowed=%v, want %v", f.from, f.to, f.proto, f.port, v6, got, f.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSelectors(t *testing.T) {
+	runSemantics(t, []semanticsCase{
+		{
+			name:  "no policy: nothing is isolated",
+			flows: []flow{allowed("y/b", "x/a", "tcp", 80), allowed("x/a", "out", "udp", 53), allowed("z/c", "y/a", "icmp", 0)},
+		},
+		{
+			name:     "podSelector {} selects every pod in the policy's namespace, and only there",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny")},
+			flows:    []flow{denied("y/b", "x/a", "tcp", 80), denied("z/c", "x/b", "udp", 81), allowed("x/a", "y/a", "tcp", 80)},
+		},
+		{
+			name:     "spec.podSelector matchLabels selects only matching pods",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny-a", selecting("pod", "a"))},
+			flows:    []flow{denied("y/b", "x/a", "tcp", 80), allowed("y/b", "x/b", "tcp", 80)},
+		},
+		{
+			name: "spec.podSelector matchExpressions NotIn matches pods without the key",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny", selectingSel(&metav1.LabelSelector{
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"web"}}},
+			}))},
+			tweak: map[string][]podOpt{"x/b": {withLabels("pod", "b", "tier", "web")}},
+			flows: []flow{denied("y/b", "x/a", "tcp", 80), allowed("y/b", "x/b", "tcp", 80)},
+		},
+		{
+			name:     "a peer podSelector alone means pods in the policy's namespace",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/from-b", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
+			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("x/c", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "namespaceSelector {} means every namespace",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/from-all-ns", ingressRules(rule{peers: peers(nsPeer())}))},
+			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("y/b", "x/a", "udp", 81), allowed("z/c", "x/a", "icmp", 0), denied("out", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "namespaceSelector alone allows every pod of matching namespaces",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/from-y", ingressRules(rule{peers: peers(nsPeer("ns", "y"))}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 80), denied("x/b", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "podSelector and namespaceSelector in one peer are ANDed",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/and", ingressRules(rule{peers: peers(bothPeer([]string{"pod", "b"}, []string{"ns", "y"}))}))},
+			flows:    []flow{allowed("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("x/b", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "two peers in one list are ORed",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/or", ingressRules(rule{peers: peers(podPeer("pod", "b"), nsPeer("ns", "y"))}))},
+			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("x/c", "x/a", "tcp", 80)},
+		},
+		{
+			name:       "namespace labels come from the Namespace object, never from pod labels",
+			policies:   []*networkingv1.NetworkPolicy{makePolicy("x/from-team-blue", ingressRules(rule{peers: peers(nsPeer("team", "blue"))}))},
+			namespaces: []*corev1.Namespace{namespace("x"), namespace("y", "team", "blue"), namespace("z")},
+			tweak:      map[string][]podOpt{"z/a": {withLabels("pod", "a", "team", "blue", "kubernetes.io/metadata.name", "y")}},
+			flows:      []flow{allowed("y/b", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
+		},
+		{
+			name:       "kubernetes.io/metadata.name is a namespace label even when the object lacks it",
+			policies:   []*networkingv1.NetworkPolicy{makePolicy("x/from-z", ingressRules(rule{peers: peers(nsPeer("kubernetes.io/metadata.name", "z"))}))},
+			namespaces: []*corev1.Namespace{namespace("x"), namespace("y"), namespace("z")},
+			flows:      []flow{allowed("z/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80)},
+		},
+		{
+			name:       "a pod whose Namespace object is unknown still has its name label",
+			policies:   []*networkingv1.NetworkPolicy{makePolicy("x/from-z", ingressRules(rule{peers: peers(nsPeer("kubernetes.io/metadata.name", "z"))}))},
+			namespaces: []*corev1.Namespace{},
+			flows:      []flow{allowed("z/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80)},
+		},
+		{
+			name: "matchExpressions Exists and DoesNotExist in a peer",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/expr", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{
+				PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: "role", Operator: metav1.LabelSelectorOpExists},
+					{Key: "blocked", Operator: metav1.LabelSelectorOpDoesNotExist},
+				}},
+				NamespaceSelector: &metav1.LabelSelector{},
+			})}))},
+			tweak: map[string][]podOpt{
+				"y/b": {withLabels("role", "client")},
+				"y/c": {withLabels("role", "client", "blocked", "yes")},
+			},
+			flows: []flow{allowed("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80)},
+		},
+	})
+}
+
+func TestPolicyTypesAndRuleShapes(t *testing.T) {
+	runSemantics(t, []semanticsCase{
+		{
+			name:     "policyTypes omitted: ingress isolated, egress not when egress is absent",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80), allowed("x/a", "z/a", "tcp", 80), allowed("x/a", "out", "udp", 53)},
+		},
+		{
+			name:     "policyTypes omitted: egress isolated when egress rules are present",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", egressRules(rule{ports: ports(port(udp, 53))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80), allowed("x/a", "out", "udp", 53), denied("x/a", "out", "tcp", 80)},
+		},
+		{
+			name:     "policyTypes [Egress] with an empty egress list denies all egress and leaves ingress open",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeEgress), ingressRules())},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("x/a", "out", "udp", 53), denied("x/a", "z/c", "tcp", 80)},
+		},
+		{
+			name:     "policyTypes [Egress] ignores ingress rules for isolation",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeEgress), ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
+			flows:    []flow{allowed("z/c", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "ingress: [] isolates and allows nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules())},
+			flows:    []flow{denied("x/b", "x/a", "tcp", 80), denied("out", "x/a", "udp", 53), denied("y/a", "x/a", "icmp", 0)},
+		},
+		{
+			name:     "ingress: [{}] allows everything",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{}))},
+			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("out", "x/a", "udp", 53), allowed("y/a", "x/a", "icmp", 0)},
+		},
+		{
+			name:     "egress: [{}] allows everything",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeEgress), egressRules(rule{}))},
+			flows:    []flow{allowed("x/a", "out", "tcp", 443), allowed("x/a", "z/c", "udp", 81)},
+		},
+		{
+			name:     "from absent with ports: every source on those ports",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(tcp, 80))}))},
+			flows:    []flow{allowed("out", "x/a", "tcp", 80), allowed("z/c", "x/a", "tcp", 80), denied("z/c", "x/a", "tcp", 81)},
+		},
+		{
+			name:     "policies are additive: the union of all policies selecting a pod",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny"), makePolicy("x/allow-b", selecting("pod", "a"), ingressRules(rule{peers: peers(podPeer("pod", "b"))})), makePolicy("x/allow-y", ingressRules(rule{peers: peers(nsPeer("ns", "y")), ports: ports(port(tcp, 81))}))},
+			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 81), denied("y/c", "x/a", "tcp", 80), denied("x/a", "x/b", "tcp", 80), allowed("y/c", "x/b", "tcp", 81)},
+		},
+		{
+			name: "a connection between local pods needs the source's egress and the destination's ingress",
+			policies: []*networkingv1.NetworkPolicy{
+				makePolicy("x/a-egress", selecting("pod", "a"), types(networkingv1.PolicyTypeEgress), egressRules(rule{peers: peers(podPeer("pod", "b"))})),
+				makePolicy("x/b-ingress", selecting("pod", "b"), ingressRules(rule{peers: peers(podPeer("pod", "c"))})),
+			},
+			flows: []flow{denied("x/a", "x/b", "tcp", 80), allowed("x/c", "x/b", "tcp", 80), denied("x/a", "x/c", "tcp", 80)},
+		},
+		{
+			name: "egress of a local pod to a remote pod is decided here, its ingress on the remote node",
+			policies: []*networkingv1.NetworkPolicy{
+				makePolicy("x/a-egress", selecting("pod", "a"), egressRules(rule{peers: peers(podPeer("pod", "c"))})),
+				makePolicy("x/c-ingress", selecting("pod", "c"), ingressRules()),
+			},
+			flows: []flow{allowed("x/a", "x/c", "tcp", 80), denied("x/a", "x/b", "tcp", 80)},
+		},
+		{
+			name:     "a pod can always reach itself",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))},
+			flows:    []flow{allowed("x/a", "x/a", "tcp", 80), allowed("x/a", "x/a", "udp", 53), denied("x/a", "x/b", "tcp", 80)},
+		},
+	})
+}
+
+func TestPorts(t *testing.T) {
+	runSemantics(t, []semanticsCase{
+		{
+			name:     "ports absent: every port and protocol, ICMP included",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(nsPeer("ns", "y"))}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 1), allowed("y/a", "x/a", "udp", 65535), allowed("y/a", "x/a", "sctp", 9), allowed("y/a", "x/a", "icmp", 0)},
+		},
+		{
+			name:     "ports given: only those, and never ICMP",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(tcp, 80), port(udp, 53))}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), allowed("y/a", "x/a", "udp", 53), denied("y/a", "x/a", "udp", 80), denied("y/a", "x/a", "tcp", 53), denied("y/a", "x/a", "icmp", 0)},
+		},
+		{
+			name:     "protocol defaults to TCP",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(tcpDefault(80))}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("y/a", "x/a", "udp", 80), denied("y/a", "x/a", "sctp", 80)},
+		},
+		{
+			name:     "SCTP is never TCP",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(sctp, 80))}))},
+			flows:    []flow{allowed("y/a", "x/a", "sctp", 80), denied("y/a", "x/a", "tcp", 80), denied("y/a", "x/a", "udp", 80)},
+		},
+		{
+			name:     "a protocol without a port means every port of that protocol",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(protoOnly(udp))}))},
+			flows:    []flow{allowed("y/a", "x/a", "udp", 1), allowed("y/a", "x/a", "udp", 65535), denied("y/a", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "endPort makes an inclusive range",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(portRange(tcp, 8000, 8002))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 7999), allowed("y/a", "x/a", "tcp", 8000), allowed("y/a", "x/a", "tcp", 8002), denied("y/a", "x/a", "tcp", 8003), denied("y/a", "x/a", "udp", 8001)},
+		},
+		{
+			name:     "egress ports apply to the destination port",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), types(networkingv1.PolicyTypeEgress), egressRules(rule{peers: peers(nsPeer("ns", "z")), ports: ports(port(tcp, 81))}))},
+			flows:    []flow{allowed("x/a", "z/b", "tcp", 81), denied("x/a", "z/b", "tcp", 80), denied("x/a", "y/b", "tcp", 81)},
+		},
+	})
+}
+
+func TestNamedPorts(t *testing.T) {
+	runSemantics(t, []semanticsCase{
+		{
+			name:     "ingress named port resolves on each target pod, which may map it to different numbers",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(tcp, "http"))}))},
+			tweak: map[string][]podOpt{
+				"x/a": {withPort("http", tcp, 8080)},
+				"x/b": {withPort("http", tcp, 9090)},
+			},
+			flows: []flow{
+				allowed("y/a", "x/a", "tcp", 8080), denied("y/a", "x/a", "tcp", 9090),
+				allowed("y/a", "x/b", "tcp", 9090), denied("y/a", "x/b", "tcp", 8080),
+			},
+		},
+		{
+			name:     "a named port matches name and protocol",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(udp, "dns"))}))},
+			tweak: map[string][]podOpt{
+				"x/a": {withPort("dns", tcp, 53)},
+				"x/b": {withPort("dns", udp, 5353)},
+			},
+			flows: []flow{denied("y/a", "x/a", "tcp", 53), denied("y/a", "x/a", "udp", 53), allowed("y/a", "x/b", "udp", 5353), denied("y/a", "x/b", "tcp", 5353)},
+		},
+		{
+			name:     "named ports of every container count, restartable init containers too, other init containers not",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(tcp, "sidecar"), named(tcp, "setup"))}))},
+			tweak: map[string][]podOpt{
+				"x/a": {withInitPort(true, "sidecar", 15000), withInitPort(false, "setup", 16000)},
+			},
+			flows: []flow{allowed("y/a", "x/a", "tcp", 15000), denied("y/a", "x/a", "tcp", 16000)},
+		},
+		{
+			name:     "a named port nobody defines allows nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(tcp, "nope"))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "egress named port resolves on each destination pod",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(nsPeer("ns", "z")), ports: ports(named(tcp, "http"))}))},
+			tweak: map[string][]podOpt{
+				"z/a": {withPort("http", tcp, 8080)},
+				"z/b": {withPort("http", tcp, 9090)},
+				"y/c": {withPort("http", tcp, 8080)},
+			},
+			flows: []flow{allowed("x/a", "z/a", "tcp", 8080), denied("x/a", "z/a", "tcp", 9090), allowed("x/a", "z/b", "tcp", 9090), denied("x/a", "y/c", "tcp", 8080)},
+		},
+		{
+			name:     "egress named port without peers resolves on every pod of the cluster",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{ports: ports(named(tcp, "http"))}))},
+			tweak:    map[string][]podOpt{"y/c": {withPort("http", tcp, 8080)}},
+			flows:    []flow{allowed("x/a", "y/c", "tcp", 8080), denied("x/a", "y/b", "tcp", 8080), denied("x/a", "out", "tcp", 8080)},
+		},
+		{
+			name:     "a named port never matches an ipBlock destination, even a pod's address",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(blockPeer("10.0.0.0/8"), blockPeer("fd00::/8")), ports: ports(named(tcp, "http"))}))},
+			tweak:    map[string][]podOpt{"z/a": {withPort("http", tcp, 8080)}},
+			flows:    []flow{denied("x/a", "z/a", "tcp", 8080), denied("x/a", "out", "tcp", 8080)},
+		},
+		{
+			name:     "numeric and named ports in one rule",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(nsPeer("ns", "y")), ports: ports(port(tcp, 81), named(tcp, "http"))}))},
+			tweak:    map[string][]podOpt{"x/a": {withPort("http", tcp, 8080)}},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 81), allowed("y/a", "x/a", "tcp", 8080), denied("z/a", "x/a", "tcp", 8080), denied("y/a", "x/a", "tcp", 80)},
+		},
+	})
+}
+
+func TestIPBlocks(t *testing.T) {
+	runSemantics(t, []semanticsCase{
+		{
+			name:     "ipBlock matches any address, pod addresses included",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.2.0/24"), blockPeer("fd00::2:0/112"))}))},
+			flows:    []flow{allowed("y/b", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("out", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "ipBlock allows outside addresses",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(blockPeer("10.200.0.0/16"), blockPeer("fd00:200::/64"))}))},
+			flows:    []flow{allowed("x/a", "out", "tcp", 443), denied("x/a", "y/b", "tcp", 80)},
+		},
+		{
+			name:     "except narrows its own ipBlock",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/8", "10.0.2.2/32"), blockPeer("fd00::/8", "fd00::2:2/128"))}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 80)},
+		},
+		{
+			name: "except narrows only its own peer: another peer may still allow the address",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(
+				blockPeer("10.0.0.0/8", "10.0.2.0/24"), blockPeer("fd00::/8", "fd00::2:0/112"), podPeer("pod", "b"), bothPeer([]string{"pod", "b"}, []string{"ns", "y"}),
+			)}))},
+			flows: []flow{allowed("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), allowed("z/c", "x/a", "tcp", 80)},
+		},
+		{
+			name: "except narrows only its own policy: another policy may still allow the address",
+			policies: []*networkingv1.NetworkPolicy{
+				makePolicy("x/block", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/8", "10.0.2.0/24"), blockPeer("fd00::/8", "fd00::2:0/112"))})),
+				makePolicy("x/pods", ingressRules(rule{peers: peers(nsPeer("ns", "y")), ports: ports(port(tcp, 81))})),
+			},
+			flows: []flow{denied("y/b", "x/a", "tcp", 80), allowed("y/b", "x/a", "tcp", 81), allowed("z/b", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "host bits in cidr and except are masked",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.2.77/24", "10.0.2.3/31"), blockPeer("fd00::2:77/112", "fd00::2:3/127"))}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "an IPv4 ipBlock never matches IPv6 and the reverse",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("0.0.0.0/0"))}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80)},
+			v4Only:   true,
+		},
+	})
+	rs, _ := Translate(semanticsCase{policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("0.0.0.0/0"))}))}}.input())
+	if rs.Allows(ruleset.Flow{Src: addr("y/a", true), Dst: addr("x/a", true), Protocol: "tcp", Port: 80}) {
+		t.Errorf("an IPv4 ipBlock 0.0.0.0/0 allowed IPv6 traffic")
+	}
+}
+
+func TestPodIdentity(t *testing.T) {
+	runSemantics(t, []semanticsCase{
+		{
+			name:     "a finished pod owns no address: it is neither target nor peer",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
+			tweak:    map[string][]podOpt{"x/b": {inPhase(corev1.PodSucceeded)}, "x/a": {inPhase(corev1.PodFailed)}},
+			flows:    []flow{allowed("y/b", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "a finished pod's address belongs to the new pod that reuses it, with its own policies only",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny-old", selecting("pod", "old"))},
+			pods: []*corev1.Pod{
+				makePod("x/a", withLabels("pod", "old"), inPhase(corev1.PodSucceeded)),
+				makePod("x/b", withLabels("pod", "new"), withIPs("10.0.1.1", "fd00::1:1")),
+				makePod("y/b"),
+			},
+			flows: []flow{allowed("y/b", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "a terminating pod keeps its addresses until it is deleted",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")},
+			tweak: map[string][]podOpt{"x/a": {func(p *corev1.Pod) {
+				now := metav1.Now()
+				p.DeletionTimestamp = &now
+			}}},
+			flows: []flow{denied("y/b", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "hostNetwork pods are neither targets nor peers",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer())}))},
+			tweak: map[string][]podOpt{
+				"x/a": {hostNetwork()},
+				"x/c": {hostNetwork()},
+			},
+			// x/a is not enforced as a target; neither x/a's nor x/c's address is a peer (their
+			// traffic leaves from the node itself, which is never policed).
+			flows: []flow{allowed("z/a", "x/a", "tcp", 80), denied("x/c", "x/b", "tcp", 80), denied("x/a", "x/b", "tcp", 80), allowed("x/b", "x/b", "tcp", 80)},
+		},
+		{
+			name:     "a pod without an address contributes nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "c"))}))},
+			tweak:    map[string][]podOpt{"x/c": {withIPs()}},
+			flows:    []flow{denied("x/c", "x/a", "tcp", 80)},
+		},
+		{
+			name:     "status.podIP is used when podIPs is empty",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "c"))}))},
+			tweak: map[string][]podOpt{"x/c": {withIPs(), func(p *corev1.Pod) {
+				p.Status.PodIP = "10.0.1.3"
+			}}},
+			flows:  []flow{allowed("x/c", "x/a", "tcp", 80), denied("x/b", "x/a", "tcp", 80)},
+			v4Only: true,
+		},
+		{
+			name:     "pods on other nodes are only peers, never enforced here",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("z/p")},
+			flows:    []flow{allowed("x/a", "z/a", "tcp", 80)},
+		},
+		{
+			name:     "pod labels never say which namespace a pod is in",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
+			tweak:    map[string][]podOpt{"y/b": {withLabels("pod", "b", "kubernetes.io/metadata.name", "x")}},
+			flows:    []flow{denied("y/b", "x/a", "tcp", 80), allowed("x/b", "x/a", "tcp", 80)},
+		},
+	})
+}
+
+// TestBadValuesFailClosed pins the rule that values which passed (or predate) API validation but
+// cannot be honoured make their peer, port or rule match nothing, while the policy still isolates
+// its targets and every other policy keeps working.
+func TestBadValuesFailClosed(t *testing.T) {
+	badSel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: metav1.LabelSelectorOpIn}}}
+	bogus := corev1.Protocol("ICMP")
+	cases := []struct {
+		semanticsCase
+		problem string // a substring of the one problem reported
+	}{
+		{semanticsCase{
+			name:     "an unparsable cidr makes its peer match nothing; the other peer still works",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/33"), podPeer("pod", "b"))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80), allowed("x/b", "x/a", "tcp", 80), denied("out", "x/a", "tcp", 80)},
+		}, "invalid ipBlock.cidr"},
+		{semanticsCase{
+			name:     "an except outside its cidr makes its peer match nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/16", "10.1.0.0/24"))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
+		}, "not inside cidr"},
+		{semanticsCase{
+			name:     "an except of the other family makes its peer match nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/8", "fd00::/8"))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
+		}, "not inside cidr"},
+		{semanticsCase{
+			name:     "an invalid peer selector matches nothing, never everything",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{PodSelector: badSel})}))},
+			flows:    []flow{denied("x/b", "x/a", "tcp", 80), denied("y/a", "x/a", "tcp", 80)},
+		}, "invalid podSelector"},
+		{semanticsCase{
+			name:     "an invalid namespaceSelector matches nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{NamespaceSelector: badSel})}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
+		}, "invalid namespaceSelector"},
+		{semanticsCase{
+			name:     "an empty peer matches nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{})}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
+		}, "names no podSelector"},
+		{semanticsCase{
+			name: "an ipBlock combined with a selector matches nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{
+				IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}, PodSelector: &metav1.LabelSelector{},
+			})}))},
+			flows: []flow{denied("y/a", "x/a", "tcp", 80)},
+		}, "cannot be combined"},
+		{semanticsCase{
+			name:     "an unknown protocol makes its port entry match nothing, not every port",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(networkingv1.NetworkPolicyPort{Protocol: &bogus})}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80), denied("y/a", "x/a", "icmp", 0)},
+		}, "unsupported protocol"},
+		{semanticsCase{
+			name:     "endPort below port matches nothing; the rule's other ports still work",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(portRange(tcp, 90, 80), port(tcp, 81))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 85), allowed("y/a", "x/a", "tcp", 81)},
+		}, "endPort 80"},
+		{semanticsCase{
+			name:     "a port out of range matches nothing",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(tcp, 70000))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 4464)},
+		}, "out of range"},
+		{semanticsCase{
+			name:     "an invalid target selector isolates the whole namespace and allows nothing from that policy",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selectingSel(badSel), ingressRules(rule{})), makePolicy("y/ok", ingressRules(rule{ports: ports(port(tcp, 80))}))},
+			flows:    []flow{denied("y/a", "x/a", "tcp", 80), denied("y/a", "x/b", "tcp", 80), allowed("x/a", "y/a", "tcp", 80), denied("x/a", "y/a", "tcp", 81)},
+		}, "invalid spec.podSelector"},
+		{semanticsCase{
+			name:     "an unknown policyType isolates both directions",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types("Sideways"), ingressRules(rule{}))},
+			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("x/a", "y/a", "tcp", 80)},
+		}, "unknown policyType"},
+		{semanticsCase{
+			name:     "an unparsable pod address is ignored; the pod's other address still counts",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
+			tweak:    map[string][]podOpt{"x/b": {withIPs("10.0.1.2", "not-an-ip")}},
+			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80)},
+			v4Only:   true,
+		}, "unparsable pod IP"},
+	}
+	for _, c := range cases {
+		runSemantics(t, []semanticsCase{c.semanticsCase})
+		_, problems := Translate(c.input())
+		if len(problems) != 1 || !strings.Contains(problems[0].String(), c.problem) {
+			t.Errorf("%s: problems = %v, want one containing %q", c.name, problems, c.problem)
+		}
+	}
+}

@@ -1,0 +1,440 @@
+package translate
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// Input is the cluster state the translator reads. Objects may arrive undefaulted and in any
+// order; none of them is modified.
+type Input struct {
+	// Node is the name of the node whose pods are enforced (spec.nodeName of local pods).
+	Node       string
+	Policies   []*networkingv1.NetworkPolicy
+	Namespaces []*corev1.Namespace
+	Pods       []*corev1.Pod
+}
+
+// Problem is a value the translator could not honour. The element holding it matches nothing.
+type Problem struct {
+	// Object names the object, e.g. "NetworkPolicy team-a/allow-web".
+	Object  string
+	Message string
+}
+
+func (p Problem) String() string { return p.Object + ": " + p.Message }
+
+// namespaceNameLabel is set on every Namespace by the API server; objects read from files may
+// lack it, so the translator adds it, as the API server would.
+const namespaceNameLabel = "kubernetes.io/metadata.name"
+
+// Translate computes the rule set for in.Node. Problems are sorted.
+func Translate(in Input) (ruleset.RuleSet, []Problem) {
+	t := &translator{
+		nsLabels: map[string]labels.Set{},
+		podsByNS: map[string][]*pod{},
+		peers:    map[string]peerResult{},
+	}
+	t.loadNamespaces(in.Namespaces)
+	t.loadPods(in.Pods, in.Node)
+
+	policies := slices.Clone(in.Policies)
+	slices.SortFunc(policies, func(a, b *networkingv1.NetworkPolicy) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+
+	isolated := map[*pod]*ruleset.Pod{}
+	var rs ruleset.RuleSet
+	for _, np := range policies {
+		pol, targets, ok := t.policy(np)
+		if !ok {
+			continue
+		}
+		rs.Policies = append(rs.Policies, pol)
+		for _, p := range targets {
+			rp := isolated[p]
+			if rp == nil {
+				rp = &ruleset.Pod{Namespace: p.namespace, Name: p.name, IPs: p.ips}
+				isolated[p] = rp
+			}
+			if pol.Ingress != nil {
+				rp.IngressPolicies = append(rp.IngressPolicies, pol.Key)
+			}
+			if pol.Egress != nil {
+				rp.EgressPolicies = append(rp.EgressPolicies, pol.Key)
+			}
+		}
+	}
+	for _, rp := range isolated {
+		rs.Pods = append(rs.Pods, *rp)
+	}
+	slices.SortFunc(rs.Pods, func(a, b ruleset.Pod) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	slices.SortFunc(t.problems, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.Object, b.Object), cmp.Compare(a.Message, b.Message))
+	})
+	return rs, slices.Compact(t.problems)
+}
+
+type translator struct {
+	nsLabels map[string]labels.Set
+	podsByNS map[string][]*pod // every pod that owns an address, by namespace, sorted by name
+	allPods  []*pod            // the same, sorted by namespace and name
+	peers    map[string]peerResult
+	nsNames  []string // namespaces that hold pods, sorted; filled on first use
+	problems []Problem
+}
+
+func (t *translator) report(object, format string, args ...any) {
+	t.problems = append(t.problems, Problem{Object: object, Message: fmt.Sprintf(format, args...)})
+}
+
+func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
+	for _, ns := range nss {
+		set := make(labels.Set, len(ns.Labels)+1)
+		for k, v := range ns.Labels {
+			set[k] = v
+		}
+		set[namespaceNameLabel] = ns.Name
+		t.nsLabels[ns.Name] = set
+	}
+}
+
+// namespaceLabels returns the labels of a namespace. A namespace we have no object for (a render
+// input that lists only pods, or an event that raced the Namespace's) still has its name label.
+func (t *translator) namespaceLabels(ns string) labels.Set {
+	if set, ok := t.nsLabels[ns]; ok {
+		return set
+	}
+	return labels.Set{namespaceNameLabel: ns}
+}
+
+func (t *translator) loadPods(pods []*corev1.Pod, node string) {
+	for _, p := range pods {
+		rp := newPod(p, node, func(format string, args ...any) {
+			t.report("Pod "+p.Namespace+"/"+p.Name, format, args...)
+		})
+		if rp != nil {
+			t.allPods = append(t.allPods, rp)
+		}
+	}
+	slices.SortFunc(t.allPods, func(a, b *pod) int {
+		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+	})
+	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
+	// broken cluster state; the first pod keeps it and the conflict is reported, so the verdict map
+	// never holds a key twice.
+	owner := map[netip.Addr]*pod{}
+	for _, p := range t.allPods {
+		t.podsByNS[p.namespace] = append(t.podsByNS[p.namespace], p)
+		if !p.local {
+			continue
+		}
+		kept := p.ips[:0:0]
+		for _, a := range p.ips {
+			if o, taken := owner[a]; taken {
+				t.report("Pod "+p.namespace+"/"+p.name, "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.namespace, o.name)
+				continue
+			}
+			owner[a] = p
+			kept = append(kept, a)
+		}
+		p.ips = kept
+	}
+}
+
+// policy translates one NetworkPolicy. It returns ok=false when the policy selects no local pod
+// that owns an address.
+func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*pod, bool) {
+	obj := "NetworkPolicy " + np.Namespace + "/" + np.Name
+	key := ruleset.PolicyKey{Namespace: np.Namespace, Name: np.Name}
+
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	validTargets := err == nil
+	if !validTargets {
+		// We cannot tell which pods the policy meant; isolating every pod of its namespace with no
+		// allowances from this policy is the closed failure.
+		t.report(obj, "invalid spec.podSelector, isolating every pod in the namespace and allowing nothing: %v", err)
+		sel = labels.Everything()
+	}
+	var targets []*pod
+	for _, p := range t.podsByNS[np.Namespace] {
+		if p.local && len(p.ips) > 0 && sel.Matches(p.labels) {
+			targets = append(targets, p)
+		}
+	}
+	if len(targets) == 0 {
+		return ruleset.Policy{}, nil, false
+	}
+
+	ingress, egress := t.policyTypes(obj, np)
+	pol := ruleset.Policy{Key: key}
+	if ingress {
+		pol.Ingress = []ruleset.Rule{}
+		for i, r := range np.Spec.Ingress {
+			if validTargets {
+				pol.Ingress = append(pol.Ingress, t.rule(obj, fmt.Sprintf("spec.ingress[%d]", i), np.Namespace, i, r.From, r.Ports, targets, false))
+			}
+		}
+	}
+	if egress {
+		pol.Egress = []ruleset.Rule{}
+		for i, r := range np.Spec.Egress {
+			if validTargets {
+				pol.Egress = append(pol.Egress, t.rule(obj, fmt.Sprintf("spec.egress[%d]", i), np.Namespace, i, r.To, r.Ports, targets, true))
+			}
+		}
+	}
+	return pol, targets, true
+}
+
+// policyTypes applies the API's defaulting: without policyTypes a policy isolates for ingress
+// always and for egress only when it has egress rules. An unknown type cannot be honoured; the
+// closed failure is to isolate both directions.
+func (t *translator) policyTypes(obj string, np *networkingv1.NetworkPolicy) (ingress, egress bool) {
+	if len(np.Spec.PolicyTypes) == 0 {
+		return true, len(np.Spec.Egress) > 0
+	}
+	for _, pt := range np.Spec.PolicyTypes {
+		switch pt {
+		case networkingv1.PolicyTypeIngress:
+			ingress = true
+		case networkingv1.PolicyTypeEgress:
+			egress = true
+		default:
+			t.report(obj, "unknown policyType %q, isolating for both ingress and egress", pt)
+			return true, true
+		}
+	}
+	return ingress, egress
+}
+
+// rule translates one ingress (from) or egress (to) rule.
+func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, targets []*pod, egress bool) ruleset.Rule {
+	r := ruleset.Rule{Index: index, AnyPeer: len(peers) == 0, AnyPort: len(ports) == 0}
+
+	// Pods whose named ports this rule may match: for ingress the policy's local targets; for
+	// egress the destination pods, which must be matched by a pod-selecting peer (a named port
+	// never matches an ipBlock destination).
+	var owners []*pod
+	if !egress {
+		owners = targets
+	} else if r.AnyPeer {
+		owners = t.allPods
+	}
+	var b ruleset.Builder
+	peerField := "from"
+	if egress {
+		peerField = "to"
+	}
+	for i := range peers {
+		res, err := t.peer(ns, &peers[i])
+		if err != nil {
+			t.report(obj, "%s.%s[%d] matches nothing: %v", path, peerField, i, err)
+			continue
+		}
+		b.AddSet(res.addrs)
+		if egress {
+			owners = append(owners, res.pods...)
+		}
+	}
+	r.Peers = b.Set()
+
+	for i := range ports {
+		pr, name, err := portEntry(&ports[i])
+		if err != nil {
+			t.report(obj, "%s.ports[%d] matches nothing: %v", path, i, err)
+			continue
+		}
+		if name == "" {
+			if !slices.Contains(r.Ports, pr) {
+				r.Ports = append(r.Ports, pr)
+			}
+			continue
+		}
+		for _, p := range owners {
+			r.NamedPorts = p.endpoints(r.NamedPorts, name, pr.Protocol)
+		}
+	}
+	slices.SortFunc(r.NamedPorts, compareEndpoints)
+	r.NamedPorts = slices.Compact(r.NamedPorts)
+	return r
+}
+
+func compareEndpoints(a, b ruleset.Endpoint) int {
+	return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+}
+
+// portEntry translates one port entry into a numeric range, or a protocol and a port name.
+func portEntry(p *networkingv1.NetworkPolicyPort) (ruleset.PortRange, string, error) {
+	proto := corev1.ProtocolTCP
+	if p.Protocol != nil {
+		proto = *p.Protocol
+	}
+	rp, ok := protocolOf(proto)
+	if !ok || proto == "" {
+		return ruleset.PortRange{}, "", fmt.Errorf("unsupported protocol %q", proto)
+	}
+	pr := ruleset.PortRange{Protocol: rp}
+	if p.Port == nil {
+		if p.EndPort != nil {
+			return pr, "", fmt.Errorf("endPort %d without port", *p.EndPort)
+		}
+		return pr, "", nil // every port of the protocol
+	}
+	if p.Port.Type == intstr.String {
+		if p.EndPort != nil {
+			return pr, "", fmt.Errorf("endPort cannot be used with named port %q", p.Port.StrVal)
+		}
+		if p.Port.StrVal == "" {
+			return pr, "", fmt.Errorf("empty port name")
+		}
+		return pr, p.Port.StrVal, nil
+	}
+	first := p.Port.IntVal
+	if first < 1 || first > 65535 {
+		return pr, "", fmt.Errorf("port %d out of range 1-65535", first)
+	}
+	last := first
+	if p.EndPort != nil {
+		last = *p.EndPort
+		if last < first || last > 65535 {
+			return pr, "", fmt.Errorf("endPort %d must be between port %d and 65535", last, first)
+		}
+	}
+	pr.First, pr.Last = uint16(first), uint16(last)
+	return pr, "", nil
+}
+
+// peerResult is what one peer matches: addresses, and the pods among them (for named ports).
+type peerResult struct {
+	addrs ruleset.AddrSet
+	pods  []*pod
+}
+
+// peer translates one peer of a rule in namespace ns. Results of selector peers are memoised for
+// the duration of one Translate call, since many policies share the same peers.
+func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peerResult, error) {
+	if peer.IPBlock != nil {
+		if peer.PodSelector != nil || peer.NamespaceSelector != nil {
+			return peerResult{}, fmt.Errorf("ipBlock cannot be combined with a selector")
+		}
+		set, err := ipBlock(peer.IPBlock)
+		return peerResult{addrs: set}, err
+	}
+	if peer.PodSelector == nil && peer.NamespaceSelector == nil {
+		return peerResult{}, fmt.Errorf("peer names no podSelector, namespaceSelector or ipBlock")
+	}
+
+	var key strings.Builder
+	podSel, nsSel := labels.Everything(), labels.Selector(nil)
+	if peer.PodSelector != nil {
+		s, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+		if err != nil {
+			return peerResult{}, fmt.Errorf("invalid podSelector: %w", err)
+		}
+		podSel = s
+	}
+	if peer.NamespaceSelector != nil {
+		s, err := metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
+		if err != nil {
+			return peerResult{}, fmt.Errorf("invalid namespaceSelector: %w", err)
+		}
+		nsSel = s
+		key.WriteString("ns:" + s.String())
+	} else {
+		// A podSelector alone means the policy's own namespace.
+		key.WriteString("in:" + ns)
+	}
+	key.WriteString("\x00" + podSel.String())
+	if res, ok := t.peers[key.String()]; ok {
+		return res, nil
+	}
+
+	var res peerResult
+	var b ruleset.Builder
+	match := func(pods []*pod) {
+		for _, p := range pods {
+			if podSel.Matches(p.labels) {
+				res.pods = append(res.pods, p)
+				for _, a := range p.ips {
+					b.AddAddr(a)
+				}
+			}
+		}
+	}
+	if nsSel == nil {
+		match(t.podsByNS[ns])
+	} else {
+		for _, nsName := range t.namespaceNames() {
+			if nsSel.Matches(t.namespaceLabels(nsName)) {
+				match(t.podsByNS[nsName])
+			}
+		}
+	}
+	res.addrs = b.Set()
+	t.peers[key.String()] = res
+	return res, nil
+}
+
+// namespaceNames returns, sorted, every namespace that holds a pod with an address.
+func (t *translator) namespaceNames() []string {
+	if t.nsNames == nil {
+		t.nsNames = make([]string, 0, len(t.podsByNS))
+		for ns := range t.podsByNS {
+			t.nsNames = append(t.nsNames, ns)
+		}
+		slices.Sort(t.nsNames)
+	}
+	return t.nsNames
+}
+
+// ipBlock returns the addresses of cidr minus its excepts. Host bits are masked. An except that
+// does not parse, or that lies outside its cidr, makes the whole peer match nothing: guessing
+// what it meant could widen the allowance.
+func ipBlock(b *networkingv1.IPBlock) (ruleset.AddrSet, error) {
+	cidr, err := netip.ParsePrefix(strings.TrimSpace(b.CIDR))
+	if err != nil {
+		return ruleset.AddrSet{}, fmt.Errorf("invalid ipBlock.cidr %q: %w", b.CIDR, err)
+	}
+	cidr = unmapPrefix(cidr).Masked()
+	whole := ruleset.PrefixRange(cidr)
+	var holes []ruleset.AddrRange
+	for _, e := range b.Except {
+		ex, err := netip.ParsePrefix(strings.TrimSpace(e))
+		if err != nil {
+			return ruleset.AddrSet{}, fmt.Errorf("invalid ipBlock.except %q: %w", e, err)
+		}
+		ex = unmapPrefix(ex).Masked()
+		if ex.Addr().Is4() != cidr.Addr().Is4() || ex.Bits() < cidr.Bits() || !cidr.Contains(ex.Addr()) {
+			return ruleset.AddrSet{}, fmt.Errorf("ipBlock.except %q is not inside cidr %q", e, b.CIDR)
+		}
+		holes = append(holes, ruleset.PrefixRange(ex))
+	}
+	var bld ruleset.Builder
+	for _, r := range ruleset.Subtract(whole, holes) {
+		bld.AddRange(r)
+	}
+	return bld.Set(), nil
+}
+
+// unmapPrefix turns ::ffff:a.b.c.d/n (n >= 96) into a.b.c.d/(n-96), the way pod addresses are
+// compared; other prefixes are returned as they are.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p
+}

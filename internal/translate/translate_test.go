@@ -1,0 +1,124 @@
+package translate
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+func TestRuleSetListsOnlyIsolatedLocalPodsAndTheirPolicies(t *testing.T) {
+	in := semanticsCase{policies: []*networkingv1.NetworkPolicy{
+		makePolicy("x/ingress-a", selecting("pod", "a")),
+		makePolicy("x/egress-all", types(networkingv1.PolicyTypeEgress)),
+		makePolicy("z/remote-only"), // z has no local pods
+	}}.input()
+	rs, problems := Translate(in)
+	if len(problems) != 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+	var got []string
+	for _, p := range rs.Pods {
+		got = append(got, p.Namespace+"/"+p.Name+" in="+keys(p.IngressPolicies)+" out="+keys(p.EgressPolicies))
+	}
+	want := []string{
+		"x/a in=x/ingress-a out=x/egress-all",
+		"x/b in= out=x/egress-all",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pods:\n got %q\nwant %q", got, want)
+	}
+	var pols []string
+	for _, p := range rs.Policies {
+		pols = append(pols, p.Key.String())
+	}
+	if want := []string{"x/egress-all", "x/ingress-a"}; !slices.Equal(pols, want) {
+		t.Errorf("policies = %v, want %v", pols, want)
+	}
+	if ips := rs.Pods[0].IPs; !slices.Equal(ips, []netip.Addr{addr("x/a", false), addr("x/a", true)}) {
+		t.Errorf("x/a IPs = %v, want both families, IPv4 first", ips)
+	}
+}
+
+func keys(ks []ruleset.PolicyKey) string {
+	var s []string
+	for _, k := range ks {
+		s = append(s, k.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func TestTwoLocalPodsClaimingOneAddressKeepItWithTheFirst(t *testing.T) {
+	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")}, Pods: []*corev1.Pod{
+		makePod("x/b", withIPs("10.0.1.9")),
+		makePod("x/a", withIPs("10.0.1.9")),
+	}}
+	rs, problems := Translate(in)
+	if len(problems) != 1 || !strings.Contains(problems[0].String(), "also claimed by local pod x/a") {
+		t.Errorf("problems = %v", problems)
+	}
+	if len(rs.Pods) != 1 || rs.Pods[0].Name != "a" {
+		t.Errorf("pods = %+v, want only x/a to own the address", rs.Pods)
+	}
+}
+
+func TestTranslateDoesNotMutateItsInput(t *testing.T) {
+	in := semanticsCase{policies: []*networkingv1.NetworkPolicy{
+		makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"), blockPeer("10.0.0.9/8", "10.1.0.0/16")), ports: ports(named(tcp, "http"), tcpDefault(80))})),
+		makePolicy("x/q", egressRules(rule{peers: peers(nsPeer())})),
+	}, tweak: map[string][]podOpt{"x/a": {withPort("http", "", 8080)}}}.input()
+	before := deepCopy(in)
+	Translate(in)
+	if !reflect.DeepEqual(before, deepCopy(in)) {
+		t.Errorf("Translate changed its input")
+	}
+}
+
+func deepCopy(in Input) Input {
+	out := Input{Node: in.Node}
+	for _, p := range in.Policies {
+		out.Policies = append(out.Policies, p.DeepCopy())
+	}
+	for _, n := range in.Namespaces {
+		out.Namespaces = append(out.Namespaces, n.DeepCopy())
+	}
+	for _, p := range in.Pods {
+		out.Pods = append(out.Pods, p.DeepCopy())
+	}
+	return out
+}
+
+// TestSameObjectsInAnyOrderGiveTheSameRuleSet pins determinism at the translator: object order
+// (the order of cache lists) never shows in the result.
+func TestSameObjectsInAnyOrderGiveTheSameRuleSet(t *testing.T) {
+	in := semanticsCase{policies: []*networkingv1.NetworkPolicy{
+		makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"), nsPeer("ns", "z"), blockPeer("10.200.0.0/16")), ports: ports(named(tcp, "http"), port(udp, 53))})),
+		makePolicy("x/q", selecting("pod", "a"), egressRules(rule{peers: peers(nsPeer()), ports: ports(named(tcp, "http"))})),
+		makePolicy("y/r", ingressRules(rule{})),
+	}, tweak: map[string][]podOpt{
+		"x/a": {withPort("http", "", 8080)}, "z/b": {withPort("http", "", 9090)}, "y/c": {withPort("http", "", 80)},
+	}}.input()
+	want, wantProblems := Translate(in)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20; i++ {
+		shuffled := Input{Node: in.Node, Policies: slices.Clone(in.Policies), Namespaces: slices.Clone(in.Namespaces), Pods: slices.Clone(in.Pods)}
+		rng.Shuffle(len(shuffled.Policies), func(a, b int) {
+			shuffled.Policies[a], shuffled.Policies[b] = shuffled.Policies[b], shuffled.Policies[a]
+		})
+		rng.Shuffle(len(shuffled.Pods), func(a, b int) { shuffled.Pods[a], shuffled.Pods[b] = shuffled.Pods[b], shuffled.Pods[a] })
+		rng.Shuffle(len(shuffled.Namespaces), func(a, b int) {
+			shuffled.Namespaces[a], shuffled.Namespaces[b] = shuffled.Namespaces[b], shuffled.Namespaces[a]
+		})
+		got, gotProblems := Translate(shuffled)
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotProblems, wantProblems) {
+			t.Fatalf("shuffle %d changed the rule set", i)
+		}
+	}
+}
