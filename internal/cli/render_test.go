@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flock-net/flock-netpol/internal/manifest"
 	"github.com/flock-net/flock-netpol/internal/render"
@@ -138,7 +139,7 @@ func TestRunConfigValidateReportsEveryProblem(t *testing.T) {
 			t.Errorf("error lacks %s: %v", want, err)
 		}
 	}
-	if err := (RunConfig{NodeName: "n", Table: "t", NFT: "nft", NFTTimeout: 1}).Validate(); err != nil {
+	if err := (RunConfig{NodeName: "n", Table: "t", NFT: "nft", NFTTimeout: 1, ResyncPeriod: time.Minute}).Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -32,6 +31,7 @@ type RunConfig struct {
 	MetricsBindAddress     string
 	MetricsSecure          bool
 	HealthProbeBindAddress string
+	ResyncPeriod           time.Duration
 }
 
 // Validate reports every problem at once.
@@ -48,6 +48,9 @@ func (c RunConfig) Validate() error {
 	}
 	if c.NFTTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--nft-timeout must be positive, got %s", c.NFTTimeout))
+	}
+	if c.ResyncPeriod < 0 {
+		errs = append(errs, fmt.Errorf("--resync-period must not be negative, got %s", c.ResyncPeriod))
 	}
 	return errors.Join(errs...)
 }
@@ -68,6 +71,7 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", "0", "address the metrics endpoint binds to, e.g. :9643; \"0\" disables it")
 	fs.BoolVar(&cfg.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9642", "address the /healthz and /readyz endpoints bind to")
+	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
 	config.RegisterFlags(fs)
 	zapOpts := zap.Options{Development: false} // JSON logs unless --zap-devel
 	zapOpts.BindFlags(fs)
@@ -130,16 +134,22 @@ func Start(ctx context.Context, restCfg *rest.Config, cfg RunConfig, log logr.Lo
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	r := &controller.Reconciler{
-		Reader:  mgr.GetCache(),
-		Node:    cfg.NodeName,
-		Table:   cfg.Table,
-		Applier: nftClient,
-		Log:     log,
+		Reader:       mgr.GetCache(),
+		Node:         cfg.NodeName,
+		Table:        cfg.Table,
+		Applier:      nftClient,
+		Inspector:    nftClient,
+		ResyncPeriod: cfg.ResyncPeriod,
+		Metrics:      controller.DefaultMetrics(),
+		Log:          log,
+		// A reconcile holds at most a few nft calls, each killed at its timeout; well past that,
+		// the loop itself is stuck and a restart is the remedy.
+		StuckAfter: 3*cfg.NFTTimeout + time.Minute,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+	if err := mgr.AddHealthzCheck("reconcile-loop", r.LiveCheck); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("applied", r.ReadyCheck); err != nil {

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,13 +22,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
 )
 
 // Applier applies a complete nft script in one transaction. *nft.Client implements it.
 type Applier interface {
 	Apply(ctx context.Context, script []byte) error
+}
+
+// Inspector reads one chain back from the kernel. *nft.Client implements it.
+type Inspector interface {
+	ListChain(ctx context.Context, family, table, chain string) (string, error)
 }
 
 // Reconciler recomputes and applies the node's rule set. Create it with its fields set, then
@@ -43,33 +49,54 @@ type Reconciler struct {
 	Table string
 	// Applier runs the script.
 	Applier Applier
+	// Inspector, when set together with ResyncPeriod, lets the agent check every ResyncPeriod
+	// that the kernel still holds the table it last applied, and repair it when not.
+	Inspector    Inspector
+	ResyncPeriod time.Duration
 	// Log receives the agent's structured logs.
 	Log logr.Logger
+	// Metrics receives the agent's metrics; nil means unregistered ones.
+	Metrics *Metrics
 	// RetryBaseDelay and RetryMaxDelay bound the exponential backoff after a failed apply;
 	// zero means 500ms and 30s.
 	RetryBaseDelay, RetryMaxDelay time.Duration
+	// StuckAfter is how long one reconcile may run before the liveness check fails; zero means
+	// 5 minutes. It must exceed the nft timeout.
+	StuckAfter time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 
 	mu          sync.Mutex
-	lastApplied [sha256.Size]byte // hash of the last script the kernel accepted
-	applied     bool              // at least one apply succeeded since start
-	lastErr     error             // the last apply's error, nil once one succeeds
+	lastDigest  string // digest of the last script the kernel accepted
+	applied     bool   // at least one apply succeeded since start
+	lastErr     error  // the last apply's error, nil once one succeeds
+	busySince   time.Time
 	problems    []translate.Problem
+	initMetrics sync.Once
 }
 
-// key is the single work item: every event asks for the same full recompute.
-var key = reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
+// Two work items: every watch event asks for a recompute (changeKey); the periodic resync asks
+// for a recompute plus a check that the kernel still holds the last applied table (resyncKey).
+var (
+	changeKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
+	resyncKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset-resync"}}
+)
 
-func enqueueKey(context.Context, client.Object) []reconcile.Request {
-	return []reconcile.Request{key}
+func enqueueChange(context.Context, client.Object) []reconcile.Request {
+	return []reconcile.Request{changeKey}
 }
 
 // +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 
 // Reconcile lists everything from the cache, translates, renders and applies when the script
-// changed. A failed apply returns an error, so the work item is retried with backoff while the
-// previous table stays in force.
-func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+// changed (or, for the resync item, when the kernel no longer holds it). A failed apply returns
+// an error, so the item is retried with backoff while the previous table stays in force.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	r.setBusy(true)
+	defer r.setBusy(false)
+	m := r.metrics()
+
 	in, err := r.input(ctx)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -77,30 +104,133 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	rs, problems := translate.Translate(in)
 	r.logProblems(problems)
 	script := render.Render(rs, render.Options{Table: r.Table})
-	sum := sha256.Sum256(script)
+	digest, _ := render.Digest(script)
 
 	r.mu.Lock()
-	unchanged := r.applied && r.lastErr == nil && sum == r.lastApplied
+	upToDate := r.applied && r.lastErr == nil && digest == r.lastDigest
 	r.mu.Unlock()
-	if unchanged {
-		return reconcile.Result{}, nil
+
+	trigger := "change"
+	if upToDate {
+		if req != resyncKey {
+			return reconcile.Result{}, nil
+		}
+		intact, err := r.kernelHolds(ctx, digest)
+		if err != nil {
+			// Not knowing is no reason to rewrite the table; try again next period.
+			m.KernelCheckFailures.Inc()
+			r.Log.Error(err, "cannot read the table back from the kernel")
+		}
+		if intact || err != nil {
+			return r.resyncResult(), nil
+		}
+		r.Log.Info("the kernel no longer holds the last applied table; re-applying it", "digest", digest)
+		trigger = "repair"
 	}
 
+	if err := r.apply(ctx, script, digest, trigger, rs, len(problems)); err != nil {
+		return reconcile.Result{}, err
+	}
+	if trigger == "repair" {
+		m.Repairs.Inc()
+	}
+	if req == resyncKey {
+		return r.resyncResult(), nil
+	}
+	return reconcile.Result{}, nil
+}
+
+func (r *Reconciler) apply(ctx context.Context, script []byte, digest, trigger string, rs ruleset.RuleSet, problems int) error {
+	m := r.metrics()
 	start := time.Now()
-	err = r.Applier.Apply(ctx, script)
+	err := r.Applier.Apply(ctx, script)
+	elapsed := time.Since(start)
+	m.ApplyDuration.Observe(elapsed.Seconds())
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastErr = err
 	if err != nil {
 		// The kernel rejected or never saw the transaction, so the previous table is intact.
+		m.ApplyFailures.WithLabelValues(failureReason(err)).Inc()
 		r.Log.Error(err, "apply failed; the previous rules stay in force and the apply is retried",
-			"bytes", len(script))
-		return reconcile.Result{}, fmt.Errorf("apply: %w", err)
+			"bytes", len(script), "duration", elapsed.String())
+		return fmt.Errorf("apply: %w", err)
 	}
-	r.lastApplied, r.applied = sum, true
-	r.Log.Info("applied rules", "isolatedPods", len(rs.Pods), "policies", len(rs.Policies),
-		"bytes", len(script), "duration", time.Since(start).String())
-	return reconcile.Result{}, nil
+	r.lastDigest, r.applied = digest, true
+
+	st := render.Count(script)
+	var in, out int
+	for _, p := range rs.Pods {
+		if len(p.IngressPolicies) > 0 {
+			in++
+		}
+		if len(p.EgressPolicies) > 0 {
+			out++
+		}
+	}
+	m.Applies.WithLabelValues(trigger).Inc()
+	m.LastSuccess.SetToCurrentTime()
+	m.ScriptBytes.Set(float64(st.Bytes))
+	m.Rules.Set(float64(st.Rules))
+	m.Sets.Set(float64(st.Sets))
+	m.SetElements.Set(float64(st.Elements))
+	m.IsolatedPods.WithLabelValues("ingress").Set(float64(in))
+	m.IsolatedPods.WithLabelValues("egress").Set(float64(out))
+	m.Policies.Set(float64(len(rs.Policies)))
+	m.PolicyProblems.Set(float64(problems))
+	r.Log.Info("applied rules", "trigger", trigger, "digest", digest, "isolatedIngress", in,
+		"isolatedEgress", out, "policies", len(rs.Policies), "rules", st.Rules, "bytes", st.Bytes,
+		"duration", elapsed.String())
+	return nil
+}
+
+// kernelHolds reports whether the kernel's table carries digest, reading only the base chain.
+func (r *Reconciler) kernelHolds(ctx context.Context, digest string) (bool, error) {
+	out, err := r.Inspector.ListChain(ctx, "inet", r.Table, render.BaseChain)
+	if nft.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	got, ok := render.Digest([]byte(out))
+	return ok && got == digest, nil
+}
+
+func (r *Reconciler) resyncEnabled() bool { return r.Inspector != nil && r.ResyncPeriod > 0 }
+
+func (r *Reconciler) resyncResult() reconcile.Result {
+	if !r.resyncEnabled() {
+		return reconcile.Result{}
+	}
+	return reconcile.Result{RequeueAfter: r.ResyncPeriod}
+}
+
+func (r *Reconciler) metrics() *Metrics {
+	r.initMetrics.Do(func() {
+		if r.Metrics == nil {
+			r.Metrics = NewMetrics(nil)
+		}
+	})
+	return r.Metrics
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) setBusy(busy bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if busy {
+		r.busySince = r.now()
+	} else {
+		r.busySince = time.Time{}
+	}
 }
 
 func (r *Reconciler) input(ctx context.Context) (translate.Input, error) {
@@ -159,11 +289,33 @@ func (r *Reconciler) ReadyCheck(_ *http.Request) error {
 	return nil
 }
 
+// LiveCheck is the /healthz check: it fails when one reconcile has been running for longer than
+// StuckAfter (a hung nft is killed at its timeout, so this means the loop itself is stuck).
+func (r *Reconciler) LiveCheck(_ *http.Request) error {
+	limit := r.StuckAfter
+	if limit <= 0 {
+		limit = 5 * time.Minute
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.busySince.IsZero() {
+		if d := r.now().Sub(r.busySince); d > limit {
+			return fmt.Errorf("reconcile running for %s (limit %s)", d.Round(time.Second), limit)
+		}
+	}
+	return nil
+}
+
 // SetupWithManager registers the controller: NetworkPolicies, Namespaces and Pods all map to the
-// one key, and one initial event makes sure the first apply happens even in an empty cluster.
+// change key; one initial event makes sure the first apply happens even in an empty cluster, and
+// starts the resync cycle.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	initial := make(chan event.TypedGenericEvent[*corev1.Namespace], 1)
 	initial <- event.TypedGenericEvent[*corev1.Namespace]{Object: &corev1.Namespace{}}
+	startKeys := []reconcile.Request{changeKey}
+	if r.resyncEnabled() {
+		startKeys = append(startKeys, resyncKey)
+	}
 	base, maxDelay := r.RetryBaseDelay, r.RetryMaxDelay
 	if base <= 0 {
 		base = 500 * time.Millisecond
@@ -171,7 +323,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if maxDelay <= 0 {
 		maxDelay = 30 * time.Second
 	}
-	h := handler.EnqueueRequestsFromMapFunc(enqueueKey)
+	h := handler.EnqueueRequestsFromMapFunc(enqueueChange)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("flock-netpol").
 		WithOptions(controller.Options{
@@ -182,6 +334,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, h, builderPredicates()).
 		Watches(&corev1.Pod{}, h, builderPredicates()).
 		WatchesRawSource(source.Channel(initial, handler.TypedEnqueueRequestsFromMapFunc(
-			func(context.Context, *corev1.Namespace) []reconcile.Request { return []reconcile.Request{key} }))).
+			func(context.Context, *corev1.Namespace) []reconcile.Request { return startKeys }))).
 		Complete(r)
 }

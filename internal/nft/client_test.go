@@ -36,6 +36,7 @@ func TestClientArgv(t *testing.T) {
 		{"check netns", netns, checkScript, []string{"ip", "netns", "exec", "node1", "nft", "-c", "-f", "-"}},
 		{"list netns", netns, listFlock, []string{"ip", "netns", "exec", "node1", "nft", "list", "table", "inet", "flock"}},
 		{"apply path", []string{"/usr/sbin/nft"}, applyScript, []string{"/usr/sbin/nft", "-f", "-"}},
+		{"list chain netns", netns, listChain, []string{"ip", "netns", "exec", "node1", "nft", "list", "chain", "inet", "flock", "filter-forward"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +62,23 @@ func checkScript(ctx context.Context, c *Client) error { return c.Check(ctx, []b
 func listFlock(ctx context.Context, c *Client) error {
 	_, err := c.ListTable(ctx, "inet", "flock")
 	return err
+}
+
+func listChain(ctx context.Context, c *Client) error {
+	_, err := c.ListChain(ctx, "inet", "flock", "filter-forward")
+	return err
+}
+
+func TestClientListChainRejectsBadNames(t *testing.T) {
+	c, fake := newFakeClient(t, Config{})
+	for _, args := range [][3]string{{"bogus", "t", "c"}, {"inet", "-t", "c"}, {"inet", "t", "c d"}} {
+		if _, err := c.ListChain(context.Background(), args[0], args[1], args[2]); err == nil {
+			t.Errorf("ListChain%q accepted", args)
+		}
+	}
+	if n := len(fake.Calls()); n != 0 {
+		t.Errorf("nft ran %d times for invalid names", n)
+	}
 }
 
 func TestClientPassesScriptOnStdin(t *testing.T) {

@@ -95,7 +95,7 @@ func Render(rs ruleset.RuleSet, opts Options) []byte {
 
 	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
 		s.table, baseChain.name, baseChain.typ, baseChain.hook, baseChain.priority, baseChain.policy,
-		comment("flock-netpol: NetworkPolicy for the pods of this node"))
+		comment("flock-netpol: NetworkPolicy for the pods of this node; %s", digestPlaceholder))
 	s.rule(forwardChain, "ct state established,related accept")
 	s.rule(forwardChain, "ip saddr vmap @"+egressMapV4)
 	s.rule(forwardChain, "ip6 saddr vmap @"+egressMapV6)
@@ -109,7 +109,7 @@ func Render(rs ruleset.RuleSet, opts Options) []byte {
 	for _, part := range []*bytes.Buffer{&s.chains, &s.sets, &s.maps, &s.base, &s.rules} {
 		out.Write(part.Bytes())
 	}
-	return out.Bytes()
+	return stampDigest(out.Bytes())
 }
 
 func (s *script) chain(name, comment string) {

@@ -160,3 +160,36 @@ func TestDeleteTable(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestDigestIdentifiesTheScript pins that the base chain comment carries a digest of the script:
+// equal scripts share it, different ones differ, and it can be read back from nft's listing.
+func TestDigestIdentifiesTheScript(t *testing.T) {
+	a := Render(goldenCases[1].rs, Options{})
+	b := Render(goldenCases[2].rs, Options{})
+	da, okA := Digest(a)
+	db, okB := Digest(b)
+	if !okA || !okB || da == db || len(da) != digestLen {
+		t.Fatalf("digests %q (%v) and %q (%v)", da, okA, db, okB)
+	}
+	if again, _ := Digest(Render(goldenCases[1].rs, Options{})); again != da {
+		t.Errorf("the same rule set gave digests %s and %s", da, again)
+	}
+	if bytes.Contains(a, []byte(digestPlaceholder)) {
+		t.Errorf("placeholder left in the script")
+	}
+	listing := "table inet flock-netpol {\n\tchain filter-forward {\n\t\tcomment \"flock-netpol: NetworkPolicy for the pods of this node; ruleset " + da + "\"\n"
+	if got, ok := Digest([]byte(listing)); !ok || got != da {
+		t.Errorf("Digest(listing) = %q, %v", got, ok)
+	}
+	if _, ok := Digest([]byte("table inet other {}")); ok {
+		t.Errorf("found a digest where there is none")
+	}
+}
+
+func TestCount(t *testing.T) {
+	st := Count(Render(goldenCases[2].rs, Options{}))
+	// Sets: 2 peer + 2 named (allow-web), 2 peer + 1 named (egress-dns), 4 verdict maps.
+	if st.Sets != 11 || st.Rules == 0 || st.Elements == 0 || st.Bytes == 0 {
+		t.Errorf("Count = %+v", st)
+	}
+}

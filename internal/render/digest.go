@@ -1,0 +1,44 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+)
+
+// The base chain's comment carries a digest of the whole script. Listing that one chain is cheap
+// (`nft list chain inet flock-netpol filter-forward`), so the agent can tell whether the kernel
+// still holds exactly the table it last applied without listing every set and rule: a deleted
+// table, or one replaced by anything else, shows a missing or different digest.
+const (
+	digestPrefix = "ruleset "
+	digestLen    = 16 // hex characters: 64 bits, plenty to tell two scripts apart
+)
+
+var (
+	digestPlaceholder = digestPrefix + string(bytes.Repeat([]byte("0"), digestLen))
+	digestPattern     = regexp.MustCompile(fmt.Sprintf(`%s([0-9a-f]{%d})`, digestPrefix, digestLen))
+)
+
+// stampDigest replaces the placeholder with the digest of the script as rendered with the
+// placeholder in it, so the digest is a pure function of the script's content.
+func stampDigest(script []byte) []byte {
+	sum := sha256.Sum256(script)
+	digest := digestPrefix + hex.EncodeToString(sum[:])[:digestLen]
+	return bytes.Replace(script, []byte(digestPlaceholder), []byte(digest), 1)
+}
+
+// Digest returns the digest a rendered script (or `nft list` output of its base chain) carries,
+// and false when there is none.
+func Digest(text []byte) (string, bool) {
+	m := digestPattern.FindSubmatch(text)
+	if m == nil {
+		return "", false
+	}
+	return string(m[1]), true
+}
+
+// BaseChain is the name of the hooked chain, whose comment carries the digest.
+const BaseChain = forwardChain
