@@ -293,12 +293,11 @@ func rangeElements(set ruleset.AddrSet, is4 bool) []string {
 	}
 	out := make([]string, 0, len(rs))
 	for _, r := range rs {
-		switch p, ok := r.Prefix(); {
-		case r.First == r.Last:
+		if r.First == r.Last {
 			out = append(out, r.First.String())
-		case ok:
+		} else if p, ok := r.Prefix(); ok {
 			out = append(out, p.String())
-		default:
+		} else {
 			out = append(out, r.First.String()+"-"+r.Last.String())
 		}
 	}

@@ -123,19 +123,22 @@ func Subtract(r AddrRange, holes []AddrRange) []AddrRange {
 
 // Prefix returns the prefix the range is exactly equal to, if it is one.
 func (r AddrRange) Prefix() (netip.Prefix, bool) {
-	for bits := 0; bits <= r.First.BitLen(); bits++ {
-		p := netip.PrefixFrom(r.First, bits)
-		if p.Masked().Addr() != r.First {
-			continue
-		}
-		if PrefixRange(p).Last == r.Last {
-			return p, true
-		}
-		// Shorter prefixes than this one that start at First all end later than a longer one, so
-		// once a prefix starting at First ends before Last, a longer one cannot match either.
-		if PrefixRange(p).Last.Less(r.Last) {
+	first, last := r.First.AsSlice(), r.Last.AsSlice()
+	if len(first) != len(last) {
+		return netip.Prefix{}, false
+	}
+	// The range is a prefix of length n when First and Last agree on the first n bits, First
+	// has only zeros after them and Last only ones.
+	n := 0
+	for n < len(first)*8 && bit(first, n) == bit(last, n) {
+		n++
+	}
+	for i := n; i < len(first)*8; i++ {
+		if bit(first, i) != 0 || bit(last, i) != 1 {
 			return netip.Prefix{}, false
 		}
 	}
-	return netip.Prefix{}, false
+	return netip.PrefixFrom(r.First, n), true
 }
+
+func bit(b []byte, i int) byte { return b[i/8] >> (7 - uint(i%8)) & 1 }
