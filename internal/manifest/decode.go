@@ -14,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "k8s.io/apimachinery/pkg/util/json"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -242,6 +243,7 @@ func (l *loader) object(raw []byte, loc location, impliedKind, impliedAPIVersion
 			np.TypeMeta = typeMeta
 		}
 		defaultNamespace(&np.ObjectMeta)
+		l.warnUnknownFields(raw, loc, kind, np.Namespace+"/"+np.Name)
 		if l.keep(objectKey{kind: kind, namespace: np.Namespace, name: np.Name}, loc) {
 			l.objs.Policies = append(l.objs.Policies, np)
 		}
@@ -286,6 +288,20 @@ func (l *loader) decode(raw []byte, obj named, loc location, kind string, meta j
 		return false
 	}
 	return true
+}
+
+// warnUnknownFields warns about fields a NetworkPolicy's schema does not have. They are ignored,
+// as the API server ignores them, but in a policy a misspelt field changes its meaning: a rule
+// whose "from" is misspelt allows every source. Pods and Namespaces are not checked, since dumps
+// from newer clusters legitimately carry fields this version does not know.
+func (l *loader) warnUnknownFields(raw []byte, loc location, kind, name string) {
+	strict, err := sigsjson.UnmarshalStrict(raw, &networkingv1.NetworkPolicy{}, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return // decode already reported it
+	}
+	for _, e := range strict {
+		l.warn(fmt.Sprintf("%s %s in %s: %v (ignored; check the spelling)", kind, name, loc, e))
+	}
 }
 
 // keep records that key was read at loc, and reports false, after recording the problem, if it
