@@ -214,20 +214,6 @@ func (s *script) policyRule(chain string, k ruleset.PolicyKey, d direction, r *r
 	identity := fmt.Sprintf("%s/%s/%d", k, d.name, r.Index)
 	where := fmt.Sprintf("NetworkPolicy %s %s rule %d", k, d.name, r.Index)
 
-	// peerMatch per family; "" when any peer is allowed, absent when no peer of the family is.
-	peerMatch := map[bool]string{}
-	for _, f := range families {
-		elems := rangeElements(r.Peers, f.is4)
-		switch {
-		case r.AnyPeer:
-			peerMatch[f.is4] = ""
-		case len(elems) > 0:
-			name := generatedName("peers", identity, readable, f.suffix)
-			s.set(name, f.addrType, " flags interval;", comment("%s: peers", where), elems)
-			peerMatch[f.is4] = fmt.Sprintf("%s %s @%s ", f.proto, d.peerField, name)
-		}
-	}
-
 	var portMatches []string
 	if r.AnyPort {
 		portMatches = []string{""}
@@ -236,39 +222,38 @@ func (s *script) policyRule(chain string, k ruleset.PolicyKey, d direction, r *r
 		portMatches = append(portMatches, portMatch(pr)+" ")
 	}
 	if r.AnyPeer {
-		// One rule covers both families.
+		// Without peers one rule per port entry covers both families.
 		for _, pm := range portMatches {
 			s.rule(chain, pm+d.verdict)
 		}
-	} else {
-		for _, f := range families {
-			if m, ok := peerMatch[f.is4]; ok {
-				for _, pm := range portMatches {
-					s.rule(chain, m+pm+d.verdict)
-				}
-			}
-		}
 	}
-
-	// Named ports: the destination address (the target pod for ingress, the destination pod for
-	// egress) with the protocol and port that the name means on that pod.
 	for _, f := range families {
-		m, ok := peerMatch[f.is4]
-		if !ok {
-			continue
-		}
-		var elems []string
+		// Named ports: the destination address (the target pod for ingress, the destination pod
+		// for egress) with the protocol and port that the name means on that pod.
+		var named []string
 		for _, e := range r.NamedPorts {
 			if e.Addr.Is4() == f.is4 {
-				elems = append(elems, fmt.Sprintf("%s . %s . %d", e.Addr, e.Protocol, e.Port))
+				named = append(named, fmt.Sprintf("%s . %s . %d", e.Addr, e.Protocol, e.Port))
 			}
 		}
-		if len(elems) == 0 {
-			continue
+		peerMatch := ""
+		if !r.AnyPeer {
+			elems := rangeElements(r.Peers, f.is4)
+			if len(elems) == 0 || (len(portMatches) == 0 && len(named) == 0) {
+				continue // no peer of this family, or no port a peer could use
+			}
+			name := generatedName("peers", identity, readable, f.suffix)
+			s.set(name, f.addrType, " flags interval;", comment("%s: peers", where), elems)
+			peerMatch = fmt.Sprintf("%s %s @%s ", f.proto, d.peerField, name)
+			for _, pm := range portMatches {
+				s.rule(chain, peerMatch+pm+d.verdict)
+			}
 		}
-		name := generatedName("named", identity, readable, f.suffix)
-		s.set(name, f.addrType+" . inet_proto . inet_service", "", comment("%s: named ports", where), elems)
-		s.rule(chain, fmt.Sprintf("%s%s daddr . meta l4proto . th dport @%s %s", m, f.proto, name, d.verdict))
+		if len(named) > 0 {
+			name := generatedName("named", identity, readable, f.suffix)
+			s.set(name, f.addrType+" . inet_proto . inet_service", "", comment("%s: named ports", where), named)
+			s.rule(chain, fmt.Sprintf("%s%s daddr . meta l4proto . th dport @%s %s", peerMatch, f.proto, name, d.verdict))
+		}
 	}
 }
 

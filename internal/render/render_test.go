@@ -67,6 +67,8 @@ var goldenCases = []struct {
 				{Index: 0, AnyPeer: true, Ports: []ruleset.PortRange{{Protocol: ruleset.UDP, First: 53, Last: 53}, {Protocol: ruleset.TCP, First: 53, Last: 53}}},
 				{Index: 1, Peers: set("10.0.2.0/24", "10.0.3.1"), AnyPort: true},
 				{Index: 2, Peers: set("10.0.2.9"), NamedPorts: []ruleset.Endpoint{{Addr: ip("10.0.2.9"), Protocol: ruleset.UDP, Port: 5353}}},
+				// Only named ports, none of which an ipBlock peer can have: no rule and no set.
+				{Index: 3, Peers: set("10.200.0.0/16")},
 			}},
 			{Key: denyKey, Ingress: []ruleset.Rule{}},
 		},
@@ -191,5 +193,12 @@ func TestCount(t *testing.T) {
 	// Sets: 2 peer + 2 named (allow-web), 2 peer + 1 named (egress-dns), 4 verdict maps.
 	if st.Sets != 11 || st.Rules == 0 || st.Elements == 0 || st.Bytes == 0 {
 		t.Errorf("Count = %+v", st)
+	}
+}
+
+func TestARuleThatCanMatchNothingLeavesNoSet(t *testing.T) {
+	script := string(Render(goldenCases[2].rs, Options{}))
+	if strings.Contains(script, "egress-dns/out3") {
+		t.Errorf("rule 3 of egress-dns matches nothing but left objects in the script")
 	}
 }
