@@ -11,8 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -32,6 +34,11 @@ type RunConfig struct {
 	MetricsSecure          bool
 	HealthProbeBindAddress string
 	ResyncPeriod           time.Duration
+
+	// Not flags: tests set these to retry quickly and to run several agents in one process
+	// (controller names are otherwise registered process-wide). Zero values are production's.
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	SkipNameValidation            bool
 }
 
 // Validate reports every problem at once.
@@ -102,20 +109,37 @@ func runManager(ctx context.Context, cfg RunConfig) error {
 	return Start(ctx, restCfg, cfg, log, nil)
 }
 
-// Start runs the manager until ctx ends. executor may be nil (run processes for real); tests pass
+// Start runs the agent until ctx ends. executor may be nil (run processes for real); tests pass
 // a fake to observe or fail the applies.
 func Start(ctx context.Context, restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft.Executor) error {
-	argv, err := nft.ParseCommand(cfg.NFT)
+	a, err := NewAgent(restCfg, cfg, log, executor)
 	if err != nil {
 		return err
+	}
+	log.Info("starting", "nft", cfg.NFT)
+	return a.Manager.Start(ctx)
+}
+
+// Agent is a manager wired with the reconciler and its health checks, not yet started.
+type Agent struct {
+	Manager    ctrl.Manager
+	Reconciler *controller.Reconciler
+}
+
+// NewAgent builds the agent the way `flock-netpol run` does. executor may be nil (run processes
+// for real).
+func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft.Executor) (*Agent, error) {
+	argv, err := nft.ParseCommand(cfg.NFT)
+	if err != nil {
+		return nil, err
 	}
 	nftClient, err := nft.New(nft.Config{Command: argv, Timeout: cfg.NFTTimeout, Executor: executor})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
 	metricsOpts := metricsserver.Options{BindAddress: cfg.MetricsBindAddress, SecureServing: cfg.MetricsSecure}
 	if cfg.MetricsSecure {
@@ -129,32 +153,34 @@ func Start(ctx context.Context, restCfg *rest.Config, cfg RunConfig, log logr.Lo
 		// One agent per node, each enforcing its own node: there is nothing to elect.
 		LeaderElection: false,
 		Logger:         log,
+		Controller:     ctrlconfig.Controller{SkipNameValidation: ptr.To(cfg.SkipNameValidation)},
 	})
 	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
+		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	r := &controller.Reconciler{
-		Reader:       mgr.GetCache(),
-		Node:         cfg.NodeName,
-		Table:        cfg.Table,
-		Applier:      nftClient,
-		Inspector:    nftClient,
-		ResyncPeriod: cfg.ResyncPeriod,
-		Metrics:      controller.DefaultMetrics(),
-		Log:          log,
+		Reader:         mgr.GetCache(),
+		Node:           cfg.NodeName,
+		Table:          cfg.Table,
+		Applier:        nftClient,
+		Inspector:      nftClient,
+		ResyncPeriod:   cfg.ResyncPeriod,
+		Metrics:        controller.DefaultMetrics(),
+		Log:            log,
+		RetryBaseDelay: cfg.RetryBaseDelay,
+		RetryMaxDelay:  cfg.RetryMaxDelay,
 		// A reconcile holds at most a few nft calls, each killed at its timeout; well past that,
 		// the loop itself is stuck and a restart is the remedy.
 		StuckAfter: 3*cfg.NFTTimeout + time.Minute,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the controller: %w", err)
+		return nil, fmt.Errorf("setting up the controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("reconcile-loop", r.LiveCheck); err != nil {
-		return err
+		return nil, err
 	}
 	if err := mgr.AddReadyzCheck("applied", r.ReadyCheck); err != nil {
-		return err
+		return nil, err
 	}
-	log.Info("starting", "nft", nftClient.Command())
-	return mgr.Start(ctx)
+	return &Agent{Manager: mgr, Reconciler: r}, nil
 }

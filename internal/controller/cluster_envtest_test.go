@@ -1,0 +1,268 @@
+package controller_test
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// peers is shorthand for a list of NetworkPolicyPeers.
+type peers = []networkingv1.NetworkPolicyPeer
+
+var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
+	var (
+		k *kernel
+		c *cluster
+	)
+	BeforeEach(func() {
+		k = newKernel() // first, so the namespace outlives the agent
+		c = newCluster()
+	})
+
+	It("applies a policy when it is created, updated and deleted", func() {
+		ns := namespace(nil)
+		createPod(podSpec{ns: ns, name: "web", node: c.node, labels: labels("app", "web"), ip: c.ip(1)})
+		createPod(podSpec{ns: ns, name: "db", node: c.node, labels: labels("app", "db"), ip: c.ip(10)})
+		createPod(podSpec{ns: ns, name: "client", node: c.node, labels: labels("app", "client"), ip: c.ip(20)})
+		a := startAgent(c.node, k)
+		a.waitReady()
+		v := k.mustView()
+		Expect(v.Exists).To(BeTrue(), "the first apply installs the table")
+		Expect(v.PodChains()).To(BeEmpty(), "no policy, no isolated pod")
+
+		By("creating a policy for app=web allowing app=client on TCP 80")
+		createPolicy(ns, "allow", ingressFrom(sel("app", "web"), peers{{PodSelector: sel("app", "client")}}, tcpPort(80)))
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			web := v.PodChain("in", ns, "web")
+			g.Expect(web).NotTo(BeEmpty(), "web is isolated")
+			g.Expect(v.MapTarget(ingressMapV4, c.ip(1))).To(Equal(web))
+			g.Expect(v.PodChain("in", ns, "db")).To(BeEmpty(), "db is not selected")
+			g.Expect(v.MapTarget(ingressMapV4, c.ip(10))).To(BeEmpty())
+			pol := v.PolicyChain("in", ns, "allow")
+			g.Expect(pol).NotTo(BeEmpty())
+			g.Expect(v.Chains[web]).To(ContainElement("jump " + pol))
+			g.Expect(v.Chains[pol]).To(ContainElement(ContainSubstring("tcp dport 80 accept")))
+			g.Expect(contains(v.Peers(ns, "allow", "in", 0, "v4"), c.ip(20))).To(BeTrue(), "the client is a peer")
+		}, timeout, poll).Should(Succeed())
+
+		By("updating it to select app=db on TCP 443")
+		updatePolicy(ns, "allow", func(s *networkingv1.NetworkPolicySpec) {
+			s.PodSelector = *sel("app", "db")
+			s.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{tcpPort(443)}
+		})
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			g.Expect(v.PodChain("in", ns, "web")).To(BeEmpty(), "web is no longer selected")
+			g.Expect(v.MapTarget(ingressMapV4, c.ip(1))).To(BeEmpty())
+			db := v.PodChain("in", ns, "db")
+			g.Expect(db).NotTo(BeEmpty())
+			g.Expect(v.MapTarget(ingressMapV4, c.ip(10))).To(Equal(db))
+			pol := v.PolicyChain("in", ns, "allow")
+			g.Expect(v.Chains[pol]).To(ContainElement(ContainSubstring("tcp dport 443 accept")))
+			g.Expect(v.Chains[pol]).NotTo(ContainElement(ContainSubstring("dport 80 ")))
+		}, timeout, poll).Should(Succeed())
+
+		By("deleting it")
+		deletePolicy(ns, "allow")
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			g.Expect(v.Exists).To(BeTrue(), "the table stays, only empty")
+			g.Expect(v.PodChains()).To(BeEmpty())
+			g.Expect(v.PolicyChain("in", ns, "allow")).To(BeEmpty())
+			g.Expect(v.Sets[ingressMapV4]).To(BeEmpty())
+		}, timeout, poll).Should(Succeed())
+	})
+
+	It("enforces a pod that gains its IP after creation on the next recompute", func() {
+		ns := namespace(nil)
+		createPolicy(ns, "same-ns", ingressFrom(nil, peers{{PodSelector: &metav1.LabelSelector{}}}))
+		createPod(podSpec{ns: ns, name: "first", node: c.node, ip: c.ip(1)})
+		a := startAgent(c.node, k)
+		a.waitReady()
+
+		By("creating a pod without an address, then a marker pod that proves the agent saw it")
+		createPod(podSpec{ns: ns, name: "late", node: c.node})
+		createPod(podSpec{ns: ns, name: "marker", node: c.node, ip: c.ip(2)})
+		Eventually(func(g Gomega) {
+			g.Expect(k.view(g).PodChain("in", ns, "marker")).NotTo(BeEmpty())
+		}, timeout, poll).Should(Succeed())
+		v := k.mustView()
+		Expect(v.PodChain("in", ns, "late")).To(BeEmpty(), "a pod without an address contributes nothing")
+		Expect(v.PodChains()).To(HaveLen(2))
+
+		By("writing the pod's status.podIPs")
+		setPodIP(ns, "late", c.ip(3))
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			late := v.PodChain("in", ns, "late")
+			g.Expect(late).NotTo(BeEmpty())
+			g.Expect(v.MapTarget(ingressMapV4, c.ip(3))).To(Equal(late))
+			g.Expect(contains(v.Peers(ns, "same-ns", "in", 0, "v4"), c.ip(3))).To(BeTrue(), "and it is a peer now")
+		}, timeout, poll).Should(Succeed())
+	})
+
+	It("moves a relabelled pod in and out of a podSelector peer set and of the targets", func() {
+		ns := namespace(nil)
+		createPod(podSpec{ns: ns, name: "peer", node: c.node, labels: labels("role", "stranger"), ip: c.ip(5)})
+		createPod(podSpec{ns: ns, name: "target", node: c.node, labels: labels("app", "t"), ip: c.ip(1)})
+		createPod(podSpec{ns: ns, name: "friend", node: c.node, labels: labels("role", "friend"), ip: c.ip(9)})
+		createPolicy(ns, "friends", ingressFrom(sel("app", "t"), peers{{PodSelector: sel("role", "friend")}}))
+		startAgent(c.node, k)
+		peerSet := func(g Gomega) []string {
+			v := k.view(g)
+			g.Expect(v.PodChain("in", ns, "target")).NotTo(BeEmpty())
+			return v.Peers(ns, "friends", "in", 0, "v4")
+		}
+		Eventually(func(g Gomega) {
+			s := peerSet(g)
+			g.Expect(contains(s, c.ip(9))).To(BeTrue())
+			g.Expect(contains(s, c.ip(5))).To(BeFalse())
+		}, timeout, poll).Should(Succeed())
+
+		By("relabelling the pod into the peers")
+		setPodLabels(ns, "peer", labels("role", "friend"))
+		Eventually(func(g Gomega) {
+			g.Expect(contains(peerSet(g), c.ip(5))).To(BeTrue())
+		}, timeout, poll).Should(Succeed())
+
+		By("relabelling it out again")
+		setPodLabels(ns, "peer", labels("role", "stranger"))
+		Eventually(func(g Gomega) {
+			s := peerSet(g)
+			g.Expect(contains(s, c.ip(5))).To(BeFalse())
+			g.Expect(contains(s, c.ip(9))).To(BeTrue())
+		}, timeout, poll).Should(Succeed())
+
+		By("relabelling the target out of the policy's podSelector")
+		setPodLabels(ns, "target", labels("app", "other"))
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			g.Expect(v.PodChain("in", ns, "target")).To(BeEmpty())
+			g.Expect(v.MapTarget(ingressMapV4, c.ip(1))).To(BeEmpty())
+		}, timeout, poll).Should(Succeed())
+	})
+
+	It("follows namespace relabels for namespaceSelector peers", func() {
+		home := namespace(nil)
+		other := namespace(labels("team", "red"))
+		createPod(podSpec{ns: other, name: "q", node: c.node, ip: c.ip(5)})
+		createPod(podSpec{ns: home, name: "target", node: c.node, labels: labels("app", "t"), ip: c.ip(1)})
+		createPolicy(home, "blue", ingressFrom(sel("app", "t"), peers{{NamespaceSelector: sel("team", "blue")}}))
+		startAgent(c.node, k)
+		peerSet := func(g Gomega) []string {
+			v := k.view(g)
+			g.Expect(v.PodChain("in", home, "target")).NotTo(BeEmpty())
+			return v.Peers(home, "blue", "in", 0, "v4")
+		}
+		Eventually(func(g Gomega) {
+			g.Expect(contains(peerSet(g), c.ip(5))).To(BeFalse())
+		}, timeout, poll).Should(Succeed())
+
+		By("labelling the pod's namespace team=blue")
+		setNamespaceLabels(other, labels("team", "blue"))
+		Eventually(func(g Gomega) {
+			g.Expect(contains(peerSet(g), c.ip(5))).To(BeTrue())
+		}, timeout, poll).Should(Succeed())
+
+		By("labelling it team=red again")
+		setNamespaceLabels(other, labels("team", "red"))
+		Eventually(func(g Gomega) {
+			g.Expect(contains(peerSet(g), c.ip(5))).To(BeFalse())
+		}, timeout, poll).Should(Succeed())
+	})
+
+	DescribeTable("a finished pod releases its IP, and a new pod reusing it gets only its own policies",
+		func(phase corev1.PodPhase) {
+			ns := namespace(nil)
+			reused := c.ip(1)
+			createPolicy(ns, "old-pol", ingressFrom(sel("app", "old"), peers{{PodSelector: sel("app", "client")}}))
+			createPolicy(ns, "new-pol", ingressFrom(sel("app", "new"), peers{{PodSelector: sel("app", "client")}}))
+			createPolicy(ns, "from-old", ingressFrom(sel("app", "client"), peers{{PodSelector: sel("app", "old")}}))
+			createPod(podSpec{ns: ns, name: "client", node: c.node, labels: labels("app", "client"), ip: c.ip(20)})
+			createPod(podSpec{ns: ns, name: "old", node: c.node, labels: labels("app", "old"), ip: reused})
+			startAgent(c.node, k)
+			Eventually(func(g Gomega) {
+				v := k.view(g)
+				old := v.PodChain("in", ns, "old")
+				g.Expect(old).NotTo(BeEmpty())
+				g.Expect(v.MapTarget(ingressMapV4, reused)).To(Equal(old))
+				g.Expect(v.Chains[old]).To(ContainElement("jump " + v.PolicyChain("in", ns, "old-pol")))
+				g.Expect(contains(v.Peers(ns, "from-old", "in", 0, "v4"), reused)).To(BeTrue())
+			}, timeout, poll).Should(Succeed())
+
+			By("moving the pod to phase " + string(phase) + " (it keeps status.podIPs)")
+			updatePod(ns, "old", true, func(p *corev1.Pod) { p.Status.Phase = phase })
+			Eventually(func(g Gomega) {
+				v := k.view(g)
+				g.Expect(v.PodChain("in", ns, "old")).To(BeEmpty())
+				g.Expect(v.MapTarget(ingressMapV4, reused)).To(BeEmpty())
+				g.Expect(v.PolicyChain("in", ns, "old-pol")).To(BeEmpty())
+				g.Expect(contains(v.Peers(ns, "from-old", "in", 0, "v4"), reused)).To(BeFalse(), "a finished pod is no peer")
+			}, timeout, poll).Should(Succeed())
+
+			By("creating a new pod with the same IP")
+			createPod(podSpec{ns: ns, name: "new", node: c.node, labels: labels("app", "new"), ip: reused})
+			Eventually(func(g Gomega) {
+				v := k.view(g)
+				chain := v.PodChain("in", ns, "new")
+				g.Expect(chain).NotTo(BeEmpty())
+				g.Expect(v.MapTarget(ingressMapV4, reused)).To(Equal(chain))
+				g.Expect(v.Chains[chain]).To(ContainElement("jump " + v.PolicyChain("in", ns, "new-pol")))
+				g.Expect(v.Chains[chain]).NotTo(ContainElement(ContainSubstring("old-pol")))
+				g.Expect(v.PodChain("in", ns, "old")).To(BeEmpty())
+				g.Expect(v.PolicyChain("in", ns, "old-pol")).To(BeEmpty())
+				g.Expect(contains(v.Peers(ns, "from-old", "in", 0, "v4"), reused)).To(BeFalse())
+			}, timeout, poll).Should(Succeed())
+		},
+		Entry("Succeeded", corev1.PodSucceeded),
+		Entry("Failed", corev1.PodFailed),
+	)
+
+	It("ignores hostNetwork pods: neither targets nor peers", func() {
+		ns := namespace(nil)
+		createPolicy(ns, "all", ingressFrom(nil, peers{{PodSelector: &metav1.LabelSelector{}}}))
+		// The hostNetwork pods come first: once the regular pod shows up, the agent has seen them.
+		createPod(podSpec{ns: ns, name: "host-local", node: c.node, hostNetwork: true, ip: c.ip(100)})
+		createPod(podSpec{ns: ns, name: "host-remote", node: "other-" + c.node, hostNetwork: true, ip: c.ip(150)})
+		startAgent(c.node, k)
+		createPod(podSpec{ns: ns, name: "regular", node: c.node, ip: c.ip(1)})
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			g.Expect(v.PodChain("in", ns, "regular")).NotTo(BeEmpty())
+			g.Expect(contains(v.Peers(ns, "all", "in", 0, "v4"), c.ip(1))).To(BeTrue())
+		}, timeout, poll).Should(Succeed())
+		v := k.mustView()
+		Expect(v.PodChains()).To(ConsistOf(v.PodChain("in", ns, "regular")), "only the regular pod is isolated")
+		Expect(v.MapTarget(ingressMapV4, c.ip(100))).To(BeEmpty())
+		Expect(contains(v.Peers(ns, "all", "in", 0, "v4"), c.ip(100))).To(BeFalse(), "the local hostNetwork pod is no peer")
+		Expect(contains(v.Peers(ns, "all", "in", 0, "v4"), c.ip(150))).To(BeFalse(), "the remote hostNetwork pod is no peer")
+	})
+
+	It("shows pods of other nodes only as peers", func() {
+		ns := namespace(nil)
+		remote := "other-" + c.node
+		createPolicy(ns, "x", ingressFrom(sel("app", "x"), peers{{PodSelector: sel("app", "x")}}))
+		createPolicy(ns, "remote-only", ingressFrom(sel("app", "r"), nil))
+		createPod(podSpec{ns: ns, name: "remote-x", node: remote, labels: labels("app", "x"), ip: c.ip(5)})
+		createPod(podSpec{ns: ns, name: "remote-r", node: remote, labels: labels("app", "r"), ip: c.ip(6)})
+		createPod(podSpec{ns: ns, name: "local-x", node: c.node, labels: labels("app", "x"), ip: c.ip(1)})
+		startAgent(c.node, k)
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			local := v.PodChain("in", ns, "local-x")
+			g.Expect(local).NotTo(BeEmpty())
+			g.Expect(v.MapTarget(ingressMapV4, c.ip(1))).To(Equal(local))
+			s := v.Peers(ns, "x", "in", 0, "v4")
+			g.Expect(contains(s, c.ip(1))).To(BeTrue())
+			g.Expect(contains(s, c.ip(5))).To(BeTrue(), "the remote pod is a peer")
+		}, timeout, poll).Should(Succeed())
+		v := k.mustView()
+		Expect(v.PodChains()).To(ConsistOf(v.PodChain("in", ns, "local-x")), "no chain for remote pods")
+		Expect(v.MapTarget(ingressMapV4, c.ip(5))).To(BeEmpty())
+		Expect(v.MapTarget(ingressMapV4, c.ip(6))).To(BeEmpty())
+		Expect(v.PolicyChain("in", ns, "remote-only")).To(BeEmpty(), "a policy selecting only remote pods is not rendered")
+	})
+})

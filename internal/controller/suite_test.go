@@ -1,0 +1,148 @@
+package controller_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+// The envtest suite runs the real manager and reconciler against a real kube-apiserver and etcd
+// (no scheduler, no kubelet: the specs set spec.nodeName and write status.podIPs themselves).
+// As root the agent programs the real nft inside a throwaway network namespace per spec and the
+// specs assert on what the kernel holds; otherwise a fake nft that keeps the last applied script
+// stands in for the kernel. FLOCK_REQUIRE_KERNEL_TESTS=1 makes the fallback a failure;
+// FLOCK_ENVTEST_FAKE_NFT=1 forces it even as root (to exercise the unprivileged path).
+//
+// Ginkgo v2 refuses to run a suite twice in one process, so `go test -count=N` with N > 1 fails
+// with "Rerunning Suite"; to repeat, run `go test` several times (or `ginkgo --repeat=N`).
+
+var (
+	testEnv *envtest.Environment
+	// restCfg is the admin config of the test API server; managers and the spec client use it.
+	restCfg *rest.Config
+	// k8sClient writes the cluster state the specs need (uncached: reads see every write).
+	k8sClient client.Client
+	scheme    = runtime.NewScheme()
+	// kernelReal is true when specs apply through the real nft in network namespaces.
+	kernelReal bool
+	// suiteDir holds files that live as long as the suite: the agent binary, the kubeconfig.
+	suiteDir string
+)
+
+func TestController(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "controller envtest suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+
+	assets, err := envtestAssets()
+	if err != nil {
+		Fail(err.Error())
+	}
+	By("starting kube-apiserver and etcd from " + assets)
+	testEnv = &envtest.Environment{BinaryAssetsDirectory: assets}
+	restCfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred(), "starting envtest with the binaries in %s", assets)
+	// Client-side throttling (5 QPS by default) would turn the 500-pod burst into minutes; the
+	// test API server has no other users.
+	restCfg.QPS = -1
+	k8sClient, err = client.New(restCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	suiteDir, err = os.MkdirTemp("", "flock-envtest-")
+	Expect(err).NotTo(HaveOccurred())
+
+	var why string
+	kernelReal, why = kernelAvailable()
+	if kernelReal {
+		AddReportEntry("kernel", "applying through the real nft in throwaway network namespaces")
+	} else {
+		if os.Getenv("FLOCK_REQUIRE_KERNEL_TESTS") != "" {
+			Fail("kernel tests cannot run (" + why + ") and FLOCK_REQUIRE_KERNEL_TESTS is set")
+		}
+		AddReportEntry("kernel", "NOT using the real nft ("+why+"): a fake nft stands in for the kernel; run as root for kernel assertions")
+	}
+})
+
+var _ = AfterSuite(func() {
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+	if suiteDir != "" {
+		Expect(os.RemoveAll(suiteDir)).To(Succeed())
+	}
+})
+
+// envtestAssets returns the directory holding kube-apiserver and etcd, or an error saying what is
+// missing and how to provide it. envtest itself would fall back to /usr/local/kubebuilder/bin and
+// fail much less clearly.
+func envtestAssets() (string, error) {
+	const how = "build them with `make envtest` (and run the tests with `make test`, which sets " +
+		"KUBEBUILDER_ASSETS), or set KUBEBUILDER_ASSETS to the absolute path of a directory holding " +
+		"kube-apiserver and etcd, e.g. KUBEBUILDER_ASSETS=$PWD/bin/k8s/1.37.2 go test ./internal/controller/"
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		return "", errors.New("envtest binaries not found: KUBEBUILDER_ASSETS is not set; " + how)
+	}
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("KUBEBUILDER_ASSETS=%q is not an absolute path (go test runs each package in its own directory); %s", dir, how)
+	}
+	var missing []string
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		fi, err := os.Stat(filepath.Join(dir, bin))
+		if err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("KUBEBUILDER_ASSETS=%s does not hold an executable %s; %s", dir, strings.Join(missing, " or "), how)
+	}
+	return dir, nil
+}
+
+// kernelAvailable reports whether the specs can program nftables in network namespaces, and if
+// not, why.
+func kernelAvailable() (bool, string) {
+	if os.Getenv("FLOCK_ENVTEST_FAKE_NFT") != "" {
+		return false, "FLOCK_ENVTEST_FAKE_NFT is set"
+	}
+	if os.Geteuid() != 0 {
+		return false, "not running as root"
+	}
+	for _, bin := range []string{"nft", "ip"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return false, bin + " not found in $PATH"
+		}
+	}
+	ns := "flocktest-probe-" + randomSuffix()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		return false, "cannot create a network namespace: " + strings.TrimSpace(string(out))
+	}
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "list", "ruleset").CombinedOutput()
+	_ = exec.Command("ip", "netns", "delete", ns).Run()
+	if err != nil {
+		return false, "nft does not work in a network namespace: " + strings.TrimSpace(string(out))
+	}
+	return true, ""
+}
