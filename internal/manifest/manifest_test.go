@@ -75,8 +75,8 @@ func TestLoad(t *testing.T) {
 			want:  []string{"Namespace prod", "Pod prod/b", "Pod prod/a", "NetworkPolicy prod/deny"},
 		},
 		{
-			name: "a misspelt NetworkPolicy field is warned about, since it can widen the policy",
-			files: map[string]string{"np.yaml": "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n  - frm: [{podSelector: {}}]\n"},
+			name:     "a misspelt NetworkPolicy field is warned about, since it can widen the policy",
+			files:    map[string]string{"np.yaml": "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n  - frm: [{podSelector: {}}]\n"},
 			paths:    []string{"np.yaml"},
 			want:     []string{"NetworkPolicy x/p"},
 			wantWarn: []string{`NetworkPolicy x/p in np.yaml (document 1, line 1): unknown field "spec.ingress[0].frm"`},
