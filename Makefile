@@ -2,8 +2,8 @@
 
 # Image and tool versions.
 IMG ?= ghcr.io/flock-net/flock-netpol:dev
-CONTROLLER_TOOLS_VERSION ?= v0.20.1
-KUSTOMIZE_VERSION ?= v5.8.1
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+KUSTOMIZE_VERSION ?= v5.8.2
 ENVTEST_K8S_VERSION ?= 1.37.2
 
 LOCALBIN ?= $(CURDIR)/bin
@@ -41,8 +41,8 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: fmt vet ## Run every test: unit, golden, kernel and datapath (root), and envtest.
-	go test ./... -count=1 -coverprofile cover.out
+test: fmt vet kustomize ## Run every test: unit, golden, kernel and datapath (root), envtest, install manifests.
+	KUSTOMIZE="$(KUSTOMIZE)" go test ./... -count=1 -coverprofile cover.out
 
 # A KUBEBUILDER_ASSETS from the environment or the make command line wins; otherwise the envtest
 # binaries are built (when missing) and the tests pointed at them. The path must be absolute:
@@ -66,6 +66,55 @@ build: fmt vet ## Build the flock-netpol binary into bin/.
 run: fmt vet ## Run the agent against the current kubeconfig (NODE_NAME must be set; needs root and nft).
 	go run ./cmd run
 
+.PHONY: manifests
+manifests: controller-gen ## Regenerate config/rbac/role.yaml from the +kubebuilder:rbac markers.
+	"$(CONTROLLER_GEN)" rbac:roleName=manager-role paths="./..." output:rbac:artifacts:config=config/rbac
+
+CONTAINER_TOOL ?= docker
+KUBECTL ?= kubectl
+PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: docker-build
+docker-build: ## Build the agent image $(IMG) for the local platform.
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the agent image $(IMG).
+	$(CONTAINER_TOOL) push $(IMG)
+
+.PHONY: docker-buildx
+docker-buildx: ## Build and push $(IMG) for $(PLATFORMS).
+	$(CONTAINER_TOOL) buildx build --platform=$(PLATFORMS) --push -t $(IMG) .
+
+# Prints config/default rendered with the image $(IMG). The image is set on a throwaway copy of
+# config/, so the committed config/manager/kustomization.yaml never changes.
+define render-install
+tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -R config "$$tmp/" && \
+(cd "$$tmp/config/manager" && "$(KUSTOMIZE)" edit set image controller=$(IMG)) && \
+"$(KUSTOMIZE)" build "$$tmp/config/default"
+endef
+
+.PHONY: build-installer
+build-installer: manifests kustomize ## Write dist/install.yaml, the whole install with the image $(IMG).
+	mkdir -p dist
+	$(render-install) > dist/install.yaml.tmp && mv dist/install.yaml.tmp dist/install.yaml
+
+##@ Deployment
+
+ifndef ignore-not-found
+  ignore-not-found = false
+endif
+
+.PHONY: deploy
+deploy: manifests kustomize ## Install the agent with the image $(IMG) into the current kubeconfig's cluster.
+	$(render-install) | $(KUBECTL) apply -f -
+
+# The agent leaves its nft table in force when it stops: after undeploy every node keeps its last
+# rules until `flock-netpol cleanup` runs on it.
+.PHONY: undeploy
+undeploy: kustomize ## Remove the agent (nft tables stay on the nodes). ignore-not-found=true ignores missing objects.
+	"$(KUSTOMIZE)" build config/default | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+
 ##@ Dependencies
 
 $(LOCALBIN):
@@ -74,3 +123,25 @@ $(LOCALBIN):
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd for envtest from Go modules into $(ENVTEST_ASSETS) (skipped when present).
 	hack/envtest/build.sh $(ENVTEST_ASSETS)
+
+# Tools live in $(LOCALBIN)/<tool>-<version> with $(LOCALBIN)/<tool> a symlink: a version bump
+# installs the new version; an existing one is reused.
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION) ## Install controller-gen into $(LOCALBIN) if missing.
+$(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION): | $(LOCALBIN)
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE)-$(KUSTOMIZE_VERSION) ## Install kustomize into $(LOCALBIN) if missing.
+$(KUSTOMIZE)-$(KUSTOMIZE_VERSION): | $(LOCALBIN)
+	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+# go-install-tool <path> <package> <version>
+define go-install-tool
+@set -e; \
+tmpbin=$$(mktemp -d); trap 'rm -rf "$$tmpbin"' EXIT; \
+echo "installing $(2)@$(3) into $(LOCALBIN)"; \
+GOBIN="$$tmpbin" go install $(2)@$(3); \
+mv "$$tmpbin/$$(basename $(1))" "$(1)-$(3)"; \
+ln -sf "$$(basename $(1))-$(3)" "$(1)"
+endef

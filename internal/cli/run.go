@@ -75,9 +75,9 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.StringVar(&cfg.Table, "table", render.DefaultTable, "name of the agent's nft table (family inet); the agent owns it entirely")
 	fs.StringVar(&cfg.NFT, "nft", "nft", "the nft command, split on spaces (e.g. \"ip netns exec node1 nft\")")
 	fs.DurationVar(&cfg.NFTTimeout, "nft-timeout", nft.DefaultTimeout, "how long one nft invocation may take before it is killed (nothing is committed then)")
-	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", "0", "address the metrics endpoint binds to, e.g. :9643; \"0\" disables it")
+	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", "0", "address the metrics endpoint binds to, e.g. :9653; \"0\" disables it")
 	fs.BoolVar(&cfg.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
-	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9642", "address the /healthz and /readyz endpoints bind to")
+	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9652", "address the /healthz and /readyz endpoints bind to")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
 	config.RegisterFlags(fs)
 	zapOpts := zap.Options{Development: false} // JSON logs unless --zap-devel
