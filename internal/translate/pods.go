@@ -17,14 +17,8 @@ type pod struct {
 	labels    labels.Set
 	local     bool
 	ips       []netip.Addr
-	ports     []namedPort
-}
-
-// namedPort is a named container port.
-type namedPort struct {
-	name     string
-	protocol ruleset.Protocol
-	number   uint16
+	// src is the API object, read again only for named ports (few pods are asked for them).
+	src *corev1.Pod
 }
 
 // ownsAddresses reports whether a pod takes part in policy at all: hostNetwork pods use the node's
@@ -42,28 +36,26 @@ func ownsAddresses(p *corev1.Pod) bool {
 
 // newPod builds the translator's view of p, or returns nil when p owns no address. Unparsable
 // addresses are reported and skipped.
-func newPod(p *corev1.Pod, node string, report func(string, ...any)) *pod {
+func (t *translator) newPod(p *corev1.Pod, node string) *pod {
 	if !ownsAddresses(p) {
 		return nil
 	}
-	var raw []string
-	for _, ip := range p.Status.PodIPs {
-		raw = append(raw, ip.IP)
-	}
-	if len(raw) == 0 && p.Status.PodIP != "" {
-		raw = append(raw, p.Status.PodIP)
-	}
 	var ips []netip.Addr
-	for _, s := range raw {
+	add := func(s string) {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
-			report("ignoring unparsable pod IP %q", s)
-			continue
+			t.report("Pod "+p.Namespace+"/"+p.Name, "ignoring unparsable pod IP %q", s)
+			return
 		}
-		a = a.Unmap()
-		if !containsAddr(ips, a) {
+		if a = a.Unmap(); !slices.Contains(ips, a) {
 			ips = append(ips, a)
 		}
+	}
+	for _, ip := range p.Status.PodIPs {
+		add(ip.IP)
+	}
+	if len(p.Status.PodIPs) == 0 && p.Status.PodIP != "" {
+		add(p.Status.PodIP)
 	}
 	if len(ips) == 0 {
 		return nil
@@ -75,36 +67,36 @@ func newPod(p *corev1.Pod, node string, report func(string, ...any)) *pod {
 		labels:    labels.Set(p.Labels),
 		local:     p.Spec.NodeName == node && node != "",
 		ips:       ips,
-		ports:     containerPorts(p),
+		src:       p,
 	}
 }
 
-// containerPorts returns the pod's named ports: those of its containers and of its restartable
-// (sidecar) init containers, whose ports serve traffic for the pod's whole life.
-func containerPorts(p *corev1.Pod) []namedPort {
-	var out []namedPort
-	add := func(c *corev1.Container) {
-		for _, cp := range c.Ports {
-			if cp.Name == "" || cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
+// endpoints appends the pod's addresses with the number its port called name has for proto. The
+// named ports are those of the pod's containers and of its restartable (sidecar) init
+// containers, whose ports serve traffic for the pod's whole life.
+func (p *pod) endpoints(dst []ruleset.Endpoint, name string, proto ruleset.Protocol) []ruleset.Endpoint {
+	match := func(cs []corev1.Container, init bool) {
+		for i := range cs {
+			c := &cs[i]
+			if init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
 				continue
 			}
-			proto, ok := protocolOf(cp.Protocol)
-			if !ok {
-				continue
+			for _, cp := range c.Ports {
+				if cp.Name != name || cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
+					continue
+				}
+				if pr, ok := protocolOf(cp.Protocol); !ok || pr != proto {
+					continue
+				}
+				for _, a := range p.ips {
+					dst = append(dst, ruleset.Endpoint{Addr: a, Protocol: proto, Port: uint16(cp.ContainerPort)})
+				}
 			}
-			out = append(out, namedPort{name: cp.Name, protocol: proto, number: uint16(cp.ContainerPort)})
 		}
 	}
-	for i := range p.Spec.Containers {
-		add(&p.Spec.Containers[i])
-	}
-	for i := range p.Spec.InitContainers {
-		c := &p.Spec.InitContainers[i]
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			add(c)
-		}
-	}
-	return out
+	match(p.src.Spec.Containers, false)
+	match(p.src.Spec.InitContainers, true)
+	return dst
 }
 
 // protocolOf maps an API protocol to ours; empty means TCP, the API default.
@@ -118,26 +110,4 @@ func protocolOf(p corev1.Protocol) (ruleset.Protocol, bool) {
 		return ruleset.SCTP, true
 	}
 	return "", false
-}
-
-// endpoints appends the pod's addresses with the number its port called name has for protocol.
-func (p *pod) endpoints(dst []ruleset.Endpoint, name string, proto ruleset.Protocol) []ruleset.Endpoint {
-	for _, np := range p.ports {
-		if np.name != name || np.protocol != proto {
-			continue
-		}
-		for _, a := range p.ips {
-			dst = append(dst, ruleset.Endpoint{Addr: a, Protocol: proto, Port: np.number})
-		}
-	}
-	return dst
-}
-
-func containsAddr(as []netip.Addr, a netip.Addr) bool {
-	for _, x := range as {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }

@@ -90,8 +90,8 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 
 type translator struct {
 	nsLabels map[string]labels.Set
-	podsByNS map[string][]*pod // every pod that owns an address, by namespace, sorted by name
-	allPods  []*pod            // the same, sorted by namespace and name
+	podsByNS map[string][]*pod // every pod that owns an address, by namespace, in input order
+	allPods  []*pod            // the same, all namespaces
 	peers    map[string]peerResult
 	nsNames  []string // namespaces that hold pods, sorted; filled on first use
 	problems []Problem
@@ -122,26 +122,28 @@ func (t *translator) namespaceLabels(ns string) labels.Set {
 }
 
 func (t *translator) loadPods(pods []*corev1.Pod, node string) {
+	var local []*pod
 	for _, p := range pods {
-		rp := newPod(p, node, func(format string, args ...any) {
-			t.report("Pod "+p.Namespace+"/"+p.Name, format, args...)
-		})
-		if rp != nil {
-			t.allPods = append(t.allPods, rp)
-		}
-	}
-	slices.SortFunc(t.allPods, func(a, b *pod) int {
-		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
-	})
-	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
-	// broken cluster state; the first pod keeps it and the conflict is reported, so the verdict map
-	// never holds a key twice.
-	owner := map[netip.Addr]*pod{}
-	for _, p := range t.allPods {
-		t.podsByNS[p.namespace] = append(t.podsByNS[p.namespace], p)
-		if !p.local {
+		rp := t.newPod(p, node)
+		if rp == nil {
 			continue
 		}
+		// Nothing downstream depends on the order of pods within these lists (address sets and
+		// named-port endpoints are sorted), so only the few local pods are sorted, below.
+		t.allPods = append(t.allPods, rp)
+		t.podsByNS[rp.namespace] = append(t.podsByNS[rp.namespace], rp)
+		if rp.local {
+			local = append(local, rp)
+		}
+	}
+	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
+	// broken cluster state; the first pod in namespace/name order keeps it and the conflict is
+	// reported, so the verdict map never holds a key twice.
+	slices.SortFunc(local, func(a, b *pod) int {
+		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+	})
+	owner := map[netip.Addr]*pod{}
+	for _, p := range local {
 		kept := p.ips[:0:0]
 		for _, a := range p.ips {
 			if o, taken := owner[a]; taken {
@@ -234,23 +236,31 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 	} else if r.AnyPeer {
 		owners = t.allPods
 	}
-	var b ruleset.Builder
 	peerField := "from"
 	if egress {
 		peerField = "to"
 	}
+	var sets []ruleset.AddrSet
 	for i := range peers {
 		res, err := t.peer(ns, &peers[i])
 		if err != nil {
 			t.report(obj, "%s.%s[%d] matches nothing: %v", path, peerField, i, err)
 			continue
 		}
-		b.AddSet(res.addrs)
+		sets = append(sets, res.addrs)
 		if egress {
 			owners = append(owners, res.pods...)
 		}
 	}
-	r.Peers = b.Set()
+	if len(sets) == 1 {
+		r.Peers = sets[0] // already canonical: no need to merge it again
+	} else {
+		var b ruleset.Builder
+		for _, set := range sets {
+			b.AddSet(set)
+		}
+		r.Peers = b.Set()
+	}
 
 	for i := range ports {
 		pr, name, err := portEntry(&ports[i])
