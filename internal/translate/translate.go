@@ -44,12 +44,20 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	t := &translator{
 		nsLabels: map[string]labels.Set{},
 		podsByNS: map[string][]*pod{},
+		localNS:  map[string]bool{},
 		peers:    map[string]peerResult{},
 	}
 	t.loadNamespaces(in.Namespaces)
 	t.loadPods(in.Pods, in.Node)
 
-	policies := slices.Clone(in.Policies)
+	// A policy selects pods of its own namespace only: policies of namespaces without a local
+	// pod cannot isolate anything here.
+	var policies []*networkingv1.NetworkPolicy
+	for _, np := range in.Policies {
+		if t.localNS[np.Namespace] {
+			policies = append(policies, np)
+		}
+	}
 	slices.SortFunc(policies, func(a, b *networkingv1.NetworkPolicy) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
@@ -92,6 +100,7 @@ type translator struct {
 	nsLabels map[string]labels.Set
 	podsByNS map[string][]*pod // every pod that owns an address, by namespace, in input order
 	allPods  []*pod            // the same, all namespaces
+	localNS  map[string]bool   // namespaces holding a local pod that owns an address
 	peers    map[string]peerResult
 	nsNames  []string // namespaces that hold pods, sorted; filled on first use
 	problems []Problem
@@ -134,6 +143,7 @@ func (t *translator) loadPods(pods []*corev1.Pod, node string) {
 		t.podsByNS[rp.namespace] = append(t.podsByNS[rp.namespace], rp)
 		if rp.local {
 			local = append(local, rp)
+			t.localNS[rp.namespace] = true
 		}
 	}
 	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
