@@ -26,6 +26,15 @@ all: build
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
+##@ Demo
+
+DEMO_ARGS ?=
+.PHONY: demo
+demo: ## Guided tour (root, ~1 min): two-node cluster in network namespaces, real agents, example policies measured with real packets. DEMO_ARGS=-show-rules prints the nft tables.
+	@go run ./hack/demo -check # says what is missing before the first-time envtest build
+	@[ -n "$$KUBEBUILDER_ASSETS" ] || $(MAKE) --no-print-directory envtest
+	KUBEBUILDER_ASSETS="$${KUBEBUILDER_ASSETS:-$(abspath $(ENVTEST_ASSETS))}" go run ./hack/demo $(DEMO_ARGS)
+
 ##@ Development
 
 .PHONY: example

@@ -1,0 +1,192 @@
+//go:build linux
+
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// agent is one `flock-netpol run` process.
+type agent struct {
+	node    string
+	cmd     *exec.Cmd
+	logPath string
+	logFile *os.File
+	health  string // host:port of /healthz and /readyz
+	exited  chan struct{}
+	once    sync.Once
+}
+
+// stopGrace is how long an agent may take to exit after SIGTERM before it is killed.
+const stopGrace = 10 * time.Second
+
+// startAgent starts the agent of node n, logging to <dir>/agent-<node>.log.
+func startAgent(binary, kubeconfig, dir string, n *Node, extra []string) (*agent, error) {
+	health, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	a := &agent{
+		node:    n.Name,
+		logPath: filepath.Join(dir, "agent-"+n.Name+".log"),
+		health:  health,
+		exited:  make(chan struct{}),
+	}
+	a.logFile, err = os.Create(a.logPath)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"run",
+		"--kubeconfig", kubeconfig,
+		"--node-name", n.Name,
+		"--nft", "ip netns exec " + n.NS.Namespace() + " nft",
+		"--health-probe-bind-address", health,
+		"--metrics-bind-address", "0",
+		"--zap-devel",
+	}
+	a.cmd = exec.Command(binary, append(args, extra...)...)
+	a.cmd.Stdout, a.cmd.Stderr = a.logFile, a.logFile
+	// Should this process die without stopping the agent (SIGKILL, a crash), the kernel kills the
+	// agent. The signal is tied to the thread that forks, hence the dedicated thread.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := spawn(a.cmd); err != nil {
+		a.logFile.Close()
+		return nil, fmt.Errorf("starting the agent of %s: %w", n.Name, err)
+	}
+	go func() {
+		_ = a.cmd.Wait()
+		a.logFile.Close()
+		close(a.exited)
+	}()
+	return a, nil
+}
+
+// The spawner thread forks every agent and lives as long as the process, so that the agents'
+// parent death signal fires only when the process ends (a Go thread that exits is usually one
+// whose goroutine died locked, which would otherwise kill agents at a random moment).
+var spawner struct {
+	once sync.Once
+	reqs chan spawnReq
+}
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func spawn(cmd *exec.Cmd) error {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread stays with this goroutine
+			for r := range spawner.reqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	if dying.Load() {
+		return errInterrupted
+	}
+	r := spawnReq{cmd: cmd, done: make(chan error, 1)}
+	spawner.reqs <- r
+	return <-r.done
+}
+
+// freeLoopbackAddr returns 127.0.0.1:<a port that was free a moment ago>.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+}
+
+// waitReady polls /readyz until it answers 200, the agent exits, or the deadline passes.
+func (a *agent) waitReady(deadline time.Time) error {
+	hc := http.Client{Timeout: time.Second}
+	var last string
+	for {
+		select {
+		case <-a.exited:
+			return fmt.Errorf("exited before becoming ready: %v", a.cmd.ProcessState)
+		default:
+		}
+		resp, err := hc.Get("http://" + a.health + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("/readyz on %s not OK in time (last: %s)", a.health, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM, waits up to stopGrace, then kills. Idempotent.
+func (a *agent) stop() {
+	a.once.Do(func() {
+		select {
+		case <-a.exited:
+			return
+		default:
+		}
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.exited:
+		case <-time.After(stopGrace):
+			_ = a.cmd.Process.Kill()
+			<-a.exited
+		}
+	})
+}
+
+// kill sends SIGKILL without waiting, for the signal handler.
+func (a *agent) kill() {
+	select {
+	case <-a.exited:
+	default:
+		_ = a.cmd.Process.Kill()
+	}
+}
+
+// running reports whether the agent process is still alive.
+func (a *agent) running() bool {
+	select {
+	case <-a.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// tail returns the last n lines of the agent's log.
+func (a *agent) tail(n int) string {
+	b, err := os.ReadFile(a.logPath)
+	if err != nil {
+		return "(log unreadable: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d earlier lines)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return string(bytes.TrimRight([]byte(strings.Join(lines, "\n")), "\n"))
+}

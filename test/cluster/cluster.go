@@ -1,0 +1,407 @@
+//go:build linux
+
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/flock-net/flock-netpol/test/netns"
+)
+
+// Options configure Start. The zero value is a two-node cluster with defaults everywhere.
+type Options struct {
+	// Nodes are the node names, used both for the bed's node namespaces and as spec.nodeName.
+	// Default DefaultNodes.
+	Nodes []string
+	// Assets is the directory holding kube-apiserver and etcd. Default $KUBEBUILDER_ASSETS.
+	Assets string
+	// AgentBinary is a prebuilt flock-netpol binary. Empty: Start builds ./cmd of this module
+	// with `go build` into the cluster's temporary directory.
+	AgentBinary string
+	// AgentArgs are extra flags for every `flock-netpol run`, e.g. "--zap-log-level=debug".
+	AgentArgs []string
+	// ProbeTimeout and ProbeConcurrency are set on the bed (see netns.Bed). Defaults
+	// DefaultProbeTimeout and DefaultProbeConcurrency.
+	ProbeTimeout     time.Duration
+	ProbeConcurrency int
+	// ReadyTimeout bounds the wait for every agent's /readyz. Default one minute.
+	ReadyTimeout time.Duration
+	// Logf receives progress lines. Default tb.Logf.
+	Logf func(format string, args ...any)
+}
+
+// Defaults.
+var DefaultNodes = []string{"node-1", "node-2"}
+
+const (
+	DefaultProbeTimeout     = 350 * time.Millisecond
+	DefaultProbeConcurrency = 192
+	defaultReadyTimeout     = time.Minute
+)
+
+// Cluster is a running control plane, bed and agents. Create it with Start.
+type Cluster struct {
+	// Bed is the network-namespace test bed: add pods and external hosts with AddPod and
+	// AddExternal (or directly on the bed), probe with Probe.
+	Bed *netns.Bed
+	// Client is an uncached client of the API server (reads see every write).
+	Client client.Client
+	// Config is the API server's admin config.
+	Config *rest.Config
+	// Dir is the cluster's temporary directory: agent binary, kubeconfig, agent logs, etcd data.
+	// It is removed by Close.
+	Dir string
+
+	tb    testing.TB
+	logf  func(string, ...any)
+	env   *envtest.Environment
+	nodes []*Node
+
+	build        sync.WaitGroup // the agent build, while it runs
+	mu           sync.Mutex
+	closed       bool
+	envtestProcs []proc   // kube-apiserver and etcd, once started
+	extraDirs    []string // envtest's own temporary directories
+}
+
+// Node is one node: its network namespace and its agent.
+type Node struct {
+	// Name is the node name (spec.nodeName) and the bed's node name.
+	Name string
+	// NS is the node's network namespace in the bed.
+	NS    *netns.Node
+	agent *agent
+}
+
+// LogPath is the file the node's agent logs to (it is removed with the cluster's directory).
+func (n *Node) LogPath() string { return n.agent.logPath }
+
+// RequireKernel reports whether FLOCK_REQUIRE_KERNEL_TESTS asks for skips to become failures.
+func RequireKernel() bool {
+	v := os.Getenv("FLOCK_REQUIRE_KERNEL_TESTS")
+	return v != "" && v != "0" && v != "false"
+}
+
+// CheckKernel returns nil when this process can run the cluster's datapath: root, and `ip` and
+// `nft` in $PATH. Otherwise the error says what is missing.
+func CheckKernel() error {
+	var errs []error
+	if os.Geteuid() != 0 {
+		errs = append(errs, errors.New("not running as root (network namespaces and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)"))
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		errs = append(errs, errors.New("`ip` is not in $PATH (apt-get install iproute2)"))
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		errs = append(errs, errors.New("`nft` is not in $PATH (apt-get install nftables)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Assets returns the envtest binary directory from dir or, when dir is empty, from
+// KUBEBUILDER_ASSETS, or an error saying what is missing and how to provide it.
+func Assets(dir string) (string, error) {
+	const how = "build them with `make envtest` (`make test` sets KUBEBUILDER_ASSETS itself), or set " +
+		"KUBEBUILDER_ASSETS to the absolute path of a directory holding kube-apiserver and etcd, e.g. " +
+		"KUBEBUILDER_ASSETS=$PWD/bin/k8s/1.37.2"
+	if dir == "" {
+		dir = os.Getenv("KUBEBUILDER_ASSETS")
+	}
+	if dir == "" {
+		return "", errors.New("envtest binaries not found: KUBEBUILDER_ASSETS is not set; " + how)
+	}
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("KUBEBUILDER_ASSETS=%q is not an absolute path (go test runs each package in its own directory); %s", dir, how)
+	}
+	var missing []string
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		fi, err := os.Stat(filepath.Join(dir, bin))
+		if err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s does not hold an executable %s; %s", dir, strings.Join(missing, " or "), how)
+	}
+	return dir, nil
+}
+
+// strictTB turns skips into failures, for FLOCK_REQUIRE_KERNEL_TESTS.
+type strictTB struct{ testing.TB }
+
+const strictNote = " [FLOCK_REQUIRE_KERNEL_TESTS is set: failing instead of skipping]"
+
+func (s strictTB) Skip(args ...any) {
+	s.Helper()
+	s.Fatal(fmt.Sprint(args...) + strictNote)
+}
+
+func (s strictTB) Skipf(format string, args ...any) {
+	s.Helper()
+	s.Fatal(fmt.Sprintf(format, args...) + strictNote)
+}
+
+func (s strictTB) SkipNow() {
+	s.Helper()
+	s.Fatal("skipped" + strictNote)
+}
+
+var quietControllerRuntime sync.Once
+
+// Start brings the cluster up: envtest, the agent binary, the bed with its nodes, one agent per
+// node, and waits until every agent is ready (/readyz: its first apply succeeded). It skips the
+// test when the kernel requirements are missing (fails with FLOCK_REQUIRE_KERNEL_TESTS) and fails
+// it when the envtest binaries are missing. Everything is torn down by tb.Cleanup.
+func Start(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	if dying.Load() {
+		tb.Fatalf("cluster: %v", errInterrupted)
+	}
+	if RequireKernel() {
+		tb = strictTB{tb}
+	}
+	if err := CheckKernel(); err != nil {
+		tb.Skipf("cluster: skipping, the datapath needs root, ip and nft: %v", err)
+	}
+	assets, err := Assets(opts.Assets)
+	if err != nil {
+		tb.Fatalf("cluster: %v", err)
+	}
+	if len(opts.Nodes) == 0 {
+		opts.Nodes = DefaultNodes
+	}
+	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
+
+	c := &Cluster{tb: tb, logf: opts.Logf}
+	if c.logf == nil {
+		c.logf = tb.Logf
+	}
+	start := time.Now()
+	if swept, err := SweepStale(); len(swept) > 0 || err != nil {
+		c.logf("cluster: removed what dead test processes left behind: %v (err: %v)", swept, err)
+	}
+	c.Dir, err = os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		tb.Fatalf("cluster: %v", err)
+	}
+	registerLive(c)
+	if err := c.writeOwner(); err != nil {
+		tb.Fatalf("cluster: %v", err)
+	}
+	// Cleanups run last-in first-out: this one (envtest, directory) runs last, after the bed's
+	// namespaces are gone and the agents have stopped.
+	tb.Cleanup(c.closeControlPlane)
+
+	// The agent binary builds while envtest starts.
+	binary := opts.AgentBinary
+	var buildErr error
+	built := &c.build
+	if binary == "" {
+		binary = filepath.Join(c.Dir, "flock-netpol")
+		built.Go(func() { buildErr = buildAgent(binary) })
+	}
+
+	c.env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		ControlPlane: envtest.ControlPlane{
+			// State in our directory, so that it goes with it whatever happens to envtest.
+			Etcd:      &envtest.Etcd{DataDir: filepath.Join(c.Dir, "etcd")},
+			APIServer: &envtest.APIServer{CertDir: filepath.Join(c.Dir, "apiserver")},
+		},
+	}
+	for _, d := range []string{c.env.ControlPlane.Etcd.DataDir, c.env.ControlPlane.APIServer.CertDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			tb.Fatalf("cluster: %v", err)
+		}
+	}
+	if dying.Load() {
+		tb.Fatalf("cluster: %v", errInterrupted)
+	}
+	cfg, err := c.env.Start()
+	// Whatever happened, record what did start, for the signal handler and SweepStale.
+	if rerr := c.recordEnvtest(); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		built.Wait()
+		tb.Fatalf("cluster: starting kube-apiserver and etcd from %s: %v", assets, err)
+	}
+	// The test API server has no other users: no client-side throttling.
+	cfg.QPS = -1
+	c.Config = cfg
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		tb.Fatalf("cluster: %v", err)
+	}
+	if c.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		tb.Fatalf("cluster: client: %v", err)
+	}
+	kubeconfig, err := c.writeKubeconfig()
+	if err != nil {
+		tb.Fatalf("cluster: %v", err)
+	}
+	c.logf("cluster: control plane up in %v (%s)", time.Since(start).Round(time.Millisecond), assets)
+
+	// The bed registers its own Close with tb.Cleanup: it runs after the agents stop (below).
+	bedStarted.Store(true)
+	c.Bed = netns.New(tb)
+	c.Bed.ProbeTimeout = cmpOr(opts.ProbeTimeout, DefaultProbeTimeout)
+	c.Bed.ProbeConcurrency = cmpOr(opts.ProbeConcurrency, DefaultProbeConcurrency)
+	for _, name := range opts.Nodes {
+		c.nodes = append(c.nodes, &Node{Name: name, NS: c.Bed.AddNode(name)})
+	}
+	if out, err := c.nodes[0].NS.Run("", "nft", "list", "ruleset"); err != nil {
+		tb.Skipf("cluster: skipping, nft does not work inside a network namespace (no nf_tables in this kernel?): %v\n%s", err, out)
+	}
+
+	built.Wait()
+	if buildErr != nil {
+		tb.Fatalf("cluster: %v", buildErr)
+	}
+	tb.Cleanup(c.stopAgents)
+	for _, n := range c.nodes {
+		a, err := startAgent(binary, kubeconfig, c.Dir, n, opts.AgentArgs)
+		if err != nil {
+			tb.Fatalf("cluster: %v", err)
+		}
+		n.agent = a
+	}
+	readyBy := time.Now().Add(cmpOr(opts.ReadyTimeout, defaultReadyTimeout))
+	for _, n := range c.nodes {
+		if err := n.agent.waitReady(readyBy); err != nil {
+			tb.Fatalf("cluster: agent of %s: %v\n%s", n.Name, err, n.agent.tail(40))
+		}
+	}
+	c.logf("cluster: %d nodes with ready agents in %v (bed %s)", len(c.nodes), time.Since(start).Round(time.Millisecond), c.Bed.Prefix())
+	return c
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Nodes returns the nodes in the order of Options.Nodes.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Node returns the node called name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// buildAgent builds ./cmd of the module that holds the working directory.
+func buildAgent(out string) error {
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(gomod))
+	if mod == "" || mod == os.DevNull {
+		return errors.New("building the agent: the working directory is not inside the flock-netpol module (set Options.AgentBinary)")
+	}
+	root := filepath.Dir(mod)
+	cmd := exec.Command("go", "build", "-o", out, "./cmd")
+	cmd.Dir = root
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	// A process group of its own, so that the signal handler can end the go command and the
+	// compilers it runs at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := startHelper(cmd); err != nil {
+		return fmt.Errorf("go build ./cmd in %s: %w", root, err)
+	}
+	err = cmd.Wait()
+	helperDone(cmd)
+	if err != nil {
+		return fmt.Errorf("go build ./cmd in %s: %w\n%s", root, err, b.String())
+	}
+	return nil
+}
+
+// writeKubeconfig writes an admin kubeconfig for the agents.
+func (c *Cluster) writeKubeconfig() (string, error) {
+	user, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", fmt.Errorf("adding the agents' user: %w", err)
+	}
+	b, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("agents' kubeconfig: %w", err)
+	}
+	path := filepath.Join(c.Dir, "kubeconfig")
+	return path, os.WriteFile(path, b, 0o600)
+}
+
+// stopAgents stops every agent (SIGTERM, then SIGKILL) and, when the test failed, prints the tail
+// of each agent's log.
+func (c *Cluster) stopAgents() {
+	for _, n := range c.nodes {
+		if n.agent != nil {
+			n.agent.stop()
+		}
+	}
+	if c.tb.Failed() {
+		for _, n := range c.nodes {
+			if n.agent != nil {
+				c.tb.Logf("cluster: last lines of the agent log of %s (%s):\n%s", n.Name, n.agent.logPath, n.agent.tail(60))
+			}
+		}
+	}
+}
+
+// closeControlPlane stops envtest and removes the directory. It runs last.
+func (c *Cluster) closeControlPlane() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	defer unregisterLive(c)
+	c.build.Wait() // it writes into the directory
+	// Agents normally stopped in their own cleanup; this covers a Start that failed half-way.
+	for _, n := range c.nodes {
+		if n.agent != nil {
+			n.agent.stop()
+		}
+	}
+	if c.env != nil {
+		if err := c.env.Stop(); err != nil {
+			c.tb.Errorf("cluster: stopping envtest: %v", err)
+		}
+	}
+	c.mu.Lock()
+	c.envtestProcs = nil
+	c.mu.Unlock()
+	if err := os.RemoveAll(c.Dir); err != nil {
+		c.tb.Errorf("cluster: %v", err)
+	}
+	_ = os.Remove(ownerPath(c.Dir))
+}

@@ -1,0 +1,52 @@
+// Package cluster runs a small but real flock-netpol cluster on one machine, for end-to-end tests
+// and the demo: a local control plane (kube-apiserver and etcd from envtest), nodes, pods and
+// external hosts made of network namespaces (test/netns), and one real `flock-netpol run` process
+// per node, each programming its node's namespace with the real nft.
+//
+//	kube-apiserver + etcd (envtest, 127.0.0.1)
+//	      ▲ watch                          ▲ create/update/delete (Client)
+//	flock-netpol run --node-name node-1 ... ── ip netns exec <node-1 ns> nft -f -
+//	flock-netpol run --node-name node-2 ... ── ip netns exec <node-2 ns> nft -f -
+//
+// envtest has no scheduler and no kubelet, so the harness plays both: CreatePod writes a Pod with
+// spec.nodeName set and then, through the status subresource, phase Running and status.podIPs
+// copied from a network-namespace pod of the bed. The namespace pod and the API object are
+// separate on purpose: tests may delete and recreate the API objects (new namespaces, new labels)
+// while the namespaces, their addresses and servers stay.
+//
+// # Knowing that a state is enforced
+//
+// WaitEnforced waits, without sleeps chosen by guess, until every node's kernel enforces the
+// cluster state currently stored in the API server: it lists Namespaces, Pods and NetworkPolicies,
+// runs the agent's pure stages (translate, render) for each node, takes the digest the rendered
+// script carries in its base chain's comment, and polls `nft list chain inet flock-netpol
+// filter-forward` in each node's namespace until the kernel shows the same digest. Since the
+// digest covers the whole script, a match means the agent applied exactly what the current state
+// demands. Probe right after, and flush conntrack first (FlushConntrack) so that no entry of an
+// earlier state lets a flow pass as established.
+//
+// # Lifetime and cleanup
+//
+// Start registers Close with tb.Cleanup: agents are stopped (SIGTERM, then SIGKILL after a grace
+// period, by PID), then the bed's namespaces are deleted, then envtest is stopped and the
+// temporary directory (agent binary, kubeconfig, logs, etcd data) removed. When the test failed,
+// the tail of each agent's log is printed first. On SIGINT or SIGTERM (Ctrl-C) a process-wide
+// handler kills the agents, the agent build and the envtest processes by PID and removes the
+// temporary directories, while test/netns's own handler deletes the namespaces. Agents are
+// started with a parent death signal, so even a SIGKILLed test process does not leave them
+// running; for the rest, each cluster records its owner, envtest PIDs and directories beside its
+// directory, and the next Start (SweepStale) finishes the job for owners that are gone, as
+// test/netns does for namespaces.
+//
+// # Requirements
+//
+// Root, `ip` and `nft` (CheckKernel); without them Start skips the test, or fails it when
+// FLOCK_REQUIRE_KERNEL_TESTS is set (as in CI). The envtest binaries come from KUBEBUILDER_ASSETS
+// (absolute path; `make envtest` builds them and `make test` sets it); when it is missing Start
+// fails with a message saying how to provide them.
+//
+// # Main programs
+//
+// The harness takes a testing.TB because test/netns does. A main program (the demo) uses
+// ProgramTB, a testing.TB for programs: Fatal and Skip end the run, cleanups run at the end.
+package cluster
