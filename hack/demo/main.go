@@ -15,6 +15,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/flock-net/flock-netpol/internal/testenv"
 	"github.com/flock-net/flock-netpol/test/cluster"
 	"github.com/flock-net/flock-netpol/test/demo"
 )
@@ -33,7 +34,7 @@ func main() {
 	}
 	flag.Parse()
 
-	if err := cluster.CheckKernel(); err != nil {
+	if err := testenv.CheckKernel(); err != nil {
 		fmt.Fprintf(os.Stderr, "The demo cannot run here:\n%v\n\nIt builds network namespaces and programs nftables: run it as root on Linux with\n"+
 			"iproute2 and nftables installed (apt-get install iproute2 nftables), e.g. `sudo make demo`.\n", err)
 		os.Exit(2)
@@ -80,13 +81,13 @@ func main() {
 // built under bin/k8s/ of the repository.
 func findAssets(root string) (string, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") != "" {
-		return cluster.Assets("")
+		return testenv.Assets("")
 	}
 	found, _ := filepath.Glob(filepath.Join(root, "bin", "k8s", "*", "kube-apiserver"))
 	sort.Strings(found)
 	if len(found) == 0 {
-		_, err := cluster.Assets("")
+		_, err := testenv.Assets("")
 		return "", fmt.Errorf("the demo needs kube-apiserver and etcd: %v", err)
 	}
-	return cluster.Assets(filepath.Dir(found[len(found)-1]))
+	return testenv.Assets(filepath.Dir(found[len(found)-1]))
 }

@@ -2,11 +2,8 @@ package controller_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/flock-net/flock-netpol/internal/testenv"
 )
 
 // The envtest suite runs the real manager and reconciler against a real kube-apiserver and etcd
@@ -54,7 +53,7 @@ var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 
-	assets, err := envtestAssets()
+	assets, err := testenv.Assets("")
 	if err != nil {
 		Fail(err.Error())
 	}
@@ -76,7 +75,7 @@ var _ = BeforeSuite(func() {
 	if kernelReal {
 		AddReportEntry("kernel", "applying through the real nft in throwaway network namespaces")
 	} else {
-		if os.Getenv("FLOCK_REQUIRE_KERNEL_TESTS") != "" {
+		if testenv.Required() {
 			Fail("kernel tests cannot run (" + why + ") and FLOCK_REQUIRE_KERNEL_TESTS is set")
 		}
 		AddReportEntry("kernel", "NOT using the real nft ("+why+"): a fake nft stands in for the kernel; run as root for kernel assertions")
@@ -92,46 +91,14 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// envtestAssets returns the directory holding kube-apiserver and etcd, or an error saying what is
-// missing and how to provide it. envtest itself would fall back to /usr/local/kubebuilder/bin and
-// fail much less clearly.
-func envtestAssets() (string, error) {
-	const how = "build them with `make envtest` (and run the tests with `make test`, which sets " +
-		"KUBEBUILDER_ASSETS), or set KUBEBUILDER_ASSETS to the absolute path of a directory holding " +
-		"kube-apiserver and etcd, e.g. KUBEBUILDER_ASSETS=$PWD/bin/k8s/1.37.2 go test ./internal/controller/"
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		return "", errors.New("envtest binaries not found: KUBEBUILDER_ASSETS is not set; " + how)
-	}
-	if !filepath.IsAbs(dir) {
-		return "", fmt.Errorf("KUBEBUILDER_ASSETS=%q is not an absolute path (go test runs each package in its own directory); %s", dir, how)
-	}
-	var missing []string
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		fi, err := os.Stat(filepath.Join(dir, bin))
-		if err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) > 0 {
-		return "", fmt.Errorf("KUBEBUILDER_ASSETS=%s does not hold an executable %s; %s", dir, strings.Join(missing, " or "), how)
-	}
-	return dir, nil
-}
-
 // kernelAvailable reports whether the specs can program nftables in network namespaces, and if
 // not, why.
 func kernelAvailable() (bool, string) {
 	if os.Getenv("FLOCK_ENVTEST_FAKE_NFT") != "" {
 		return false, "FLOCK_ENVTEST_FAKE_NFT is set"
 	}
-	if os.Geteuid() != 0 {
-		return false, "not running as root"
-	}
-	for _, bin := range []string{"nft", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			return false, bin + " not found in $PATH"
-		}
+	if err := testenv.CheckKernel(); err != nil {
+		return false, err.Error()
 	}
 	ns := "flocktest-probe-" + randomSuffix()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/flock-net/flock-netpol/internal/testenv"
 	"github.com/flock-net/flock-netpol/test/netns"
 )
 
@@ -94,76 +95,6 @@ type Node struct {
 // LogPath is the file the node's agent logs to (it is removed with the cluster's directory).
 func (n *Node) LogPath() string { return n.agent.logPath }
 
-// RequireKernel reports whether FLOCK_REQUIRE_KERNEL_TESTS asks for skips to become failures.
-func RequireKernel() bool {
-	v := os.Getenv("FLOCK_REQUIRE_KERNEL_TESTS")
-	return v != "" && v != "0" && v != "false"
-}
-
-// CheckKernel returns nil when this process can run the cluster's datapath: root, and `ip` and
-// `nft` in $PATH. Otherwise the error says what is missing.
-func CheckKernel() error {
-	var errs []error
-	if os.Geteuid() != 0 {
-		errs = append(errs, errors.New("not running as root (network namespaces and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)"))
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		errs = append(errs, errors.New("`ip` is not in $PATH (apt-get install iproute2)"))
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		errs = append(errs, errors.New("`nft` is not in $PATH (apt-get install nftables)"))
-	}
-	return errors.Join(errs...)
-}
-
-// Assets returns the envtest binary directory from dir or, when dir is empty, from
-// KUBEBUILDER_ASSETS, or an error saying what is missing and how to provide it.
-func Assets(dir string) (string, error) {
-	const how = "build them with `make envtest` (`make test` sets KUBEBUILDER_ASSETS itself), or set " +
-		"KUBEBUILDER_ASSETS to the absolute path of a directory holding kube-apiserver and etcd, e.g. " +
-		"KUBEBUILDER_ASSETS=$PWD/bin/k8s/1.37.2"
-	if dir == "" {
-		dir = os.Getenv("KUBEBUILDER_ASSETS")
-	}
-	if dir == "" {
-		return "", errors.New("envtest binaries not found: KUBEBUILDER_ASSETS is not set; " + how)
-	}
-	if !filepath.IsAbs(dir) {
-		return "", fmt.Errorf("KUBEBUILDER_ASSETS=%q is not an absolute path (go test runs each package in its own directory); %s", dir, how)
-	}
-	var missing []string
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		fi, err := os.Stat(filepath.Join(dir, bin))
-		if err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) > 0 {
-		return "", fmt.Errorf("%s does not hold an executable %s; %s", dir, strings.Join(missing, " or "), how)
-	}
-	return dir, nil
-}
-
-// strictTB turns skips into failures, for FLOCK_REQUIRE_KERNEL_TESTS.
-type strictTB struct{ testing.TB }
-
-const strictNote = " [FLOCK_REQUIRE_KERNEL_TESTS is set: failing instead of skipping]"
-
-func (s strictTB) Skip(args ...any) {
-	s.Helper()
-	s.Fatal(fmt.Sprint(args...) + strictNote)
-}
-
-func (s strictTB) Skipf(format string, args ...any) {
-	s.Helper()
-	s.Fatal(fmt.Sprintf(format, args...) + strictNote)
-}
-
-func (s strictTB) SkipNow() {
-	s.Helper()
-	s.Fatal("skipped" + strictNote)
-}
-
 var quietControllerRuntime sync.Once
 
 // Start brings the cluster up: envtest, the agent binary, the bed with its nodes, one agent per
@@ -175,13 +106,8 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	if dying.Load() {
 		tb.Fatalf("cluster: %v", errInterrupted)
 	}
-	if RequireKernel() {
-		tb = strictTB{tb}
-	}
-	if err := CheckKernel(); err != nil {
-		tb.Skipf("cluster: skipping, the datapath needs root, ip and nft: %v", err)
-	}
-	assets, err := Assets(opts.Assets)
+	tb = testenv.RequireKernel(tb, "cluster")
+	assets, err := testenv.Assets(opts.Assets)
 	if err != nil {
 		tb.Fatalf("cluster: %v", err)
 	}

@@ -40,7 +40,7 @@
 //
 // # Requirements
 //
-// Root, `ip` and `nft` (CheckKernel); without them Start skips the test, or fails it when
+// Root, `ip` and `nft` (testenv.CheckKernel); without them Start skips the test, or fails it when
 // FLOCK_REQUIRE_KERNEL_TESTS is set (as in CI). The envtest binaries come from KUBEBUILDER_ASSETS
 // (absolute path; `make envtest` builds them and `make test` sets it); when it is missing Start
 // fails with a message saying how to provide them.

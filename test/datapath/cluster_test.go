@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/internal/testenv"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
 )
@@ -131,48 +131,11 @@ type cluster struct {
 	pods  map[string]*podDef // by endpoint name; the external host is absent
 }
 
-// strictTB turns skips into failures, for FLOCK_REQUIRE_KERNEL_TESTS.
-type strictTB struct{ testing.TB }
-
-const strictNote = " [FLOCK_REQUIRE_KERNEL_TESTS is set: failing instead of skipping]"
-
-func (s strictTB) Skip(args ...any) {
-	s.Helper()
-	s.Fatal(fmt.Sprint(args...) + strictNote)
-}
-
-func (s strictTB) Skipf(format string, args ...any) {
-	s.Helper()
-	s.Fatal(fmt.Sprintf(format, args...) + strictNote)
-}
-
-func (s strictTB) SkipNow() {
-	s.Helper()
-	s.Fatal("SkipNow" + strictNote)
-}
-
-// kernelTestsRequired reports whether CI demands that these tests run.
-func kernelTestsRequired() bool {
-	v := os.Getenv("FLOCK_REQUIRE_KERNEL_TESTS")
-	return v != "" && v != "0" && v != "false"
-}
-
 // newCluster builds the topology once: 2 nodes, 6 pods, 1 external host, all serving 80 and 81.
 // It skips (or, with FLOCK_REQUIRE_KERNEL_TESTS, fails) unless root with `ip` and `nft`.
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	var tb testing.TB = t
-	if kernelTestsRequired() {
-		tb = strictTB{t}
-	}
-	if os.Geteuid() != 0 {
-		tb.Skip("datapath: needs root (network namespaces and nftables); run e.g. `sudo go test ./test/datapath/`")
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			tb.Skipf("datapath: %q is not in $PATH (apt-get install iproute2 nftables)", bin)
-		}
-	}
+	tb := testenv.RequireKernel(t, "datapath")
 
 	start := time.Now()
 	bed := netns.New(tb) // skips itself when namespaces cannot be created; strictTB makes that fail

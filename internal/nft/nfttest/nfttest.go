@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/flock-net/flock-netpol/internal/testenv"
 )
 
 // Kernel tests program real nftables, always inside a throwaway network namespace so the host's
@@ -24,7 +26,7 @@ func NewNetns(t testing.TB) string {
 	t.Helper()
 	skip := func(why string) {
 		t.Helper()
-		if os.Getenv("FLOCK_REQUIRE_KERNEL_TESTS") != "" {
+		if testenv.Required() {
 			t.Fatalf("%s: %s (FLOCK_REQUIRE_KERNEL_TESTS is set)", skipReason, why)
 		}
 		t.Skipf("%s: %s", skipReason, why)

@@ -1,0 +1,106 @@
+// Package testenv is what every test that needs the kernel or a control plane shares: whether CI
+// requires those tests to run, the check for root, ip and nft, a testing.TB whose skips fail, and
+// where the envtest binaries are. Test code only; the agent never imports it.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Required reports whether FLOCK_REQUIRE_KERNEL_TESTS (set by .ci/run) asks for the skips of
+// kernel, datapath and envtest tests to become failures, so that a broken CI machine cannot
+// silently stop running them.
+func Required() bool {
+	v := os.Getenv("FLOCK_REQUIRE_KERNEL_TESTS")
+	return v != "" && v != "0" && v != "false"
+}
+
+// CheckKernel returns nil when this process can build network namespaces and program nftables in
+// them: root, and `ip` and `nft` in $PATH. Otherwise the error says everything that is missing.
+func CheckKernel() error {
+	var errs []error
+	if os.Geteuid() != 0 {
+		errs = append(errs, errors.New("not running as root (network namespaces and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)"))
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		errs = append(errs, errors.New("`ip` is not in $PATH (apt-get install iproute2)"))
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		errs = append(errs, errors.New("`nft` is not in $PATH (apt-get install nftables)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Strict returns tb, or when Required, a wrapper of tb whose Skip, Skipf and SkipNow fail the test
+// instead: helpers deep in a harness can then skip as usual and still fail in CI.
+func Strict(tb testing.TB) testing.TB {
+	if Required() {
+		return strictTB{tb}
+	}
+	return tb
+}
+
+// RequireKernel skips the test (fails it when Required) unless CheckKernel passes, and returns
+// Strict(tb) for the rest of the set-up. what names the test group in the message.
+func RequireKernel(tb testing.TB, what string) testing.TB {
+	tb.Helper()
+	tb = Strict(tb)
+	if err := CheckKernel(); err != nil {
+		tb.Skipf("%s: skipping, needs root, ip and nft: %v", what, err)
+	}
+	return tb
+}
+
+type strictTB struct{ testing.TB }
+
+const strictNote = " [FLOCK_REQUIRE_KERNEL_TESTS is set: failing instead of skipping]"
+
+func (s strictTB) Skip(args ...any) {
+	s.Helper()
+	s.Fatal(fmt.Sprint(args...) + strictNote)
+}
+
+func (s strictTB) Skipf(format string, args ...any) {
+	s.Helper()
+	s.Fatal(fmt.Sprintf(format, args...) + strictNote)
+}
+
+func (s strictTB) SkipNow() {
+	s.Helper()
+	s.Fatal("skipped" + strictNote)
+}
+
+// Assets returns the directory holding the envtest binaries (kube-apiserver and etcd): dir, or
+// when dir is empty, $KUBEBUILDER_ASSETS. The error says what is missing and how to provide it;
+// envtest itself would fall back to /usr/local/kubebuilder/bin and fail much less clearly.
+func Assets(dir string) (string, error) {
+	const how = "build them with `make envtest` (`make test` sets KUBEBUILDER_ASSETS itself), or set " +
+		"KUBEBUILDER_ASSETS to the absolute path of a directory holding kube-apiserver and etcd, e.g. " +
+		"KUBEBUILDER_ASSETS=$PWD/bin/k8s/1.37.2"
+	if dir == "" {
+		dir = os.Getenv("KUBEBUILDER_ASSETS")
+	}
+	if dir == "" {
+		return "", errors.New("envtest binaries not found: KUBEBUILDER_ASSETS is not set; " + how)
+	}
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("KUBEBUILDER_ASSETS=%q is not an absolute path (go test runs each package in its own directory); %s", dir, how)
+	}
+	var missing []string
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		fi, err := os.Stat(filepath.Join(dir, bin))
+		if err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s does not hold an executable %s; %s", dir, strings.Join(missing, " or "), how)
+	}
+	return dir, nil
+}

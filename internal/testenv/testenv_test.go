@@ -1,0 +1,62 @@
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// recorder is a testing.TB that records Fatal instead of ending the test.
+type recorder struct {
+	testing.TB
+	fatal string
+}
+
+func (r *recorder) Helper()           {}
+func (r *recorder) Fatal(args ...any) { r.fatal = args[0].(string) }
+
+func TestStrictTurnsSkipsIntoFailuresOnlyWhenRequired(t *testing.T) {
+	for _, tc := range []struct {
+		env    string
+		strict bool
+	}{{"", false}, {"0", false}, {"false", false}, {"1", true}, {"yes", true}} {
+		t.Setenv("FLOCK_REQUIRE_KERNEL_TESTS", tc.env)
+		r := &recorder{TB: t}
+		tb := Strict(r)
+		if _, ok := tb.(strictTB); ok != tc.strict {
+			t.Errorf("FLOCK_REQUIRE_KERNEL_TESTS=%q: strict = %v, want %v", tc.env, ok, tc.strict)
+		}
+		if !tc.strict {
+			continue
+		}
+		tb.Skip("no nft")
+		if !strings.HasPrefix(r.fatal, "no nft") || !strings.Contains(r.fatal, "failing instead of skipping") {
+			t.Errorf("Skip on a strict TB: Fatal(%q), want the reason and the note", r.fatal)
+		}
+	}
+}
+
+func TestAssetsSaysWhatIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "etcd"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBEBUILDER_ASSETS", "")
+	for _, tc := range []struct{ dir, want string }{
+		{"", "KUBEBUILDER_ASSETS is not set"},
+		{"bin/k8s", "not an absolute path"},
+		{dir, "does not hold an executable kube-apiserver;"},
+	} {
+		if _, err := Assets(tc.dir); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Assets(%q) = %v, want an error containing %q", tc.dir, err, tc.want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kube-apiserver"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBEBUILDER_ASSETS", dir)
+	if got, err := Assets(""); err != nil || got != dir {
+		t.Errorf("Assets(\"\") with KUBEBUILDER_ASSETS=%s = %q, %v", dir, got, err)
+	}
+}
