@@ -3,18 +3,15 @@
 package datapath
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -190,7 +187,7 @@ func (c *cluster) apply(t *testing.T, policies []*networkingv1.NetworkPolicy) *a
 		}
 	}
 	for _, n := range nodeNames {
-		if err := flushConntrack(c.nodes[n]); err != nil {
+		if err := c.nodes[n].FlushConntrack(); err != nil {
 			t.Fatalf("%s: flushing conntrack: %v", n, err)
 		}
 	}
@@ -296,55 +293,6 @@ func countCells(m *netns.Matrix, eps []netns.Endpoint) (reachable, blocked int) 
 		}
 	}
 	return reachable, blocked
-}
-
-// ipctnlMsgCtDelete is IPCTNL_MSG_CT_DELETE from linux/netfilter/nfnetlink_conntrack.h; without a
-// tuple attribute it flushes the table.
-const ipctnlMsgCtDelete = 2
-
-// flushConntrack empties the conntrack table of a node (what `conntrack -F` does), over
-// ctnetlink, from a thread inside the node's namespace. Without it a UDP probe that happens to
-// reuse the source port of a flow allowed in an earlier scenario would match that flow's
-// conntrack entry and pass as established whatever the new rules say.
-func flushConntrack(n *netns.Node) error {
-	return n.Do(func() error {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		if err != nil {
-			return fmt.Errorf("netlink socket: %w", err)
-		}
-		defer unix.Close(fd)
-		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return fmt.Errorf("netlink bind: %w", err)
-		}
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5}); err != nil {
-			return err
-		}
-		for seq, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			// struct nlmsghdr, then struct nfgenmsg {family, version, res_id (big endian)}.
-			msg := make([]byte, unix.NLMSG_HDRLEN+4)
-			binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
-			binary.NativeEndian.PutUint16(msg[4:], unix.NFNL_SUBSYS_CTNETLINK<<8|ipctnlMsgCtDelete)
-			binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-			binary.NativeEndian.PutUint32(msg[8:], uint32(seq+1))
-			msg[unix.NLMSG_HDRLEN] = family
-			msg[unix.NLMSG_HDRLEN+1] = unix.NFNETLINK_V0
-			if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-				return fmt.Errorf("netlink send: %w", err)
-			}
-			buf := make([]byte, 4096)
-			nr, _, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil {
-				return fmt.Errorf("netlink receive: %w", err)
-			}
-			if nr < unix.NLMSG_HDRLEN+4 || binary.NativeEndian.Uint16(buf[4:]) != unix.NLMSG_ERROR {
-				return fmt.Errorf("unexpected netlink answer (%d bytes)", nr)
-			}
-			if errno := int32(binary.NativeEndian.Uint32(buf[unix.NLMSG_HDRLEN:])); errno != 0 {
-				return fmt.Errorf("conntrack flush (family %d): %w", family, syscall.Errno(-errno))
-			}
-		}
-		return nil
-	})
 }
 
 // conntrackCount reads the number of conntrack entries in a node's namespace.

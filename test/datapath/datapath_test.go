@@ -332,7 +332,7 @@ func TestDatapath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := flushConntrack(c.nodes[n]); err != nil {
+			if err := c.nodes[n].FlushConntrack(); err != nil {
 				t.Fatal(err)
 			}
 			after, err := conntrackCount(c.nodes[n])
