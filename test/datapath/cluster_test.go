@@ -263,21 +263,6 @@ func (c *cluster) model(a *applied, port uint16) func(from, to netns.Endpoint, k
 	}
 }
 
-// checkReplies fails for any reachable cell answered by an endpoint other than the one probed:
-// that would be a routing problem in the bed, not a policy verdict.
-func (c *cluster) checkReplies(t *testing.T, got *netns.Matrix) {
-	t.Helper()
-	for _, from := range c.eps {
-		for _, to := range c.eps {
-			for _, k := range got.Kinds {
-				if r, ok := got.Result(from, to, k); ok && r.OK && r.Reply != to.Name() {
-					t.Errorf("%v was answered by %q, want %q", r.Flow, r.Reply, to.Name())
-				}
-			}
-		}
-	}
-}
-
 // countCells returns how many probed cells of m are reachable and blocked.
 func countCells(m *netns.Matrix, eps []netns.Endpoint) (reachable, blocked int) {
 	for _, f := range eps {

@@ -129,6 +129,18 @@ func (m *Matrix) Result(from, to Endpoint, k Kind) (r Result, ok bool) {
 	return r, ok
 }
 
+// Misrouted lists the reachable cells of an observed matrix that were answered by another endpoint
+// than the one probed: a routing fault of the bed, which would make a cell's verdict meaningless.
+func (m *Matrix) Misrouted() []string {
+	var bad []string
+	m.each(func(f, t Endpoint, k Kind) {
+		if r, ok := m.Result(f, t, k); ok && r.OK && r.Reply != t.Name() {
+			bad = append(bad, fmt.Sprintf("%v was answered by %q, not %q", r.Flow, r.Reply, t.Name()))
+		}
+	})
+	return bad
+}
+
 // Expect returns a matrix of the same shape as m in which every probeable cell is Reachable if
 // reachable(from, to, kind) is true and Blocked otherwise. Use it to build the expected matrix for
 // Diff.
