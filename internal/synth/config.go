@@ -63,3 +63,17 @@ func (c Config) withDefaults() Config {
 	c.LocalNamespaces = max(1, min(c.LocalNamespaces, c.Namespaces))
 	return c
 }
+
+// Sized is the cluster that a benchmark size stands for, shared by every benchmark so their
+// figures describe the same clusters: seed 1, 50 pods per namespace, 110 pods per node (the
+// kubelet default), 110 of them on the local node.
+func Sized(pods, policies int) Config {
+	return Config{
+		Seed:       1,
+		Pods:       pods,
+		Namespaces: max(1, pods/50),
+		Nodes:      (pods + 109) / 110,
+		Policies:   policies,
+		LocalPods:  min(110, pods),
+	}
+}
