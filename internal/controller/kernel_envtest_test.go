@@ -303,7 +303,7 @@ type tableView struct {
 
 // parseTable understands the two forms nft content takes here: `nft list table` output
 // ("chain NAME {", "elements = { ... }") and the agent's scripts ("add chain inet T NAME",
-// "add element inet T NAME {" ... "}", "add rule inet T CHAIN RULE").
+// "add set inet T NAME { ...; elements = {" ... "}; }", "add rule inet T CHAIN RULE").
 func parseTable(text string) tableView {
 	v := tableView{Exists: true, Chains: map[string][]string{}, Sets: map[string][]string{}, Text: text}
 	var (
@@ -313,8 +313,8 @@ func parseTable(text string) tableView {
 		collecting  bool
 	)
 	finish := func() {
-		s := strings.TrimSpace(elems.String())
-		s = strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
+		s := strings.TrimPrefix(strings.TrimSpace(elems.String()), "{")
+		s, _, _ = strings.Cut(s, "}") // "a, b }" in a listing, "a, b, }; }" in a script
 		for e := range strings.SplitSeq(s, ",") {
 			if e = strings.Join(strings.Fields(e), " "); e != "" {
 				v.Sets[elemTarget] = append(v.Sets[elemTarget], e)
@@ -340,11 +340,12 @@ func parseTable(text string) tableView {
 			ensure(v.Chains, f[4])
 		case (strings.HasPrefix(l, "add set ") || strings.HasPrefix(l, "add map ")) && len(f) >= 5:
 			ensure(v.Sets, f[4])
-		case strings.HasPrefix(l, "add element ") && len(f) >= 5:
-			elemTarget, collecting = f[4], true
-			elems.WriteString(l[strings.Index(l, "{"):])
-			if strings.HasSuffix(l, "}") {
-				finish()
+			if i := strings.Index(l, "elements = {"); i >= 0 {
+				elemTarget, collecting = f[4], true
+				elems.WriteString(l[i+len("elements = "):])
+				if strings.HasSuffix(l, "}") {
+					finish()
+				}
 			}
 		case strings.HasPrefix(l, "add rule ") && len(f) >= 6:
 			v.Chains[f[4]] = append(v.Chains[f[4]], strings.Join(f[5:], " "))

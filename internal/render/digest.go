@@ -22,12 +22,15 @@ var (
 	digestPattern     = regexp.MustCompile(fmt.Sprintf(`%s([0-9a-f]{%d})`, digestPrefix, digestLen))
 )
 
-// stampDigest replaces the placeholder with the digest of the script as rendered with the
-// placeholder in it, so the digest is a pure function of the script's content.
+// stampDigest replaces the first placeholder with the digest of the script as rendered with the
+// placeholder in it, so the digest is a pure function of the script's content. The digest is
+// written over the placeholder's zeros, in place: the script can be megabytes long.
 func stampDigest(script []byte) []byte {
 	sum := sha256.Sum256(script)
-	digest := digestPrefix + hex.EncodeToString(sum[:])[:digestLen]
-	return bytes.Replace(script, []byte(digestPlaceholder), []byte(digest), 1)
+	if i := bytes.Index(script, []byte(digestPlaceholder)); i >= 0 {
+		hex.Encode(script[i+len(digestPrefix):i+len(digestPlaceholder)], sum[:digestLen/2])
+	}
+	return script
 }
 
 // Digest returns the digest a rendered script (or `nft list` output of its base chain) carries,

@@ -43,11 +43,12 @@ func generatedName(prefix, identity, readable, suffix string) string {
 	return name + readable + suffix
 }
 
+var commentReplacer = strings.NewReplacer(`"`, "'", `\`, "/", "\n", " ")
+
 // comment quotes s for an nft comment; quotes and backslashes cannot be escaped there, so they
 // are replaced.
 func comment(format string, args ...any) string {
-	s := fmt.Sprintf(format, args...)
-	s = strings.NewReplacer(`"`, "'", `\`, "/", "\n", " ").Replace(s)
+	s := commentReplacer.Replace(fmt.Sprintf(format, args...))
 	if len(s) > 120 { // the kernel caps user data; comments are for people, so cut them short
 		s = s[:117] + "..."
 	}

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"strconv"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
@@ -51,17 +52,47 @@ var families = []family{
 }
 
 // script accumulates the commands of one transaction, grouped so that every object exists before
-// anything refers to it: chains, then sets with their elements, then rules, then the maps that
-// jump to the chains, and the hooked base chain last.
+// anything refers to it: chains, then sets, then the verdict maps (whose elements jump to the
+// chains), the hooked base chain, and the rules last. A set or map declares its elements inline,
+// in the `elements = { ... }` clause of its own `add set` / `add map` command: nft 1.0.6 handles a
+// separate `add element` command by first loading the elements of every set of every table in
+// the namespace, which at cluster scale doubles the apply's time and nft's memory.
+//
+// The sets are most of the script (megabytes at cluster scale), so they are written straight
+// into the output, after the header and the chains, which are written first for that reason; the
+// other parts are small and are appended at the end.
 type script struct {
-	table               string
-	chains, sets, rules bytes.Buffer
-	maps, base          bytes.Buffer
+	table             string
+	out               bytes.Buffer // header, chains, sets
+	maps, base, rules bytes.Buffer
 }
 
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) []byte {
 	s := &script{table: cmp.Or(opts.Table, DefaultTable)}
+	s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Pods)) + setsSize(&rs))
+	fmt.Fprintf(&s.out, "# flock-netpol: %d isolated pods, %d policies. Replaces the whole table in one transaction.\n",
+		len(rs.Pods), len(rs.Policies))
+	fmt.Fprintf(&s.out, "add table inet %s\ndelete table inet %s\n", s.table, s.table)
+	fmt.Fprintf(&s.out, "add table inet %s { comment %s; }\n", s.table, comment("managed by flock-netpol; changes are overwritten"))
+
+	for i := range rs.Policies {
+		p := &rs.Policies[i]
+		for _, d := range []direction{ingress, egress} {
+			if len(rulesOf(p, d)) > 0 {
+				s.chain(policyChainName(d, p.Key), comment("%s rules of NetworkPolicy %s", d.name, p.Key))
+			}
+		}
+	}
+	s.chain(ingressDispatchChain, comment("sends traffic to isolated local pods through their ingress chains"))
+	for i := range rs.Pods {
+		pod := &rs.Pods[i]
+		for _, d := range []direction{ingress, egress} {
+			if keys := policiesOf(pod, d); len(keys) > 0 {
+				s.chain(podChainName(pod, d), comment("%s of pod %s, isolated by %d policies", d.name, podID(pod), len(keys)))
+			}
+		}
+	}
 
 	byKey := make(map[ruleset.PolicyKey]*ruleset.Policy, len(rs.Policies))
 	for i := range rs.Policies {
@@ -71,7 +102,6 @@ func Render(rs ruleset.RuleSet, opts Options) []byte {
 		s.policyChain(p, egress, p.Egress)
 	}
 
-	s.chain(ingressDispatchChain, comment("sends traffic to isolated local pods through their ingress chains"))
 	var inElems, outElems [2][]string
 	for i := range rs.Pods {
 		pod := &rs.Pods[i]
@@ -101,48 +131,88 @@ func Render(rs ruleset.RuleSet, opts Options) []byte {
 	s.rule(forwardChain, "ip6 saddr vmap @"+egressMapV6)
 	s.rule(forwardChain, "jump "+ingressDispatchChain)
 
-	var out bytes.Buffer
-	fmt.Fprintf(&out, "# flock-netpol: %d isolated pods, %d policies. Replaces the whole table in one transaction.\n",
-		len(rs.Pods), len(rs.Policies))
-	fmt.Fprintf(&out, "add table inet %s\ndelete table inet %s\n", s.table, s.table)
-	fmt.Fprintf(&out, "add table inet %s { comment %s; }\n", s.table, comment("managed by flock-netpol; changes are overwritten"))
-	for _, part := range []*bytes.Buffer{&s.chains, &s.sets, &s.maps, &s.base, &s.rules} {
-		out.Write(part.Bytes())
+	for _, part := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
+		s.out.Write(part.Bytes())
 	}
-	return stampDigest(out.Bytes())
+	return stampDigest(s.out.Bytes())
+}
+
+// setsSize estimates the bytes of the set commands, so that the output buffer is allocated once
+// rather than grown by doubling: about 24 bytes per element line (an IPv4 address or prefix, an
+// IPv6 pod address, a named-port endpoint) and 600 per rule for the set commands themselves. A
+// short guess costs one more reallocation, nothing else.
+func setsSize(rs *ruleset.RuleSet) int {
+	n := 0
+	for i := range rs.Policies {
+		for _, rules := range [][]ruleset.Rule{rs.Policies[i].Ingress, rs.Policies[i].Egress} {
+			for j := range rules {
+				r := &rules[j]
+				n += 600 + 24*(r.Peers.Len(true)+r.Peers.Len(false)+len(r.NamedPorts))
+			}
+		}
+	}
+	return n
 }
 
 func (s *script) chain(name, comment string) {
-	fmt.Fprintf(&s.chains, "add chain inet %s %s { comment %s; }\n", s.table, name, comment)
+	fmt.Fprintf(&s.out, "add chain inet %s %s { comment %s; }\n", s.table, name, comment)
 }
 
 func (s *script) rule(chain, rule string) {
 	fmt.Fprintf(&s.rules, "add rule inet %s %s %s\n", s.table, chain, rule)
 }
 
-// set declares a named set and adds its elements; the elements must be non-empty.
-func (s *script) set(name, typ, flags, comment string, elems []string) {
-	fmt.Fprintf(&s.sets, "add set inet %s %s { type %s;%s comment %s; }\n", s.table, name, typ, flags, comment)
-	writeElements(&s.sets, s.table, name, elems)
+// set starts the command that defines a named set, which the caller ends after writing its
+// elements (a set always has some).
+func (s *script) set(name, typ, flags, comment string) elements {
+	fmt.Fprintf(&s.out, "add set inet %s %s { type %s;%s comment %s;", s.table, name, typ, flags, comment)
+	return elements{b: &s.out}
 }
 
 func (s *script) verdictMap(name string, f family, elems []string, why string) {
-	fmt.Fprintf(&s.maps, "add map inet %s %s { type %s : verdict; comment %s; }\n", s.table, name, f.addrType, comment("%s", why))
-	if len(elems) > 0 {
-		writeElements(&s.maps, s.table, name, elems)
+	fmt.Fprintf(&s.maps, "add map inet %s %s { type %s : verdict; comment %s;", s.table, name, f.addrType, comment("%s", why))
+	e := elements{b: &s.maps}
+	for _, el := range elems {
+		e.write(append(e.next(), el...))
 	}
+	e.end()
 }
 
-func writeElements(b *bytes.Buffer, table, name string, elems []string) {
-	fmt.Fprintf(b, "add element inet %s %s {", table, name)
-	for i, e := range elems {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("\n\t")
-		b.WriteString(e)
+// elements writes the elements clause that ends an `add set` or `add map` command, one element
+// per tab-indented line, each followed by a comma (nft accepts the last one):
+//
+//	add set inet T NAME { type ipv4_addr; flags interval; comment "..."; elements = {
+//		10.0.0.1,
+//		10.0.0.4-10.0.0.7,
+//	}; }
+//
+// Without elements the command ends without the clause. Sets can hold every pod address of a
+// large cluster, so elements are appended to the script's buffer in place rather than built as
+// strings: e.write(x.AppendTo(e.next())).
+type elements struct {
+	b *bytes.Buffer
+	n int
+}
+
+// next returns the buffer's free space with what goes before the next element in it.
+func (e *elements) next() []byte {
+	buf := e.b.AvailableBuffer()
+	if e.n == 0 {
+		buf = append(buf, " elements = {"...)
 	}
-	b.WriteString("\n}\n")
+	e.n++
+	return append(buf, "\n\t"...)
+}
+
+// write adds what next returned, with the element appended.
+func (e *elements) write(buf []byte) { e.b.Write(append(buf, ',')) }
+
+// end closes the elements clause, if any, and the command.
+func (e *elements) end() {
+	if e.n > 0 {
+		e.b.WriteString("\n};")
+	}
+	e.b.WriteString(" }\n")
 }
 
 func addMapElements(elems *[2][]string, ips []netip.Addr, chain string) {
@@ -159,11 +229,24 @@ func policyChainName(d direction, k ruleset.PolicyKey) string {
 	return generatedName("pol-"+d.short, k.String(), k.String(), "")
 }
 
-// podChain writes the chain of one isolated pod in one direction and returns its name.
+func podID(pod *ruleset.Pod) string { return pod.Namespace + "/" + pod.Name }
+
+func podChainName(pod *ruleset.Pod, d direction) string {
+	id := podID(pod)
+	return generatedName("pod-"+d.short, id, id, "")
+}
+
+func policiesOf(pod *ruleset.Pod, d direction) []ruleset.PolicyKey {
+	if d == ingress {
+		return pod.IngressPolicies
+	}
+	return pod.EgressPolicies
+}
+
+// podChain writes the rules of the chain of one isolated pod in one direction and returns the
+// chain's name.
 func (s *script) podChain(pod *ruleset.Pod, d direction, keys []ruleset.PolicyKey, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
-	id := pod.Namespace + "/" + pod.Name
-	name := generatedName("pod-"+d.short, id, id, "")
-	s.chain(name, comment("%s of pod %s, isolated by %d policies", d.name, id, len(keys)))
+	name := podChainName(pod, d)
 
 	// A pod can always reach itself, also through a Service address that was DNATed back to it.
 	for _, f := range families {
@@ -195,13 +278,10 @@ func rulesOf(p *ruleset.Policy, d direction) []ruleset.Rule {
 	return p.Egress
 }
 
-// policyChain writes the chain holding what one policy allows in one direction.
+// policyChain writes the sets and rules of the chain holding what one policy allows in one
+// direction.
 func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rule) {
-	if len(rules) == 0 {
-		return
-	}
 	chain := policyChainName(d, p.Key)
-	s.chain(chain, comment("%s rules of NetworkPolicy %s", d.name, p.Key))
 	for i := range rules {
 		s.policyRule(chain, p.Key, d, &rules[i])
 	}
@@ -230,31 +310,49 @@ func (s *script) policyRule(chain string, k ruleset.PolicyKey, d direction, r *r
 	for _, f := range families {
 		// Named ports: the destination address (the target pod for ingress, the destination pod
 		// for egress) with the protocol and port that the name means on that pod.
-		var named []string
+		named := 0
 		for _, e := range r.NamedPorts {
 			if e.Addr.Is4() == f.is4 {
-				named = append(named, fmt.Sprintf("%s . %s . %d", e.Addr, e.Protocol, e.Port))
+				named++
 			}
 		}
 		peerMatch := ""
 		if !r.AnyPeer {
-			elems := rangeElements(r.Peers, f.is4)
-			if len(elems) == 0 || (len(portMatches) == 0 && len(named) == 0) {
+			if r.Peers.Len(f.is4) == 0 || (len(portMatches) == 0 && named == 0) {
 				continue // no peer of this family, or no port a peer could use
 			}
 			name := generatedName("peers", identity, readable, f.suffix)
-			s.set(name, f.addrType, " flags interval;", comment("%s: peers", where), elems)
+			e := s.set(name, f.addrType, " flags interval;", comment("%s: peers", where))
+			for pr := range r.Peers.Ranges(f.is4) {
+				e.write(appendRange(e.next(), pr))
+			}
+			e.end()
 			peerMatch = fmt.Sprintf("%s %s @%s ", f.proto, d.peerField, name)
 			for _, pm := range portMatches {
 				s.rule(chain, peerMatch+pm+d.verdict)
 			}
 		}
-		if len(named) > 0 {
+		if named > 0 {
 			name := generatedName("named", identity, readable, f.suffix)
-			s.set(name, f.addrType+" . inet_proto . inet_service", "", comment("%s: named ports", where), named)
+			e := s.set(name, f.addrType+" . inet_proto . inet_service", "", comment("%s: named ports", where))
+			for _, ep := range r.NamedPorts {
+				if ep.Addr.Is4() == f.is4 {
+					e.write(appendEndpoint(e.next(), ep))
+				}
+			}
+			e.end()
 			s.rule(chain, fmt.Sprintf("%s%s daddr . meta l4proto . th dport @%s %s", peerMatch, f.proto, name, d.verdict))
 		}
 	}
+}
+
+// appendEndpoint renders a named-port element: address . protocol . port.
+func appendEndpoint(b []byte, e ruleset.Endpoint) []byte {
+	b = e.Addr.AppendTo(b)
+	b = append(b, " . "...)
+	b = append(b, e.Protocol...)
+	b = append(b, " . "...)
+	return strconv.AppendUint(b, uint64(e.Port), 10)
 }
 
 // portMatch renders a numeric port entry: one protocol, all of its ports or an inclusive range.
@@ -269,24 +367,18 @@ func portMatch(pr ruleset.PortRange) string {
 	}
 }
 
-// rangeElements renders the set's ranges of one family as interval-set elements: an address, a
-// prefix when the range is exactly one, or first-last.
-func rangeElements(set ruleset.AddrSet, is4 bool) []string {
-	rs := set.V6
-	if is4 {
-		rs = set.V4
+// appendRange renders a range as an interval-set element: an address, a prefix when the range
+// is exactly one, or first-last.
+func appendRange(b []byte, r ruleset.AddrRange) []byte {
+	if r.First == r.Last {
+		return r.First.AppendTo(b)
 	}
-	out := make([]string, 0, len(rs))
-	for _, r := range rs {
-		if r.First == r.Last {
-			out = append(out, r.First.String())
-		} else if p, ok := r.Prefix(); ok {
-			out = append(out, p.String())
-		} else {
-			out = append(out, r.First.String()+"-"+r.Last.String())
-		}
+	if p, ok := r.Prefix(); ok {
+		return p.AppendTo(b)
 	}
-	return out
+	b = r.First.AppendTo(b)
+	b = append(b, '-')
+	return r.Last.AppendTo(b)
 }
 
 func anonSet(elems []string) string {

@@ -1,7 +1,9 @@
 package ruleset
 
 import (
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -19,9 +21,10 @@ func TestBuilderMergesOverlappingAndAdjacentRanges(t *testing.T) {
 	b.AddRange(r("10.0.0.50", "10.0.0.49")) // backwards: ignored
 	b.AddRange(AddrRange{First: netip.MustParseAddr("10.0.0.1"), Last: netip.MustParseAddr("fd00::1")})
 	got := b.Set()
-	want := AddrSet{V4: []AddrRange{r("10.0.0.10", "10.0.0.31"), r("10.0.0.40", "10.0.0.40")}, V6: []AddrRange{r("fd00::1", "fd00::1")}}
-	if len(got.V4) != 2 || got.V4[0] != want.V4[0] || got.V4[1] != want.V4[1] || len(got.V6) != 1 || got.V6[0] != want.V6[0] {
-		t.Errorf("Set() = %v, want %v", got, want)
+	want4 := []AddrRange{r("10.0.0.10", "10.0.0.31"), r("10.0.0.40", "10.0.0.40")}
+	want6 := []AddrRange{r("fd00::1", "fd00::1")}
+	if got4, got6 := slices.Collect(got.Ranges(true)), slices.Collect(got.Ranges(false)); !slices.Equal(got4, want4) || !slices.Equal(got6, want6) {
+		t.Errorf("Set() = %v %v, want %v %v", got4, got6, want4, want6)
 	}
 }
 
@@ -29,7 +32,7 @@ func TestBuilderHandlesTheEndOfTheAddressSpace(t *testing.T) {
 	var b Builder
 	b.AddPrefix(netip.MustParsePrefix("255.255.255.0/24"))
 	b.AddAddr(netip.MustParseAddr("255.255.255.255"))
-	if got := b.Set().V4; len(got) != 1 || got[0] != r("255.255.255.0", "255.255.255.255") {
+	if got := slices.Collect(b.Set().Ranges(true)); len(got) != 1 || got[0] != r("255.255.255.0", "255.255.255.255") {
 		t.Errorf("got %v", got)
 	}
 }
@@ -82,6 +85,13 @@ func TestRangePrefix(t *testing.T) {
 		{r("10.0.0.0", "10.0.0.254"), ""},
 		{r("10.0.0.1", "10.0.0.2"), ""},
 		{r("fd00::", "fd00::ffff"), "fd00::/112"},
+		{r("fd00::", "fd00::ffff:ffff:ffff:ffff"), "fd00::/64"},
+		{r("fd00::", "fd00:0:0:1:ffff:ffff:ffff:ffff"), "fd00::/63"},
+		{r("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), "::/0"},
+		{r("fd00::", "fd00:0:0:1:ffff:ffff:ffff:fffe"), ""},
+		{r("fd00::1", "fd00:0:0:1:ffff:ffff:ffff:ffff"), ""},
+		{r("fd00::", "fd00:0:0:2:ffff:ffff:ffff:ffff"), ""},
+		{r("10.0.0.1", "10.0.0.0"), ""},
 	}
 	for _, c := range cases {
 		p, ok := c.r.Prefix()
@@ -94,4 +104,77 @@ func TestRangePrefix(t *testing.T) {
 			t.Errorf("%v.Prefix() = none, want %s", c.r, c.want)
 		}
 	}
+}
+
+// TestBuilderMatchesAReferenceUnion checks the builder's integer sorting and merging, radix sort
+// included, against a plain union of random ranges computed with netip comparisons.
+func TestBuilderMatchesAReferenceUnion(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 10, radixMin - 1, radixMin, 5000} {
+		var b Builder
+		var ref []AddrRange
+		for range n {
+			var first, last netip.Addr
+			if rng.IntN(3) == 0 {
+				// IPv6 ranges differing in a few bytes of each half, some across the halves.
+				var a [16]byte
+				a[0], a[1], a[7], a[15] = 0xfd, 0, byte(rng.IntN(4)), byte(rng.IntN(250))
+				if rng.IntN(8) == 0 {
+					a[8], a[9] = 0xff, 0xff
+				}
+				first = netip.AddrFrom16(a)
+				a[15] += byte(rng.IntN(3))
+				last = netip.AddrFrom16(a)
+			} else {
+				first = netip.AddrFrom4([4]byte{10, byte(rng.IntN(3)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+				last = first
+				for range rng.IntN(3) {
+					last = last.Next()
+				}
+			}
+			if rng.IntN(2) == 0 {
+				b.AddRange(AddrRange{First: first, Last: last})
+			} else {
+				b.AddRange(AddrRange{First: first, Last: last})
+				b.AddAddr(first)
+			}
+			ref = append(ref, AddrRange{First: first, Last: last})
+		}
+		got := b.Set()
+		want4, want6 := referenceUnion(ref, true), referenceUnion(ref, false)
+		got4, got6 := slices.Collect(got.Ranges(true)), slices.Collect(got.Ranges(false))
+		if !slices.Equal(got4, want4) || !slices.Equal(got6, want6) {
+			t.Errorf("n=%d: got %d+%d ranges, want %d+%d", n, len(got4), len(got6), len(want4), len(want6))
+		}
+		// A reset builder starts afresh.
+		b.Reset()
+		b.AddAddr(netip.MustParseAddr("10.9.9.9"))
+		if got := b.Set(); got.Len(true) != 1 || got.Len(false) != 0 {
+			t.Errorf("n=%d: after Reset got %v", n, got)
+		}
+	}
+}
+
+func referenceUnion(rs []AddrRange, is4 bool) []AddrRange {
+	var fam []AddrRange
+	for _, r := range rs {
+		if r.First.Is4() == is4 {
+			fam = append(fam, r)
+		}
+	}
+	slices.SortFunc(fam, func(a, b AddrRange) int { return a.First.Compare(b.First) })
+	var out []AddrRange
+	for _, r := range fam {
+		if len(out) > 0 {
+			last := &out[len(out)-1]
+			if next := last.Last.Next(); r.First.Compare(last.Last) <= 0 || (next.IsValid() && next == r.First) {
+				if last.Last.Less(r.Last) {
+					last.Last = r.Last
+				}
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -75,11 +75,7 @@ func (r *Rule) matches(peer netip.Addr, f Flow) bool {
 
 // Contains reports whether a is in the set.
 func (s AddrSet) Contains(a netip.Addr) bool {
-	rs := s.V6
-	if a.Is4() {
-		rs = s.V4
-	}
-	for _, r := range rs {
+	for r := range s.Ranges(a.Is4()) {
 		if !a.Less(r.First) && !r.Last.Less(a) {
 			return true
 		}

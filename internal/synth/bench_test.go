@@ -11,22 +11,9 @@ import (
 	"github.com/flock-net/flock-netpol/internal/translate"
 )
 
-// benchConfig is the cluster a benchmark size stands for: 50 pods per namespace, 110 pods per
-// node (the kubelet default), 110 of them on the local node.
-func benchConfig(pods, policies int) Config {
-	return Config{
-		Seed:       1,
-		Pods:       pods,
-		Namespaces: pods / 50,
-		Nodes:      (pods + 109) / 110,
-		Policies:   policies,
-		LocalPods:  110,
-	}
-}
-
 // cluster10k is shared by the 10k benchmarks. The 150k cluster is not cached: keeping it alive
 // would inflate the live heap, and with it the GC pacing, of every benchmark that runs after it.
-var cluster10k = sync.OnceValue(func() Cluster { return Generate(benchConfig(10000, 1000)) })
+var cluster10k = sync.OnceValue(func() Cluster { return Generate(Sized(10000, 1000)) })
 
 func BenchmarkTranslateRender(b *testing.B) {
 	for _, size := range []struct{ pods, policies int }{{10000, 1000}, {150000, 10000}} {
@@ -38,7 +25,7 @@ func BenchmarkTranslateRender(b *testing.B) {
 				if testing.Short() {
 					b.Skip("150k-pod cluster skipped in -short mode")
 				}
-				cl = Generate(benchConfig(size.pods, size.policies))
+				cl = Generate(Sized(size.pods, size.policies))
 			}
 			in := input(cl)
 			b.ReportAllocs()

@@ -42,10 +42,10 @@ const namespaceNameLabel = "kubernetes.io/metadata.name"
 // Translate computes the rule set for in.Node. Problems are sorted.
 func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	t := &translator{
-		nsLabels: map[string]labels.Set{},
-		podsByNS: map[string][]*pod{},
-		localNS:  map[string]bool{},
-		peers:    map[string]peerResult{},
+		namespaces: map[string]*nsView{},
+		nsByLabel:  map[string]map[string][]*nsView{},
+		nsSelected: map[string][]*nsView{},
+		peers:      map[string]peerResult{},
 	}
 	t.loadNamespaces(in.Namespaces)
 	t.loadPods(in.Pods, in.Node)
@@ -54,7 +54,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	// pod cannot isolate anything here.
 	var policies []*networkingv1.NetworkPolicy
 	for _, np := range in.Policies {
-		if t.localNS[np.Namespace] {
+		if ns := t.namespaces[np.Namespace]; ns != nil && len(ns.local) > 0 {
 			policies = append(policies, np)
 		}
 	}
@@ -73,7 +73,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 		for _, p := range targets {
 			rp := isolated[p]
 			if rp == nil {
-				rp = &ruleset.Pod{Namespace: p.namespace, Name: p.name, IPs: p.ips}
+				rp = &ruleset.Pod{Namespace: p.ns.name, Name: p.src.Name, IPs: t.ips(p)}
 				isolated[p] = rp
 			}
 			if pol.Ingress != nil {
@@ -97,74 +97,19 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 }
 
 type translator struct {
-	nsLabels map[string]labels.Set
-	podsByNS map[string][]*pod // every pod that owns an address, by namespace, in input order
-	allPods  []*pod            // the same, all namespaces
-	localNS  map[string]bool   // namespaces holding a local pod that owns an address
-	peers    map[string]peerResult
-	nsNames  []string // namespaces that hold pods, sorted; filled on first use
-	problems []Problem
+	namespaces map[string]*nsView              // every namespace named by a Namespace object or a pod
+	nsNames    []*nsView                       // the namespaces that hold a pod owning an address, sorted
+	nsByLabel  map[string]map[string][]*nsView // label key -> value -> namespaces; filled per key on first use
+	nsSelected map[string][]*nsView            // namespaceSelector (String form) -> the namespaces it matches
+	pods       []pod                           // every pod that owns an address, in input order
+	addrs      []netip.Addr                    // backing array of the pods' addresses
+	peers      map[string]peerResult
+	builder    ruleset.Builder // reused for every peer: its memory grows to the largest one
+	problems   []Problem
 }
 
 func (t *translator) report(object, format string, args ...any) {
 	t.problems = append(t.problems, Problem{Object: object, Message: fmt.Sprintf(format, args...)})
-}
-
-func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
-	for _, ns := range nss {
-		set := make(labels.Set, len(ns.Labels)+1)
-		for k, v := range ns.Labels {
-			set[k] = v
-		}
-		set[namespaceNameLabel] = ns.Name
-		t.nsLabels[ns.Name] = set
-	}
-}
-
-// namespaceLabels returns the labels of a namespace. A namespace we have no object for (a render
-// input that lists only pods, or an event that raced the Namespace's) still has its name label.
-func (t *translator) namespaceLabels(ns string) labels.Set {
-	if set, ok := t.nsLabels[ns]; ok {
-		return set
-	}
-	return labels.Set{namespaceNameLabel: ns}
-}
-
-func (t *translator) loadPods(pods []*corev1.Pod, node string) {
-	var local []*pod
-	for _, p := range pods {
-		rp := t.newPod(p, node)
-		if rp == nil {
-			continue
-		}
-		// Nothing downstream depends on the order of pods within these lists (address sets and
-		// named-port endpoints are sorted), so only the few local pods are sorted, below.
-		t.allPods = append(t.allPods, rp)
-		t.podsByNS[rp.namespace] = append(t.podsByNS[rp.namespace], rp)
-		if rp.local {
-			local = append(local, rp)
-			t.localNS[rp.namespace] = true
-		}
-	}
-	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
-	// broken cluster state; the first pod in namespace/name order keeps it and the conflict is
-	// reported, so the verdict map never holds a key twice.
-	slices.SortFunc(local, func(a, b *pod) int {
-		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
-	})
-	owner := map[netip.Addr]*pod{}
-	for _, p := range local {
-		kept := p.ips[:0:0]
-		for _, a := range p.ips {
-			if o, taken := owner[a]; taken {
-				t.report("Pod "+p.namespace+"/"+p.name, "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.namespace, o.name)
-				continue
-			}
-			owner[a] = p
-			kept = append(kept, a)
-		}
-		p.ips = kept
-	}
 }
 
 // policy translates one NetworkPolicy. It returns ok=false when the policy selects no local pod
@@ -182,8 +127,8 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 		sel = labels.Everything()
 	}
 	var targets []*pod
-	for _, p := range t.podsByNS[np.Namespace] {
-		if p.local && len(p.ips) > 0 && sel.Matches(p.labels) {
+	for _, p := range t.namespaces[np.Namespace].local {
+		if p.n > 0 && sel.Matches(p.labels) {
 			targets = append(targets, p)
 		}
 	}
@@ -237,20 +182,12 @@ func (t *translator) policyTypes(obj string, np *networkingv1.NetworkPolicy) (in
 func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, targets []*pod, egress bool) ruleset.Rule {
 	r := ruleset.Rule{Index: index, AnyPeer: len(peers) == 0, AnyPort: len(ports) == 0}
 
-	// Pods whose named ports this rule may match: for ingress the policy's local targets; for
-	// egress the destination pods, which must be matched by a pod-selecting peer (a named port
-	// never matches an ipBlock destination).
-	var owners []*pod
-	if !egress {
-		owners = targets
-	} else if r.AnyPeer {
-		owners = t.allPods
-	}
 	peerField := "from"
 	if egress {
 		peerField = "to"
 	}
 	var sets []ruleset.AddrSet
+	var dests []peerResult // egress: what each peer matched, for the pods that own named ports
 	for i := range peers {
 		res, err := t.peer(ns, &peers[i])
 		if err != nil {
@@ -259,7 +196,7 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 		}
 		sets = append(sets, res.addrs)
 		if egress {
-			owners = append(owners, res.pods...)
+			dests = append(dests, res)
 		}
 	}
 	if len(sets) == 1 {
@@ -272,6 +209,8 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 		r.Peers = b.Set()
 	}
 
+	var owners []*pod
+	ownersKnown := false
 	for i := range ports {
 		pr, name, err := portEntry(&ports[i])
 		if err != nil {
@@ -284,8 +223,11 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 			}
 			continue
 		}
+		if !ownersKnown {
+			owners, ownersKnown = t.namedPortOwners(targets, dests, egress, r.AnyPeer), true
+		}
 		for _, p := range owners {
-			r.NamedPorts = p.endpoints(r.NamedPorts, name, pr.Protocol)
+			r.NamedPorts = t.endpoints(r.NamedPorts, p, name, pr.Protocol)
 		}
 	}
 	slices.SortFunc(r.NamedPorts, compareEndpoints)
@@ -293,8 +235,33 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 	return r
 }
 
+// namedPortOwners returns the pods whose named ports a rule may match: for ingress the policy's
+// local targets; for egress the destination pods, which must be matched by a pod-selecting peer
+// (a named port never matches an ipBlock destination), or every pod when the rule names no peer.
+func (t *translator) namedPortOwners(targets []*pod, dests []peerResult, egress, anyPeer bool) []*pod {
+	if !egress {
+		return targets
+	}
+	var owners []*pod
+	if anyPeer {
+		owners = make([]*pod, len(t.pods))
+		for i := range t.pods {
+			owners[i] = &t.pods[i]
+		}
+	}
+	for i := range dests {
+		owners = dests[i].appendPods(owners)
+	}
+	return owners
+}
+
+// compareEndpoints orders endpoints by address, protocol and port. It compares the protocols
+// only for equal addresses: a rule may resolve a named port on thousands of pods.
 func compareEndpoints(a, b ruleset.Endpoint) int {
-	return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c
+	}
+	return cmp.Or(cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
 }
 
 // portEntry translates one port entry into a numeric range, or a protocol and a port name.
@@ -338,10 +305,25 @@ func portEntry(p *networkingv1.NetworkPolicyPort) (ruleset.PortRange, string, er
 	return pr, "", nil
 }
 
-// peerResult is what one peer matches: addresses, and the pods among them (for named ports).
+// peerResult is what one peer matches: addresses, and where its pods are (for named ports).
 type peerResult struct {
 	addrs ruleset.AddrSet
-	pods  []*pod
+	// The pods are those of nss that podSel matches. They are listed again only for egress named
+	// ports, so they are not kept: a broad peer matches a large part of the cluster.
+	nss    []*nsView
+	podSel labels.Selector
+}
+
+// appendPods appends the pods the peer matches.
+func (r *peerResult) appendPods(dst []*pod) []*pod {
+	for _, ns := range r.nss {
+		for _, p := range ns.pods {
+			if r.podSel.Matches(p.labels) {
+				dst = append(dst, p)
+			}
+		}
+	}
+	return dst
 }
 
 // peer translates one peer of a rule in namespace ns. Results of selector peers are memoised for
@@ -383,42 +365,29 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 		return res, nil
 	}
 
-	var res peerResult
-	var b ruleset.Builder
-	match := func(pods []*pod) {
-		for _, p := range pods {
-			if podSel.Matches(p.labels) {
-				res.pods = append(res.pods, p)
-				for _, a := range p.ips {
+	res := peerResult{podSel: podSel}
+	if nsSel == nil {
+		if v := t.namespaces[ns]; v != nil {
+			res.nss = []*nsView{v}
+		}
+	} else {
+		res.nss = t.selectNamespaces(nsSel)
+	}
+	b := &t.builder
+	b.Reset()
+	everyPod := podSel.Empty()
+	for _, n := range res.nss {
+		for _, p := range n.pods {
+			if everyPod || podSel.Matches(p.labels) {
+				for _, a := range t.ips(p) {
 					b.AddAddr(a)
 				}
-			}
-		}
-	}
-	if nsSel == nil {
-		match(t.podsByNS[ns])
-	} else {
-		for _, nsName := range t.namespaceNames() {
-			if nsSel.Matches(t.namespaceLabels(nsName)) {
-				match(t.podsByNS[nsName])
 			}
 		}
 	}
 	res.addrs = b.Set()
 	t.peers[key.String()] = res
 	return res, nil
-}
-
-// namespaceNames returns, sorted, every namespace that holds a pod with an address.
-func (t *translator) namespaceNames() []string {
-	if t.nsNames == nil {
-		t.nsNames = make([]string, 0, len(t.podsByNS))
-		for ns := range t.podsByNS {
-			t.nsNames = append(t.nsNames, ns)
-		}
-		slices.Sort(t.nsNames)
-	}
-	return t.nsNames
 }
 
 // ipBlock returns the addresses of cidr minus its excepts. Host bits are masked. An except that

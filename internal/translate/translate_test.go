@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -119,6 +120,54 @@ func TestSameObjectsInAnyOrderGiveTheSameRuleSet(t *testing.T) {
 		got, gotProblems := Translate(shuffled)
 		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotProblems, wantProblems) {
 			t.Fatalf("shuffle %d changed the rule set", i)
+		}
+	}
+}
+
+// TestLargeInputsGiveTheSameResultInAnyOrder covers inputs large enough for loadPods to read the
+// pods in many batches: pods of a namespace that has no Namespace object and pods with bad
+// addresses, in any order, give the same rule set and problems.
+func TestLargeInputsGiveTheSameResultInAnyOrder(t *testing.T) {
+	pod := func(ns, name, ip string) *corev1.Pod {
+		p := makePod("x/b", withIPs(ip), onNode(remoteNode), withLabels("pod", name))
+		p.Namespace, p.Name = ns, name
+		return p
+	}
+	var pods []*corev1.Pod
+	for i := range 5000 {
+		ns := "y"
+		if i%7 == 0 {
+			ns = "ghost" // no Namespace object
+		}
+		pods = append(pods, pod(ns, fmt.Sprintf("p%d", i), fmt.Sprintf("10.1.%d.%d", i/256, i%256)))
+	}
+	pods[10].Status.PodIPs[0].IP = "10.1.0.bad"
+	pods[len(pods)-10].Status.PodIPs[0].IP = "not-an-ip"
+	local := pod("x", "a", "10.0.1.1")
+	local.Spec.NodeName = localNode
+	pods = append(pods, local)
+	in := Input{Node: localNode, Namespaces: standardNamespaces(), Pods: pods, Policies: []*networkingv1.NetworkPolicy{
+		makePolicy("x/from-ghost", ingressRules(rule{peers: peers(nsPeer(namespaceNameLabel, "ghost"))})),
+	}}
+
+	want, wantProblems := Translate(in)
+	if len(wantProblems) != 2 {
+		t.Errorf("problems = %v, want the two bad addresses", wantProblems)
+	}
+	ghost, other := netip.MustParseAddr("10.1.0.7"), netip.MustParseAddr("10.1.0.8")
+	dst := netip.MustParseAddr("10.0.1.1")
+	if !want.Allows(ruleset.Flow{Src: ghost, Dst: dst, Protocol: ruleset.TCP, Port: 80}) ||
+		want.Allows(ruleset.Flow{Src: other, Dst: dst, Protocol: ruleset.TCP, Port: 80}) {
+		t.Errorf("the ghost namespace's pods are not exactly the allowed peers")
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 3 {
+		shuffled := in
+		shuffled.Pods = slices.Clone(in.Pods)
+		rng.Shuffle(len(shuffled.Pods), func(a, b int) { shuffled.Pods[a], shuffled.Pods[b] = shuffled.Pods[b], shuffled.Pods[a] })
+		got, gotProblems := Translate(shuffled)
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotProblems, wantProblems) {
+			t.Fatalf("shuffle %d changed the result", i)
 		}
 	}
 }

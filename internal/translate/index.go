@@ -1,0 +1,228 @@
+package translate
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+)
+
+// Translate indexes its input once per call, in one pass over the pods, so that selectors are
+// not tested against every pod of the cluster: pods are grouped by namespace (a policy's
+// podSelector tests only the local pods of its namespace, a peer's podSelector only the pods of
+// the namespaces the peer selects), the namespaces a namespaceSelector matches are computed once
+// per distinct selector, and a selector with a matchLabels or In requirement tests only the
+// namespaces that the index of namespace labels gives for it. At 150,000 pods this is what keeps
+// one recompute within tens of milliseconds.
+
+// nsView is one namespace: its labels and the pods in it that own an address.
+type nsView struct {
+	name string
+	// labels are the Namespace object's labels, nil when there is no object; the name label is
+	// answered from name (see Lookup).
+	labels   map[string]string
+	pods     []*pod // pods that own an address, in input order
+	size     int    // len(pods), counted before pods is filled
+	local    []*pod // the local ones among them, in input order
+	position int    // index in translator.nsNames, when the namespace holds pods
+}
+
+// nsView is the label set of the namespace: its labels plus kubernetes.io/metadata.name, which
+// the API server sets on every Namespace and which objects read from files may lack. The name
+// wins over a label of the same key, as on the API server.
+var _ labels.Labels = (*nsView)(nil)
+
+func (n *nsView) Has(key string) bool {
+	_, ok := n.Lookup(key)
+	return ok
+}
+
+func (n *nsView) Get(key string) string {
+	v, _ := n.Lookup(key)
+	return v
+}
+
+func (n *nsView) Lookup(key string) (string, bool) {
+	if key == namespaceNameLabel {
+		return n.name, true
+	}
+	v, ok := n.labels[key]
+	return v, ok
+}
+
+// namespace returns the view of ns, creating an empty one for a namespace we have no object for
+// (a render input that lists only pods, or an event that raced the Namespace's).
+func (t *translator) namespace(ns string) *nsView {
+	v := t.namespaces[ns]
+	if v == nil {
+		v = &nsView{name: ns}
+		t.namespaces[ns] = v
+	}
+	return v
+}
+
+func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
+	for _, ns := range nss {
+		t.namespace(ns.Name).labels = ns.Labels // a later duplicate wins, as a map insert would
+	}
+}
+
+// loadPods indexes the pods that own addresses by namespace. It runs over every pod of the
+// cluster on every recompute, so it allocates per call, not per pod: one array of pods, one of
+// their addresses, and one of pointers to the pods for the namespaces' lists.
+//
+// Reading the pods is bound by memory latency: a Pod is over a kilobyte, and the fields read
+// here lie on several cache lines of it. So the pods are taken in small batches, and a first
+// loop over a batch only copies fields (no calls, no allocation), which lets the processor have
+// the cache misses of many pods in flight at once; the second loop, which parses and looks up,
+// then reads the copies. At 150,000 pods that takes a third off this function.
+func (t *translator) loadPods(pods []*corev1.Pod, node string) {
+	t.pods = make([]pod, 0, len(pods))
+	t.addrs = make([]netip.Addr, 0, len(pods)+len(pods)/4) // a quarter dual-stack; append grows it
+	type fields struct {
+		namespace string
+		podIPs    []corev1.PodIP
+	}
+	var (
+		batch [64]fields
+		last  *nsView
+	)
+	for len(pods) > 0 {
+		n := min(len(batch), len(pods))
+		start, kept := len(t.pods), len(t.pods)
+		for _, p := range pods[:n] {
+			if ownsAddresses(p) {
+				batch[len(t.pods)-start] = fields{p.Namespace, p.Status.PodIPs}
+				t.pods = append(t.pods, pod{labels: p.Labels, src: p, local: p.Spec.NodeName == node && node != ""})
+			}
+		}
+		pods = pods[n:]
+		for i := start; i < len(t.pods); i++ {
+			f := &batch[i-start]
+			p := t.pods[i]
+			if p.first, p.n = t.parseIPs(p.src, f.podIPs); p.n == 0 {
+				continue
+			}
+			if last == nil || last.name != f.namespace {
+				last = t.namespace(f.namespace)
+			}
+			last.size++
+			p.ns = last
+			t.pods[kept] = p
+			kept++
+		}
+		t.pods = t.pods[:kept]
+	}
+
+	// Namespaces that hold pods, sorted by name: the order in which selectors visit them.
+	for _, ns := range t.namespaces {
+		if ns.size > 0 {
+			t.nsNames = append(t.nsNames, ns)
+		}
+	}
+	slices.SortFunc(t.nsNames, func(a, b *nsView) int { return strings.Compare(a.name, b.name) }) // one string comparison, not cmp.Compare's two
+
+	// Carve every namespace's list out of one array, then fill them in input order.
+	all := make([]*pod, len(t.pods))
+	for i, ns := range t.nsNames {
+		ns.position = i
+		ns.pods, all = all[:0:ns.size], all[ns.size:]
+	}
+	var local []*pod
+	for i := range t.pods {
+		p := &t.pods[i]
+		p.ns.pods = append(p.ns.pods, p)
+		if p.local {
+			p.ns.local = append(p.ns.local, p)
+			local = append(local, p)
+		}
+	}
+
+	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
+	// broken cluster state; the first pod in namespace/name order keeps it and the conflict is
+	// reported, so the verdict map never holds a key twice.
+	slices.SortFunc(local, func(a, b *pod) int {
+		return cmp.Or(cmp.Compare(a.ns.name, b.ns.name), cmp.Compare(a.src.Name, b.src.Name))
+	})
+	owner := map[netip.Addr]*pod{}
+	for _, p := range local {
+		ips := t.ips(p)
+		kept := ips[:0] // in place: the pod's own part of t.addrs
+		for _, a := range ips {
+			if o, taken := owner[a]; taken {
+				t.report("Pod "+p.ns.name+"/"+p.src.Name, "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.ns.name, o.src.Name)
+				continue
+			}
+			owner[a] = p
+			kept = append(kept, a)
+		}
+		p.n = uint32(len(kept))
+	}
+}
+
+// selectNamespaces returns, in name order, the namespaces holding pods that sel matches.
+// Results are memoised per selector, and equality requirements (matchLabels, In) narrow the
+// candidates through the label index before the whole selector is tested.
+func (t *translator) selectNamespaces(sel labels.Selector) []*nsView {
+	key := sel.String()
+	if nss, ok := t.nsSelected[key]; ok {
+		return nss
+	}
+	candidates := t.nsNames
+	if reqs, ok := sel.Requirements(); ok {
+		for i := range reqs {
+			if c, ok := t.nsCandidates(&reqs[i]); ok && len(c) < len(candidates) {
+				candidates = c
+			}
+		}
+	}
+	var nss []*nsView
+	for _, ns := range candidates {
+		if sel.Matches(ns) {
+			nss = append(nss, ns)
+		}
+	}
+	t.nsSelected[key] = nss
+	return nss
+}
+
+// nsCandidates returns, in name order, the namespaces holding pods that can satisfy an equality
+// requirement (key=value or key in (values)); ok is false for other operators.
+func (t *translator) nsCandidates(r *labels.Requirement) ([]*nsView, bool) {
+	switch r.Operator() {
+	case selection.Equals, selection.DoubleEquals, selection.In:
+	default:
+		return nil, false
+	}
+	byValue := t.nsLabelIndex(r.Key())
+	values := r.ValuesUnsorted()
+	if len(values) == 1 {
+		return byValue[values[0]], true
+	}
+	var out []*nsView
+	for _, v := range values {
+		out = append(out, byValue[v]...)
+	}
+	slices.SortFunc(out, func(a, b *nsView) int { return cmp.Compare(a.position, b.position) })
+	return slices.Compact(out), true
+}
+
+// nsLabelIndex returns the namespaces holding pods by their value of the label key, each list in
+// name order. It is built on first use of the key: selectors name only a few keys.
+func (t *translator) nsLabelIndex(key string) map[string][]*nsView {
+	if idx, ok := t.nsByLabel[key]; ok {
+		return idx
+	}
+	idx := map[string][]*nsView{}
+	for _, ns := range t.nsNames {
+		if v, ok := ns.Lookup(key); ok {
+			idx[v] = append(idx[v], ns)
+		}
+	}
+	t.nsByLabel[key] = idx
+	return idx
+}
