@@ -159,7 +159,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	r := &controller.Reconciler{
-		Reader:         mgr.GetCache(),
+		Source:         controller.CacheSource{Informers: mgr.GetCache()},
 		Node:           cfg.NodeName,
 		Table:          cfg.Table,
 		Applier:        nftClient,

@@ -41,8 +41,8 @@ type Inspector interface {
 // Reconciler recomputes and applies the node's rule set. Create it with its fields set, then
 // call SetupWithManager.
 type Reconciler struct {
-	// Reader lists objects; normally the manager's cache.
-	Reader client.Reader
+	// Source supplies the objects; normally a CacheSource over the manager's cache.
+	Source Source
 	// Node is this node's name.
 	Node string
 	// Table is the nft table to own (family inet).
@@ -234,28 +234,14 @@ func (r *Reconciler) setBusy(busy bool) {
 }
 
 func (r *Reconciler) input(ctx context.Context) (translate.Input, error) {
-	// The cache hands out its own objects without copying them: the translator never mutates
-	// its input, and copying 150k pods per recompute would dominate its cost.
-	var (
-		pols networkingv1.NetworkPolicyList
-		nss  corev1.NamespaceList
-		pods corev1.PodList
-	)
-	for _, l := range []client.ObjectList{&pols, &nss, &pods} {
-		if err := r.Reader.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
-			return translate.Input{}, fmt.Errorf("listing from the cache: %w", err)
-		}
+	// With a CacheSource these are the cache's own objects, not copies: copying 150k pods per
+	// recompute would dominate its cost. They are read-only here; the translator never
+	// mutates its input.
+	in, err := r.Source.Objects(ctx)
+	if err != nil {
+		return translate.Input{}, fmt.Errorf("reading from the cache: %w", err)
 	}
-	in := translate.Input{Node: r.Node}
-	for i := range pols.Items {
-		in.Policies = append(in.Policies, &pols.Items[i])
-	}
-	for i := range nss.Items {
-		in.Namespaces = append(in.Namespaces, &nss.Items[i])
-	}
-	for i := range pods.Items {
-		in.Pods = append(in.Pods, &pods.Items[i])
-	}
+	in.Node = r.Node
 	return in, nil
 }
 

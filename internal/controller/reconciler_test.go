@@ -70,7 +70,7 @@ func newReconciler(t *testing.T, k *fakeKernel, logs *strings.Builder, objs ...r
 		log = funcr.New(func(prefix, args string) { logs.WriteString(args + "\n") }, funcr.Options{})
 	}
 	return &Reconciler{
-		Reader:       fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(objs...).Build(),
+		Source:       ReaderSource{Reader: fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(objs...).Build()},
 		Node:         "n1",
 		Table:        "flock-netpol",
 		Applier:      k,
@@ -227,7 +227,8 @@ func TestStripPodKeepsOnlyWhatTheTranslatorReads(t *testing.T) {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: map[string]string{"app": "web"},
 			Annotations: map[string]string{"big": strings.Repeat("x", 1000)}, ResourceVersion: "7",
-			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+			CreationTimestamp: metav1.Unix(1, 0),
+			ManagedFields:     []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{
 			{Name: "c", Image: "img", Env: []corev1.EnvVar{{Name: "A"}}, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {ContainerPort: 81}}},
 		}, InitContainers: []corev1.Container{

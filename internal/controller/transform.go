@@ -27,7 +27,8 @@ func CacheOptions() cache.Options {
 }
 
 // meta keeps the identity the cache needs (resourceVersion for watches, uid for deletes) and the
-// labels; annotations and managed fields, often the bulk of an object, are dropped.
+// labels; annotations and managed fields, often the bulk of an object, are dropped, and so is
+// creationTimestamp, which marks the result as stripped (see stripped).
 func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:              m.Name,
@@ -39,11 +40,25 @@ func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
+// stripped reports whether an object is already stripped, so a strip can return it as it is.
+// client-go runs the transform twice on every object of the initial sync (once into the
+// watch-list's temporary store, again when Replace hands them to the informer's queue); a strip
+// that always copied would keep two stripped copies of every object alive at once.
+//
+// The test is a zero creationTimestamp: the API server sets it on every object it stores (it is
+// immutable), and the strip never keeps it. Unlike the other fields the strip drops
+// (annotations, managedFields, most of the spec), which a real object may well lack, it is
+// never missing from an object the cache receives. An object that lacks it anyway is only left
+// unstripped: that costs memory, not correctness, since the translator reads full objects as
+// well as stripped ones.
+func stripped(m *metav1.ObjectMeta) bool { return m.CreationTimestamp.IsZero() }
+
 // StripPod keeps a pod's labels, node, hostNetwork flag, phase, addresses and named container
-// ports (of containers and of restartable init containers), and nothing else.
+// ports (of containers and of restartable init containers), and nothing else. A pod already
+// stripped is returned as it is.
 func StripPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
-	if !ok {
+	if !ok || stripped(&p.ObjectMeta) {
 		return obj, nil
 	}
 	out := &corev1.Pod{
@@ -83,19 +98,21 @@ func namedPortsOnly(cs []corev1.Container, initContainers bool) []corev1.Contain
 	return out
 }
 
-// StripNamespace keeps a namespace's name and labels.
+// StripNamespace keeps a namespace's name and labels. A namespace already stripped is returned
+// as it is.
 func StripNamespace(obj any) (any, error) {
 	ns, ok := obj.(*corev1.Namespace)
-	if !ok {
+	if !ok || stripped(&ns.ObjectMeta) {
 		return obj, nil
 	}
 	return &corev1.Namespace{TypeMeta: ns.TypeMeta, ObjectMeta: meta(&ns.ObjectMeta)}, nil
 }
 
-// StripNetworkPolicy keeps a policy's name and spec.
+// StripNetworkPolicy keeps a policy's name and spec. A policy already stripped is returned as
+// it is.
 func StripNetworkPolicy(obj any) (any, error) {
 	np, ok := obj.(*networkingv1.NetworkPolicy)
-	if !ok {
+	if !ok || stripped(&np.ObjectMeta) {
 		return obj, nil
 	}
 	return &networkingv1.NetworkPolicy{TypeMeta: np.TypeMeta, ObjectMeta: meta(&np.ObjectMeta), Spec: np.Spec}, nil

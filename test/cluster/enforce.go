@@ -10,9 +10,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-
+	"github.com/flock-net/flock-netpol/internal/controller"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
@@ -28,29 +26,10 @@ const DefaultEnforceTimeout = 60 * time.Second
 // returns, per node, the script that node's agent should have applied and any problems the
 // translator reported.
 func (c *Cluster) Expected(ctx context.Context) (scripts map[string][]byte, problems map[string][]translate.Problem, err error) {
-	var (
-		pols networkingv1.NetworkPolicyList
-		nss  corev1.NamespaceList
-		pods corev1.PodList
-	)
-	if err := c.Client.List(ctx, &pols); err != nil {
-		return nil, nil, fmt.Errorf("listing NetworkPolicies: %w", err)
-	}
-	if err := c.Client.List(ctx, &nss); err != nil {
-		return nil, nil, fmt.Errorf("listing Namespaces: %w", err)
-	}
-	if err := c.Client.List(ctx, &pods); err != nil {
-		return nil, nil, fmt.Errorf("listing Pods: %w", err)
-	}
-	in := translate.Input{}
-	for i := range pols.Items {
-		in.Policies = append(in.Policies, &pols.Items[i])
-	}
-	for i := range nss.Items {
-		in.Namespaces = append(in.Namespaces, &nss.Items[i])
-	}
-	for i := range pods.Items {
-		in.Pods = append(in.Pods, &pods.Items[i])
+	// What the agents read from their caches, read here from the API server itself.
+	in, err := controller.ReaderSource{Reader: c.Client}.Objects(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	scripts = map[string][]byte{}
 	problems = map[string][]translate.Problem{}

@@ -956,3 +956,19 @@ func TestBuildInstallerSetsTheImage(t *testing.T) {
 		t.Errorf("installer starts with %s, want the Namespace", objs[0])
 	}
 }
+
+// The Go runtime only knows the container's memory limit through GOMEMLIMIT; without it the heap
+// may grow to twice the live data before a collection and the kubelet kills the agent first.
+func TestGoMemoryLimitFollowsTheContainerLimit(t *testing.T) {
+	c := agentContainer(t, daemonSet(t))
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		if e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
+			t.Fatalf("GOMEMLIMIT must come from the downward API's limits.memory, got %+v", e)
+		}
+		return
+	}
+	t.Error("the agent container sets no GOMEMLIMIT")
+}
