@@ -61,9 +61,10 @@ test: envtest
 test: export KUBEBUILDER_ASSETS = $(abspath $(ENVTEST_ASSETS))
 endif
 
+BENCH_ARGS ?=
 .PHONY: bench
-bench: ## Run the benchmarks.
-	go test ./... -run '^$$' -bench . -benchmem
+bench: envtest ## Scale benchmarks, each figure next to its target (~15 min; apply and datapath need root). BENCH_ARGS=-quick skips the long ones.
+	KUBEBUILDER_ASSETS="$${KUBEBUILDER_ASSETS:-$(abspath $(ENVTEST_ASSETS))}" go run ./hack/bench $(BENCH_ARGS)
 
 ##@ Build
 

@@ -1,0 +1,367 @@
+// Command bench runs flock-netpol's scale benchmarks (`make bench`) and prints every figure next
+// to its target. The measurements are ordinary Go benchmarks (go test -bench), so each one can
+// also be run on its own; this program only runs them in a fixed order, keeps their raw output,
+// takes the median of repeated runs and lays the figures out as a table.
+//
+// Benchmarks that need root, nft or the envtest binaries skip themselves when those are missing;
+// their rows then read "skipped" with the reason in the raw output.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// run is one `go test -bench` invocation.
+type run struct {
+	pkg, bench string
+	args       []string // -count, -benchtime
+	long       bool     // skipped by -quick
+}
+
+// runs are the benchmarks, cheapest first, so that a quick look does not wait for the datapath.
+var runs = []run{
+	{pkg: "./internal/synth", bench: "^BenchmarkTranslateRender$", args: []string{"-count", "5"}},
+	{pkg: "./test/perf/agent", bench: "^BenchmarkCacheMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
+	{pkg: "./test/perf/agent", bench: "^BenchmarkAgentMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
+	{pkg: "./test/perf/kernel", bench: "^BenchmarkApply$", args: []string{"-benchtime", "3x", "-count", "3"}},
+	{pkg: "./test/perf/kernel", bench: "^BenchmarkDatapath$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
+	{pkg: "./test/perf/agent", bench: "^BenchmarkEventToKernel$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
+}
+
+// row is one line of the table: a metric of one benchmark, scaled, with its target.
+type row struct {
+	label  string
+	bench  string // benchmark name without the -GOMAXPROCS suffix
+	unit   string // as reported by go test
+	scale  float64
+	format string // printf verb for the scaled value
+	shown  string // unit shown in the table
+	target target
+}
+
+// target is what a figure must reach; a zero target is informational.
+type target struct {
+	op    string // "<=" or ">="
+	value float64
+	text  string // how the target reads, when it is not just op value
+}
+
+func (t target) String() string {
+	switch {
+	case t.text != "":
+		return t.text
+	case t.op == "":
+		return ""
+	}
+	return fmt.Sprintf("%s %g", map[string]string{"<=": "≤", ">=": "≥"}[t.op], t.value)
+}
+
+func (t target) met(v float64) string {
+	switch t.op {
+	case "<=":
+		return verdict(v <= t.value)
+	case ">=":
+		return verdict(v >= t.value)
+	}
+	return ""
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT MET"
+}
+
+const (
+	tr10k  = "BenchmarkTranslateRender/pods=10000,policies=1000"
+	tr150k = "BenchmarkTranslateRender/pods=150000,policies=10000"
+	ap10k  = "BenchmarkApply/pods=10000,policies=1000"
+	ap150k = "BenchmarkApply/pods=150000,policies=10000"
+	mem150 = "BenchmarkAgentMemory/pods=150000,policies=10000"
+	event  = "BenchmarkEventToKernel/rate=50/s,duration=60s"
+)
+
+func le(v float64) target { return target{op: "<=", value: v} }
+func ge(v float64) target { return target{op: ">=", value: v} }
+
+var rows = []row{
+	{label: "translate+render, 10k pods / 1k policies", bench: tr10k, unit: "ns/op", scale: 1e-6, format: "%.1f", shown: "ms"},
+	{label: "  allocations", bench: tr10k, unit: "allocs/op", scale: 1, format: "%.0f", shown: "allocs"},
+	{label: "  script", bench: tr10k, unit: "bytes/script", scale: 1.0 / 1024, format: "%.0f", shown: "KiB"},
+	{label: "  rules / sets / elements", bench: tr10k, unit: "rules", scale: 1, format: "%.0f"},
+	{bench: tr10k, unit: "sets", scale: 1, format: "%.0f"},
+	{bench: tr10k, unit: "elements", scale: 1, format: "%.0f"},
+	{label: "translate+render, 150k pods / 10k policies", bench: tr150k, unit: "ns/op", scale: 1e-6, format: "%.1f", shown: "ms", target: le(50)},
+	{label: "  allocations", bench: tr150k, unit: "allocs/op", scale: 1, format: "%.0f", shown: "allocs"},
+	{label: "  allocated", bench: tr150k, unit: "B/op", scale: 1.0 / (1 << 20), format: "%.1f", shown: "MiB"},
+	{label: "  script", bench: tr150k, unit: "bytes/script", scale: 1.0 / 1024, format: "%.0f", shown: "KiB"},
+	{label: "  rules / sets / elements", bench: tr150k, unit: "rules", scale: 1, format: "%.0f"},
+	{bench: tr150k, unit: "sets", scale: 1, format: "%.0f"},
+	{bench: tr150k, unit: "elements", scale: 1, format: "%.0f"},
+	{label: "cache: bytes per cached pod (after transform)", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/cached-pod", scale: 1, format: "%.0f", shown: "B", target: le(1024)},
+	{label: "  the same pods without the transform", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/full-pod", scale: 1, format: "%.0f", shown: "B"},
+	{label: "agent RSS, 150k pods / 10k policies", bench: mem150, unit: "rss-MB", scale: 1, format: "%.0f", shown: "MiB", target: target{text: "≤ budget"}},
+	{label: "  budget: 1 KiB per pod + 50 MiB", bench: mem150, unit: "budget-MB", scale: 1, format: "%.0f", shown: "MiB"},
+	{label: "  Go heap (live)", bench: mem150, unit: "heap-MB", scale: 1, format: "%.0f", shown: "MiB"},
+	{label: "  peak RSS (initial sync and first recompute)", bench: mem150, unit: "hwm-MB", scale: 1, format: "%.0f", shown: "MiB"},
+	{label: "nft apply, 10k pods", bench: ap10k, unit: "ns/op", scale: 1e-6, format: "%.0f", shown: "ms"},
+	{label: "  nft peak RSS", bench: ap10k, unit: "nft-peak-MB", scale: 1, format: "%.0f", shown: "MiB", target: le(150)},
+	{label: "nft apply, 150k pods", bench: ap150k, unit: "ns/op", scale: 1e-6, format: "%.0f", shown: "ms", target: le(1000)},
+	{label: "  nft peak RSS", bench: ap150k, unit: "nft-peak-MB", scale: 1, format: "%.0f", shown: "MiB", target: le(150)},
+	{label: "new connections, 1k peer entries", bench: "BenchmarkDatapath/peers=1000", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline"},
+	{label: "new connections, 10k peer entries", bench: "BenchmarkDatapath/peers=10000", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline"},
+	{label: "new connections, 50k peer entries", bench: "BenchmarkDatapath/peers=50000", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: ge(0.97)},
+	{label: "  baseline (ct state established,related only)", bench: "BenchmarkDatapath/peers=50000", unit: "base-conn/s", scale: 1, format: "%.0f", shown: "conn/s"},
+	{label: "new connections, 150k peer entries", bench: "BenchmarkDatapath/peers=150000", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: ge(0.95)},
+	{label: "bulk TCP throughput, 50k peer entries", bench: "BenchmarkDatapath/peers=50000", unit: "tput-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: target{op: ">=", value: 0.95, text: "no measurable loss (≥ 0.95)"}},
+	{label: "  baseline", bench: "BenchmarkDatapath/peers=50000", unit: "base-Mbit/s", scale: 1, format: "%.0f", shown: "Mbit/s"},
+	{label: "bulk TCP throughput, 150k peer entries", bench: "BenchmarkDatapath/peers=150000", unit: "tput-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: target{op: ">=", value: 0.95, text: "no measurable loss (≥ 0.95)"}},
+	{label: "event to kernel, 50 pod events/s for 60 s: p50", bench: event, unit: "p50-ms", scale: 1, format: "%.0f", shown: "ms"},
+	{label: "  p99", bench: event, unit: "p99-ms", scale: 1, format: "%.0f", shown: "ms", target: le(1000)},
+	{label: "  events / applies", bench: event, unit: "events", scale: 1, format: "%.0f"},
+	{bench: event, unit: "applies", scale: 1, format: "%.0f", target: target{text: "coalesced: applies < events"}},
+	{label: "  events never seen in the kernel", bench: event, unit: "unseen", scale: 1, format: "%.0f", target: le(0)},
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "skip the long benchmarks (datapath, event to kernel)")
+	rawPath := flag.String("raw", "bin/bench/raw.txt", "where to keep the raw go test output (empty: nowhere)")
+	parse := flag.String("parse", "", "do not run anything: build the table from this raw go test output")
+	markdown := flag.Bool("markdown", false, "print the table as Markdown")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./hack/bench [flags]\n\n"+
+			"Runs the scale benchmarks (datapath and apply parts need root and nft, the event benchmark\n"+
+			"needs KUBEBUILDER_ASSETS) and prints each figure, the median of its runs, next to its target.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+
+	var raw []byte
+	if *parse != "" {
+		var err error
+		if raw, err = os.ReadFile(*parse); err != nil {
+			fail(err)
+		}
+	} else {
+		raw = runAll(*quick)
+		if *rawPath != "" {
+			if err := writeRaw(*rawPath, raw); err != nil {
+				fail(err)
+			}
+			fmt.Fprintf(os.Stderr, "raw output: %s\n", *rawPath)
+		}
+	}
+	results, skips := parseBench(raw)
+	fmt.Printf("\nflock-netpol scale benchmarks, %s, %d CPUs, %s; medians of the runs\n\n", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), memTotal())
+	printTable(os.Stdout, results, skips, *markdown)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func writeRaw(path string, raw []byte) error {
+	if i := strings.LastIndexByte(path, '/'); i > 0 {
+		if err := os.MkdirAll(path[:i], 0o755); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, raw, 0o644)
+}
+
+// runAll runs every benchmark, echoing go test's output to stderr as it comes, and returns it.
+func runAll(quick bool) []byte {
+	var all bytes.Buffer
+	for _, r := range runs {
+		if quick && r.long {
+			continue
+		}
+		args := append([]string{"test", r.pkg, "-run", "^$", "-bench", r.bench, "-benchmem", "-v", "-timeout", "60m"}, r.args...)
+		fmt.Fprintf(os.Stderr, "$ go %s\n", strings.Join(args, " "))
+		cmd := exec.Command("go", args...)
+		cmd.Stdout = io.MultiWriter(&all, os.Stderr)
+		cmd.Stderr = io.MultiWriter(&all, os.Stderr)
+		if err := cmd.Run(); err != nil {
+			// A failed benchmark leaves its rows empty; the others still count.
+			fmt.Fprintf(&all, "bench: go test %s -bench %s: %v\n", r.pkg, r.bench, err)
+		}
+	}
+	return all.Bytes()
+}
+
+var (
+	benchLine  = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+	skipLine   = regexp.MustCompile(`--- SKIP: (Benchmark\S+?)(?:-\d+)?$`)
+	logMessage = regexp.MustCompile(`^\s*\S+\.go:\d+: `)
+)
+
+// parseBench collects every value of every (benchmark, unit) from go test -bench output, and the
+// benchmarks that were skipped.
+func parseBench(raw []byte) (map[string]map[string][]float64, map[string]string) {
+	results := map[string]map[string][]float64{}
+	skips := map[string]string{}
+	var last string // the previous line: go test -v prints a skip's reason just before it
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := skipLine.FindStringSubmatch(line); m != nil {
+			skips[m[1]] = logMessage.ReplaceAllString(last, "")
+			continue
+		}
+		last = line
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				break
+			}
+			if results[m[1]] == nil {
+				results[m[1]] = map[string][]float64{}
+			}
+			results[m[1]][f[i+1]] = append(results[m[1]][f[i+1]], v)
+		}
+	}
+	return results, skips
+}
+
+func median(vs []float64) float64 {
+	s := slices.Sorted(slices.Values(vs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func printTable(w io.Writer, results map[string]map[string][]float64, skips map[string]string, markdown bool) {
+	type line struct{ figure, value, target, verdict string }
+	var lines []line
+	for i := 0; i < len(rows); i++ {
+		r := rows[i]
+		// Rows without a label continue the previous one: "a / b / c".
+		group := []row{r}
+		for i+1 < len(rows) && rows[i+1].label == "" {
+			i++
+			group = append(group, rows[i])
+		}
+		var vals []string
+		verdictText, targetText := "", ""
+		for _, g := range group {
+			vs := results[g.bench][g.unit]
+			if len(vs) == 0 {
+				vals = append(vals, missing(g.bench, skips))
+				continue
+			}
+			v := median(vs) * g.scale
+			vals = append(vals, fmt.Sprintf(g.format, v))
+			if t := g.target; t.op != "" || t.text != "" {
+				targetText = t.String()
+				verdictText = t.met(v)
+			}
+		}
+		value := strings.Join(vals, " / ")
+		if u := group[len(group)-1].shown; u != "" && !strings.Contains(value, "skipped") && !strings.Contains(value, "no result") {
+			value += " " + u
+		}
+		// Targets that compare two figures of one benchmark.
+		switch {
+		case r.unit == "rss-MB":
+			if v, l := results[r.bench]["rss-MB"], results[r.bench]["budget-MB"]; len(v) > 0 && len(l) > 0 {
+				verdictText = verdict(median(v) <= median(l))
+			}
+		case group[len(group)-1].unit == "applies":
+			ev, ap := results[event]["events"], results[event]["applies"]
+			if len(ev) > 0 && len(ap) > 0 {
+				verdictText = verdict(median(ap) < median(ev))
+			}
+		}
+		lines = append(lines, line{r.label, value, targetText, verdictText})
+	}
+	// Linearity: apply time per MiB of script should not grow from 10k to 150k pods.
+	lin := line{figure: "apply time per script MiB, 150k ÷ 10k", target: "≤ 1.5 (linear)"}
+	if a, b := perMiB(results, ap150k), perMiB(results, ap10k); a > 0 && b > 0 {
+		lin.value = fmt.Sprintf("%.2f", a/b)
+		lin.verdict = verdict(a/b <= 1.5)
+	} else {
+		lin.value = missing(ap150k, skips)
+	}
+	lines = append(lines, lin)
+
+	if markdown {
+		fmt.Fprintln(w, "| figure | measured | target | |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- |")
+		for _, l := range lines {
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", strings.TrimSpace(l.figure), l.value, l.target, l.verdict)
+		}
+		return
+	}
+	width := [3]int{}
+	for _, l := range lines {
+		width[0] = max(width[0], len([]rune(l.figure)))
+		width[1] = max(width[1], len([]rune(l.value)))
+		width[2] = max(width[2], len([]rune(l.target)))
+	}
+	pad := func(s string, n int) string { return s + strings.Repeat(" ", n-len([]rune(s))) }
+	fmt.Fprintf(w, "%s  %s  %s  %s\n", pad("figure", width[0]), pad("measured", width[1]), pad("target", width[2]), "")
+	for _, l := range lines {
+		fmt.Fprintf(w, "%s  %s  %s  %s\n", pad(l.figure, width[0]), pad(l.value, width[1]), pad(l.target, width[2]), l.verdict)
+	}
+}
+
+// perMiB is a benchmark's apply time in ms per MiB of script, or 0 when it did not run.
+func perMiB(results map[string]map[string][]float64, bench string) float64 {
+	t, s := results[bench]["ns/op"], results[bench]["bytes/script"]
+	if len(t) == 0 || len(s) == 0 || median(s) == 0 {
+		return 0
+	}
+	return median(t) / 1e6 / (median(s) / (1 << 20))
+}
+
+func missing(bench string, skips map[string]string) string {
+	for b := bench; b != ""; {
+		if reason, ok := skips[b]; ok {
+			return "skipped: " + reason
+		}
+		i := strings.LastIndexByte(b, '/')
+		if i < 0 {
+			break
+		}
+		b = b[:i]
+	}
+	return "no result"
+}
+
+// memTotal reads the machine's memory size for the table's heading.
+func memTotal() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "memory unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return fmt.Sprintf("%.0f GiB RAM", math.Round(kb/(1<<20)))
+		}
+	}
+	return "memory unknown"
+}
