@@ -263,23 +263,6 @@ func (c *cluster) model(a *applied, port uint16) func(from, to netns.Endpoint, k
 	}
 }
 
-// countCells returns how many probed cells of m are reachable and blocked.
-func countCells(m *netns.Matrix, eps []netns.Endpoint) (reachable, blocked int) {
-	for _, f := range eps {
-		for _, to := range eps {
-			for _, k := range m.Kinds {
-				switch m.Get(f, to, k) {
-				case netns.Reachable:
-					reachable++
-				case netns.Blocked:
-					blocked++
-				}
-			}
-		}
-	}
-	return reachable, blocked
-}
-
 // conntrackCount reads the number of conntrack entries in a node's namespace.
 func conntrackCount(n *netns.Node) (string, error) {
 	var s string

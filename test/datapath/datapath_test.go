@@ -394,7 +394,7 @@ func (c *cluster) runModel(t *testing.T, s modelScenario) {
 	var reachable, blocked int
 	for _, port := range probePorts {
 		m := got[port]
-		r, b := countCells(want[port], c.eps)
+		r, b := want[port].Count()
 		reachable, blocked = reachable+r, blocked+b
 		t.Logf("port %d observed:\n%s", port, m)
 		if d := m.Diff(want[port]); d != "" {

@@ -187,7 +187,7 @@ func (s *suite) runScenario(t *testing.T, run int, sc scenario) {
 			for _, bad := range got.Misrouted() {
 				t.Error(bad)
 			}
-			r, b := countCells(got)
+			r, b := got.Count()
 			summary = append(summary, fmt.Sprintf("%s/%d %d reachable %d blocked", ch.proto, ch.port, r, b))
 		}
 		t.Logf("%s: enforced in %v, probed in %v: %s", label, enforced.Round(time.Millisecond),
@@ -264,22 +264,6 @@ func (s *suite) recheck(got *netns.Matrix, ch check) []string {
 		}
 	}
 	return still
-}
-
-func countCells(m *netns.Matrix) (reachable, blocked int) {
-	for _, f := range m.From {
-		for _, to := range m.To {
-			for _, k := range m.Kinds {
-				switch m.Get(f, to, k) {
-				case netns.Reachable:
-					reachable++
-				case netns.Blocked:
-					blocked++
-				}
-			}
-		}
-	}
-	return reachable, blocked
 }
 
 // policiesYAML prints the scenario's policies as stored, for failure reports.

@@ -129,6 +129,19 @@ func (m *Matrix) Result(from, to Endpoint, k Kind) (r Result, ok bool) {
 	return r, ok
 }
 
+// Count returns how many probeable cells of m are reachable and how many blocked.
+func (m *Matrix) Count() (reachable, blocked int) {
+	m.each(func(f, t Endpoint, k Kind) {
+		switch m.Get(f, t, k) {
+		case Reachable:
+			reachable++
+		case Blocked:
+			blocked++
+		}
+	})
+	return reachable, blocked
+}
+
 // Misrouted lists the reachable cells of an observed matrix that were answered by another endpoint
 // than the one probed: a routing fault of the bed, which would make a cell's verdict meaningless.
 func (m *Matrix) Misrouted() []string {
