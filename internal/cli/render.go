@@ -44,7 +44,7 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 		return 1
 	}
 	rs, problems := translate.Translate(translate.Input{
-		Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: objs.Pods,
+		Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: translate.NewPods(objs.Pods),
 	})
 	for _, p := range problems {
 		fmt.Fprintf(stdio.Stderr, "warning: %s (it matches nothing)\n", p)

@@ -54,7 +54,7 @@ func TestRenderIsByteIdenticalForAnyObjectOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	renderObjs := func(o manifest.Objects) []byte {
-		rs, _ := translate.Translate(translate.Input{Node: "node-1", Policies: o.Policies, Namespaces: o.Namespaces, Pods: o.Pods})
+		rs, _ := translate.Translate(translate.Input{Node: "node-1", Policies: o.Policies, Namespaces: o.Namespaces, Pods: translate.NewPods(o.Pods)})
 		return render.Render(rs, render.Options{})
 	}
 	want := renderObjs(objs)

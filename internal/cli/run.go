@@ -148,6 +148,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  controller.CacheOptions(),
+		Client:                 controller.ClientOptions(),
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
 		// One agent per node, each enforcing its own node: there is nothing to elect.

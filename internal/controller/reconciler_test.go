@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flock-net/flock-netpol/internal/nft"
@@ -222,38 +226,71 @@ func TestProblemsAreLoggedOnceAndCounted(t *testing.T) {
 	}
 }
 
-func TestStripPodKeepsOnlyWhatTheTranslatorReads(t *testing.T) {
-	always := corev1.ContainerRestartPolicyAlways
+// TestStripPodCachesTheCompactForm pins that the pod cache holds CachedPods, keyed and labelled
+// like the Pod they stand for (translate's tests pin what translate.NewPod keeps of it).
+func TestStripPodCachesTheCompactForm(t *testing.T) {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: map[string]string{"app": "web"},
 			Annotations: map[string]string{"big": strings.Repeat("x", 1000)}, ResourceVersion: "7",
-			CreationTimestamp: metav1.Unix(1, 0),
-			ManagedFields:     []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
-		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{
-			{Name: "c", Image: "img", Env: []corev1.EnvVar{{Name: "A"}}, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {ContainerPort: 81}}},
-		}, InitContainers: []corev1.Container{
-			{Name: "sidecar", RestartPolicy: &always, Ports: []corev1.ContainerPort{{Name: "proxy", ContainerPort: 15001}}},
-			{Name: "setup", Ports: []corev1.ContainerPort{{Name: "setup", ContainerPort: 9}}},
-		}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}},
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady}}},
+			CreationTimestamp: metav1.Unix(1, 0)},
+		Spec:   corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "img"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}}},
 	}
 	out, err := StripPod(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := out.(*corev1.Pod)
-	switch {
-	case s.Annotations != nil || s.ManagedFields != nil || s.Status.Conditions != nil:
-		t.Error("annotations, managed fields or conditions kept")
-	case s.ResourceVersion != "7" || s.Labels["app"] != "web" || s.Spec.NodeName != "n1":
-		t.Error("identity, labels or node lost")
-	case len(s.Spec.Containers) != 1 || len(s.Spec.Containers[0].Ports) != 1 || s.Spec.Containers[0].Image != "":
-		t.Errorf("containers = %+v, want only the named port", s.Spec.Containers)
-	case len(s.Spec.InitContainers) != 1 || s.Spec.InitContainers[0].Ports[0].Name != "proxy":
-		t.Errorf("init containers = %+v, want only the restartable one", s.Spec.InitContainers)
+	s, ok := out.(*CachedPod)
+	if !ok {
+		t.Fatalf("StripPod returned a %T", out)
 	}
-	if p.Annotations == nil || len(p.Spec.Containers[0].Ports) != 2 {
+	if key, err := toolscache.MetaNamespaceKeyFunc(s); err != nil || key != "x/a" {
+		t.Errorf("cache key = %q, %v; want x/a", key, err)
+	}
+	if s.GetResourceVersion() != "7" || !reflect.DeepEqual(s.GetLabels(), p.Labels) || s.GetAnnotations() != nil {
+		t.Errorf("metadata = %q %v %v, want the resourceVersion and labels only", s.GetResourceVersion(), s.GetLabels(), s.GetAnnotations())
+	}
+	if c, ok := s.DeepCopyObject().(*CachedPod); !ok || c == s || !c.Equal(&s.Pod) {
+		t.Errorf("DeepCopyObject = %v, want an equal CachedPod", c)
+	}
+	if p.Annotations == nil || p.Spec.Containers[0].Image != "img" {
 		t.Error("StripPod modified its input")
+	}
+}
+
+// TestOnlyRelevantPodUpdatesEnqueue pins the update predicate: a change the translator does not
+// read (a condition, Pending to Running, a new resourceVersion) is dropped; labels, addresses
+// and finishing are not.
+func TestOnlyRelevantPodUpdatesEnqueue(t *testing.T) {
+	base := func() *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: map[string]string{"app": "web"}, ResourceVersion: "7"},
+			Spec:       corev1.PodSpec{NodeName: "n1"},
+			Status:     corev1.PodStatus{Phase: corev1.PodPending, PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}}},
+		}
+	}
+	cases := []struct {
+		name     string
+		change   func(*corev1.Pod)
+		relevant bool
+	}{
+		{"resourceVersion and a condition", func(p *corev1.Pod) {
+			p.ResourceVersion = "8"
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady}}
+		}, false},
+		{"Pending to Running", func(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning }, false},
+		{"a label", func(p *corev1.Pod) { p.Labels["app"] = "db" }, true},
+		{"an address", func(p *corev1.Pod) { p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: "fd00::1"}) }, true},
+		{"finished", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, true},
+	}
+	for _, c := range cases {
+		changed := base()
+		c.change(changed)
+		old, _ := StripPod(base())
+		updated, _ := StripPod(changed)
+		got := relevantChange.Update(event.UpdateEvent{ObjectOld: old.(client.Object), ObjectNew: updated.(client.Object)})
+		if got != c.relevant {
+			t.Errorf("%s: relevant = %v, want %v", c.name, got, c.relevant)
+		}
 	}
 }

@@ -27,7 +27,7 @@ type InformerGetter interface {
 }
 
 // CacheSource reads the objects straight from the informers' indexers: the pointers it returns
-// are the cached objects themselves. Listing through the cache's client.Reader instead, even with
+// are the cached objects themselves (for a CachedPod, its translate.Pod). Listing through the cache's client.Reader instead, even with
 // client.UnsafeDisableDeepCopy, copies every struct into the list's Items (a 1240-byte Pod each,
 // ~177 MiB per recompute at 150k pods) only for the reconciler to take their addresses.
 //
@@ -45,13 +45,13 @@ func (s CacheSource) Objects(ctx context.Context) (translate.Input, error) {
 		in  translate.Input
 		err error
 	)
-	if in.Policies, err = fromIndexer[*networkingv1.NetworkPolicy](ctx, s.Informers, &networkingv1.NetworkPolicy{}); err != nil {
+	if in.Policies, err = fromIndexer(ctx, s.Informers, &networkingv1.NetworkPolicy{}, as[*networkingv1.NetworkPolicy]); err != nil {
 		return translate.Input{}, err
 	}
-	if in.Namespaces, err = fromIndexer[*corev1.Namespace](ctx, s.Informers, &corev1.Namespace{}); err != nil {
+	if in.Namespaces, err = fromIndexer(ctx, s.Informers, &corev1.Namespace{}, as[*corev1.Namespace]); err != nil {
 		return translate.Input{}, err
 	}
-	if in.Pods, err = fromIndexer[*corev1.Pod](ctx, s.Informers, &corev1.Pod{}); err != nil {
+	if in.Pods, err = fromIndexer(ctx, s.Informers, &corev1.Pod{}, podOf); err != nil {
 		return translate.Input{}, err
 	}
 	return in, nil
@@ -63,8 +63,24 @@ type indexed interface {
 	GetIndexer() toolscache.Indexer
 }
 
-// fromIndexer lists the cached objects of obj's type without copying them.
-func fromIndexer[T client.Object](ctx context.Context, g InformerGetter, obj T) ([]T, error) {
+// as is the pick of fromIndexer for a type cached as it is.
+func as[T any](item any) (T, bool) {
+	o, ok := item.(T)
+	return o, ok
+}
+
+// podOf is the pick of fromIndexer for Pods: the translator's part of the CachedPod, in place.
+func podOf(item any) (*translate.Pod, bool) {
+	p, ok := item.(*CachedPod)
+	if !ok {
+		return nil, false
+	}
+	return &p.Pod, true
+}
+
+// fromIndexer lists the cached objects of obj's type without copying them, as pick finds them
+// in each cached item.
+func fromIndexer[T any](ctx context.Context, g InformerGetter, obj client.Object, pick func(any) (T, bool)) ([]T, error) {
 	inf, err := g.GetInformer(ctx, obj)
 	if err != nil {
 		return nil, fmt.Errorf("getting the %T informer: %w", obj, err)
@@ -76,7 +92,7 @@ func fromIndexer[T client.Object](ctx context.Context, g InformerGetter, obj T) 
 	items := ix.GetIndexer().List()
 	out := make([]T, 0, len(items))
 	for _, it := range items {
-		o, ok := it.(T)
+		o, ok := pick(it)
 		if !ok {
 			return nil, fmt.Errorf("the %T cache holds a %T", obj, it)
 		}
@@ -113,7 +129,7 @@ func (s ReaderSource) Objects(ctx context.Context) (translate.Input, error) {
 		in.Namespaces = append(in.Namespaces, &nss.Items[i])
 	}
 	for i := range pods.Items {
-		in.Pods = append(in.Pods, &pods.Items[i])
+		in.Pods = append(in.Pods, translate.NewPod(&pods.Items[i]))
 	}
 	return in, nil
 }

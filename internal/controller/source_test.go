@@ -70,22 +70,22 @@ func (m informers) GetInformer(_ context.Context, obj client.Object, _ ...cache.
 // TestCacheSourceHandsOutTheCachedObjects pins that the reconciler reads the cache's own
 // objects, not copies of them.
 func TestCacheSourceHandsOutTheCachedObjects(t *testing.T) {
-	pod := localPod()
+	pod := NewCachedPod(localPod()) // the cache holds pods in their compact form
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x"}}
 	pol := denyAll()
 	m := informers{}
-	for _, obj := range []client.Object{pod, ns, pol} {
-		inf := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, obj, 0, toolscache.Indexers{})
-		if err := inf.GetIndexer().Add(obj); err != nil {
+	for _, c := range []struct{ kind, cached client.Object }{{&corev1.Pod{}, pod}, {ns, ns}, {pol, pol}} {
+		inf := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, c.kind, 0, toolscache.Indexers{})
+		if err := inf.GetIndexer().Add(c.cached); err != nil {
 			t.Fatal(err)
 		}
-		m[reflect.TypeOf(obj)] = inf
+		m[reflect.TypeOf(c.kind)] = inf
 	}
 	in, err := CacheSource{Informers: m}.Objects(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(in.Pods) != 1 || in.Pods[0] != pod || len(in.Namespaces) != 1 || in.Namespaces[0] != ns ||
+	if len(in.Pods) != 1 || in.Pods[0] != &pod.Pod || len(in.Namespaces) != 1 || in.Namespaces[0] != ns ||
 		len(in.Policies) != 1 || in.Policies[0] != pol {
 		t.Errorf("got %+v, want the cached objects themselves", in)
 	}

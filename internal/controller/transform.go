@@ -15,7 +15,8 @@ import (
 
 // CacheOptions returns the cache settings the agent needs: every object is stripped down to what
 // the translator reads before it is stored, which keeps memory per cached pod small on large
-// clusters. Pods are not field-selected by node: peers can live anywhere.
+// clusters; Pods are even stored as a CachedPod. Pods are not field-selected by node: peers can
+// live anywhere.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
@@ -24,6 +25,13 @@ func CacheOptions() cache.Options {
 			&networkingv1.NetworkPolicy{}: {Transform: StripNetworkPolicy},
 		},
 	}
+}
+
+// ClientOptions returns the manager's client settings: Pods are read from the API server, never
+// from the cache, because the cache holds CachedPods, not *corev1.Pod. The agent reads pods only
+// through CacheSource; this keeps any other read of a Pod correct rather than failing on the type.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Pod{}}}}
 }
 
 // meta keeps the identity the cache needs (resourceVersion for watches, uid for deletes) and the
@@ -53,49 +61,14 @@ func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 // well as stripped ones.
 func stripped(m *metav1.ObjectMeta) bool { return m.CreationTimestamp.IsZero() }
 
-// StripPod keeps a pod's labels, node, hostNetwork flag, phase, addresses and named container
-// ports (of containers and of restartable init containers), and nothing else. A pod already
-// stripped is returned as it is.
+// StripPod turns a Pod into a CachedPod: its labels, node, hostNetwork flag, whether it has
+// finished, its addresses and its named container ports (of containers and of restartable init
+// containers), and nothing else. A CachedPod is returned as it is.
 func StripPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok || stripped(&p.ObjectMeta) {
-		return obj, nil
+	if p, ok := obj.(*corev1.Pod); ok {
+		return NewCachedPod(p), nil
 	}
-	out := &corev1.Pod{
-		TypeMeta:   p.TypeMeta,
-		ObjectMeta: meta(&p.ObjectMeta),
-		Spec: corev1.PodSpec{
-			NodeName:       p.Spec.NodeName,
-			HostNetwork:    p.Spec.HostNetwork,
-			Containers:     namedPortsOnly(p.Spec.Containers, false),
-			InitContainers: namedPortsOnly(p.Spec.InitContainers, true),
-		},
-		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
-	}
-	return out, nil
-}
-
-// namedPortsOnly returns one container holding the named ports of cs (unnamed ports cannot be
-// referenced by a policy). For init containers only restartable ones count, and the restart
-// policy is kept so the translator can tell.
-func namedPortsOnly(cs []corev1.Container, initContainers bool) []corev1.Container {
-	var out []corev1.Container
-	for i := range cs {
-		c := &cs[i]
-		if initContainers && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
-			continue
-		}
-		var ports []corev1.ContainerPort
-		for _, cp := range c.Ports {
-			if cp.Name != "" {
-				ports = append(ports, corev1.ContainerPort{Name: cp.Name, Protocol: cp.Protocol, ContainerPort: cp.ContainerPort})
-			}
-		}
-		if len(ports) > 0 {
-			out = append(out, corev1.Container{Name: c.Name, Ports: ports, RestartPolicy: c.RestartPolicy})
-		}
-	}
-	return out
+	return obj, nil
 }
 
 // StripNamespace keeps a namespace's name and labels. A namespace already stripped is returned
@@ -119,7 +92,8 @@ func StripNetworkPolicy(obj any) (any, error) {
 }
 
 // relevantChange drops update events that change nothing the translator reads (a pod's
-// conditions, a status heartbeat): after stripping, only the resourceVersion differs.
+// conditions, its phase going from Pending to Running, a status heartbeat): after stripping,
+// only the resourceVersion differs.
 var relevantChange = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		if e.ObjectOld == nil || e.ObjectNew == nil {
@@ -131,9 +105,9 @@ var relevantChange = predicate.Funcs{
 
 func sameIgnoringVersion(a, b client.Object) bool {
 	switch old := a.(type) {
-	case *corev1.Pod:
-		n, ok := b.(*corev1.Pod)
-		return ok && reflect.DeepEqual(old.Labels, n.Labels) && reflect.DeepEqual(old.Spec, n.Spec) && reflect.DeepEqual(old.Status, n.Status)
+	case *CachedPod:
+		n, ok := b.(*CachedPod)
+		return ok && old.Equal(&n.Pod)
 	case *corev1.Namespace:
 		n, ok := b.(*corev1.Namespace)
 		return ok && reflect.DeepEqual(old.Labels, n.Labels)

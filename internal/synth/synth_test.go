@@ -23,7 +23,7 @@ var (
 )
 
 func input(c Cluster) translate.Input {
-	return translate.Input{Node: c.LocalNode, Policies: c.Policies, Namespaces: c.Namespaces, Pods: c.Pods}
+	return translate.Input{Node: c.LocalNode, Policies: c.Policies, Namespaces: c.Namespaces, Pods: translate.NewPods(c.Pods)}
 }
 
 // ownsAddress mirrors the translator's rule: hostNetwork and finished pods own no address.

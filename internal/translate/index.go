@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -72,50 +73,31 @@ func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
 }
 
 // loadPods indexes the pods that own addresses by namespace. It runs over every pod of the
-// cluster on every recompute, so it allocates per call, not per pod: one array of pods, one of
-// their addresses, and one of pointers to the pods for the namespaces' lists.
-//
-// Reading the pods is bound by memory latency: a Pod is over a kilobyte, and the fields read
-// here lie on several cache lines of it. So the pods are taken in small batches, and a first
-// loop over a batch only copies fields (no calls, no allocation), which lets the processor have
-// the cache misses of many pods in flight at once; the second loop, which parses and looks up,
-// then reads the copies. At 150,000 pods that takes a third off this function.
-func (t *translator) loadPods(pods []*corev1.Pod, node string) {
+// cluster on every recompute, so it allocates per call, not per pod: one array of pods and one
+// of pointers to them for the namespaces' lists. The addresses are the input's, parsed when the
+// Pod was built.
+func (t *translator) loadPods(pods []*Pod, node string) {
 	t.pods = make([]pod, 0, len(pods))
-	t.addrs = make([]netip.Addr, 0, len(pods)+len(pods)/4) // a quarter dual-stack; append grows it
-	type fields struct {
-		namespace string
-		podIPs    []corev1.PodIP
-	}
+	thisNode := intern(node)
 	var (
-		batch [64]fields
-		last  *nsView
+		last   *nsView
+		lastNS unique.Handle[string]
 	)
-	for len(pods) > 0 {
-		n := min(len(batch), len(pods))
-		start, kept := len(t.pods), len(t.pods)
-		for _, p := range pods[:n] {
-			if ownsAddresses(p) {
-				batch[len(t.pods)-start] = fields{p.Namespace, p.Status.PodIPs}
-				t.pods = append(t.pods, pod{labels: p.Labels, src: p, local: p.Spec.NodeName == node && node != ""})
-			}
+	for _, p := range pods {
+		if !p.ownsAddresses() {
+			continue
 		}
-		pods = pods[n:]
-		for i := start; i < len(t.pods); i++ {
-			f := &batch[i-start]
-			p := t.pods[i]
-			if p.first, p.n = t.parseIPs(p.src, f.podIPs); p.n == 0 {
-				continue
-			}
-			if last == nil || last.name != f.namespace {
-				last = t.namespace(f.namespace)
-			}
-			last.size++
-			p.ns = last
-			t.pods[kept] = p
-			kept++
+		for _, bad := range p.badIPs {
+			t.report("Pod "+p.Namespace()+"/"+p.name, "ignoring unparsable pod IP %q", bad)
 		}
-		t.pods = t.pods[:kept]
+		if len(p.ips) == 0 {
+			continue
+		}
+		if last == nil || lastNS != p.namespace {
+			last, lastNS = t.namespace(p.Namespace()), p.namespace
+		}
+		last.size++
+		t.pods = append(t.pods, pod{ns: last, src: p, ips: p.ips, local: p.node == thisNode && node != ""})
 	}
 
 	// Namespaces that hold pods, sorted by name: the order in which selectors visit them.
@@ -146,21 +128,27 @@ func (t *translator) loadPods(pods []*corev1.Pod, node string) {
 	// broken cluster state; the first pod in namespace/name order keeps it and the conflict is
 	// reported, so the verdict map never holds a key twice.
 	slices.SortFunc(local, func(a, b *pod) int {
-		return cmp.Or(cmp.Compare(a.ns.name, b.ns.name), cmp.Compare(a.src.Name, b.src.Name))
+		return cmp.Or(cmp.Compare(a.ns.name, b.ns.name), cmp.Compare(a.src.name, b.src.name))
 	})
 	owner := map[netip.Addr]*pod{}
 	for _, p := range local {
-		ips := t.ips(p)
-		kept := ips[:0] // in place: the pod's own part of t.addrs
-		for _, a := range ips {
+		var kept []netip.Addr // made on the first conflict: p.ips belongs to the input
+		for i, a := range p.ips {
 			if o, taken := owner[a]; taken {
-				t.report("Pod "+p.ns.name+"/"+p.src.Name, "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.ns.name, o.src.Name)
+				t.report("Pod "+p.ns.name+"/"+p.src.name, "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.ns.name, o.src.name)
+				if kept == nil {
+					kept = append(make([]netip.Addr, 0, len(p.ips)), p.ips[:i]...)
+				}
 				continue
 			}
 			owner[a] = p
-			kept = append(kept, a)
+			if kept != nil {
+				kept = append(kept, a)
+			}
 		}
-		p.n = uint32(len(kept))
+		if kept != nil {
+			p.ips = kept
+		}
 	}
 }
 

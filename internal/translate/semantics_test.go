@@ -58,16 +58,16 @@ type semanticsCase struct {
 }
 
 func (c semanticsCase) input() Input {
-	in := Input{Node: localNode, Policies: c.policies, Namespaces: c.namespaces, Pods: c.pods}
+	in := Input{Node: localNode, Policies: c.policies, Namespaces: c.namespaces, Pods: NewPods(c.pods)}
 	if in.Namespaces == nil {
 		in.Namespaces = standardNamespaces()
 	}
-	if in.Pods == nil {
+	if c.pods == nil {
 		for _, p := range standardPods() {
 			for _, o := range c.tweak[p.Namespace+"/"+p.Name] {
 				o(p)
 			}
-			in.Pods = append(in.Pods, p)
+			in.Pods = append(in.Pods, NewPod(p))
 		}
 	}
 	return in

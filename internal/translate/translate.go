@@ -23,7 +23,7 @@ type Input struct {
 	Node       string
 	Policies   []*networkingv1.NetworkPolicy
 	Namespaces []*corev1.Namespace
-	Pods       []*corev1.Pod
+	Pods       []*Pod // NewPods converts API objects
 }
 
 // Problem is a value the translator could not honour. The element holding it matches nothing.
@@ -73,7 +73,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 		for _, p := range targets {
 			rp := isolated[p]
 			if rp == nil {
-				rp = &ruleset.Pod{Namespace: p.ns.name, Name: p.src.Name, IPs: t.ips(p)}
+				rp = &ruleset.Pod{Namespace: p.ns.name, Name: p.src.name, IPs: slices.Clone(p.ips)} // the rule set owns its slices
 				isolated[p] = rp
 			}
 			if pol.Ingress != nil {
@@ -102,7 +102,6 @@ type translator struct {
 	nsByLabel  map[string]map[string][]*nsView // label key -> value -> namespaces; filled per key on first use
 	nsSelected map[string][]*nsView            // namespaceSelector (String form) -> the namespaces it matches
 	pods       []pod                           // every pod that owns an address, in input order
-	addrs      []netip.Addr                    // backing array of the pods' addresses
 	peers      map[string]peerResult
 	builder    ruleset.Builder // reused for every peer: its memory grows to the largest one
 	problems   []Problem
@@ -128,7 +127,7 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 	}
 	var targets []*pod
 	for _, p := range t.namespaces[np.Namespace].local {
-		if p.n > 0 && sel.Matches(p.labels) {
+		if len(p.ips) > 0 && sel.Matches(p.labels()) {
 			targets = append(targets, p)
 		}
 	}
@@ -318,7 +317,7 @@ type peerResult struct {
 func (r *peerResult) appendPods(dst []*pod) []*pod {
 	for _, ns := range r.nss {
 		for _, p := range ns.pods {
-			if r.podSel.Matches(p.labels) {
+			if r.podSel.Matches(p.labels()) {
 				dst = append(dst, p)
 			}
 		}
@@ -378,8 +377,8 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 	everyPod := podSel.Empty()
 	for _, n := range res.nss {
 		for _, p := range n.pods {
-			if everyPod || podSel.Matches(p.labels) {
-				for _, a := range t.ips(p) {
+			if everyPod || podSel.Matches(p.labels()) {
+				for _, a := range p.ips {
 					b.AddAddr(a)
 				}
 			}

@@ -57,10 +57,10 @@ func keys(ks []ruleset.PolicyKey) string {
 }
 
 func TestTwoLocalPodsClaimingOneAddressKeepItWithTheFirst(t *testing.T) {
-	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")}, Pods: []*corev1.Pod{
+	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")}, Pods: NewPods([]*corev1.Pod{
 		makePod("x/b", withIPs("10.0.1.9")),
 		makePod("x/a", withIPs("10.0.1.9")),
-	}}
+	})}
 	rs, problems := Translate(in)
 	if len(problems) != 1 || !strings.Contains(problems[0].String(), "also claimed by local pod x/a") {
 		t.Errorf("problems = %v", problems)
@@ -91,7 +91,9 @@ func deepCopy(in Input) Input {
 		out.Namespaces = append(out.Namespaces, n.DeepCopy())
 	}
 	for _, p := range in.Pods {
-		out.Pods = append(out.Pods, p.DeepCopy())
+		c := *p
+		c.labels, c.ips, c.ports = slices.Clone(p.labels), slices.Clone(p.ips), slices.Clone(p.ports)
+		out.Pods = append(out.Pods, &c)
 	}
 	return out
 }
@@ -146,7 +148,7 @@ func TestLargeInputsGiveTheSameResultInAnyOrder(t *testing.T) {
 	local := pod("x", "a", "10.0.1.1")
 	local.Spec.NodeName = localNode
 	pods = append(pods, local)
-	in := Input{Node: localNode, Namespaces: standardNamespaces(), Pods: pods, Policies: []*networkingv1.NetworkPolicy{
+	in := Input{Node: localNode, Namespaces: standardNamespaces(), Pods: NewPods(pods), Policies: []*networkingv1.NetworkPolicy{
 		makePolicy("x/from-ghost", ingressRules(rule{peers: peers(nsPeer(namespaceNameLabel, "ghost"))})),
 	}}
 

@@ -40,7 +40,7 @@ func exampleScript(t *testing.T, node string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, _ := translate.Translate(translate.Input{Node: node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: objs.Pods})
+	rs, _ := translate.Translate(translate.Input{Node: node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: translate.NewPods(objs.Pods)})
 	return render.Render(rs, render.Options{})
 }
 

@@ -41,7 +41,7 @@ func requireKernel(tb testing.TB, what string) testing.TB {
 func renderCluster(tb testing.TB, cfg synth.Config) []byte {
 	tb.Helper()
 	cl := synth.Generate(cfg)
-	rs, problems := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: cl.Pods})
+	rs, problems := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: translate.NewPods(cl.Pods)})
 	if len(problems) > 0 {
 		tb.Fatalf("%d translation problems, first: %v", len(problems), problems[0])
 	}

@@ -67,8 +67,8 @@ func datapathInput(n int) translate.Input {
 		}
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
 	}
-	pod := func(namespace, name, node string, addr netip.Addr, labels map[string]string) *corev1.Pod {
-		return &corev1.Pod{
+	pod := func(namespace, name, node string, addr netip.Addr, labels map[string]string) *translate.Pod {
+		return translate.NewPod(&corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
 			Spec:       corev1.PodSpec{NodeName: node},
 			Status: corev1.PodStatus{
@@ -76,12 +76,12 @@ func datapathInput(n int) translate.Input {
 				PodIP:  addr.String(),
 				PodIPs: []corev1.PodIP{{IP: addr.String()}},
 			},
-		}
+		})
 	}
 	in := translate.Input{
 		Node:       routerNode,
 		Namespaces: []*corev1.Namespace{ns(serverNS, nil), ns(clientNS, map[string]string{clientsLabel: clientsValue})},
-		Pods:       []*corev1.Pod{pod(serverNS, "server", routerNode, serverAddr.Addr(), map[string]string{"app": "server"})},
+		Pods:       []*translate.Pod{pod(serverNS, "server", routerNode, serverAddr.Addr(), map[string]string{"app": "server"})},
 	}
 	clientLabels := map[string]string{"app": "client"}
 	for i := range n {

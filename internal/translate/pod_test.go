@@ -1,0 +1,83 @@
+package translate
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// TestNewPodKeepsWhatTheTranslatorReads pins the compact pod the agent caches: named ports of
+// containers and of restartable init containers only, ports that can never match dropped,
+// labels sorted, status.podIP as the fallback address, and the two flags that take a pod out of
+// policy.
+func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: map[string]string{"tier": "front", "app": "web"},
+			Annotations: map[string]string{"a": "b"}},
+		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{
+			{Name: "c", Image: "img", Ports: []corev1.ContainerPort{
+				{Name: "http", ContainerPort: 80},
+				{ContainerPort: 81}, // unnamed: a policy cannot name it
+				{Name: "dns", Protocol: corev1.ProtocolUDP, ContainerPort: 53},
+				{Name: "bad", ContainerPort: 70000},                // out of range: matches nothing
+				{Name: "icmp", Protocol: "ICMP", ContainerPort: 1}, // unknown protocol: matches nothing
+			}},
+		}, InitContainers: []corev1.Container{
+			{Name: "sidecar", RestartPolicy: &always, Ports: []corev1.ContainerPort{{Name: "proxy", ContainerPort: 15001}}},
+			{Name: "setup", Ports: []corev1.ContainerPort{{Name: "setup", ContainerPort: 9}}}, // runs to completion first
+		}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
+	}
+	got := NewPod(p)
+	if got.Name() != "a" || got.Namespace() != "x" || value(got.node) != "n1" || !got.ownsAddresses() {
+		t.Errorf("identity = %s/%s on %s, owns=%v", got.Namespace(), got.Name(), value(got.node), got.ownsAddresses())
+	}
+	if !reflect.DeepEqual(got.Labels(), p.Labels) || got.labels[0].key.Value() != "app" {
+		t.Errorf("labels = %v, want %v sorted by key", got.labels, p.Labels)
+	}
+	if !reflect.DeepEqual(got.ips, []netip.Addr{netip.MustParseAddr("10.0.0.1")}) {
+		t.Errorf("ips = %v, want status.podIP when status.podIPs is empty", got.ips)
+	}
+	q := p.DeepCopy()
+	q.Status.PodIPs = []corev1.PodIP{{IP: "fd00::1"}, {IP: "::ffff:10.0.0.2"}, {IP: "bogus"}, {IP: "10.0.0.2"}, {IP: "fe80::1%eth0"}}
+	dual := NewPod(q)
+	if want := []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::1")}; !reflect.DeepEqual(dual.ips, want) {
+		t.Errorf("ips = %v, want %v: parsed, unmapped, without duplicates, IPv4 first", dual.ips, want)
+	}
+	if want := []string{"bogus", "fe80::1%eth0"}; !reflect.DeepEqual(dual.badIPs, want) {
+		t.Errorf("badIPs = %v, want %v", dual.badIPs, want)
+	}
+	want := []namedPort{
+		{intern("http"), ruleset.TCP, 80}, {intern("dns"), ruleset.UDP, 53}, {intern("proxy"), ruleset.TCP, 15001},
+	}
+	if !reflect.DeepEqual(got.ports, want) {
+		t.Errorf("ports = %v, want %v", got.ports, want)
+	}
+	if !got.Equal(NewPod(p.DeepCopy())) {
+		t.Error("two pods built from equal objects are not Equal")
+	}
+
+	for _, c := range []struct {
+		name   string
+		change func(*corev1.Pod)
+	}{
+		{"hostNetwork", func(p *corev1.Pod) { p.Spec.HostNetwork = true }},
+		{"Succeeded", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }},
+		{"Failed", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }},
+	} {
+		q := p.DeepCopy()
+		c.change(q)
+		if NewPod(q).ownsAddresses() {
+			t.Errorf("a %s pod owns its addresses", c.name)
+		}
+	}
+	if (&Pod{}).Namespace() != "" {
+		t.Error("the zero Pod has a namespace")
+	}
+}
