@@ -314,7 +314,7 @@ func (b *bench) checkEnforced(k int) (counted int64, err error) {
 // nft run of a few milliseconds) and the connections that straddle it.
 const (
 	dpConnPairs   = 70
-	dpBulkPairs   = 26
+	dpBulkPairs   = 60 // one stream swings more from slice to slice than the connection rate
 	dpSlice       = 150 * time.Millisecond
 	dpGuard       = 25 * time.Millisecond
 	dpWorkers     = 8
