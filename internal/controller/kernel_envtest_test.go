@@ -192,13 +192,8 @@ type recorder struct {
 	fail    *nft.FakeResult
 }
 
-func isApply(argv []string) bool {
-	n := len(argv)
-	return n >= 2 && argv[n-2] == "-f" && argv[n-1] == "-" && !slices.Contains(argv, "-c")
-}
-
 func (r *recorder) Run(ctx context.Context, argv []string, stdin []byte) ([]byte, []byte, error) {
-	if !isApply(argv) {
+	if !nft.IsApply(argv) {
 		return r.inner.Run(ctx, argv, stdin)
 	}
 	at := time.Now()

@@ -116,6 +116,14 @@ func (c *Client) Apply(ctx context.Context, script []byte) error {
 	return err
 }
 
+// IsApply reports whether argv, as a Client hands it to its Executor, is an Apply: the script
+// piped to "-f -" without "-c". Executors that wrap the real one (tests that time or gate the
+// applies) tell them from checks and listings by it.
+func IsApply(argv []string) bool {
+	n := len(argv)
+	return n >= 2 && argv[n-2] == "-f" && argv[n-1] == "-" && !slices.Contains(argv, "-c")
+}
+
 // Check pipes script to `<Command> -c -f -`: nft parses and evaluates it and the kernel validates
 // the batch, but nothing is committed. It needs the same privileges as Apply, and, since it
 // evaluates against the current ruleset, a script that references existing objects is checked

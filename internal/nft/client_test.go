@@ -435,3 +435,20 @@ func TestParseCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestIsApplyTellsAppliesFromOtherCalls pins IsApply against the argv the Client really passes:
+// only Apply counts, also behind a wrapping command such as ip netns exec.
+func TestIsApplyTellsAppliesFromOtherCalls(t *testing.T) {
+	c, fake := newFakeClient(t, Config{Command: []string{"ip", "netns", "exec", "node1", "nft"}})
+	ctx := context.Background()
+	_ = c.Apply(ctx, []byte("flush ruleset\n"))
+	_ = c.Check(ctx, []byte("flush ruleset\n"))
+	_, _ = c.ListTable(ctx, "inet", "flock-netpol")
+	var got []bool
+	for _, call := range fake.Calls() {
+		got = append(got, IsApply(call.Argv))
+	}
+	if want := []bool{true, false, false}; !slices.Equal(got, want) {
+		t.Errorf("IsApply of apply, check, list = %v, want %v", got, want)
+	}
+}
