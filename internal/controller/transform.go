@@ -48,14 +48,15 @@ func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// stripped reports whether an object is already stripped, so a strip can return it as it is.
+// stripped reports whether a Namespace or NetworkPolicy is already stripped, so a strip can return
+// it as it is (a Pod's strip tells by its type: see StripPod).
 // client-go runs the transform twice on every object of the initial sync (once into the
 // watch-list's temporary store, again when Replace hands them to the informer's queue); a strip
 // that always copied would keep two stripped copies of every object alive at once.
 //
 // The test is a zero creationTimestamp: the API server sets it on every object it stores (it is
 // immutable), and the strip never keeps it. Unlike the other fields the strip drops
-// (annotations, managedFields, most of the spec), which a real object may well lack, it is
+// (annotations, managedFields), which a real object may well lack, it is
 // never missing from an object the cache receives. An object that lacks it anyway is only left
 // unstripped: that costs memory, not correctness, since the translator reads full objects as
 // well as stripped ones.
