@@ -88,9 +88,10 @@ type Rule struct {
 	Ports []PortRange
 	// NamedPorts are the rule's named ports resolved on the pods that own them: the address of
 	// each owning pod with the protocol and number that the name means on that pod. For ingress
-	// the owners are the policy's local target pods; for egress, the destination pods matched by
-	// the rule's pod-selecting peers (a named port never matches an ipBlock destination). Sorted,
-	// duplicates removed.
+	// the owners are the policy's local target pods; for egress, the destination pods the rule's
+	// peers reach, whichever peer matched: the pods a selector peer matches, and the pods owning
+	// an address inside an ipBlock peer (at those addresses only). An address no pod owns matches
+	// no named port. Sorted, duplicates removed.
 	NamedPorts []Endpoint
 }
 

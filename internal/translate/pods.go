@@ -51,14 +51,17 @@ func parseAddr(s string) (netip.Addr, error) {
 	return netip.AddrFrom4(b), nil
 }
 
-// endpoints appends the pod's addresses with the number its port called name has for proto.
-func (t *translator) endpoints(dst []ruleset.Endpoint, p *pod, name string, proto ruleset.Protocol) []ruleset.Endpoint {
+// appendEndpoints appends the pod's addresses (those that in accepts, or all when in is nil)
+// with the number its port called name has for proto.
+func appendEndpoints(dst []ruleset.Endpoint, p *pod, name string, proto ruleset.Protocol, in func(netip.Addr) bool) []ruleset.Endpoint {
 	for _, np := range p.src.ports {
 		if np.protocol != proto || np.name.Value() != name {
 			continue
 		}
 		for _, a := range p.ips {
-			dst = append(dst, ruleset.Endpoint{Addr: a, Protocol: proto, Port: np.port})
+			if in == nil || in(a) {
+				dst = append(dst, ruleset.Endpoint{Addr: a, Protocol: proto, Port: np.port})
+			}
 		}
 	}
 	return dst

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -343,10 +344,51 @@ func TestNamedPorts(t *testing.T) {
 			flows:    []flow{allowed("x/a", "y/c", "tcp", 8080), denied("x/a", "y/b", "tcp", 8080), denied("x/a", "out", "tcp", 8080)},
 		},
 		{
-			name:     "a named port never matches an ipBlock destination, even a pod's address",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(blockPeer("10.0.0.0/8"), blockPeer("fd00::/8")), ports: ports(named(tcp, "http"))}))},
-			tweak:    map[string][]podOpt{"z/a": {withPort("http", tcp, 8080)}},
-			flows:    []flow{denied("x/a", "z/a", "tcp", 8080), denied("x/a", "out", "tcp", 8080)},
+			name: "egress named port with an ipBlock peer resolves on the destination pod that owns the address",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{
+				peers: peers(blockPeer("10.0.0.0/8", "10.0.3.2/32"), blockPeer("fd00::/8", "fd00::3:2/128"), blockPeer("10.200.0.0/16"), blockPeer("fd00:200::/64")),
+				ports: ports(named(tcp, "http")),
+			}))},
+			tweak: map[string][]podOpt{
+				"z/a": {withPort("http", tcp, 8080)},
+				"z/b": {withPort("http", tcp, 8080)}, // its address is an except
+				"z/c": {withPort("http", tcp, 9090)},
+				"y/c": {withPort("http", udp, 8080)},
+			},
+			flows: []flow{
+				allowed("x/a", "z/a", "tcp", 8080), denied("x/a", "z/a", "tcp", 9090), // a pod with the port, at its number
+				allowed("x/a", "z/c", "tcp", 9090), denied("x/a", "z/c", "tcp", 8080), // another pod, another number
+				denied("x/a", "z/b", "tcp", 8080),                                    // removed by except
+				denied("x/a", "y/c", "tcp", 8080), denied("x/a", "y/b", "tcp", 8080), // the name with another protocol; no such port
+				denied("x/a", "out", "tcp", 8080), denied("x/a", "out", "tcp", 9090), // an address no pod owns
+			},
+		},
+		{
+			name: "egress named port to every pod or anywhere reaches pods of every namespace",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("y/p", types(networkingv1.PolicyTypeEgress), egressRules(rule{
+				peers: peers(podPeer(), blockPeer("0.0.0.0/0"), blockPeer("::/0")),
+				ports: ports(named(tcp, "serve-81-tcp")),
+			}))},
+			tweak: map[string][]podOpt{"x/b": {withPort("serve-81-tcp", tcp, 81)}, "y/b": {withPort("serve-81-tcp", tcp, 81)}, "z/c": {withPort("serve-81-tcp", tcp, 81)}},
+			flows: []flow{
+				allowed("y/a", "x/b", "tcp", 81), allowed("y/a", "y/b", "tcp", 81), allowed("y/a", "z/c", "tcp", 81),
+				denied("y/a", "x/a", "tcp", 81), denied("y/a", "out", "tcp", 81), denied("y/a", "x/b", "tcp", 80),
+			},
+		},
+		{
+			name: "ingress named port with an ipBlock peer resolves on the target pod, whatever the source",
+			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{
+				peers: peers(blockPeer("10.0.2.0/24", "10.0.2.3/32"), blockPeer("fd00::2:0/112", "fd00::2:3/128"), blockPeer("10.200.0.0/16"), blockPeer("fd00:200::/64")),
+				ports: ports(named(tcp, "http")),
+			}))},
+			tweak: map[string][]podOpt{"x/a": {withPort("http", tcp, 8080)}, "x/b": {withPort("http", tcp, 9090)}},
+			flows: []flow{
+				allowed("y/b", "x/a", "tcp", 8080), denied("y/b", "x/a", "tcp", 9090),
+				allowed("y/b", "x/b", "tcp", 9090), denied("y/b", "x/b", "tcp", 8080), // two pods, two numbers
+				allowed("out", "x/a", "tcp", 8080), // a source no pod owns
+				denied("y/c", "x/a", "tcp", 8080),  // removed by except
+				denied("z/b", "x/a", "tcp", 8080),  // outside the block
+			},
 		},
 		{
 			name:     "numeric and named ports in one rule",
@@ -404,6 +446,26 @@ func TestIPBlocks(t *testing.T) {
 	rs, _ := Translate(semanticsCase{policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("0.0.0.0/0"))}))}}.input())
 	if rs.Allows(ruleset.Flow{Src: addr("y/a", true), Dst: addr("x/a", true), Protocol: "tcp", Port: 80}) {
 		t.Errorf("an IPv4 ipBlock 0.0.0.0/0 allowed IPv6 traffic")
+	}
+}
+
+// A dual-stack pod reached through an ipBlock of one family matches the named port only at the
+// address inside the block.
+func TestNamedPortIPBlockOnlyAtAddressesInTheBlock(t *testing.T) {
+	c := semanticsCase{
+		policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(blockPeer("10.0.3.0/24")), ports: ports(named(tcp, "http"))}))},
+		tweak:    map[string][]podOpt{"z/a": {withPort("http", tcp, 8080)}},
+	}
+	rs, _ := Translate(c.input())
+	for _, v6 := range []bool{false, true} {
+		got := rs.Allows(ruleset.Flow{Src: addr("x/a", v6), Dst: addr("z/a", v6), Protocol: "tcp", Port: 8080})
+		if got != !v6 {
+			t.Errorf("x/a -> z/a tcp/8080 (ipv6=%v): allowed=%v, want %v", v6, got, !v6)
+		}
+	}
+	want := []ruleset.Endpoint{{Addr: addr("z/a", false), Protocol: ruleset.TCP, Port: 8080}}
+	if got := rs.Policies[0].Egress[0].NamedPorts; !slices.Equal(got, want) {
+		t.Errorf("named-port endpoints = %v, want %v", got, want)
 	}
 }
 

@@ -226,7 +226,17 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 			owners, ownersKnown = t.namedPortOwners(targets, dests, egress, r.AnyPeer), true
 		}
 		for _, p := range owners {
-			r.NamedPorts = t.endpoints(r.NamedPorts, p, name, pr.Protocol)
+			r.NamedPorts = appendEndpoints(r.NamedPorts, p, name, pr.Protocol, nil)
+		}
+		// An ipBlock destination resolves the name on the pod that owns the address, whichever
+		// peer matched (the upstream reference and cyclonus agree): only the pod's addresses
+		// inside the block, excepts removed, and an address no pod owns matches no named port.
+		for i := range dests {
+			if block := &dests[i]; block.isBlock() {
+				for j := range t.pods {
+					r.NamedPorts = appendEndpoints(r.NamedPorts, &t.pods[j], name, pr.Protocol, block.addrs.Contains)
+				}
+			}
 		}
 	}
 	slices.SortFunc(r.NamedPorts, compareEndpoints)
@@ -234,9 +244,10 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 	return r
 }
 
-// namedPortOwners returns the pods whose named ports a rule may match: for ingress the policy's
-// local targets; for egress the destination pods, which must be matched by a pod-selecting peer
-// (a named port never matches an ipBlock destination), or every pod when the rule names no peer.
+// namedPortOwners returns the pods whose named ports a rule may match at every address they
+// own: for ingress the policy's local targets; for egress the destination pods that a
+// pod-selecting peer matches, or every pod when the rule names no peer. (The pods an ipBlock
+// peer reaches match only at their addresses inside the block; the caller adds those.)
 func (t *translator) namedPortOwners(targets []*pod, dests []peerResult, egress, anyPeer bool) []*pod {
 	if !egress {
 		return targets
@@ -313,7 +324,10 @@ type peerResult struct {
 	podSel labels.Selector
 }
 
-// appendPods appends the pods the peer matches.
+// isBlock reports whether the peer is an ipBlock: it matches addresses, not pods.
+func (r *peerResult) isBlock() bool { return r.podSel == nil }
+
+// appendPods appends the pods the peer matches; none for an ipBlock.
 func (r *peerResult) appendPods(dst []*pod) []*pod {
 	for _, ns := range r.nss {
 		for _, p := range ns.pods {

@@ -206,12 +206,13 @@ var modelScenarios = []modelScenario{
 			policy("y/named-out", policyTypes(egressType),
 				// web resolves on each destination pod of x: 80 on x/a and x/c, 81 on x/b.
 				egressRule(peers(namespacesLabelled("ns", "x")), namedPort(tcp, "web")),
-				// A named port never matches an ipBlock destination.
+				// An ipBlock destination resolves the name on the pod that owns the address:
+				// UDP 81 on x/a, UDP 80 on y/b; the external host is no pod's and matches nothing.
 				egressRule(peers(ipBlock("10.0.0.0/8"), ipBlock("fd00::/8")), namedPort(udp, "alt")),
 				// alt is UDP 80 on y/b, declared by a restartable init container (sidecar).
 				egressRule(peers(podsLabelled("pod", "b")), namedPort(udp, "alt")),
-				// Mixed peers: web matches on y/a (81), not on z/b (81), which only the
-				// ipBlock covers.
+				// Mixed peers: web matches on y/a (81) through the podSelector and on z/b (81)
+				// through the ipBlock.
 				egressRule(peers(podsLabelled("pod", "a"), ipBlock("10.1.3.0/24"), ipBlock("fd00:1::3:0/112")), namedPort(tcp, "web")),
 			),
 			// No `to`: web resolves on every pod of the cluster, and matches no other address.
@@ -219,10 +220,30 @@ var modelScenarios = []modelScenario{
 		},
 		spots: []string{
 			"y-a -> x-a tcp/80 allow", "y-b -> x-b tcp/81 allow", "y-b -> x-b tcp/80 deny", "y-a -> x-c tcp/80 allow",
-			"y-a -> x-a udp/81 deny", "y-a -> ext udp/81 deny", "y-a -> y-b udp/80 allow", "y-b -> y-a tcp/81 allow",
-			"y-b -> z-b tcp/81 deny", "x-a -> y-a tcp/80 allow",
+			"y-a -> x-a udp/81 allow", "y-a -> x-a udp/80 deny", "y-a -> ext udp/81 deny", "y-a -> y-b udp/80 allow",
+			"y-b -> y-a tcp/81 allow", "y-b -> z-b tcp/81 allow", "y-b -> z-b tcp/80 deny", "x-a -> y-a tcp/80 allow",
 			"z-b -> x-a tcp/80 allow", "z-b -> x-b tcp/81 allow", "z-b -> x-b tcp/80 deny", "z-b -> y-a tcp/81 allow",
 			"z-b -> ext tcp/80 deny", "z-b -> ext tcp/81 deny", "z-b -> x-a udp/81 deny",
+		},
+	},
+	{
+		// The upstream reference and cyclonus resolve a named port on the destination pod found
+		// by address, whichever peer matched (issue: egress to an ipBlock on a named port).
+		name: "named-ports-egress-ip-block",
+		policies: []*networkingv1.NetworkPolicy{
+			// x/a: web inside x's /28 (81 on x/b, 80 on x/c), and UDP 81 by number.
+			policy("x/a-to-block-named", selecting("pod", "a"), policyTypes(ingressType, egressType),
+				egressRule(peers(ipBlock("10.1.1.0/28"), ipBlock("fd00:1::1:0/124")), namedPort(tcp, "web"), portOf(udp, 81))),
+			// z: web on every pod or anywhere, which is every pod of every namespace (x/a
+			// is closed for ingress by the policy above).
+			policy("z/to-anywhere-named", policyTypes(egressType),
+				egressRule(peers(podsLabelled(), ipBlock("0.0.0.0/0"), ipBlock("::/0")), namedPort(tcp, "web"))),
+		},
+		spots: []string{
+			"x-a -> x-b tcp/81 allow", "x-a -> x-b tcp/80 deny", "x-a -> x-c tcp/80 allow", "x-a -> x-c tcp/81 deny",
+			"x-a -> x-b udp/81 allow", "x-a -> y-a tcp/81 deny", "x-a -> ext tcp/80 deny",
+			"z-b -> x-c tcp/80 allow", "z-b -> y-a tcp/81 allow", "z-b -> x-a tcp/80 deny", "z-b -> x-b tcp/81 allow", "z-b -> x-b tcp/80 deny",
+			"z-b -> ext tcp/80 deny", "z-b -> ext tcp/81 deny",
 		},
 	},
 	{
