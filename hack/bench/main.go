@@ -33,7 +33,7 @@ type run struct {
 
 // runs are the benchmarks, cheapest first, so that a quick look does not wait for the datapath.
 var runs = []run{
-	{pkg: "./internal/synth", bench: "^BenchmarkTranslateRender$", args: []string{"-count", "5"}},
+	{pkg: "./test/synth", bench: "^BenchmarkTranslateRender$", args: []string{"-count", "5"}},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkCacheMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkAgentMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
 	{pkg: "./test/perf/kernel", bench: "^BenchmarkApply$", args: []string{"-benchtime", "3x", "-count", "3"}},

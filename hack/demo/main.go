@@ -15,9 +15,9 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/flock-net/flock-netpol/internal/testenv"
 	"github.com/flock-net/flock-netpol/test/cluster"
 	"github.com/flock-net/flock-netpol/test/demo"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 func main() {

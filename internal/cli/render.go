@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/manifest"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
@@ -44,7 +45,7 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 		return 1
 	}
 	rs, problems := translate.Translate(translate.Input{
-		Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: translate.NewPods(objs.Pods),
+		Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: compact.NewPods(objs.Pods),
 	})
 	for _, p := range problems {
 		fmt.Fprintf(stdio.Stderr, "warning: %s (it matches nothing)\n", p)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/manifest"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
@@ -54,7 +55,7 @@ func TestRenderIsByteIdenticalForAnyObjectOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	renderObjs := func(o manifest.Objects) []byte {
-		rs, _ := translate.Translate(translate.Input{Node: "node-1", Policies: o.Policies, Namespaces: o.Namespaces, Pods: translate.NewPods(o.Pods)})
+		rs, _ := translate.Translate(translate.Input{Node: "node-1", Policies: o.Policies, Namespaces: o.Namespaces, Pods: compact.NewPods(o.Pods)})
 		return render.Render(rs, render.Options{})
 	}
 	want := renderObjs(objs)

@@ -161,7 +161,7 @@ func (r *Reconciler) apply(ctx context.Context, script []byte, digest, trigger s
 
 	st := render.Count(script)
 	var in, out int
-	for _, p := range rs.Pods {
+	for _, p := range rs.Targets {
 		if len(p.IngressPolicies) > 0 {
 			in++
 		}

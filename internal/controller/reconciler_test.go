@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
 )
@@ -226,8 +227,8 @@ func TestProblemsAreLoggedOnceAndCounted(t *testing.T) {
 	}
 }
 
-// TestStripPodCachesTheCompactForm pins that the pod cache holds CachedPods, keyed and labelled
-// like the Pod they stand for (translate's tests pin what translate.NewPod keeps of it).
+// TestStripPodCachesTheCompactForm pins that the pod cache holds compact Pods, keyed and labelled
+// like the Pod they stand for (package compact pins what NewPod keeps of it).
 func TestStripPodCachesTheCompactForm(t *testing.T) {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: map[string]string{"app": "web"},
@@ -240,7 +241,7 @@ func TestStripPodCachesTheCompactForm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, ok := out.(*CachedPod)
+	s, ok := out.(*compact.Pod)
 	if !ok {
 		t.Fatalf("StripPod returned a %T", out)
 	}
@@ -250,8 +251,8 @@ func TestStripPodCachesTheCompactForm(t *testing.T) {
 	if s.GetResourceVersion() != "7" || !reflect.DeepEqual(s.GetLabels(), p.Labels) || s.GetAnnotations() != nil {
 		t.Errorf("metadata = %q %v %v, want the resourceVersion and labels only", s.GetResourceVersion(), s.GetLabels(), s.GetAnnotations())
 	}
-	if c, ok := s.DeepCopyObject().(*CachedPod); !ok || c == s || !c.Equal(&s.Pod) {
-		t.Errorf("DeepCopyObject = %v, want an equal CachedPod", c)
+	if c, ok := s.DeepCopyObject().(*compact.Pod); !ok || c == s || !c.Equal(s) {
+		t.Errorf("DeepCopyObject = %v, want an equal compact Pod", c)
 	}
 	if p.Annotations == nil || p.Spec.Containers[0].Image != "img" {
 		t.Error("StripPod modified its input")

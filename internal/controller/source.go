@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/translate"
 )
 
@@ -27,7 +28,8 @@ type InformerGetter interface {
 }
 
 // CacheSource reads the objects straight from the informers' indexers: the pointers it returns
-// are the cached objects themselves (for a CachedPod, its translate.Pod). Listing through the cache's client.Reader instead, even with
+// are the cached objects themselves (Pods in their compact form). Listing through the cache's
+// client.Reader instead, even with
 // client.UnsafeDisableDeepCopy, copies every struct into the list's Items (a 1240-byte Pod each,
 // ~177 MiB per recompute at 150k pods) only for the reconciler to take their addresses.
 //
@@ -51,7 +53,7 @@ func (s CacheSource) Objects(ctx context.Context) (translate.Input, error) {
 	if in.Namespaces, err = fromIndexer(ctx, s.Informers, &corev1.Namespace{}, as[*corev1.Namespace]); err != nil {
 		return translate.Input{}, err
 	}
-	if in.Pods, err = fromIndexer(ctx, s.Informers, &corev1.Pod{}, podOf); err != nil {
+	if in.Pods, err = fromIndexer(ctx, s.Informers, &corev1.Pod{}, as[*compact.Pod]); err != nil {
 		return translate.Input{}, err
 	}
 	return in, nil
@@ -67,15 +69,6 @@ type indexed interface {
 func as[T any](item any) (T, bool) {
 	o, ok := item.(T)
 	return o, ok
-}
-
-// podOf is the pick of fromIndexer for Pods: the translator's part of the CachedPod, in place.
-func podOf(item any) (*translate.Pod, bool) {
-	p, ok := item.(*CachedPod)
-	if !ok {
-		return nil, false
-	}
-	return &p.Pod, true
 }
 
 // fromIndexer lists the cached objects of obj's type without copying them, as pick finds them
@@ -129,7 +122,7 @@ func (s ReaderSource) Objects(ctx context.Context) (translate.Input, error) {
 		in.Namespaces = append(in.Namespaces, &nss.Items[i])
 	}
 	for i := range pods.Items {
-		in.Pods = append(in.Pods, translate.NewPod(&pods.Items[i]))
+		in.Pods = append(in.Pods, compact.NewPod(&pods.Items[i]))
 	}
 	return in, nil
 }

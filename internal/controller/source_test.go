@@ -11,6 +11,8 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
 )
 
 // TestStripIsIdempotent pins what keeps the initial sync from holding two stripped copies of
@@ -70,7 +72,7 @@ func (m informers) GetInformer(_ context.Context, obj client.Object, _ ...cache.
 // TestCacheSourceHandsOutTheCachedObjects pins that the reconciler reads the cache's own
 // objects, not copies of them.
 func TestCacheSourceHandsOutTheCachedObjects(t *testing.T) {
-	pod := NewCachedPod(localPod()) // the cache holds pods in their compact form
+	pod := compact.NewPod(localPod()) // the cache holds pods in their compact form
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x"}}
 	pol := denyAll()
 	m := informers{}
@@ -85,7 +87,7 @@ func TestCacheSourceHandsOutTheCachedObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(in.Pods) != 1 || in.Pods[0] != &pod.Pod || len(in.Namespaces) != 1 || in.Namespaces[0] != ns ||
+	if len(in.Pods) != 1 || in.Pods[0] != pod || len(in.Namespaces) != 1 || in.Namespaces[0] != ns ||
 		len(in.Policies) != 1 || in.Policies[0] != pol {
 		t.Errorf("got %+v, want the cached objects themselves", in)
 	}

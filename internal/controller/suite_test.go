@@ -18,7 +18,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/flock-net/flock-netpol/internal/testenv"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // The envtest suite runs the real manager and reconciler against a real kube-apiserver and etcd

@@ -11,11 +11,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
 )
 
 // CacheOptions returns the cache settings the agent needs: every object is stripped down to what
 // the translator reads before it is stored, which keeps memory per cached pod small on large
-// clusters; Pods are even stored as a CachedPod. Pods are not field-selected by node: peers can
+// clusters; Pods are even stored in a compact form of their own (compact.Pod). Pods are not field-selected by node: peers can
 // live anywhere.
 func CacheOptions() cache.Options {
 	return cache.Options{
@@ -28,7 +30,7 @@ func CacheOptions() cache.Options {
 }
 
 // ClientOptions returns the manager's client settings: Pods are read from the API server, never
-// from the cache, because the cache holds CachedPods, not *corev1.Pod. The agent reads pods only
+// from the cache, because the cache holds compact Pods, not *corev1.Pod. The agent reads pods only
 // through CacheSource; this keeps any other read of a Pod correct rather than failing on the type.
 func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Pod{}}}}
@@ -62,12 +64,12 @@ func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 // well as stripped ones.
 func stripped(m *metav1.ObjectMeta) bool { return m.CreationTimestamp.IsZero() }
 
-// StripPod turns a Pod into a CachedPod: its labels, node, hostNetwork flag, whether it has
-// finished, its addresses and its named container ports (of containers and of restartable init
-// containers), and nothing else. A CachedPod is returned as it is.
+// StripPod turns a Pod into its compact form (compact.Pod): its labels, node, hostNetwork flag,
+// whether it has finished, its addresses and its named container ports (of containers and of
+// restartable init containers), and nothing else. A compact Pod is returned as it is.
 func StripPod(obj any) (any, error) {
 	if p, ok := obj.(*corev1.Pod); ok {
-		return NewCachedPod(p), nil
+		return compact.NewPod(p), nil
 	}
 	return obj, nil
 }
@@ -106,9 +108,9 @@ var relevantChange = predicate.Funcs{
 
 func sameIgnoringVersion(a, b client.Object) bool {
 	switch old := a.(type) {
-	case *CachedPod:
-		n, ok := b.(*CachedPod)
-		return ok && old.Equal(&n.Pod)
+	case *compact.Pod:
+		n, ok := b.(*compact.Pod)
+		return ok && old.Equal(n)
 	case *corev1.Namespace:
 		n, ok := b.(*corev1.Namespace)
 		return ok && reflect.DeepEqual(old.Labels, n.Labels)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flock-net/flock-netpol/internal/nft/nfttest"
+	"github.com/flock-net/flock-netpol/test/nfttest"
 )
 
 // newNetnsClient returns a Client that runs nft inside a new throwaway namespace, the same way

@@ -70,9 +70,9 @@ type script struct {
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) []byte {
 	s := &script{table: cmp.Or(opts.Table, DefaultTable)}
-	s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Pods)) + setsSize(&rs))
+	s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Targets)) + setsSize(&rs))
 	fmt.Fprintf(&s.out, "# flock-netpol: %d isolated pods, %d policies. Replaces the whole table in one transaction.\n",
-		len(rs.Pods), len(rs.Policies))
+		len(rs.Targets), len(rs.Policies))
 	fmt.Fprintf(&s.out, "add table inet %s\ndelete table inet %s\n", s.table, s.table)
 	fmt.Fprintf(&s.out, "add table inet %s { comment %s; }\n", s.table, comment("managed by flock-netpol; changes are overwritten"))
 
@@ -85,8 +85,8 @@ func Render(rs ruleset.RuleSet, opts Options) []byte {
 		}
 	}
 	s.chain(ingressDispatchChain, comment("sends traffic to isolated local pods through their ingress chains"))
-	for i := range rs.Pods {
-		pod := &rs.Pods[i]
+	for i := range rs.Targets {
+		pod := &rs.Targets[i]
 		for _, d := range []direction{ingress, egress} {
 			if keys := policiesOf(pod, d); len(keys) > 0 {
 				s.chain(podChainName(pod, d), comment("%s of pod %s, isolated by %d policies", d.name, podID(pod), len(keys)))
@@ -103,8 +103,8 @@ func Render(rs ruleset.RuleSet, opts Options) []byte {
 	}
 
 	var inElems, outElems [2][]string
-	for i := range rs.Pods {
-		pod := &rs.Pods[i]
+	for i := range rs.Targets {
+		pod := &rs.Targets[i]
 		if len(pod.IngressPolicies) > 0 {
 			name := s.podChain(pod, ingress, pod.IngressPolicies, byKey)
 			addMapElements(&inElems, pod.IPs, name)
@@ -229,14 +229,14 @@ func policyChainName(d direction, k ruleset.PolicyKey) string {
 	return generatedName("pol-"+d.short, k.String(), k.String(), "")
 }
 
-func podID(pod *ruleset.Pod) string { return pod.Namespace + "/" + pod.Name }
+func podID(pod *ruleset.Target) string { return pod.Namespace + "/" + pod.Name }
 
-func podChainName(pod *ruleset.Pod, d direction) string {
+func podChainName(pod *ruleset.Target, d direction) string {
 	id := podID(pod)
 	return generatedName("pod-"+d.short, id, id, "")
 }
 
-func policiesOf(pod *ruleset.Pod, d direction) []ruleset.PolicyKey {
+func policiesOf(pod *ruleset.Target, d direction) []ruleset.PolicyKey {
 	if d == ingress {
 		return pod.IngressPolicies
 	}
@@ -245,7 +245,7 @@ func policiesOf(pod *ruleset.Pod, d direction) []ruleset.PolicyKey {
 
 // podChain writes the rules of the chain of one isolated pod in one direction and returns the
 // chain's name.
-func (s *script) podChain(pod *ruleset.Pod, d direction, keys []ruleset.PolicyKey, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
+func (s *script) podChain(pod *ruleset.Target, d direction, keys []ruleset.PolicyKey, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
 	name := podChainName(pod, d)
 
 	// A pod can always reach itself, also through a Service address that was DNATed back to it.

@@ -43,13 +43,13 @@ var goldenCases = []struct {
 }{
 	{"empty", ruleset.RuleSet{}},
 	{"default-deny", ruleset.RuleSet{
-		Pods: []ruleset.Pod{
+		Targets: []ruleset.Target{
 			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1")}, IngressPolicies: []ruleset.PolicyKey{denyKey}, EgressPolicies: []ruleset.PolicyKey{denyKey}},
 		},
 		Policies: []ruleset.Policy{{Key: denyKey, Ingress: []ruleset.Rule{}, Egress: []ruleset.Rule{}}},
 	}},
 	{"dual-stack-peers-ports-named", ruleset.RuleSet{
-		Pods: []ruleset.Pod{
+		Targets: []ruleset.Target{
 			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{webKey, denyKey}, EgressPolicies: []ruleset.PolicyKey{dnsKey}},
 			{Namespace: "shop", Name: "web-2", IPs: []netip.Addr{ip("10.0.1.2"), ip("fd00::1:2")}, IngressPolicies: []ruleset.PolicyKey{webKey}},
 		},
@@ -74,7 +74,7 @@ var goldenCases = []struct {
 		},
 	}},
 	{"long-names", ruleset.RuleSet{
-		Pods: []ruleset.Pod{{
+		Targets: []ruleset.Target{{
 			Namespace: strings.Repeat("n", 63), Name: strings.Repeat("p", 200) + ".with.dots",
 			IPs: []netip.Addr{ip("10.0.1.9")}, IngressPolicies: []ruleset.PolicyKey{{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("q", 250)}},
 		}},

@@ -26,9 +26,6 @@ type AddrSet struct {
 	v6 []range6
 }
 
-// IsEmpty reports whether the set holds no address.
-func (s AddrSet) IsEmpty() bool { return len(s.v4) == 0 && len(s.v6) == 0 }
-
 // Len returns the number of ranges of one family.
 func (s AddrSet) Len(is4 bool) int {
 	if is4 {

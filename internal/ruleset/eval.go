@@ -27,8 +27,8 @@ func (rs *RuleSet) Allows(f Flow) bool {
 	for i := range rs.Policies {
 		policies[rs.Policies[i].Key] = &rs.Policies[i]
 	}
-	for i := range rs.Pods {
-		p := &rs.Pods[i]
+	for i := range rs.Targets {
+		p := &rs.Targets[i]
 		if len(p.EgressPolicies) > 0 && slices.Contains(p.IPs, f.Src) && !anyAllows(p.EgressPolicies, policies, true, f) {
 			return false
 		}

@@ -10,11 +10,11 @@ import (
 // RuleSet is everything one node enforces. All slices are sorted (see the field comments), so the
 // same cluster state always yields an equal RuleSet whatever order the objects arrived in.
 type RuleSet struct {
-	// Pods are the node's local pods that at least one policy isolates (for ingress, egress or
+	// Targets are the node's local pods that at least one policy isolates (for ingress, egress or
 	// both), sorted by Namespace, then Name. Pods no policy selects are not listed: their traffic
 	// is not policed.
-	Pods []Pod
-	// Policies are the NetworkPolicies that select at least one of the Pods, sorted by Namespace,
+	Targets []Target
+	// Policies are the NetworkPolicies that select at least one of the Targets, sorted by Namespace,
 	// then Name.
 	Policies []Policy
 }
@@ -27,25 +27,8 @@ type PolicyKey struct {
 
 func (k PolicyKey) String() string { return k.Namespace + "/" + k.Name }
 
-// Compare orders keys by namespace, then name.
-func (k PolicyKey) Compare(o PolicyKey) int {
-	if k.Namespace != o.Namespace {
-		if k.Namespace < o.Namespace {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case k.Name < o.Name:
-		return -1
-	case k.Name > o.Name:
-		return 1
-	}
-	return 0
-}
-
-// Pod is a local pod that is isolated in at least one direction.
-type Pod struct {
+// Target is a local pod that is isolated in at least one direction.
+type Target struct {
 	Namespace string
 	Name      string
 	// IPs are the addresses the pod owns on this node, sorted (IPv4 before IPv6). A pod whose

@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
 )
 
 // Translate indexes its input once per call, in one pass over the pods, so that selectors are
@@ -20,16 +22,31 @@ import (
 // namespaces that the index of namespace labels gives for it. At 150,000 pods this is what keeps
 // one recompute within tens of milliseconds.
 
+// indexedPod is the translator's view of one input pod that owns at least one address: the pod,
+// its namespace's view and whether it is local. There is one per pod of the cluster, per
+// recompute, so it is kept small.
+type indexedPod struct {
+	ns *nsView
+	// src is the input, read again for labels, for the names of local pods and for named ports.
+	src *compact.Pod
+	// ips are src.IPs(), less any address a local pod lost to another one (see loadPods).
+	ips   []netip.Addr
+	local bool
+}
+
+// labels returns the pod's labels for a selector to match.
+func (p *indexedPod) labels() *compact.Labels { return p.src.LabelSet() }
+
 // nsView is one namespace: its labels and the pods in it that own an address.
 type nsView struct {
 	name string
 	// labels are the Namespace object's labels, nil when there is no object; the name label is
 	// answered from name (see Lookup).
 	labels   map[string]string
-	pods     []*pod // pods that own an address, in input order
-	size     int    // len(pods), counted before pods is filled
-	local    []*pod // the local ones among them, in input order
-	position int    // index in translator.nsNames, when the namespace holds pods
+	pods     []*indexedPod // pods that own an address, in input order
+	size     int           // len(pods), counted before pods is filled
+	local    []*indexedPod // the local ones among them, in input order
+	position int           // index in translator.nsNames, when the namespace holds pods
 }
 
 // nsView is the label set of the namespace: its labels plus kubernetes.io/metadata.name, which
@@ -76,28 +93,28 @@ func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
 // cluster on every recompute, so it allocates per call, not per pod: one array of pods and one
 // of pointers to them for the namespaces' lists. The addresses are the input's, parsed when the
 // Pod was built.
-func (t *translator) loadPods(pods []*Pod, node string) {
-	t.pods = make([]pod, 0, len(pods))
-	thisNode := intern(node)
+func (t *translator) loadPods(pods []*compact.Pod, node string) {
+	t.pods = make([]indexedPod, 0, len(pods))
+	thisNode := compact.Intern(node)
 	var (
 		last   *nsView
 		lastNS unique.Handle[string]
 	)
 	for _, p := range pods {
-		if !p.ownsAddresses() {
+		if !p.OwnsAddresses() {
 			continue
 		}
-		for _, bad := range p.badIPs {
-			t.report("Pod "+p.Namespace()+"/"+p.name, "ignoring unparsable pod IP %q", bad)
+		for _, bad := range p.BadIPs() {
+			t.report("Pod "+p.Namespace()+"/"+p.Name(), "ignoring unparsable pod IP %q", bad)
 		}
-		if len(p.ips) == 0 {
+		if len(p.IPs()) == 0 {
 			continue
 		}
-		if last == nil || lastNS != p.namespace {
-			last, lastNS = t.namespace(p.Namespace()), p.namespace
+		if last == nil || lastNS != p.NamespaceHandle() {
+			last, lastNS = t.namespace(p.Namespace()), p.NamespaceHandle()
 		}
 		last.size++
-		t.pods = append(t.pods, pod{ns: last, src: p, ips: p.ips, local: p.node == thisNode && node != ""})
+		t.pods = append(t.pods, indexedPod{ns: last, src: p, ips: p.IPs(), local: p.NodeHandle() == thisNode && node != ""})
 	}
 
 	// Namespaces that hold pods, sorted by name: the order in which selectors visit them.
@@ -109,12 +126,12 @@ func (t *translator) loadPods(pods []*Pod, node string) {
 	slices.SortFunc(t.nsNames, func(a, b *nsView) int { return strings.Compare(a.name, b.name) }) // one string comparison, not cmp.Compare's two
 
 	// Carve every namespace's list out of one array, then fill them in input order.
-	all := make([]*pod, len(t.pods))
+	all := make([]*indexedPod, len(t.pods))
 	for i, ns := range t.nsNames {
 		ns.position = i
 		ns.pods, all = all[:0:ns.size], all[ns.size:]
 	}
-	var local []*pod
+	var local []*indexedPod
 	for i := range t.pods {
 		p := &t.pods[i]
 		p.ns.pods = append(p.ns.pods, p)
@@ -127,15 +144,15 @@ func (t *translator) loadPods(pods []*Pod, node string) {
 	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
 	// broken cluster state; the first pod in namespace/name order keeps it and the conflict is
 	// reported, so the verdict map never holds a key twice.
-	slices.SortFunc(local, func(a, b *pod) int {
-		return cmp.Or(cmp.Compare(a.ns.name, b.ns.name), cmp.Compare(a.src.name, b.src.name))
+	slices.SortFunc(local, func(a, b *indexedPod) int {
+		return cmp.Or(cmp.Compare(a.ns.name, b.ns.name), cmp.Compare(a.src.Name(), b.src.Name()))
 	})
-	owner := map[netip.Addr]*pod{}
+	owner := map[netip.Addr]*indexedPod{}
 	for _, p := range local {
 		var kept []netip.Addr // made on the first conflict: p.ips belongs to the input
 		for i, a := range p.ips {
 			if o, taken := owner[a]; taken {
-				t.report("Pod "+p.ns.name+"/"+p.src.name, "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.ns.name, o.src.name)
+				t.report("Pod "+p.ns.name+"/"+p.src.Name(), "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.ns.name, o.src.Name())
 				if kept == nil {
 					kept = append(make([]netip.Addr, 0, len(p.ips)), p.ips[:i]...)
 				}

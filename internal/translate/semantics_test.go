@@ -10,6 +10,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
@@ -59,7 +60,7 @@ type semanticsCase struct {
 }
 
 func (c semanticsCase) input() Input {
-	in := Input{Node: localNode, Policies: c.policies, Namespaces: c.namespaces, Pods: NewPods(c.pods)}
+	in := Input{Node: localNode, Policies: c.policies, Namespaces: c.namespaces, Pods: compact.NewPods(c.pods)}
 	if in.Namespaces == nil {
 		in.Namespaces = standardNamespaces()
 	}
@@ -68,7 +69,7 @@ func (c semanticsCase) input() Input {
 			for _, o := range c.tweak[p.Namespace+"/"+p.Name] {
 				o(p)
 			}
-			in.Pods = append(in.Pods, NewPod(p))
+			in.Pods = append(in.Pods, compact.NewPod(p))
 		}
 	}
 	return in

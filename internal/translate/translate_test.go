@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
@@ -26,7 +27,7 @@ func TestRuleSetListsOnlyIsolatedLocalPodsAndTheirPolicies(t *testing.T) {
 		t.Fatalf("problems: %v", problems)
 	}
 	var got []string
-	for _, p := range rs.Pods {
+	for _, p := range rs.Targets {
 		got = append(got, p.Namespace+"/"+p.Name+" in="+keys(p.IngressPolicies)+" out="+keys(p.EgressPolicies))
 	}
 	want := []string{
@@ -43,7 +44,7 @@ func TestRuleSetListsOnlyIsolatedLocalPodsAndTheirPolicies(t *testing.T) {
 	if want := []string{"x/egress-all", "x/ingress-a"}; !slices.Equal(pols, want) {
 		t.Errorf("policies = %v, want %v", pols, want)
 	}
-	if ips := rs.Pods[0].IPs; !slices.Equal(ips, []netip.Addr{addr("x/a", false), addr("x/a", true)}) {
+	if ips := rs.Targets[0].IPs; !slices.Equal(ips, []netip.Addr{addr("x/a", false), addr("x/a", true)}) {
 		t.Errorf("x/a IPs = %v, want both families, IPv4 first", ips)
 	}
 }
@@ -57,7 +58,7 @@ func keys(ks []ruleset.PolicyKey) string {
 }
 
 func TestTwoLocalPodsClaimingOneAddressKeepItWithTheFirst(t *testing.T) {
-	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")}, Pods: NewPods([]*corev1.Pod{
+	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")}, Pods: compact.NewPods([]*corev1.Pod{
 		makePod("x/b", withIPs("10.0.1.9")),
 		makePod("x/a", withIPs("10.0.1.9")),
 	})}
@@ -65,8 +66,8 @@ func TestTwoLocalPodsClaimingOneAddressKeepItWithTheFirst(t *testing.T) {
 	if len(problems) != 1 || !strings.Contains(problems[0].String(), "also claimed by local pod x/a") {
 		t.Errorf("problems = %v", problems)
 	}
-	if len(rs.Pods) != 1 || rs.Pods[0].Name != "a" {
-		t.Errorf("pods = %+v, want only x/a to own the address", rs.Pods)
+	if len(rs.Targets) != 1 || rs.Targets[0].Name != "a" {
+		t.Errorf("pods = %+v, want only x/a to own the address", rs.Targets)
 	}
 }
 
@@ -82,18 +83,33 @@ func TestTranslateDoesNotMutateItsInput(t *testing.T) {
 	}
 }
 
-func deepCopy(in Input) Input {
-	out := Input{Node: in.Node}
+// snapshot is a deep copy of everything Translate reads, for telling whether it changed.
+type snapshot struct {
+	policies   []*networkingv1.NetworkPolicy
+	namespaces []*corev1.Namespace
+	pods       []podState
+}
+
+type podState struct {
+	namespace, name string
+	labels          map[string]string
+	ips             []netip.Addr
+	badIPs          []string
+	ports           []compact.NamedPort
+	owns            bool
+}
+
+func deepCopy(in Input) snapshot {
+	var out snapshot
 	for _, p := range in.Policies {
-		out.Policies = append(out.Policies, p.DeepCopy())
+		out.policies = append(out.policies, p.DeepCopy())
 	}
 	for _, n := range in.Namespaces {
-		out.Namespaces = append(out.Namespaces, n.DeepCopy())
+		out.namespaces = append(out.namespaces, n.DeepCopy())
 	}
 	for _, p := range in.Pods {
-		c := *p
-		c.labels, c.ips, c.ports = slices.Clone(p.labels), slices.Clone(p.ips), slices.Clone(p.ports)
-		out.Pods = append(out.Pods, &c)
+		out.pods = append(out.pods, podState{p.Namespace(), p.Name(), p.GetLabels(), slices.Clone(p.IPs()),
+			slices.Clone(p.BadIPs()), slices.Clone(p.Ports()), p.OwnsAddresses()})
 	}
 	return out
 }
@@ -148,7 +164,7 @@ func TestLargeInputsGiveTheSameResultInAnyOrder(t *testing.T) {
 	local := pod("x", "a", "10.0.1.1")
 	local.Spec.NodeName = localNode
 	pods = append(pods, local)
-	in := Input{Node: localNode, Namespaces: standardNamespaces(), Pods: NewPods(pods), Policies: []*networkingv1.NetworkPolicy{
+	in := Input{Node: localNode, Namespaces: standardNamespaces(), Pods: compact.NewPods(pods), Policies: []*networkingv1.NetworkPolicy{
 		makePolicy("x/from-ghost", ingressRules(rule{peers: peers(nsPeer(namespaceNameLabel, "ghost"))})),
 	}}
 

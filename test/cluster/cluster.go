@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/flock-net/flock-netpol/internal/testenv"
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // Options configure Start. The zero value is a two-node cluster with defaults everywhere.

@@ -16,11 +16,12 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
-	"github.com/flock-net/flock-netpol/internal/testenv"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // The cluster every scenario runs on. Pod addresses are 10.1.<ns>.<pod> and fd00:1::<ns>:<pod>,
@@ -208,7 +209,7 @@ func translateAll(policies []*networkingv1.NetworkPolicy) *applied {
 	}
 	a := &applied{rs: map[string]ruleset.RuleSet{}, scripts: map[string]string{}, problems: map[string][]translate.Problem{}}
 	for _, n := range nodeNames {
-		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: translate.NewPods(pods)})
+		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods)})
 		a.rs[n], a.scripts[n], a.problems[n] = rs, string(render.Render(rs, render.Options{})), problems
 	}
 	return a

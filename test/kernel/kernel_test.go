@@ -15,12 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/manifest"
 	"github.com/flock-net/flock-netpol/internal/nft"
-	"github.com/flock-net/flock-netpol/internal/nft/nfttest"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
+	"github.com/flock-net/flock-netpol/test/nfttest"
 )
 
 func newClient(t *testing.T) *nft.Client {
@@ -40,7 +41,7 @@ func exampleScript(t *testing.T, node string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, _ := translate.Translate(translate.Input{Node: node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: translate.NewPods(objs.Pods)})
+	rs, _ := translate.Translate(translate.Input{Node: node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: compact.NewPods(objs.Pods)})
 	return render.Render(rs, render.Options{})
 }
 
@@ -215,7 +216,7 @@ func randomRuleSet(rng *rand.Rand) ruleset.RuleSet {
 	}
 	used := map[netip.Addr]bool{}
 	for i := 0; i < 1+rng.IntN(8); i++ {
-		pod := ruleset.Pod{Namespace: fmt.Sprintf("ns-%d", i%3), Name: fmt.Sprintf("pod-%d", i)}
+		pod := ruleset.Target{Namespace: fmt.Sprintf("ns-%d", i%3), Name: fmt.Sprintf("pod-%d", i)}
 		for _, a := range []netip.Addr{addr(), addr()} {
 			if !used[a] {
 				used[a] = true
@@ -230,7 +231,7 @@ func randomRuleSet(rng *rand.Rand) ruleset.RuleSet {
 				pod.EgressPolicies = append(pod.EgressPolicies, pol.Key)
 			}
 		}
-		rs.Pods = append(rs.Pods, pod)
+		rs.Targets = append(rs.Targets, pod)
 	}
 	return rs
 }

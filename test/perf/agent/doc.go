@@ -2,7 +2,7 @@
 // take on a large cluster, and how quickly a pod event reaches the kernel.
 //
 // BenchmarkCacheMemory measures the bytes one pod costs in the agent's pod cache: synthetic pods
-// (internal/synth) are dressed up with what the API server really returns (managed fields,
+// (test/synth) are dressed up with what the API server really returns (managed fields,
 // annotations, owner references, full container specs, conditions and container statuses),
 // serialised to JSON and streamed as a watch-list into a client-go SharedIndexInformer built the
 // way controller-runtime builds it (namespace index, the agent's transform from

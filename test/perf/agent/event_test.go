@@ -32,17 +32,17 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/cli"
 	"github.com/flock-net/flock-netpol/internal/nft"
-	"github.com/flock-net/flock-netpol/internal/nft/nfttest"
 	"github.com/flock-net/flock-netpol/internal/render"
-	"github.com/flock-net/flock-netpol/internal/synth"
-	"github.com/flock-net/flock-netpol/internal/testenv"
+	"github.com/flock-net/flock-netpol/test/nfttest"
+	"github.com/flock-net/flock-netpol/test/synth"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // The churn scenario. A local pod (target) is isolated for ingress by a policy whose only peer
 // is every pod of the churn namespace, so the address of each churn pod is an element of that
 // policy's peer set in the node's table while the pod exists, and of no other set of ours.
 //
-// Address plan: the background cluster is internal/synth's (10.0.0.0/16 for 2,000 pods on 19
+// Address plan: the background cluster is test/synth's (10.0.0.0/16 for 2,000 pods on 19
 // nodes, fd00:10::/48, node addresses in 172.16.0.0/12); the target pod is 10.254.0.2; churn pods
 // are 10.253.0.0/16, the n-th at 10.253.0.0 + 2n + 1, never reused. Every churn pod lives on
 // another node than the agent's: peers can be anywhere.

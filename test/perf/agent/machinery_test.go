@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flock-net/flock-netpol/internal/synth"
+	"github.com/flock-net/flock-netpol/test/synth"
 )
 
 // TestMeasurementMachinery checks the measuring code on small inputs, in a few seconds: a wrong

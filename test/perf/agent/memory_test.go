@@ -27,7 +27,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/controller"
 	"github.com/flock-net/flock-netpol/internal/render"
-	"github.com/flock-net/flock-netpol/internal/synth"
+	"github.com/flock-net/flock-netpol/test/synth"
 )
 
 // podSource serialises pods as the API server would send them, one at a time, so that only the

@@ -18,7 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// The synthetic cluster (internal/synth) holds only what the translator reads. Objects read from
+// The synthetic cluster (test/synth) holds only what the translator reads. Objects read from
 // the API server carry much more, and that surplus is exactly what the cache transforms exist to
 // drop: measuring the cache on bare synth objects would flatter a transform that strips nothing.
 // The functions below dress each object the way a Deployment's pod, a kubectl-applied policy and

@@ -15,14 +15,15 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/flock-net/flock-netpol/internal/nft/nfttest"
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
-	"github.com/flock-net/flock-netpol/internal/synth"
-	"github.com/flock-net/flock-netpol/internal/testenv"
 	"github.com/flock-net/flock-netpol/internal/translate"
+	"github.com/flock-net/flock-netpol/test/nfttest"
+	"github.com/flock-net/flock-netpol/test/synth"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
-// applySizes are the synthetic clusters of internal/synth's BenchmarkTranslateRender
+// applySizes are the synthetic clusters of test/synth's BenchmarkTranslateRender
 // (synth.Sized: 50 pods per namespace, 110 pods per node, 110 of them on the local node).
 var applySizes = []struct{ pods, policies int }{{10000, 1000}, {150000, 10000}}
 
@@ -41,7 +42,7 @@ func requireKernel(tb testing.TB, what string) testing.TB {
 func renderCluster(tb testing.TB, cfg synth.Config) []byte {
 	tb.Helper()
 	cl := synth.Generate(cfg)
-	rs, problems := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: translate.NewPods(cl.Pods)})
+	rs, problems := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)})
 	if len(problems) > 0 {
 		tb.Fatalf("%d translation problems, first: %v", len(problems), problems[0])
 	}
@@ -221,7 +222,7 @@ func measureNftRSS(ns string, script []byte) (rss, floor int64, err error) {
 }
 
 // countElements counts set and map element lines, which the renderer writes one per
-// tab-indented line (as countScript in internal/synth does).
+// tab-indented line (as countScript in test/synth does).
 func countElements(script []byte) int {
 	n := 0
 	for line := range bytes.SplitSeq(script, []byte("\n")) {

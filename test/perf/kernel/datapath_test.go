@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
@@ -67,8 +68,8 @@ func datapathInput(n int) translate.Input {
 		}
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
 	}
-	pod := func(namespace, name, node string, addr netip.Addr, labels map[string]string) *translate.Pod {
-		return translate.NewPod(&corev1.Pod{
+	pod := func(namespace, name, node string, addr netip.Addr, labels map[string]string) *compact.Pod {
+		return compact.NewPod(&corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
 			Spec:       corev1.PodSpec{NodeName: node},
 			Status: corev1.PodStatus{
@@ -81,7 +82,7 @@ func datapathInput(n int) translate.Input {
 	in := translate.Input{
 		Node:       routerNode,
 		Namespaces: []*corev1.Namespace{ns(serverNS, nil), ns(clientNS, map[string]string{clientsLabel: clientsValue})},
-		Pods:       []*translate.Pod{pod(serverNS, "server", routerNode, serverAddr.Addr(), map[string]string{"app": "server"})},
+		Pods:       []*compact.Pod{pod(serverNS, "server", routerNode, serverAddr.Addr(), map[string]string{"app": "server"})},
 	}
 	clientLabels := map[string]string{"app": "client"}
 	for i := range n {

@@ -2,7 +2,7 @@
 // network namespaces of its own: how long `nft -f` takes to apply a large script and how much
 // memory nft needs for it, and what the applied ruleset costs forwarded traffic.
 //
-// BenchmarkApply renders the synthetic clusters of internal/synth's benchmarks
+// BenchmarkApply renders the synthetic clusters of test/synth's benchmarks
 // (pods=10000,policies=1000 and pods=150000,policies=10000; 50 pods per namespace, 110 per node)
 // with the real translate and render, and pipes the script to `nft -f -` in a throwaway
 // namespace (nfttest.NewNetns). Each iteration replaces the table the previous one left, as the

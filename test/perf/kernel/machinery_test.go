@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flock-net/flock-netpol/internal/nft/nfttest"
 	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/test/nfttest"
 )
 
 // TestMeasurementMachinery checks, in a few seconds, that the benchmarks measure what they

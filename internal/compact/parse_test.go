@@ -1,4 +1,4 @@
-package translate
+package compact
 
 import (
 	"math/rand/v2"

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
 )
@@ -23,7 +24,7 @@ var (
 )
 
 func input(c Cluster) translate.Input {
-	return translate.Input{Node: c.LocalNode, Policies: c.Policies, Namespaces: c.Namespaces, Pods: translate.NewPods(c.Pods)}
+	return translate.Input{Node: c.LocalNode, Policies: c.Policies, Namespaces: c.Namespaces, Pods: compact.NewPods(c.Pods)}
 }
 
 // ownsAddress mirrors the translator's rule: hostNetwork and finished pods own no address.
@@ -202,8 +203,8 @@ func TestTranslateRenderSmallClusterHasNoProblems(t *testing.T) {
 	if len(problems) != 0 {
 		t.Fatalf("problems: %v", problems)
 	}
-	if len(rs.Pods) == 0 || len(rs.Policies) == 0 {
-		t.Fatalf("rule set isolates %d pods with %d policies; want some of each", len(rs.Pods), len(rs.Policies))
+	if len(rs.Targets) == 0 || len(rs.Policies) == 0 {
+		t.Fatalf("rule set isolates %d pods with %d policies; want some of each", len(rs.Targets), len(rs.Policies))
 	}
 	script := string(render.Render(rs, render.Options{}))
 	for _, want := range []string{"add rule ", "add set ", "\n\t", "ip saddr vmap @egress-pods-v4"} {

@@ -53,7 +53,7 @@ func BenchmarkTranslate(b *testing.B) {
 	for b.Loop() {
 		rs, _ = translate.Translate(in)
 	}
-	b.ReportMetric(float64(len(rs.Pods)), "isolated-pods")
+	b.ReportMetric(float64(len(rs.Targets)), "isolated-pods")
 	b.ReportMetric(float64(len(rs.Policies)), "policies")
 }
 
@@ -78,7 +78,7 @@ func reportScript(b *testing.B, rs ruleset.RuleSet, script []byte) {
 	b.ReportMetric(float64(rules), "rules")
 	b.ReportMetric(float64(sets), "sets")
 	b.ReportMetric(float64(elements), "elements")
-	b.ReportMetric(float64(len(rs.Pods)), "isolated-pods")
+	b.ReportMetric(float64(len(rs.Targets)), "isolated-pods")
 	b.ReportMetric(float64(len(rs.Policies)), "policies")
 }
 

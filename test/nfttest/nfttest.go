@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flock-net/flock-netpol/internal/testenv"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // Kernel tests program real nftables, always inside a throwaway network namespace so the host's

@@ -1,4 +1,4 @@
-package translate
+package compact
 
 import (
 	"net/netip"
@@ -35,10 +35,10 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
 	}
 	got := NewPod(p)
-	if got.Name() != "a" || got.Namespace() != "x" || value(got.node) != "n1" || !got.ownsAddresses() {
-		t.Errorf("identity = %s/%s on %s, owns=%v", got.Namespace(), got.Name(), value(got.node), got.ownsAddresses())
+	if got.Name() != "a" || got.Namespace() != "x" || value(got.node) != "n1" || !got.OwnsAddresses() {
+		t.Errorf("identity = %s/%s on %s, owns=%v", got.Namespace(), got.Name(), value(got.node), got.OwnsAddresses())
 	}
-	if !reflect.DeepEqual(got.Labels(), p.Labels) || got.labels[0].key.Value() != "app" {
+	if !reflect.DeepEqual(got.GetLabels(), p.Labels) || got.labels[0].key.Value() != "app" {
 		t.Errorf("labels = %v, want %v sorted by key", got.labels, p.Labels)
 	}
 	if !reflect.DeepEqual(got.ips, []netip.Addr{netip.MustParseAddr("10.0.0.1")}) {
@@ -53,8 +53,8 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 	if want := []string{"bogus", "fe80::1%eth0"}; !reflect.DeepEqual(dual.badIPs, want) {
 		t.Errorf("badIPs = %v, want %v", dual.badIPs, want)
 	}
-	want := []namedPort{
-		{intern("http"), ruleset.TCP, 80}, {intern("dns"), ruleset.UDP, 53}, {intern("proxy"), ruleset.TCP, 15001},
+	want := []NamedPort{
+		{Intern("http"), ruleset.TCP, 80}, {Intern("dns"), ruleset.UDP, 53}, {Intern("proxy"), ruleset.TCP, 15001},
 	}
 	if !reflect.DeepEqual(got.ports, want) {
 		t.Errorf("ports = %v, want %v", got.ports, want)
@@ -73,7 +73,7 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 	} {
 		q := p.DeepCopy()
 		c.change(q)
-		if NewPod(q).ownsAddresses() {
+		if NewPod(q).OwnsAddresses() {
 			t.Errorf("a %s pod owns its addresses", c.name)
 		}
 	}

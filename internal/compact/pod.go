@@ -1,0 +1,186 @@
+package compact
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"unique"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// Pod is what the agent keeps of a Pod. The agent caches one per pod of the cluster, so it is
+// kept small: the strings that repeat from pod to pod (namespaces, node names, label keys and
+// values, port names) are interned handles, the labels a slice sorted by key rather than a map,
+// and nothing the translator does not read is kept. A *corev1.Pod is 1,240 bytes before any of
+// its strings; a Pod with its labels, addresses and ports is a few hundred (docs/performance.md
+// has the measured figure).
+//
+// A Pod is immutable: NewPod builds it and nothing changes it afterwards, so copies may share its
+// slices. It is also a client.Object (see object.go), so that the informer can key, index and
+// deliver it like the *corev1.Pod it replaces.
+type Pod struct {
+	name            string
+	namespace       unique.Handle[string]
+	node            unique.Handle[string]
+	resourceVersion string
+	labels          Labels
+	// ips are the addresses of status.podIPs, or of the older status.podIP when that is empty,
+	// parsed once here rather than on every recompute: sorted (IPv4 first), IPv4-mapped IPv6
+	// unmapped, without duplicates. badIPs are the ones that do not parse, which the translator
+	// reports.
+	ips    []netip.Addr
+	badIPs []string
+	ports  []NamedPort
+	// hostNetwork pods use the node's address, and a finished pod's address may already belong
+	// to a new pod: neither owns its addresses.
+	hostNetwork, finished bool
+}
+
+// NamedPort is a named container port. Ports that can never match (no name, a number outside
+// 1-65535, an unknown protocol) are not kept.
+type NamedPort struct {
+	Name     unique.Handle[string]
+	Protocol ruleset.Protocol
+	Number   uint16
+}
+
+// Intern returns the canonical handle of s. Handles are weak: a string no pod uses any more is
+// dropped from the table.
+func Intern(s string) unique.Handle[string] { return unique.Make(s) }
+
+// value returns the string of h; the zero Handle (of a zero Pod) reads as "".
+func value(h unique.Handle[string]) string {
+	if h == (unique.Handle[string]{}) {
+		return ""
+	}
+	return h.Value()
+}
+
+// NewPod returns the compact form of p. p is not kept.
+func NewPod(p *corev1.Pod) *Pod {
+	out := &Pod{
+		name:            p.Name,
+		namespace:       Intern(p.Namespace),
+		node:            Intern(p.Spec.NodeName),
+		resourceVersion: p.ResourceVersion,
+		hostNetwork:     p.Spec.HostNetwork,
+		finished:        p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
+	}
+	if len(p.Labels) > 0 {
+		out.labels = make(Labels, 0, len(p.Labels))
+		for k, v := range p.Labels {
+			out.labels = append(out.labels, label{Intern(k), Intern(v)})
+		}
+		slices.SortFunc(out.labels, func(a, b label) int { return strings.Compare(a.key.Value(), b.key.Value()) })
+	}
+	if len(p.Status.PodIPs) > 0 {
+		for i := range p.Status.PodIPs {
+			out.addIP(p.Status.PodIPs[i].IP, len(p.Status.PodIPs))
+		}
+	} else if p.Status.PodIP != "" {
+		out.addIP(p.Status.PodIP, 1)
+	}
+	if len(out.ips) > 1 {
+		slices.SortFunc(out.ips, netip.Addr.Compare) // IPv4 sorts before IPv6
+	}
+	out.ports = appendNamedPorts(out.ports, p.Spec.Containers, false)
+	out.ports = appendNamedPorts(out.ports, p.Spec.InitContainers, true)
+	return out
+}
+
+// NewPods returns NewPod of each pod.
+func NewPods(pods []*corev1.Pod) []*Pod {
+	out := make([]*Pod, len(pods))
+	for i, p := range pods {
+		out[i] = NewPod(p)
+	}
+	return out
+}
+
+// addIP adds the address s to p.ips, or to p.badIPs when it does not parse (or has a zone, which a
+// pod address cannot have). n is how many addresses the pod lists, to size p.ips at once.
+func (p *Pod) addIP(s string, n int) {
+	a, err := parseAddr(s)
+	if err != nil || a.Zone() != "" {
+		p.badIPs = append(p.badIPs, s)
+		return
+	}
+	if a = a.Unmap(); !slices.Contains(p.ips, a) {
+		if p.ips == nil {
+			p.ips = make([]netip.Addr, 0, n)
+		}
+		p.ips = append(p.ips, a)
+	}
+}
+
+// appendNamedPorts appends the usable named ports of cs. Of init containers only the restartable
+// (sidecar) ones count: their ports serve traffic for the pod's whole life.
+func appendNamedPorts(dst []NamedPort, cs []corev1.Container, init bool) []NamedPort {
+	for i := range cs {
+		c := &cs[i]
+		if init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
+			continue
+		}
+		for _, cp := range c.Ports {
+			proto, ok := ProtocolOf(cp.Protocol)
+			if cp.Name == "" || cp.ContainerPort < 1 || cp.ContainerPort > 65535 || !ok {
+				continue
+			}
+			dst = append(dst, NamedPort{Name: Intern(cp.Name), Protocol: proto, Number: uint16(cp.ContainerPort)})
+		}
+	}
+	return slices.Clip(dst)
+}
+
+// ProtocolOf maps an API protocol to the rule set's; empty means TCP, the API default.
+func ProtocolOf(p corev1.Protocol) (ruleset.Protocol, bool) {
+	switch p {
+	case "", corev1.ProtocolTCP:
+		return ruleset.TCP, true
+	case corev1.ProtocolUDP:
+		return ruleset.UDP, true
+	case corev1.ProtocolSCTP:
+		return ruleset.SCTP, true
+	}
+	return "", false
+}
+
+// Name returns the pod's name.
+func (p *Pod) Name() string { return p.name }
+
+// Namespace returns the pod's namespace.
+func (p *Pod) Namespace() string { return value(p.namespace) }
+
+// NamespaceHandle returns the interned namespace, for cheap comparisons.
+func (p *Pod) NamespaceHandle() unique.Handle[string] { return p.namespace }
+
+// NodeHandle returns the interned spec.nodeName.
+func (p *Pod) NodeHandle() unique.Handle[string] { return p.node }
+
+// LabelSet returns the pod's labels for a selector to match. It shares the pod's memory.
+func (p *Pod) LabelSet() *Labels { return &p.labels }
+
+// IPs returns the pod's parsed addresses (see Pod.ips). The slice is shared: do not modify it.
+func (p *Pod) IPs() []netip.Addr { return p.ips }
+
+// BadIPs returns the addresses the pod lists that do not parse.
+func (p *Pod) BadIPs() []string { return p.badIPs }
+
+// Ports returns the pod's usable named ports. The slice is shared: do not modify it.
+func (p *Pod) Ports() []NamedPort { return p.ports }
+
+// OwnsAddresses reports whether the pod takes part in policy at all: it is neither hostNetwork
+// nor finished.
+func (p *Pod) OwnsAddresses() bool { return !p.hostNetwork && !p.finished }
+
+// Equal reports whether p and o hold the same values, whatever their resourceVersions: an update
+// between them changes nothing the translator reads.
+func (p *Pod) Equal(o *Pod) bool {
+	return p.name == o.name && p.namespace == o.namespace && p.node == o.node &&
+		p.hostNetwork == o.hostNetwork && p.finished == o.finished &&
+		slices.Equal(p.labels, o.labels) && slices.Equal(p.ips, o.ips) && slices.Equal(p.badIPs, o.badIPs) &&
+		slices.Equal(p.ports, o.ports)
+}

@@ -1,0 +1,139 @@
+package translate
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// peerResult is what one peer matches: addresses, and where its pods are (for named ports).
+type peerResult struct {
+	addrs ruleset.AddrSet
+	// The pods are those of nss that podSel matches. They are listed again only for egress named
+	// ports, so they are not kept: a broad peer matches a large part of the cluster.
+	nss    []*nsView
+	podSel labels.Selector
+}
+
+// isBlock reports whether the peer is an ipBlock: it matches addresses, not pods.
+func (r *peerResult) isBlock() bool { return r.podSel == nil }
+
+// appendPods appends the pods the peer matches; none for an ipBlock.
+func (r *peerResult) appendPods(dst []*indexedPod) []*indexedPod {
+	for _, ns := range r.nss {
+		for _, p := range ns.pods {
+			if r.podSel.Matches(p.labels()) {
+				dst = append(dst, p)
+			}
+		}
+	}
+	return dst
+}
+
+// peer translates one peer of a rule in namespace ns. Results of selector peers are memoised for
+// the duration of one Translate call, since many policies share the same peers.
+func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peerResult, error) {
+	if peer.IPBlock != nil {
+		if peer.PodSelector != nil || peer.NamespaceSelector != nil {
+			return peerResult{}, fmt.Errorf("ipBlock cannot be combined with a selector")
+		}
+		set, err := ipBlock(peer.IPBlock)
+		return peerResult{addrs: set}, err
+	}
+	if peer.PodSelector == nil && peer.NamespaceSelector == nil {
+		return peerResult{}, fmt.Errorf("peer names no podSelector, namespaceSelector or ipBlock")
+	}
+
+	var key strings.Builder
+	podSel, nsSel := labels.Everything(), labels.Selector(nil)
+	if peer.PodSelector != nil {
+		s, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+		if err != nil {
+			return peerResult{}, fmt.Errorf("invalid podSelector: %w", err)
+		}
+		podSel = s
+	}
+	if peer.NamespaceSelector != nil {
+		s, err := metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
+		if err != nil {
+			return peerResult{}, fmt.Errorf("invalid namespaceSelector: %w", err)
+		}
+		nsSel = s
+		key.WriteString("ns:" + s.String())
+	} else {
+		// A podSelector alone means the policy's own namespace.
+		key.WriteString("in:" + ns)
+	}
+	key.WriteString("\x00" + podSel.String())
+	if res, ok := t.peers[key.String()]; ok {
+		return res, nil
+	}
+
+	res := peerResult{podSel: podSel}
+	if nsSel == nil {
+		if v := t.namespaces[ns]; v != nil {
+			res.nss = []*nsView{v}
+		}
+	} else {
+		res.nss = t.selectNamespaces(nsSel)
+	}
+	b := &t.builder
+	b.Reset()
+	everyPod := podSel.Empty()
+	for _, n := range res.nss {
+		for _, p := range n.pods {
+			if everyPod || podSel.Matches(p.labels()) {
+				for _, a := range p.ips {
+					b.AddAddr(a)
+				}
+			}
+		}
+	}
+	res.addrs = b.Set()
+	t.peers[key.String()] = res
+	return res, nil
+}
+
+// ipBlock returns the addresses of cidr minus its excepts. Host bits are masked. An except that
+// does not parse, or that lies outside its cidr, makes the whole peer match nothing: guessing
+// what it meant could widen the allowance.
+func ipBlock(b *networkingv1.IPBlock) (ruleset.AddrSet, error) {
+	cidr, err := netip.ParsePrefix(strings.TrimSpace(b.CIDR))
+	if err != nil {
+		return ruleset.AddrSet{}, fmt.Errorf("invalid ipBlock.cidr %q: %w", b.CIDR, err)
+	}
+	cidr = unmapPrefix(cidr).Masked()
+	whole := ruleset.PrefixRange(cidr)
+	var holes []ruleset.AddrRange
+	for _, e := range b.Except {
+		ex, err := netip.ParsePrefix(strings.TrimSpace(e))
+		if err != nil {
+			return ruleset.AddrSet{}, fmt.Errorf("invalid ipBlock.except %q: %w", e, err)
+		}
+		ex = unmapPrefix(ex).Masked()
+		if ex.Addr().Is4() != cidr.Addr().Is4() || ex.Bits() < cidr.Bits() || !cidr.Contains(ex.Addr()) {
+			return ruleset.AddrSet{}, fmt.Errorf("ipBlock.except %q is not inside cidr %q", e, b.CIDR)
+		}
+		holes = append(holes, ruleset.PrefixRange(ex))
+	}
+	var bld ruleset.Builder
+	for _, r := range ruleset.Subtract(whole, holes) {
+		bld.AddRange(r)
+	}
+	return bld.Set(), nil
+}
+
+// unmapPrefix turns ::ffff:a.b.c.d/n (n >= 96) into a.b.c.d/(n-96), the way pod addresses are
+// compared; other prefixes are returned as they are.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p
+}

@@ -1,0 +1,145 @@
+package translate
+
+import (
+	"fmt"
+	"slices"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// policy translates one NetworkPolicy. It returns ok=false when the policy selects no local pod
+// that owns an address.
+func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*indexedPod, bool) {
+	obj := "NetworkPolicy " + np.Namespace + "/" + np.Name
+	key := ruleset.PolicyKey{Namespace: np.Namespace, Name: np.Name}
+
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	validTargets := err == nil
+	if !validTargets {
+		// We cannot tell which pods the policy meant; isolating every pod of its namespace with no
+		// allowances from this policy is the closed failure.
+		t.report(obj, "invalid spec.podSelector, isolating every pod in the namespace and allowing nothing: %v", err)
+		sel = labels.Everything()
+	}
+	var targets []*indexedPod
+	for _, p := range t.namespaces[np.Namespace].local {
+		if len(p.ips) > 0 && sel.Matches(p.labels()) {
+			targets = append(targets, p)
+		}
+	}
+	if len(targets) == 0 {
+		return ruleset.Policy{}, nil, false
+	}
+
+	ingress, egress := t.policyTypes(obj, np)
+	pol := ruleset.Policy{Key: key}
+	if ingress {
+		pol.Ingress = []ruleset.Rule{}
+		for i, r := range np.Spec.Ingress {
+			if validTargets {
+				pol.Ingress = append(pol.Ingress, t.rule(obj, fmt.Sprintf("spec.ingress[%d]", i), np.Namespace, i, r.From, r.Ports, targets, false))
+			}
+		}
+	}
+	if egress {
+		pol.Egress = []ruleset.Rule{}
+		for i, r := range np.Spec.Egress {
+			if validTargets {
+				pol.Egress = append(pol.Egress, t.rule(obj, fmt.Sprintf("spec.egress[%d]", i), np.Namespace, i, r.To, r.Ports, targets, true))
+			}
+		}
+	}
+	return pol, targets, true
+}
+
+// policyTypes applies the API's defaulting: without policyTypes a policy isolates for ingress
+// always and for egress only when it has egress rules. An unknown type cannot be honoured; the
+// closed failure is to isolate both directions.
+func (t *translator) policyTypes(obj string, np *networkingv1.NetworkPolicy) (ingress, egress bool) {
+	if len(np.Spec.PolicyTypes) == 0 {
+		return true, len(np.Spec.Egress) > 0
+	}
+	for _, pt := range np.Spec.PolicyTypes {
+		switch pt {
+		case networkingv1.PolicyTypeIngress:
+			ingress = true
+		case networkingv1.PolicyTypeEgress:
+			egress = true
+		default:
+			t.report(obj, "unknown policyType %q, isolating for both ingress and egress", pt)
+			return true, true
+		}
+	}
+	return ingress, egress
+}
+
+// rule translates one ingress (from) or egress (to) rule.
+func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, targets []*indexedPod, egress bool) ruleset.Rule {
+	r := ruleset.Rule{Index: index, AnyPeer: len(peers) == 0, AnyPort: len(ports) == 0}
+
+	peerField := "from"
+	if egress {
+		peerField = "to"
+	}
+	var sets []ruleset.AddrSet
+	var dests []peerResult // egress: what each peer matched, for the pods that own named ports
+	for i := range peers {
+		res, err := t.peer(ns, &peers[i])
+		if err != nil {
+			t.report(obj, "%s.%s[%d] matches nothing: %v", path, peerField, i, err)
+			continue
+		}
+		sets = append(sets, res.addrs)
+		if egress {
+			dests = append(dests, res)
+		}
+	}
+	if len(sets) == 1 {
+		r.Peers = sets[0] // already canonical: no need to merge it again
+	} else {
+		var b ruleset.Builder
+		for _, set := range sets {
+			b.AddSet(set)
+		}
+		r.Peers = b.Set()
+	}
+
+	var owners []*indexedPod
+	ownersKnown := false
+	for i := range ports {
+		pr, name, err := portEntry(&ports[i])
+		if err != nil {
+			t.report(obj, "%s.ports[%d] matches nothing: %v", path, i, err)
+			continue
+		}
+		if name == "" {
+			if !slices.Contains(r.Ports, pr) {
+				r.Ports = append(r.Ports, pr)
+			}
+			continue
+		}
+		if !ownersKnown {
+			owners, ownersKnown = t.namedPortOwners(targets, dests, egress, r.AnyPeer), true
+		}
+		for _, p := range owners {
+			r.NamedPorts = appendEndpoints(r.NamedPorts, p, name, pr.Protocol, nil)
+		}
+		// An ipBlock destination resolves the name on the pod that owns the address, whichever
+		// peer matched (the upstream reference and cyclonus agree): only the pod's addresses
+		// inside the block, excepts removed, and an address no pod owns matches no named port.
+		for i := range dests {
+			if block := &dests[i]; block.isBlock() {
+				for j := range t.pods {
+					r.NamedPorts = appendEndpoints(r.NamedPorts, &t.pods[j], name, pr.Protocol, block.addrs.Contains)
+				}
+			}
+		}
+	}
+	slices.SortFunc(r.NamedPorts, compareEndpoints)
+	r.NamedPorts = slices.Compact(r.NamedPorts)
+	return r
+}
