@@ -56,7 +56,7 @@ func TestRenderIsByteIdenticalForAnyObjectOrder(t *testing.T) {
 	}
 	renderObjs := func(o manifest.Objects) []byte {
 		rs, _ := translate.Translate(translate.Input{Node: "node-1", Policies: o.Policies, Namespaces: o.Namespaces, Pods: compact.NewPods(o.Pods)})
-		return render.Render(rs, render.Options{})
+		return render.Render(rs, render.Options{}).Text
 	}
 	want := renderObjs(objs)
 	rng := rand.New(rand.NewPCG(3, 5))

@@ -104,7 +104,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	rs, problems := translate.Translate(in)
 	r.logProblems(problems)
 	script := render.Render(rs, render.Options{Table: r.Table})
-	digest, _ := render.Digest(script)
+	digest := script.Digest
 
 	r.mu.Lock()
 	upToDate := r.applied && r.lastErr == nil && digest == r.lastDigest
@@ -128,7 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		trigger = "repair"
 	}
 
-	if err := r.apply(ctx, script, digest, trigger, rs, len(problems)); err != nil {
+	if err := r.apply(ctx, script, trigger, rs, len(problems)); err != nil {
 		return reconcile.Result{}, err
 	}
 	if trigger == "repair" {
@@ -140,10 +140,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return reconcile.Result{}, nil
 }
 
-func (r *Reconciler) apply(ctx context.Context, script []byte, digest, trigger string, rs ruleset.RuleSet, problems int) error {
+func (r *Reconciler) apply(ctx context.Context, script render.Script, trigger string, rs ruleset.RuleSet, problems int) error {
 	m := r.metrics()
 	start := time.Now()
-	err := r.Applier.Apply(ctx, script)
+	err := r.Applier.Apply(ctx, script.Text)
 	elapsed := time.Since(start)
 	m.ApplyDuration.Observe(elapsed.Seconds())
 
@@ -154,12 +154,12 @@ func (r *Reconciler) apply(ctx context.Context, script []byte, digest, trigger s
 		// The kernel rejected or never saw the transaction, so the previous table is intact.
 		m.ApplyFailures.WithLabelValues(failureReason(err)).Inc()
 		r.Log.Error(err, "apply failed; the previous rules stay in force and the apply is retried",
-			"bytes", len(script), "duration", elapsed.String())
+			"bytes", len(script.Text), "duration", elapsed.String())
 		return fmt.Errorf("apply: %w", err)
 	}
-	r.lastDigest, r.applied = digest, true
+	r.lastDigest, r.applied = script.Digest, true
 
-	st := render.Count(script)
+	st := script.Stats
 	var in, out int
 	for _, p := range rs.Targets {
 		if len(p.IngressPolicies) > 0 {
@@ -179,7 +179,7 @@ func (r *Reconciler) apply(ctx context.Context, script []byte, digest, trigger s
 	m.IsolatedPods.WithLabelValues("egress").Set(float64(out))
 	m.Policies.Set(float64(len(rs.Policies)))
 	m.PolicyProblems.Set(float64(problems))
-	r.Log.Info("applied rules", "trigger", trigger, "digest", digest, "isolatedIngress", in,
+	r.Log.Info("applied rules", "trigger", trigger, "digest", script.Digest, "isolatedIngress", in,
 		"isolatedEgress", out, "policies", len(rs.Policies), "rules", st.Rules, "bytes", st.Bytes,
 		"duration", elapsed.String())
 	return nil

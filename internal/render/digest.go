@@ -23,18 +23,19 @@ var (
 )
 
 // stampDigest replaces the first placeholder with the digest of the script as rendered with the
-// placeholder in it, so the digest is a pure function of the script's content. The digest is
-// written over the placeholder's zeros, in place: the script can be megabytes long.
-func stampDigest(script []byte) []byte {
+// placeholder in it, so the digest is a pure function of the script's content, and returns it.
+// The digest is written over the placeholder's zeros, in place: the script can be megabytes long.
+func stampDigest(script []byte) string {
 	sum := sha256.Sum256(script)
+	digest := hex.EncodeToString(sum[:digestLen/2])
 	if i := bytes.Index(script, []byte(digestPlaceholder)); i >= 0 {
-		hex.Encode(script[i+len(digestPrefix):i+len(digestPlaceholder)], sum[:digestLen/2])
+		copy(script[i+len(digestPrefix):], digest)
 	}
-	return script
+	return digest
 }
 
-// Digest returns the digest a rendered script (or `nft list` output of its base chain) carries,
-// and false when there is none.
+// Digest returns the digest that the kernel's listing of the base chain (`nft list chain`)
+// carries, and false when there is none.
 func Digest(text []byte) (string, bool) {
 	m := digestPattern.FindSubmatch(text)
 	if m == nil {

@@ -65,10 +65,29 @@ type script struct {
 	table             string
 	out               bytes.Buffer // header, chains, sets
 	maps, base, rules bytes.Buffer
+	stats             Stats
+}
+
+// Script is a rendered script and what the agent needs to know of it, so nothing has to read the
+// text back.
+type Script struct {
+	// Text is the script for `nft -f -`.
+	Text []byte
+	// Digest is the digest stamped into the base chain's comment (see digest.go).
+	Digest string
+	Stats  Stats
+}
+
+// Stats counts what a script installs, for metrics and benchmarks.
+type Stats struct {
+	Bytes    int
+	Rules    int
+	Sets     int // named sets and maps
+	Elements int
 }
 
 // Render returns the nft script that replaces the table with rs.
-func Render(rs ruleset.RuleSet, opts Options) []byte {
+func Render(rs ruleset.RuleSet, opts Options) Script {
 	s := &script{table: cmp.Or(opts.Table, DefaultTable)}
 	s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Targets)) + setsSize(&rs))
 	fmt.Fprintf(&s.out, "# flock-netpol: %d isolated pods, %d policies. Replaces the whole table in one transaction.\n",
@@ -134,7 +153,9 @@ func Render(rs ruleset.RuleSet, opts Options) []byte {
 	for _, part := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
 		s.out.Write(part.Bytes())
 	}
-	return stampDigest(s.out.Bytes())
+	text := s.out.Bytes()
+	s.stats.Bytes = len(text)
+	return Script{Text: text, Digest: stampDigest(text), Stats: s.stats}
 }
 
 // setsSize estimates the bytes of the set commands, so that the output buffer is allocated once
@@ -159,19 +180,22 @@ func (s *script) chain(name, comment string) {
 }
 
 func (s *script) rule(chain, rule string) {
+	s.stats.Rules++
 	fmt.Fprintf(&s.rules, "add rule inet %s %s %s\n", s.table, chain, rule)
 }
 
 // set starts the command that defines a named set, which the caller ends after writing its
 // elements (a set always has some).
 func (s *script) set(name, typ, flags, comment string) elements {
+	s.stats.Sets++
 	fmt.Fprintf(&s.out, "add set inet %s %s { type %s;%s comment %s;", s.table, name, typ, flags, comment)
-	return elements{b: &s.out}
+	return elements{b: &s.out, count: &s.stats.Elements}
 }
 
 func (s *script) verdictMap(name string, f family, elems []string, why string) {
+	s.stats.Sets++
 	fmt.Fprintf(&s.maps, "add map inet %s %s { type %s : verdict; comment %s;", s.table, name, f.addrType, comment("%s", why))
-	e := elements{b: &s.maps}
+	e := elements{b: &s.maps, count: &s.stats.Elements}
 	for _, el := range elems {
 		e.write(append(e.next(), el...))
 	}
@@ -190,8 +214,9 @@ func (s *script) verdictMap(name string, f family, elems []string, why string) {
 // large cluster, so elements are appended to the script's buffer in place rather than built as
 // strings: e.write(x.AppendTo(e.next())).
 type elements struct {
-	b *bytes.Buffer
-	n int
+	b     *bytes.Buffer
+	n     int
+	count *int // the script's element count
 }
 
 // next returns the buffer's free space with what goes before the next element in it.
@@ -205,7 +230,10 @@ func (e *elements) next() []byte {
 }
 
 // write adds what next returned, with the element appended.
-func (e *elements) write(buf []byte) { e.b.Write(append(buf, ',')) }
+func (e *elements) write(buf []byte) {
+	*e.count++
+	e.b.Write(append(buf, ','))
+}
 
 // end closes the elements clause, if any, and the command.
 func (e *elements) end() {

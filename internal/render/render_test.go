@@ -87,7 +87,7 @@ var goldenCases = []struct {
 func TestRenderGolden(t *testing.T) {
 	for _, c := range goldenCases {
 		t.Run(c.name, func(t *testing.T) {
-			got := Render(c.rs, Options{})
+			got := Render(c.rs, Options{}).Text
 			path := filepath.Join("testdata", c.name+".nft")
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
@@ -106,7 +106,7 @@ func TestRenderGolden(t *testing.T) {
 }
 
 func TestRenderUsesTheConfiguredTableEverywhere(t *testing.T) {
-	script := string(Render(goldenCases[2].rs, Options{Table: "custom"}))
+	script := string(Render(goldenCases[2].rs, Options{Table: "custom"}).Text)
 	for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
 		if strings.HasPrefix(line, "add ") || strings.HasPrefix(line, "delete ") {
 			if !strings.Contains(line, " inet custom") {
@@ -117,7 +117,7 @@ func TestRenderUsesTheConfiguredTableEverywhere(t *testing.T) {
 }
 
 func TestScriptReplacesTheTableFirst(t *testing.T) {
-	lines := strings.Split(string(Render(ruleset.RuleSet{}, Options{})), "\n")
+	lines := strings.Split(string(Render(ruleset.RuleSet{}, Options{}).Text), "\n")
 	var cmds []string
 	for _, l := range lines {
 		if l != "" && !strings.HasPrefix(l, "#") {
@@ -168,19 +168,20 @@ func TestDeleteTable(t *testing.T) {
 func TestDigestIdentifiesTheScript(t *testing.T) {
 	a := Render(goldenCases[1].rs, Options{})
 	b := Render(goldenCases[2].rs, Options{})
-	da, okA := Digest(a)
-	db, okB := Digest(b)
-	if !okA || !okB || da == db || len(da) != digestLen {
-		t.Fatalf("digests %q (%v) and %q (%v)", da, okA, db, okB)
+	if a.Digest == b.Digest || len(a.Digest) != digestLen {
+		t.Fatalf("digests %q and %q", a.Digest, b.Digest)
 	}
-	if again, _ := Digest(Render(goldenCases[1].rs, Options{})); again != da {
-		t.Errorf("the same rule set gave digests %s and %s", da, again)
+	if again := Render(goldenCases[1].rs, Options{}).Digest; again != a.Digest {
+		t.Errorf("the same rule set gave digests %s and %s", a.Digest, again)
 	}
-	if bytes.Contains(a, []byte(digestPlaceholder)) {
+	if got, ok := Digest(a.Text); !ok || got != a.Digest {
+		t.Errorf("the script carries digest %q (%v), Render returned %q", got, ok, a.Digest)
+	}
+	if bytes.Contains(a.Text, []byte(digestPlaceholder)) {
 		t.Errorf("placeholder left in the script")
 	}
-	listing := "table inet flock-netpol {\n\tchain filter-forward {\n\t\tcomment \"flock-netpol: NetworkPolicy for the pods of this node; ruleset " + da + "\"\n"
-	if got, ok := Digest([]byte(listing)); !ok || got != da {
+	listing := "table inet flock-netpol {\n\tchain filter-forward {\n\t\tcomment \"flock-netpol: NetworkPolicy for the pods of this node; ruleset " + a.Digest + "\"\n"
+	if got, ok := Digest([]byte(listing)); !ok || got != a.Digest {
 		t.Errorf("Digest(listing) = %q, %v", got, ok)
 	}
 	if _, ok := Digest([]byte("table inet other {}")); ok {
@@ -188,16 +189,34 @@ func TestDigestIdentifiesTheScript(t *testing.T) {
 	}
 }
 
-func TestCount(t *testing.T) {
-	st := Count(Render(goldenCases[2].rs, Options{}))
-	// Sets: 2 peer + 2 named (allow-web), 2 peer + 1 named (egress-dns), 4 verdict maps.
-	if st.Sets != 11 || st.Rules == 0 || st.Elements == 0 || st.Bytes == 0 {
-		t.Errorf("Count = %+v", st)
+// TestStatsCountWhatTheScriptInstalls pins Render's statistics against the script's own lines:
+// one command per line, one set element per tab-indented line.
+func TestStatsCountWhatTheScriptInstalls(t *testing.T) {
+	for _, c := range goldenCases {
+		out := Render(c.rs, Options{})
+		want := Stats{Bytes: len(out.Text)}
+		for line := range bytes.Lines(out.Text) {
+			switch {
+			case bytes.HasPrefix(line, []byte("\t")):
+				want.Elements++
+			case bytes.HasPrefix(line, []byte("add rule ")):
+				want.Rules++
+			case bytes.HasPrefix(line, []byte("add set ")), bytes.HasPrefix(line, []byte("add map ")):
+				want.Sets++
+			}
+		}
+		if out.Stats != want {
+			t.Errorf("%s: Stats = %+v, the script has %+v", c.name, out.Stats, want)
+		}
+	}
+	// Sets of the third case: 2 peer + 2 named (allow-web), 2 peer + 1 named (egress-dns), 4 verdict maps.
+	if st := Render(goldenCases[2].rs, Options{}).Stats; st.Sets != 11 {
+		t.Errorf("Sets = %d, want 11", st.Sets)
 	}
 }
 
 func TestARuleThatCanMatchNothingLeavesNoSet(t *testing.T) {
-	script := string(Render(goldenCases[2].rs, Options{}))
+	script := string(Render(goldenCases[2].rs, Options{}).Text)
 	if strings.Contains(script, "egress-dns/out3") {
 		t.Errorf("rule 3 of egress-dns matches nothing but left objects in the script")
 	}

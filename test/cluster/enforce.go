@@ -25,13 +25,13 @@ const DefaultEnforceTimeout = 60 * time.Second
 // Expected runs the agent's pure stages on the cluster state now stored in the API server and
 // returns, per node, the script that node's agent should have applied and any problems the
 // translator reported.
-func (c *Cluster) Expected(ctx context.Context) (scripts map[string][]byte, problems map[string][]translate.Problem, err error) {
+func (c *Cluster) Expected(ctx context.Context) (scripts map[string]render.Script, problems map[string][]translate.Problem, err error) {
 	// What the agents read from their caches, read here from the API server itself.
 	in, err := controller.ReaderSource{Reader: c.Client}.Objects(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	scripts = map[string][]byte{}
+	scripts = map[string]render.Script{}
 	problems = map[string][]translate.Problem{}
 	for _, n := range c.nodes {
 		in.Node = n.Name
@@ -76,11 +76,7 @@ func (c *Cluster) WaitEnforced(ctx context.Context) error {
 	}
 	want := map[string]string{}
 	for node, s := range scripts {
-		d, ok := render.Digest(s)
-		if !ok {
-			return fmt.Errorf("the rendered script for %s carries no digest", node)
-		}
-		want[node] = d
+		want[node] = s.Digest
 	}
 	pending := map[string]string{} // node -> digest last seen
 	for _, n := range c.nodes {

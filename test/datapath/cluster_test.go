@@ -210,7 +210,7 @@ func translateAll(policies []*networkingv1.NetworkPolicy) *applied {
 	a := &applied{rs: map[string]ruleset.RuleSet{}, scripts: map[string]string{}, problems: map[string][]translate.Problem{}}
 	for _, n := range nodeNames {
 		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods)})
-		a.rs[n], a.scripts[n], a.problems[n] = rs, string(render.Render(rs, render.Options{})), problems
+		a.rs[n], a.scripts[n], a.problems[n] = rs, string(render.Render(rs, render.Options{}).Text), problems
 	}
 	return a
 }

@@ -42,7 +42,7 @@ func exampleScript(t *testing.T, node string) []byte {
 		t.Fatal(err)
 	}
 	rs, _ := translate.Translate(translate.Input{Node: node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: compact.NewPods(objs.Pods)})
-	return render.Render(rs, render.Options{})
+	return render.Render(rs, render.Options{}).Text
 }
 
 // TestRenderedScriptsAreAcceptedByTheKernel applies every golden script and the examples for
@@ -156,7 +156,7 @@ func TestRandomRuleSetsAreAccepted(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	for i := 0; i < 25; i++ {
 		rs := randomRuleSet(rng)
-		script := render.Render(rs, render.Options{Table: "fuzz"})
+		script := render.Render(rs, render.Options{Table: "fuzz"}).Text
 		if err := c.Check(ctx, script); err != nil {
 			t.Fatalf("random rule set %d rejected: %v\n%s", i, err, script)
 		}

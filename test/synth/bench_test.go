@@ -1,7 +1,6 @@
 package synth
 
 import (
-	"bytes"
 	"fmt"
 	"sync"
 	"testing"
@@ -32,7 +31,7 @@ func BenchmarkTranslateRender(b *testing.B) {
 			var (
 				rs       ruleset.RuleSet
 				problems []translate.Problem
-				script   []byte
+				script   render.Script
 			)
 			for b.Loop() {
 				rs, problems = translate.Translate(in)
@@ -63,7 +62,7 @@ func BenchmarkRender(b *testing.B) {
 		b.Fatalf("%d problems, first: %v", len(problems), problems[0])
 	}
 	b.ReportAllocs()
-	var script []byte
+	var script render.Script
 	for b.Loop() {
 		script = render.Render(rs, render.Options{})
 	}
@@ -71,35 +70,12 @@ func BenchmarkRender(b *testing.B) {
 }
 
 // reportScript reports the size of the rule set and of its script as custom metrics.
-func reportScript(b *testing.B, rs ruleset.RuleSet, script []byte) {
+func reportScript(b *testing.B, rs ruleset.RuleSet, script render.Script) {
 	b.Helper()
-	rules, sets, elements := countScript(script)
-	b.ReportMetric(float64(len(script)), "bytes/script")
-	b.ReportMetric(float64(rules), "rules")
-	b.ReportMetric(float64(sets), "sets")
-	b.ReportMetric(float64(elements), "elements")
+	b.ReportMetric(float64(script.Stats.Bytes), "bytes/script")
+	b.ReportMetric(float64(script.Stats.Rules), "rules")
+	b.ReportMetric(float64(script.Stats.Sets), "sets")
+	b.ReportMetric(float64(script.Stats.Elements), "elements")
 	b.ReportMetric(float64(len(rs.Targets)), "isolated-pods")
 	b.ReportMetric(float64(len(rs.Policies)), "policies")
-}
-
-// countScript counts "add rule" lines, "add set" lines (maps are not sets) and element lines:
-// the renderer writes every element of a set or map on its own tab-indented line.
-func countScript(script []byte) (rules, sets, elements int) {
-	for len(script) > 0 {
-		line := script
-		if i := bytes.IndexByte(script, '\n'); i >= 0 {
-			line, script = script[:i], script[i+1:]
-		} else {
-			script = nil
-		}
-		switch {
-		case bytes.HasPrefix(line, []byte("add rule ")):
-			rules++
-		case bytes.HasPrefix(line, []byte("add set ")):
-			sets++
-		case bytes.HasPrefix(line, []byte("\t")):
-			elements++
-		}
-	}
-	return rules, sets, elements
 }

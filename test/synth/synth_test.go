@@ -42,7 +42,7 @@ func TestGenerateIsDeterministic(t *testing.T) {
 	// byte-identical output is what benchmark comparisons rely on.
 	rsA, _ := translate.Translate(input(a))
 	rsB, _ := translate.Translate(input(b))
-	if !bytes.Equal(render.Render(rsA, render.Options{}), render.Render(rsB, render.Options{})) {
+	if !bytes.Equal(render.Render(rsA, render.Options{}).Text, render.Render(rsB, render.Options{}).Text) {
 		t.Error("scripts rendered from two generations of the same Config differ")
 	}
 	if other := Generate(Config{Seed: 8, Pods: 3000, Policies: 400}); reflect.DeepEqual(a, other) {
@@ -206,7 +206,7 @@ func TestTranslateRenderSmallClusterHasNoProblems(t *testing.T) {
 	if len(rs.Targets) == 0 || len(rs.Policies) == 0 {
 		t.Fatalf("rule set isolates %d pods with %d policies; want some of each", len(rs.Targets), len(rs.Policies))
 	}
-	script := string(render.Render(rs, render.Options{}))
+	script := string(render.Render(rs, render.Options{}).Text)
 	for _, want := range []string{"add rule ", "add set ", "\n\t", "ip saddr vmap @egress-pods-v4"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q", want)

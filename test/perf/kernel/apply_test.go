@@ -39,7 +39,7 @@ func requireKernel(tb testing.TB, what string) testing.TB {
 }
 
 // renderCluster translates and renders a synthetic cluster for its local node.
-func renderCluster(tb testing.TB, cfg synth.Config) []byte {
+func renderCluster(tb testing.TB, cfg synth.Config) render.Script {
 	tb.Helper()
 	cl := synth.Generate(cfg)
 	rs, problems := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)})
@@ -56,7 +56,7 @@ func renderCluster(tb testing.TB, cfg synth.Config) []byte {
 func BenchmarkApply(b *testing.B) {
 	for _, size := range applySizes {
 		name := fmt.Sprintf("pods=%d,policies=%d", size.pods, size.policies)
-		var script []byte // rendered once per size, shared by the two variants
+		var script render.Script // rendered once per size, shared by the two variants
 		for _, first := range []bool{false, true} {
 			sub := name
 			if first {
@@ -68,11 +68,11 @@ func BenchmarkApply(b *testing.B) {
 					b.Skip("150k-pod cluster skipped in -short mode")
 				}
 				ns := nfttest.NewNetns(tb)
-				if script == nil {
+				if script.Text == nil {
 					script = renderCluster(b, synth.Sized(size.pods, size.policies))
 				}
 				// The steady-state variant needs the table in place before the first timed apply.
-				if err := applyScript(ns, script); err != nil {
+				if err := applyScript(ns, script.Text); err != nil {
 					b.Fatal(err)
 				}
 				emptyTable := func() {
@@ -87,7 +87,7 @@ func BenchmarkApply(b *testing.B) {
 						emptyTable()
 						b.StartTimer()
 					}
-					if err := applyScript(ns, script); err != nil {
+					if err := applyScript(ns, script.Text); err != nil {
 						b.Fatal(err)
 					}
 					// The same apply again, untimed, from a small helper process that can
@@ -96,7 +96,7 @@ func BenchmarkApply(b *testing.B) {
 					if first {
 						emptyTable()
 					}
-					rss, floor, err := measureNftRSS(ns, script)
+					rss, floor, err := measureNftRSS(ns, script.Text)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -107,8 +107,8 @@ func BenchmarkApply(b *testing.B) {
 					b.StartTimer()
 				}
 				b.ReportMetric(float64(peakKiB)/1024, "nft-peak-MB")
-				b.ReportMetric(float64(len(script)), "bytes/script")
-				b.ReportMetric(float64(countElements(script)), "elements")
+				b.ReportMetric(float64(script.Stats.Bytes), "bytes/script")
+				b.ReportMetric(float64(script.Stats.Elements), "elements")
 			})
 		}
 	}
@@ -219,16 +219,4 @@ func measureNftRSS(ns string, script []byte) (rss, floor int64, err error) {
 		return 0, 0, fmt.Errorf("nft RSS helper: unexpected output %q: %v", stdout.String(), err)
 	}
 	return rss, floor, nil
-}
-
-// countElements counts set and map element lines, which the renderer writes one per
-// tab-indented line (as countScript in test/synth does).
-func countElements(script []byte) int {
-	n := 0
-	for line := range bytes.SplitSeq(script, []byte("\n")) {
-		if bytes.HasPrefix(line, []byte("\t")) {
-			n++
-		}
-	}
-	return n
 }

@@ -138,7 +138,7 @@ func newBench(tb testing.TB, n int) *bench {
 	if len(problems) > 0 {
 		tb.Fatalf("%d translation problems, first: %v", len(problems), problems[0])
 	}
-	script := render.Render(rs, render.Options{})
+	script := render.Render(rs, render.Options{}).Text
 	b := &bench{tb: tb, script: script}
 	if err := b.parseScript(); err != nil {
 		tb.Fatal(err)
