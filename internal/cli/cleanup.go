@@ -30,11 +30,20 @@ func runCleanup(ctx context.Context, args []string, stdio IO) int {
 		return 2
 	}
 	if err := client.Apply(ctx, render.DeleteTable(*table)); err != nil {
-		fmt.Fprintf(stdio.Stderr, "flock-netpol cleanup: deleting table inet %s: %v\n", *table, err)
+		fmt.Fprintf(stdio.Stderr, "flock-netpol cleanup: deleting table inet %s: %v\n", *table, withNFTFlagHint(err))
 		return 1
 	}
 	fmt.Fprintf(stdio.Stderr, "deleted table inet %s\n", *table)
 	return 0
+}
+
+// withNFTFlagHint adds to a missing-nft error the flag that names another command: the nft
+// package knows nothing of flags.
+func withNFTFlagHint(err error) error {
+	if nft.IsCommandNotFound(err) {
+		return fmt.Errorf("%w, or pass --nft with the command that runs it", err)
+	}
+	return err
 }
 
 func newNFT(command string, timeout time.Duration) (*nft.Client, error) {

@@ -55,24 +55,55 @@ type Reconciler struct {
 	ResyncPeriod time.Duration
 	// Log receives the agent's structured logs.
 	Log logr.Logger
+
+	// Optional fields: their zero values mean the defaults that setDefaults fills in.
+
 	// Metrics receives the agent's metrics; nil means unregistered ones.
 	Metrics *Metrics
 	// RetryBaseDelay and RetryMaxDelay bound the exponential backoff after a failed apply;
-	// zero means 500ms and 30s.
+	// zero means DefaultRetryBaseDelay and DefaultRetryMaxDelay.
 	RetryBaseDelay, RetryMaxDelay time.Duration
 	// StuckAfter is how long one reconcile may run before the liveness check fails; zero means
-	// 5 minutes. It must exceed the nft timeout.
+	// DefaultStuckAfter. It must exceed the nft timeout.
 	StuckAfter time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	mu          sync.Mutex
-	lastDigest  string // digest of the last script the kernel accepted
-	applied     bool   // at least one apply succeeded since start
-	lastErr     error  // the last apply's error, nil once one succeeds
-	busySince   time.Time
-	problems    []translate.Problem
-	initMetrics sync.Once
+	defaults   sync.Once
+	mu         sync.Mutex
+	lastDigest string // digest of the last script the kernel accepted
+	applied    bool   // at least one apply succeeded since start
+	lastErr    error  // the last apply's error, nil once one succeeds
+	busySince  time.Time
+	problems   []translate.Problem
+}
+
+// Defaults of the Reconciler's optional fields.
+const (
+	DefaultRetryBaseDelay = 500 * time.Millisecond
+	DefaultRetryMaxDelay  = 30 * time.Second
+	DefaultStuckAfter     = 5 * time.Minute
+)
+
+// setDefaults fills in the optional fields left zero, once, before the first use of any of them.
+func (r *Reconciler) setDefaults() {
+	r.defaults.Do(func() {
+		if r.Metrics == nil {
+			r.Metrics = NewMetrics(nil)
+		}
+		if r.RetryBaseDelay <= 0 {
+			r.RetryBaseDelay = DefaultRetryBaseDelay
+		}
+		if r.RetryMaxDelay <= 0 {
+			r.RetryMaxDelay = DefaultRetryMaxDelay
+		}
+		if r.StuckAfter <= 0 {
+			r.StuckAfter = DefaultStuckAfter
+		}
+		if r.Now == nil {
+			r.Now = time.Now
+		}
+	})
 }
 
 // Two work items: every watch event asks for a recompute (changeKey); the periodic resync asks
@@ -208,26 +239,16 @@ func (r *Reconciler) resyncResult() reconcile.Result {
 }
 
 func (r *Reconciler) metrics() *Metrics {
-	r.initMetrics.Do(func() {
-		if r.Metrics == nil {
-			r.Metrics = NewMetrics(nil)
-		}
-	})
+	r.setDefaults()
 	return r.Metrics
-}
-
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
 }
 
 func (r *Reconciler) setBusy(busy bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if busy {
-		r.busySince = r.now()
+		r.setDefaults()
+		r.busySince = r.Now()
 	} else {
 		r.busySince = time.Time{}
 	}
@@ -278,15 +299,12 @@ func (r *Reconciler) ReadyCheck(_ *http.Request) error {
 // LiveCheck is the /healthz check: it fails when one reconcile has been running for longer than
 // StuckAfter (a hung nft is killed at its timeout, so this means the loop itself is stuck).
 func (r *Reconciler) LiveCheck(_ *http.Request) error {
-	limit := r.StuckAfter
-	if limit <= 0 {
-		limit = 5 * time.Minute
-	}
+	r.setDefaults()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.busySince.IsZero() {
-		if d := r.now().Sub(r.busySince); d > limit {
-			return fmt.Errorf("reconcile running for %s (limit %s)", d.Round(time.Second), limit)
+		if d := r.Now().Sub(r.busySince); d > r.StuckAfter {
+			return fmt.Errorf("reconcile running for %s (limit %s)", d.Round(time.Second), r.StuckAfter)
 		}
 	}
 	return nil
@@ -302,19 +320,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.resyncEnabled() {
 		startKeys = append(startKeys, resyncKey)
 	}
-	base, maxDelay := r.RetryBaseDelay, r.RetryMaxDelay
-	if base <= 0 {
-		base = 500 * time.Millisecond
-	}
-	if maxDelay <= 0 {
-		maxDelay = 30 * time.Second
-	}
+	r.setDefaults()
 	h := handler.EnqueueRequestsFromMapFunc(enqueueChange)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("flock-netpol").
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: 1,
-			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](base, maxDelay),
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.RetryBaseDelay, r.RetryMaxDelay),
 		}).
 		Watches(&networkingv1.NetworkPolicy{}, h, builderPredicates()).
 		Watches(&corev1.Namespace{}, h, builderPredicates()).

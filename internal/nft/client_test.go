@@ -293,7 +293,7 @@ func TestClientCommandNotFound(t *testing.T) {
 	if !IsCommandNotFound(err) {
 		t.Errorf("IsCommandNotFound(%v) = false", err)
 	}
-	if want := `nft command "nft" not found: install the nftables package or pass --nft`; err.Error() != want {
+	if want := `nft command "nft" not found: install the nftables package`; err.Error() != want {
 		t.Errorf("Error() = %q, want %q", err.Error(), want)
 	}
 }
@@ -312,7 +312,7 @@ func TestClientCommandNotFoundRealExec(t *testing.T) {
 		if IsNotFound(err) {
 			t.Errorf("%q: IsNotFound(%v) = true", command, err)
 		}
-		want := `nft command "` + command[0] + `" not found: install the nftables package or pass --nft`
+		want := `nft command "` + command[0] + `" not found: install the nftables package`
 		if err.Error() != want {
 			t.Errorf("Error() = %q, want %q", err.Error(), want)
 		}

@@ -65,7 +65,7 @@ func (e *Error) Error() string {
 			// an `ip netns exec` wrapper.
 			fmt.Fprintf(&b, "cannot execute %q: ", name)
 		}
-		b.WriteString("install the nftables package or pass --nft")
+		b.WriteString("install the nftables package")
 		return b.String()
 	case e.Timeout > 0:
 		fmt.Fprintf(&b, "nft command %q timed out after %v", cmdline, e.Timeout)

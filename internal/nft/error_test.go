@@ -50,26 +50,26 @@ func TestErrorMessage(t *testing.T) {
 			name: "missing binary, plain",
 			err: &Error{Argv: argv, ExitCode: -1, command: []string{"nft"},
 				Err: &exec.Error{Name: "nft", Err: exec.ErrNotFound}},
-			want: `nft command "nft" not found: install the nftables package or pass --nft`,
+			want: `nft command "nft" not found: install the nftables package`,
 		},
 		{
 			name: "missing binary, no configured command",
 			err:  &Error{Argv: argv, ExitCode: -1, Err: &exec.Error{Name: "nft", Err: exec.ErrNotFound}},
-			want: `nft command "nft" not found: install the nftables package or pass --nft`,
+			want: `nft command "nft" not found: install the nftables package`,
 		},
 		{
 			name: "missing wrapper",
 			err: &Error{Argv: []string{"ip", "netns", "exec", "n1", "nft", "-f", "-"}, ExitCode: -1,
 				command: []string{"ip", "netns", "exec", "n1", "nft"},
 				Err:     &exec.Error{Name: "ip", Err: exec.ErrNotFound}},
-			want: `nft command "ip netns exec n1 nft" not found: cannot execute "ip": install the nftables package or pass --nft`,
+			want: `nft command "ip netns exec n1 nft" not found: cannot execute "ip": install the nftables package`,
 		},
 		{
 			name: "missing nft inside ip netns exec",
 			err: &Error{Argv: []string{"ip", "netns", "exec", "n1", "nft", "-f", "-"}, ExitCode: 1,
 				command: []string{"ip", "netns", "exec", "n1", "nft"},
 				Err:     FakeExitError{1}, Stderr: `exec of "nft" failed: No such file or directory`},
-			want: `nft command "ip netns exec n1 nft" not found: cannot execute "nft": install the nftables package or pass --nft`,
+			want: `nft command "ip netns exec n1 nft" not found: cannot execute "nft": install the nftables package`,
 		},
 	}
 	for _, tt := range tests {

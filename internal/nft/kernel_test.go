@@ -235,7 +235,7 @@ func TestKernelMissingBinary(t *testing.T) {
 	assertContains(t, "error text", err.Error(),
 		`nft command "ip netns exec `+ns+` flocktest-no-such-nft" not found`,
 		`cannot execute "flocktest-no-such-nft"`,
-		"install the nftables package or pass --nft")
+		"install the nftables package")
 
 	// A missing namespace is a configuration error, but neither "not found" predicate applies:
 	// both binaries exist and nft never ran.

@@ -27,15 +27,14 @@ type direction struct {
 	name      string // "ingress" or "egress"
 	short     string // "in" or "out", for names
 	peerField string // the address the peer sets match: the source for ingress, the destination for egress
-	selfField string // the pod's own address in the packet's other end
 	verdict   string // what an allowed packet does next
 }
 
 var (
-	ingress = direction{"ingress", "in", "saddr", "saddr", "accept"}
+	ingress = direction{"ingress", "in", "saddr", "accept"}
 	// An allowed egress still needs the destination's ingress: continue with the ingress dispatch,
 	// which always ends in a verdict.
-	egress = direction{"egress", "out", "daddr", "daddr", "goto " + ingressDispatchChain}
+	egress = direction{"egress", "out", "daddr", "goto " + ingressDispatchChain}
 )
 
 // family is one address family of the inet table.
@@ -276,7 +275,8 @@ func policiesOf(pod *ruleset.Target, d direction) []ruleset.PolicyKey {
 func (s *script) podChain(pod *ruleset.Target, d direction, keys []ruleset.PolicyKey, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
 	name := podChainName(pod, d)
 
-	// A pod can always reach itself, also through a Service address that was DNATed back to it.
+	// A pod can always reach itself, also through a Service address that was DNATed back to it:
+	// the peer's address (the other end of the packet) is then the pod's own.
 	for _, f := range families {
 		var own []string
 		for _, a := range pod.IPs {
@@ -285,7 +285,7 @@ func (s *script) podChain(pod *ruleset.Target, d direction, keys []ruleset.Polic
 			}
 		}
 		if len(own) > 0 {
-			s.rule(name, fmt.Sprintf("%s %s %s accept", f.proto, d.selfField, anonSet(own)))
+			s.rule(name, fmt.Sprintf("%s %s %s accept", f.proto, d.peerField, anonSet(own)))
 		}
 	}
 	for _, k := range keys {

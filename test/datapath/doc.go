@@ -1,5 +1,5 @@
 // Package datapath is the end-to-end smoke test of the agent's rules with real packets on real
-// kernels (test layer 4 of the design).
+// kernels: rendered scripts applied with nft in network namespaces, and real TCP and UDP traffic.
 //
 // The tests build a two-node cluster out of network namespaces with test/netns: node-1 runs pods
 // x/a, x/b and y/a, node-2 runs x/c, y/b and z/b, and one external host (10.200.0.10,
