@@ -4,11 +4,13 @@
 IMG ?= ghcr.io/flock-net/flock-netpol:dev
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
+GOLANGCI_LINT_VERSION ?= v2.15.0
 ENVTEST_K8S_VERSION ?= 1.37.2
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 ENVTEST_ASSETS ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)
 
 # Example node for `make example`.
@@ -48,6 +50,10 @@ fmt: ## Run go fmt.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml; built from Go modules into bin/ on first use).
+	"$(GOLANGCI_LINT)" run ./...
 
 .PHONY: test
 test: fmt vet kustomize ## Run every test: unit, golden, kernel and datapath (root), envtest, install manifests.
@@ -145,6 +151,11 @@ $(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION): | $(LOCALBIN)
 kustomize: $(KUSTOMIZE)-$(KUSTOMIZE_VERSION) ## Install kustomize into $(LOCALBIN) if missing.
 $(KUSTOMIZE)-$(KUSTOMIZE_VERSION): | $(LOCALBIN)
 	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT)-$(GOLANGCI_LINT_VERSION) ## Install golangci-lint into $(LOCALBIN) if missing.
+$(GOLANGCI_LINT)-$(GOLANGCI_LINT_VERSION): | $(LOCALBIN)
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
 
 # go-install-tool <path> <package> <version>
 define go-install-tool

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"testing"
 
 	"github.com/flock-net/flock-netpol/test/cluster"
 	"github.com/flock-net/flock-netpol/test/demo"
@@ -58,21 +57,19 @@ func main() {
 
 	fmt.Println("flock-netpol demo: NetworkPolicy enforced by the real agent, measured with real packets")
 	fmt.Println()
-	tb := cluster.NewProgramTB("demo", os.Stderr, *verbose)
-	var runErr error
-	ok := tb.Run(func(tb testing.TB) {
-		_, runErr = demo.Run(tb, demo.Options{
-			Examples:  *examples,
-			Out:       os.Stdout,
-			ShowRules: *showRules,
-			Cluster:   cluster.Options{Assets: assets, AgentBinary: *agent},
-		})
-	})
-	if runErr != nil {
-		fmt.Fprintf(os.Stderr, "demo: %v\n", runErr)
-		os.Exit(1)
+	copts := cluster.Options{Assets: assets, AgentBinary: *agent}
+	if *verbose {
+		copts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
-	if !ok {
+	// demo.Run removes everything it started before it returns; on Ctrl-C the signal handlers of
+	// test/cluster and test/netns do.
+	if _, err := demo.Run(demo.Options{
+		Examples:  *examples,
+		Out:       os.Stdout,
+		ShowRules: *showRules,
+		Cluster:   copts,
+	}); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
 }

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -22,6 +25,7 @@ import (
 	"github.com/flock-net/flock-netpol/internal/controller"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/translate"
 )
 
 // RunConfig is the configuration of the agent.
@@ -34,6 +38,11 @@ type RunConfig struct {
 	MetricsSecure          bool
 	HealthProbeBindAddress string
 	ResyncPeriod           time.Duration
+	// PodCIDRs overrides the Node's spec.podCIDRs; CloseUnknownPodAddresses and AntiSpoofing
+	// close the node's edges (see the flags).
+	PodCIDRs                 []netip.Prefix
+	CloseUnknownPodAddresses bool
+	AntiSpoofing             bool
 
 	// Not flags: tests set these to retry quickly and to run several agents in one process
 	// (controller names are otherwise registered process-wide). Zero values are production's.
@@ -79,12 +88,15 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.BoolVar(&cfg.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9652", "address the /healthz and /readyz endpoints bind to")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
+	var edges edgeFlags
+	edges.register(fs)
 	config.RegisterFlags(fs)
 	zapOpts := zap.Options{Development: false} // JSON logs unless --zap-devel
 	zapOpts.BindFlags(fs)
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
+	cfg.PodCIDRs, cfg.CloseUnknownPodAddresses, cfg.AntiSpoofing = edges.podCIDRs, edges.closeUnknown, edges.antiSpoofing
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol run: invalid flags:\n%v\n", err)
 		return 2
@@ -117,6 +129,7 @@ func Start(ctx context.Context, restCfg *rest.Config, cfg RunConfig, log logr.Lo
 		return err
 	}
 	log.Info("starting", "nft", cfg.NFT)
+	a.bootstrap(ctx, cfg, log)
 	return a.Manager.Start(ctx)
 }
 
@@ -124,6 +137,7 @@ func Start(ctx context.Context, restCfg *rest.Config, cfg RunConfig, log logr.Lo
 type Agent struct {
 	Manager    ctrl.Manager
 	Reconciler *controller.Reconciler
+	nft        *nft.Client
 }
 
 // NewAgent builds the agent the way `flock-netpol run` does. executor may be nil (run processes
@@ -147,7 +161,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  controller.CacheOptions(),
+		Cache:                  controller.CacheOptions(cfg.NodeName),
 		Client:                 controller.ClientOptions(),
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
@@ -160,16 +174,19 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	r := &controller.Reconciler{
-		Source:         controller.CacheSource{Informers: mgr.GetCache()},
-		Node:           cfg.NodeName,
-		Table:          cfg.Table,
-		Applier:        nftClient,
-		Inspector:      nftClient,
-		ResyncPeriod:   cfg.ResyncPeriod,
-		Metrics:        controller.DefaultMetrics(),
-		Log:            log,
-		RetryBaseDelay: cfg.RetryBaseDelay,
-		RetryMaxDelay:  cfg.RetryMaxDelay,
+		Source:                   controller.CacheSource{Informers: mgr.GetCache()},
+		Node:                     cfg.NodeName,
+		Table:                    cfg.Table,
+		Applier:                  flagHintApplier{nftClient},
+		Inspector:                nftClient,
+		ResyncPeriod:             cfg.ResyncPeriod,
+		CloseUnknownPodAddresses: cfg.CloseUnknownPodAddresses,
+		PodCIDRs:                 cfg.PodCIDRs,
+		AntiSpoofing:             cfg.AntiSpoofing,
+		Metrics:                  controller.DefaultMetrics(),
+		Log:                      log,
+		RetryBaseDelay:           cfg.RetryBaseDelay,
+		RetryMaxDelay:            cfg.RetryMaxDelay,
 		// A reconcile holds at most a few nft calls, each killed at its timeout; well past that,
 		// the loop itself is stuck and a restart is the remedy.
 		StuckAfter: 3*cfg.NFTTimeout + time.Minute,
@@ -183,5 +200,63 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	if err := mgr.AddReadyzCheck("applied", r.ReadyCheck); err != nil {
 		return nil, err
 	}
-	return &Agent{Manager: mgr, Reconciler: r}, nil
+	return &Agent{Manager: mgr, Reconciler: r, nft: nftClient}, nil
+}
+
+// bootstrapTimeout bounds the start-up read of this node's Node object for its pod ranges.
+const bootstrapTimeout = 10 * time.Second
+
+// bootstrap closes a node that has no table of ours (a fresh node, or one rebooted), at once and
+// before the caches sync: until the first full apply, forwarded traffic from and to the node's pod
+// ranges is dropped, so no pod that starts meanwhile is open. The table is the translation of an
+// empty cluster with those ranges, which the first full apply replaces in one transaction like
+// any other. An existing table is left alone (never flushed at start): it enforces the last
+// applied state until the first apply. Without pod ranges (closing is off, or neither
+// --pod-cidrs nor the Node tells them) there is nothing to close, and the agent says so.
+func (a *Agent) bootstrap(ctx context.Context, cfg RunConfig, log logr.Logger) {
+	if !cfg.CloseUnknownPodAddresses {
+		return
+	}
+	exists, err := a.nft.TableExists(ctx, "inet", cfg.Table)
+	if err != nil {
+		// Not fatal: the reconciler retries its applies, unready, and says the same.
+		log.Error(withNFTFlagHint(err), "cannot tell whether the table exists; no bootstrap table")
+		return
+	}
+	if exists {
+		return
+	}
+	cidrs := cfg.PodCIDRs
+	if len(cidrs) == 0 {
+		getCtx, cancel := context.WithTimeout(ctx, bootstrapTimeout)
+		defer cancel()
+		var node corev1.Node
+		if err := a.Manager.GetAPIReader().Get(getCtx, client.ObjectKey{Name: cfg.NodeName}, &node); err != nil {
+			log.Error(err, "no table yet and the node's pod ranges are unknown: the node stays open until the first apply", "node", cfg.NodeName)
+			return
+		}
+		if cidrs, err = translate.NodePodCIDRs(&node); err != nil {
+			log.Error(err, "ignoring a pod range of the Node")
+		}
+	}
+	if len(cidrs) == 0 {
+		log.Info("no table yet and the Node has no pod ranges: the node stays open until the first apply")
+		return
+	}
+	rs, _ := translate.Translate(translate.Input{Node: cfg.NodeName, PodCIDRs: cidrs})
+	script := render.Render(rs, render.Options{Table: cfg.Table, AntiSpoofing: cfg.AntiSpoofing})
+	if err := a.nft.Apply(ctx, script.Text); err != nil {
+		log.Error(withNFTFlagHint(err), "installing the bootstrap table failed; the node stays open until the first apply")
+		return
+	}
+	a.Reconciler.Metrics.Applies.WithLabelValues("bootstrap").Inc()
+	log.Info("no table yet: installed the bootstrap table, which drops forwarded traffic from and to the node's pod ranges until the first full apply",
+		"podCIDRs", fmt.Sprint(rs.Edges.PodCIDRs))
+}
+
+// flagHintApplier names --nft in the error of an apply that cannot run nft at all.
+type flagHintApplier struct{ *nft.Client }
+
+func (a flagHintApplier) Apply(ctx context.Context, script []byte) error {
+	return withNFTFlagHint(a.Client.Apply(ctx, script))
 }

@@ -5,11 +5,9 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
 
-// peers is shorthand for a list of NetworkPolicyPeers.
-type peers = []networkingv1.NetworkPolicyPeer
+	"github.com/flock-net/flock-netpol/test/objects"
+)
 
 var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 	var (
@@ -22,10 +20,10 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 	})
 
 	It("applies a policy when it is created, updated and deleted", func() {
-		ns := namespace(nil)
-		createPod(podSpec{ns: ns, name: "web", node: c.node, labels: labels("app", "web"), ip: c.ip(1)})
-		createPod(podSpec{ns: ns, name: "db", node: c.node, labels: labels("app", "db"), ip: c.ip(10)})
-		createPod(podSpec{ns: ns, name: "client", node: c.node, labels: labels("app", "client"), ip: c.ip(20)})
+		ns := namespace()
+		createPod(ns, "web", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "web"))
+		createPod(ns, "db", c.ip(10), objects.OnNode(c.node), objects.Labels("app", "db"))
+		createPod(ns, "client", c.ip(20), objects.OnNode(c.node), objects.Labels("app", "client"))
 		a := startAgent(c.node, k)
 		a.waitReady()
 		v := k.mustView()
@@ -33,7 +31,7 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 		Expect(v.PodChains()).To(BeEmpty(), "no policy, no isolated pod")
 
 		By("creating a policy for app=web allowing app=client on TCP 80")
-		createPolicy(ns, "allow", ingressFrom(sel("app", "web"), peers{{PodSelector: sel("app", "client")}}, tcpPort(80)))
+		createPolicy(ns, "allow", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")), objects.Ports(objects.Port(corev1.ProtocolTCP, 80)))))
 		Eventually(func(g Gomega) {
 			v := k.view(g)
 			web := v.PodChain("in", ns, "web")
@@ -50,8 +48,8 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 
 		By("updating it to select app=db on TCP 443")
 		updatePolicy(ns, "allow", func(s *networkingv1.NetworkPolicySpec) {
-			s.PodSelector = *sel("app", "db")
-			s.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{tcpPort(443)}
+			s.PodSelector = *objects.Selector("app", "db")
+			s.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{objects.Port(corev1.ProtocolTCP, 443)}
 		})
 		Eventually(func(g Gomega) {
 			v := k.view(g)
@@ -77,15 +75,15 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 	})
 
 	It("enforces a pod that gains its IP after creation on the next recompute", func() {
-		ns := namespace(nil)
-		createPolicy(ns, "same-ns", ingressFrom(nil, peers{{PodSelector: &metav1.LabelSelector{}}}))
-		createPod(podSpec{ns: ns, name: "first", node: c.node, ip: c.ip(1)})
+		ns := namespace()
+		createPolicy(ns, "same-ns", objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled()))))
+		createPod(ns, "first", c.ip(1), objects.OnNode(c.node))
 		a := startAgent(c.node, k)
 		a.waitReady()
 
 		By("creating a pod without an address, then a marker pod that proves the agent saw it")
-		createPod(podSpec{ns: ns, name: "late", node: c.node})
-		createPod(podSpec{ns: ns, name: "marker", node: c.node, ip: c.ip(2)})
+		createPod(ns, "late", "", objects.OnNode(c.node))
+		createPod(ns, "marker", c.ip(2), objects.OnNode(c.node))
 		Eventually(func(g Gomega) {
 			g.Expect(k.view(g).PodChain("in", ns, "marker")).NotTo(BeEmpty())
 		}, timeout, poll).Should(Succeed())
@@ -105,11 +103,11 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 	})
 
 	It("moves a relabelled pod in and out of a podSelector peer set and of the targets", func() {
-		ns := namespace(nil)
-		createPod(podSpec{ns: ns, name: "peer", node: c.node, labels: labels("role", "stranger"), ip: c.ip(5)})
-		createPod(podSpec{ns: ns, name: "target", node: c.node, labels: labels("app", "t"), ip: c.ip(1)})
-		createPod(podSpec{ns: ns, name: "friend", node: c.node, labels: labels("role", "friend"), ip: c.ip(9)})
-		createPolicy(ns, "friends", ingressFrom(sel("app", "t"), peers{{PodSelector: sel("role", "friend")}}))
+		ns := namespace()
+		createPod(ns, "peer", c.ip(5), objects.OnNode(c.node), objects.Labels("role", "stranger"))
+		createPod(ns, "target", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "t"))
+		createPod(ns, "friend", c.ip(9), objects.OnNode(c.node), objects.Labels("role", "friend"))
+		createPolicy(ns, "friends", objects.Selecting("app", "t"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("role", "friend")))))
 		startAgent(c.node, k)
 		peerSet := func(g Gomega) []string {
 			v := k.view(g)
@@ -123,13 +121,13 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 		}, timeout, poll).Should(Succeed())
 
 		By("relabelling the pod into the peers")
-		setPodLabels(ns, "peer", labels("role", "friend"))
+		setPodLabels(ns, "peer", objects.LabelMap("role", "friend"))
 		Eventually(func(g Gomega) {
 			g.Expect(contains(peerSet(g), c.ip(5))).To(BeTrue())
 		}, timeout, poll).Should(Succeed())
 
 		By("relabelling it out again")
-		setPodLabels(ns, "peer", labels("role", "stranger"))
+		setPodLabels(ns, "peer", objects.LabelMap("role", "stranger"))
 		Eventually(func(g Gomega) {
 			s := peerSet(g)
 			g.Expect(contains(s, c.ip(5))).To(BeFalse())
@@ -137,7 +135,7 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 		}, timeout, poll).Should(Succeed())
 
 		By("relabelling the target out of the policy's podSelector")
-		setPodLabels(ns, "target", labels("app", "other"))
+		setPodLabels(ns, "target", objects.LabelMap("app", "other"))
 		Eventually(func(g Gomega) {
 			v := k.view(g)
 			g.Expect(v.PodChain("in", ns, "target")).To(BeEmpty())
@@ -146,11 +144,11 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 	})
 
 	It("follows namespace relabels for namespaceSelector peers", func() {
-		home := namespace(nil)
-		other := namespace(labels("team", "red"))
-		createPod(podSpec{ns: other, name: "q", node: c.node, ip: c.ip(5)})
-		createPod(podSpec{ns: home, name: "target", node: c.node, labels: labels("app", "t"), ip: c.ip(1)})
-		createPolicy(home, "blue", ingressFrom(sel("app", "t"), peers{{NamespaceSelector: sel("team", "blue")}}))
+		home := namespace()
+		other := namespace("team", "red")
+		createPod(other, "q", c.ip(5), objects.OnNode(c.node))
+		createPod(home, "target", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "t"))
+		createPolicy(home, "blue", objects.Selecting("app", "t"), objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled("team", "blue")))))
 		startAgent(c.node, k)
 		peerSet := func(g Gomega) []string {
 			v := k.view(g)
@@ -162,13 +160,13 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 		}, timeout, poll).Should(Succeed())
 
 		By("labelling the pod's namespace team=blue")
-		setNamespaceLabels(other, labels("team", "blue"))
+		setNamespaceLabels(other, objects.LabelMap("team", "blue"))
 		Eventually(func(g Gomega) {
 			g.Expect(contains(peerSet(g), c.ip(5))).To(BeTrue())
 		}, timeout, poll).Should(Succeed())
 
 		By("labelling it team=red again")
-		setNamespaceLabels(other, labels("team", "red"))
+		setNamespaceLabels(other, objects.LabelMap("team", "red"))
 		Eventually(func(g Gomega) {
 			g.Expect(contains(peerSet(g), c.ip(5))).To(BeFalse())
 		}, timeout, poll).Should(Succeed())
@@ -176,13 +174,13 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 
 	DescribeTable("a finished pod releases its IP, and a new pod reusing it gets only its own policies",
 		func(phase corev1.PodPhase) {
-			ns := namespace(nil)
+			ns := namespace()
 			reused := c.ip(1)
-			createPolicy(ns, "old-pol", ingressFrom(sel("app", "old"), peers{{PodSelector: sel("app", "client")}}))
-			createPolicy(ns, "new-pol", ingressFrom(sel("app", "new"), peers{{PodSelector: sel("app", "client")}}))
-			createPolicy(ns, "from-old", ingressFrom(sel("app", "client"), peers{{PodSelector: sel("app", "old")}}))
-			createPod(podSpec{ns: ns, name: "client", node: c.node, labels: labels("app", "client"), ip: c.ip(20)})
-			createPod(podSpec{ns: ns, name: "old", node: c.node, labels: labels("app", "old"), ip: reused})
+			createPolicy(ns, "old-pol", objects.Selecting("app", "old"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
+			createPolicy(ns, "new-pol", objects.Selecting("app", "new"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
+			createPolicy(ns, "from-old", objects.Selecting("app", "client"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "old")))))
+			createPod(ns, "client", c.ip(20), objects.OnNode(c.node), objects.Labels("app", "client"))
+			createPod(ns, "old", reused, objects.OnNode(c.node), objects.Labels("app", "old"))
 			startAgent(c.node, k)
 			Eventually(func(g Gomega) {
 				v := k.view(g)
@@ -204,7 +202,7 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 			}, timeout, poll).Should(Succeed())
 
 			By("creating a new pod with the same IP")
-			createPod(podSpec{ns: ns, name: "new", node: c.node, labels: labels("app", "new"), ip: reused})
+			createPod(ns, "new", reused, objects.OnNode(c.node), objects.Labels("app", "new"))
 			Eventually(func(g Gomega) {
 				v := k.view(g)
 				chain := v.PodChain("in", ns, "new")
@@ -222,13 +220,13 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 	)
 
 	It("ignores hostNetwork pods: neither targets nor peers", func() {
-		ns := namespace(nil)
-		createPolicy(ns, "all", ingressFrom(nil, peers{{PodSelector: &metav1.LabelSelector{}}}))
+		ns := namespace()
+		createPolicy(ns, "all", objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled()))))
 		// The hostNetwork pods come first: once the regular pod shows up, the agent has seen them.
-		createPod(podSpec{ns: ns, name: "host-local", node: c.node, hostNetwork: true, ip: c.ip(100)})
-		createPod(podSpec{ns: ns, name: "host-remote", node: "other-" + c.node, hostNetwork: true, ip: c.ip(150)})
+		createPod(ns, "host-local", c.ip(100), objects.OnNode(c.node), objects.HostNetwork())
+		createPod(ns, "host-remote", c.ip(150), objects.OnNode("other-"+c.node), objects.HostNetwork())
 		startAgent(c.node, k)
-		createPod(podSpec{ns: ns, name: "regular", node: c.node, ip: c.ip(1)})
+		createPod(ns, "regular", c.ip(1), objects.OnNode(c.node))
 		Eventually(func(g Gomega) {
 			v := k.view(g)
 			g.Expect(v.PodChain("in", ns, "regular")).NotTo(BeEmpty())
@@ -242,13 +240,13 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 	})
 
 	It("shows pods of other nodes only as peers", func() {
-		ns := namespace(nil)
+		ns := namespace()
 		remote := "other-" + c.node
-		createPolicy(ns, "x", ingressFrom(sel("app", "x"), peers{{PodSelector: sel("app", "x")}}))
-		createPolicy(ns, "remote-only", ingressFrom(sel("app", "r"), nil))
-		createPod(podSpec{ns: ns, name: "remote-x", node: remote, labels: labels("app", "x"), ip: c.ip(5)})
-		createPod(podSpec{ns: ns, name: "remote-r", node: remote, labels: labels("app", "r"), ip: c.ip(6)})
-		createPod(podSpec{ns: ns, name: "local-x", node: c.node, labels: labels("app", "x"), ip: c.ip(1)})
+		createPolicy(ns, "x", objects.Selecting("app", "x"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "x")))))
+		createPolicy(ns, "remote-only", objects.Selecting("app", "r"), objects.IsolateIngress(objects.Ingress()))
+		createPod(ns, "remote-x", c.ip(5), objects.OnNode(remote), objects.Labels("app", "x"))
+		createPod(ns, "remote-r", c.ip(6), objects.OnNode(remote), objects.Labels("app", "r"))
+		createPod(ns, "local-x", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "x"))
 		startAgent(c.node, k)
 		Eventually(func(g Gomega) {
 			v := k.view(g)

@@ -21,18 +21,18 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/flock-net/flock-netpol/internal/cli"
 	"github.com/flock-net/flock-netpol/internal/controller"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // Timeouts for Eventually: the agent reacts within milliseconds; these only bound a failure.
@@ -92,10 +92,26 @@ type agentConfig struct {
 	retryBase, retryMax time.Duration
 	resync              time.Duration
 	eventsNS            string
+	noNode              bool
 }
 
 func withRetry(base, maxDelay time.Duration) agentOption {
 	return func(c *agentConfig) { c.retryBase, c.retryMax = base, maxDelay }
+}
+
+// withoutNode starts the agent without creating its Node object first.
+func withoutNode() agentOption { return func(c *agentConfig) { c.noNode = true } }
+
+// createNode creates the Node object of that name (the agent applies nothing without it), unless
+// it exists, and deletes it when the spec ends.
+func createNode(name string) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	err := k8sClient.Create(ctxT(), node)
+	if apierrors.IsAlreadyExists(err) {
+		return
+	}
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctxT(), node))).To(Succeed()) })
 }
 
 func withResync(period time.Duration) agentOption {
@@ -111,6 +127,9 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 	cfg := agentConfig{retryBase: 50 * time.Millisecond, retryMax: time.Second}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if !cfg.noNode {
+		createNode(node)
 	}
 	a := &agent{logs: &logBuffer{}, done: make(chan error, 1)}
 	log := newLogger("agent["+node+"]", a.logs)
@@ -202,10 +221,11 @@ func (c *cluster) ip(i int) string {
 
 func ctxT() context.Context { return context.Background() }
 
-// namespace creates a namespace with a generated name and labels, and deletes it (with its pods
-// and policies) when the spec ends.
-func namespace(labels map[string]string) string {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "flock-", Labels: labels}}
+// namespace creates a namespace with a generated name and the labels kv, and deletes it (with its
+// pods and policies) when the spec ends.
+func namespace(kv ...string) string {
+	ns := objects.Namespace("", kv...)
+	ns.GenerateName = "flock-"
 	Expect(k8sClient.Create(ctxT(), ns)).To(Succeed())
 	DeferCleanup(func() {
 		// Pods go at once (grace period 0: there is no kubelet to confirm), the namespace stays
@@ -217,34 +237,19 @@ func namespace(labels map[string]string) string {
 	return ns.Name
 }
 
-// podSpec describes a pod to create. An empty IP leaves the pod without addresses.
-type podSpec struct {
-	ns, name    string
-	node        string
-	labels      map[string]string
-	ip          string
-	hostNetwork bool
-}
-
-// createPod creates the pod on its node and, if it has an address, writes status.podIPs and
-// phase Running through the status subresource, as a kubelet would.
-func createPod(p podSpec) *corev1.Pod {
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: p.name, Labels: p.labels},
-		Spec: corev1.PodSpec{
-			NodeName:    p.node,
-			HostNetwork: p.hostNetwork,
-			Containers:  []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}},
-		},
-	}
+// createPod creates the pod ns/name with one container "app" and opts (its node, labels...) and,
+// if ip is not empty, writes status.podIPs, status.podIP and phase Running through the status
+// subresource, as a kubelet would. An empty ip leaves the pod without addresses.
+func createPod(ns, name, ip string, opts ...objects.PodOption) {
+	app := objects.Containers(corev1.Container{Name: "app", Image: "registry.invalid/app:1"})
+	pod := objects.Pod(ns+"/"+name, append([]objects.PodOption{app}, opts...)...)
 	Expect(k8sClient.Create(ctxT(), pod)).To(Succeed())
-	if p.ip != "" {
-		pod.Status.Phase = corev1.PodRunning
-		pod.Status.PodIP = p.ip
-		pod.Status.PodIPs = []corev1.PodIP{{IP: p.ip}}
+	if ip != "" {
+		objects.Phase(corev1.PodRunning)(pod)
+		objects.PodIP(ip)(pod)
+		objects.IPs(ip)(pod)
 		Expect(k8sClient.Status().Update(ctxT(), pod)).To(Succeed())
 	}
-	return pod
 }
 
 // updatePod re-reads the pod, applies change and writes it back (status too when status is true).
@@ -285,9 +290,9 @@ func setNamespaceLabels(name string, labels map[string]string) {
 	})).To(Succeed())
 }
 
-func createPolicy(ns, name string, spec networkingv1.NetworkPolicySpec) {
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
-	Expect(k8sClient.Create(ctxT(), np)).To(Succeed())
+// createPolicy creates the NetworkPolicy ns/name built by opts.
+func createPolicy(ns, name string, opts ...objects.PolicyOption) {
+	Expect(k8sClient.Create(ctxT(), objects.Policy(ns+"/"+name, opts...))).To(Succeed())
 }
 
 func updatePolicy(ns, name string, change func(*networkingv1.NetworkPolicySpec)) {
@@ -302,38 +307,7 @@ func updatePolicy(ns, name string, change func(*networkingv1.NetworkPolicySpec))
 }
 
 func deletePolicy(ns, name string) {
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	Expect(k8sClient.Delete(ctxT(), np)).To(Succeed())
-}
-
-func sel(kv ...string) *metav1.LabelSelector {
-	return &metav1.LabelSelector{MatchLabels: labels(kv...)}
-}
-
-func labels(kv ...string) map[string]string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return m
-}
-
-// ingressFrom is a policy isolating the pods matching target for ingress and allowing the given
-// peers (on every port when ports is empty).
-func ingressFrom(target *metav1.LabelSelector, peers []networkingv1.NetworkPolicyPeer, ports ...networkingv1.NetworkPolicyPort) networkingv1.NetworkPolicySpec {
-	if target == nil {
-		target = &metav1.LabelSelector{}
-	}
-	return networkingv1.NetworkPolicySpec{
-		PodSelector: *target,
-		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-		Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: peers, Ports: ports}},
-	}
-}
-
-func tcpPort(n int) networkingv1.NetworkPolicyPort {
-	p := corev1.ProtocolTCP
-	return networkingv1.NetworkPolicyPort{Protocol: &p, Port: ptr.To(intstr.FromInt32(int32(n)))}
+	Expect(k8sClient.Delete(ctxT(), objects.Policy(ns+"/"+name))).To(Succeed())
 }
 
 // --- the agent binary -------------------------------------------------------------------------
@@ -402,6 +376,7 @@ type process struct {
 // runBinary starts `flock-netpol run` against the test API server and kills it (by PID) when the
 // spec ends if it is still running.
 func runBinary(node, nftFlag string) *process {
+	createNode(node)
 	p := &process{output: &logBuffer{}, exited: make(chan struct{}), probe: freeAddr()}
 	p.cmd = exec.Command(agentBinary(), "run",
 		"--kubeconfig", kubeconfig(),

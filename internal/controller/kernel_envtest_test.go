@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/test/netns"
 )
 
 // table is the agent's table in every spec (each spec has its own network namespace).
@@ -78,18 +78,13 @@ func newMissingNFTKernel(command string) *kernel {
 // nftFlag is the --nft value for the agent binary.
 func (k *kernel) nftFlag() string { return strings.Join(k.command, " ") }
 
-// newNetns creates a network namespace for one spec and deletes it when the spec ends.
+// newNetns creates a network namespace for one spec (netns.Scratch: its ruleset is empty) and
+// deletes it when the spec ends.
 func newNetns() string {
-	name := "flocktest-" + randomSuffix()
-	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "ip netns add %s: %s", name, out)
-	DeferCleanup(func() {
-		out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), "ip netns delete %s: %s", name, out)
-	})
-	out, err = exec.Command("ip", "netns", "exec", name, "nft", "list", "ruleset").CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "nft list ruleset in %s: %s", name, out)
-	Expect(strings.TrimSpace(string(out))).To(BeEmpty(), "a fresh namespace must have an empty ruleset")
+	GinkgoHelper()
+	name, cleanup, err := netns.Scratch()
+	Expect(err).NotTo(HaveOccurred(), "creating a scratch network namespace")
+	DeferCleanup(cleanup) // fails the spec when the namespace cannot be deleted
 	return name
 }
 

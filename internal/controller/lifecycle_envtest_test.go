@@ -11,12 +11,12 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flock-net/flock-netpol/internal/cli"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // reconciles returns how many reconciles the flock-netpol controllers of this process ran, from
@@ -68,19 +68,20 @@ var _ = Describe("The agent's lifecycle", func() {
 	It("applies nothing before every cache synced: the first script is already complete (cli.Start)", func() {
 		k := newKernel()
 		c := newCluster()
-		clients := namespace(labels("role", "client"))
-		servers := namespace(nil)
-		createPolicy(servers, "from-clients", ingressFrom(nil, peers{{NamespaceSelector: sel("role", "client")}}))
-		createPolicy(clients, "same-ns", ingressFrom(nil, peers{{PodSelector: &metav1.LabelSelector{}}}))
+		clients := namespace("role", "client")
+		servers := namespace()
+		createPolicy(servers, "from-clients", objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled("role", "client")))))
+		createPolicy(clients, "same-ns", objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled()))))
 		const perNS = 25
 		for i := range perNS {
-			createPod(podSpec{ns: servers, name: fmt.Sprintf("s-%d", i), node: c.node, ip: c.ip(i)})
-			createPod(podSpec{ns: clients, name: fmt.Sprintf("c-%d", i), node: c.node, ip: c.ip(100 + i)})
+			createPod(servers, fmt.Sprintf("s-%d", i), c.ip(i), objects.OnNode(c.node))
+			createPod(clients, fmt.Sprintf("c-%d", i), c.ip(100+i), objects.OnNode(c.node))
 		}
 		for i := range 10 {
-			createPod(podSpec{ns: clients, name: fmt.Sprintf("remote-%d", i), node: "other-" + c.node, ip: c.ip(200 + i)})
+			createPod(clients, fmt.Sprintf("remote-%d", i), c.ip(200+i), objects.OnNode("other-"+c.node))
 		}
 
+		createNode(c.node)
 		By("starting the agent the way `flock-netpol run` does, after everything exists")
 		// cli.Start registers the controller name without skipping validation, so it can run
 		// only once per process; this is the suite's only caller (others use cli.NewAgent).
@@ -130,8 +131,8 @@ var _ = Describe("The agent's lifecycle", func() {
 	It("collapses a burst of 500 pod creations into far fewer applies than events", func() {
 		k := newKernel()
 		c := newCluster()
-		ns := namespace(nil)
-		createPolicy(ns, "all", ingressFrom(nil, peers{{PodSelector: &metav1.LabelSelector{}}}))
+		ns := namespace()
+		createPolicy(ns, "all", objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled()))))
 		a := startAgent(c.node, k, countingPodEventsIn(ns))
 		a.waitReady()
 		appliesBefore, reconcilesBefore := k.rec.Count(), reconciles()
@@ -145,7 +146,7 @@ var _ = Describe("The agent's lifecycle", func() {
 			wg.Go(func() {
 				defer GinkgoRecover()
 				for i := range jobs {
-					createPod(podSpec{ns: ns, name: fmt.Sprintf("burst-%d", i), node: c.node, ip: c.ip(i)})
+					createPod(ns, fmt.Sprintf("burst-%d", i), c.ip(i), objects.OnNode(c.node))
 					writes.Add(2) // create, then the status update
 				}
 			})
@@ -187,11 +188,11 @@ var _ = Describe("The agent's lifecycle", func() {
 	It("keeps the table across a restart and replaces it with the first apply, in one transaction", func() {
 		k := newKernel()
 		c := newCluster()
-		ns := namespace(nil)
-		createPod(podSpec{ns: ns, name: "web", node: c.node, labels: labels("app", "web"), ip: c.ip(1)})
-		createPod(podSpec{ns: ns, name: "db", node: c.node, labels: labels("app", "db"), ip: c.ip(2)})
-		createPod(podSpec{ns: ns, name: "client", node: c.node, labels: labels("app", "client"), ip: c.ip(3)})
-		createPolicy(ns, "old", ingressFrom(sel("app", "web"), peers{{PodSelector: sel("app", "client")}}))
+		ns := namespace()
+		createPod(ns, "web", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "web"))
+		createPod(ns, "db", c.ip(2), objects.OnNode(c.node), objects.Labels("app", "db"))
+		createPod(ns, "client", c.ip(3), objects.OnNode(c.node), objects.Labels("app", "client"))
+		createPolicy(ns, "old", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
 
 		first := startAgent(c.node, k)
 		Eventually(func(g Gomega) {
@@ -206,7 +207,7 @@ var _ = Describe("The agent's lifecycle", func() {
 
 		By("changing the policies while no agent runs: the kernel keeps the old table")
 		deletePolicy(ns, "old")
-		createPolicy(ns, "new", ingressFrom(sel("app", "db"), peers{{PodSelector: sel("app", "client")}}))
+		createPolicy(ns, "new", objects.Selecting("app", "db"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
 		Expect(k.current()).To(Equal(before))
 
 		By("starting a new agent and holding its first apply: nothing was flushed at startup")
@@ -240,10 +241,10 @@ var _ = Describe("The agent's lifecycle", func() {
 			const base = 50 * time.Millisecond
 			k := newKernel()
 			c := newCluster()
-			ns := namespace(nil)
-			createPod(podSpec{ns: ns, name: "web", node: c.node, labels: labels("app", "web"), ip: c.ip(1)})
-			createPod(podSpec{ns: ns, name: "client", node: c.node, labels: labels("app", "client"), ip: c.ip(3)})
-			createPolicy(ns, "web", ingressFrom(sel("app", "web"), peers{{PodSelector: sel("app", "client")}}))
+			ns := namespace()
+			createPod(ns, "web", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "web"))
+			createPod(ns, "client", c.ip(3), objects.OnNode(c.node), objects.Labels("app", "client"))
+			createPolicy(ns, "web", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
 
 			k.rec.Hold()
 			a := startAgent(c.node, k, withRetry(base, 2*time.Second))
@@ -261,7 +262,7 @@ var _ = Describe("The agent's lifecycle", func() {
 				Err:    nft.FakeExitError{Code: 1},
 			})
 			mark := k.rec.Count()
-			createPod(podSpec{ns: ns, name: "web-2", node: c.node, labels: labels("app", "web"), ip: c.ip(2)})
+			createPod(ns, "web-2", c.ip(2), objects.OnNode(c.node), objects.Labels("app", "web"))
 
 			Eventually(func() int { return k.rec.Count() - mark }, timeout, poll).Should(BeNumerically(">=", 5))
 			Expect(a.ready()).To(MatchError(ContainSubstring(complaint)))
@@ -286,13 +287,13 @@ var _ = Describe("The agent's lifecycle", func() {
 			const base = 50 * time.Millisecond
 			c := newCluster()
 			k := newMissingNFTKernel("/nonexistent/nft")
-			ns := namespace(nil)
-			createPod(podSpec{ns: ns, name: "web", node: c.node, ip: c.ip(1)})
-			createPolicy(ns, "web", ingressFrom(nil, nil))
+			ns := namespace()
+			createPod(ns, "web", c.ip(1), objects.OnNode(c.node))
+			createPolicy(ns, "web", objects.IsolateIngress(objects.Ingress()))
 			a := startAgent(c.node, k, withRetry(base, time.Second))
 
 			Eventually(k.rec.Count, timeout, poll).Should(BeNumerically(">=", 5))
-			const advice = "install the nftables package or pass --nft"
+			const advice = "install the nftables package, or pass --nft"
 			Expect(a.ready()).To(MatchError(And(
 				ContainSubstring(`nft command "/nonexistent/nft" not found`),
 				ContainSubstring(advice))))
@@ -303,27 +304,52 @@ var _ = Describe("The agent's lifecycle", func() {
 
 		It("keeps the agent binary unready, and logs a clear error, with --nft /nonexistent/nft", func() {
 			c := newCluster()
-			ns := namespace(nil)
-			createPod(podSpec{ns: ns, name: "web", node: c.node, ip: c.ip(1)})
-			createPolicy(ns, "web", ingressFrom(nil, nil))
+			ns := namespace()
+			createPod(ns, "web", c.ip(1), objects.OnNode(c.node))
+			createPolicy(ns, "web", objects.IsolateIngress(objects.Ingress()))
 			agentBinary() // build outside the timeouts below
 			p := runBinary(c.node, "/nonexistent/nft")
 
 			Eventually(func() (int, error) { return p.status("/healthz") }, 30*time.Second, poll).Should(Equal(200))
 			Eventually(p.output.String, timeout, poll).Should(And(
 				ContainSubstring("/nonexistent/nft"),
-				ContainSubstring("not found: install the nftables package or pass --nft")))
+				ContainSubstring("not found: install the nftables package, or pass --nft")))
 			Consistently(func() (int, error) { return p.status("/readyz") }, time.Second, 100*time.Millisecond).Should(Equal(500))
 			Expect(p.terminate()).To(Equal(0))
 		})
 	})
 
+	It("keeps the previous table, is unready and says why when no Node carries its --node-name", func() {
+		k := newKernel()
+		c := newCluster()
+		ns := namespace()
+		createPod(ns, "web", c.ip(1), objects.OnNode(c.node))
+		createPolicy(ns, "deny", objects.IsolateIngress(objects.Ingress()))
+		first := startAgent(c.node, k)
+		first.waitReady()
+		before := k.current()
+		first.stop()
+
+		By("restarting with a node name that no Node object has")
+		wrong := "no-such-" + c.node
+		a := startAgent(wrong, k, withoutNode())
+		Eventually(a.logs.String, timeout, poll).Should(ContainSubstring("refusing to apply"))
+		Expect(a.logs.String()).To(ContainSubstring(wrong))
+		Consistently(a.ready, 500*time.Millisecond, poll).Should(MatchError(ContainSubstring(`no Node object is named "` + wrong + `": check --node-name`)))
+		Expect(k.current()).To(Equal(before), "the previous table stays in force")
+
+		By("creating the Node: the agent applies and becomes ready")
+		createNode(wrong)
+		Eventually(a.ready, timeout, poll).Should(Succeed())
+		Expect(k.current()).NotTo(Equal(before), "no pod of the new node name is local: its table isolates nothing")
+	})
+
 	It("repairs a table deleted behind its back within the resync period, and counts the repair", func() {
 		k := newKernel()
 		c := newCluster()
-		ns := namespace(nil)
-		createPod(podSpec{ns: ns, name: "web", node: c.node, labels: labels("app", "web"), ip: c.ip(1)})
-		createPolicy(ns, "deny", ingressFrom(sel("app", "web"), nil))
+		ns := namespace()
+		createPod(ns, "web", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "web"))
+		createPolicy(ns, "deny", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress()))
 
 		const period = 500 * time.Millisecond
 		a := startAgent(c.node, k, withResync(period))
@@ -365,10 +391,10 @@ var _ = Describe("The agent's lifecycle", func() {
 		}
 		k := newKernel()
 		c := newCluster()
-		ns := namespace(nil)
-		createPod(podSpec{ns: ns, name: "web", node: c.node, labels: labels("app", "web"), ip: c.ip(1)})
-		createPod(podSpec{ns: ns, name: "client", node: c.node, labels: labels("app", "client"), ip: c.ip(3)})
-		createPolicy(ns, "web", ingressFrom(sel("app", "web"), peers{{PodSelector: sel("app", "client")}}))
+		ns := namespace()
+		createPod(ns, "web", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "web"))
+		createPod(ns, "client", c.ip(3), objects.OnNode(c.node), objects.Labels("app", "client"))
+		createPolicy(ns, "web", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
 		agentBinary()
 		p := runBinary(c.node, k.nftFlag())
 

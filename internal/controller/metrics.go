@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Applies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "applies_total",
-			Help: "Successful applies, by trigger: change (the rules changed) or repair (the kernel no longer held the last applied table).",
+			Help: "Successful applies, by trigger: change (the rules changed), repair (the kernel no longer held the last applied table) or bootstrap (the start-up table of a node without one).",
 		}, []string{"trigger"}),
 		ApplyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "apply_failures_total",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -49,6 +50,14 @@ type Reconciler struct {
 	Table string
 	// Applier runs the script.
 	Applier Applier
+	// CloseUnknownPodAddresses drops forwarded traffic from or to an address of this node's pod
+	// ranges that no known local pod owns. The ranges are PodCIDRs when set, else the Node's
+	// spec.podCIDRs.
+	CloseUnknownPodAddresses bool
+	PodCIDRs                 []netip.Prefix
+	// AntiSpoofing drops forwarded packets whose source fails a strict reverse-path check
+	// (render.Options.AntiSpoofing).
+	AntiSpoofing bool
 	// Inspector, when set together with ResyncPeriod, lets the agent check every ResyncPeriod
 	// that the kernel still holds the table it last applied, and repair it when not.
 	Inspector    Inspector
@@ -74,6 +83,7 @@ type Reconciler struct {
 	lastDigest string // digest of the last script the kernel accepted
 	applied    bool   // at least one apply succeeded since start
 	lastErr    error  // the last apply's error, nil once one succeeds
+	noNode     error  // set while no Node object carries this node's name: nothing is applied
 	busySince  time.Time
 	problems   []translate.Problem
 }
@@ -117,7 +127,7 @@ func enqueueChange(context.Context, client.Object) []reconcile.Request {
 	return []reconcile.Request{changeKey}
 }
 
-// +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 
 // Reconcile lists everything from the cache, translates, renders and applies when the script
@@ -128,13 +138,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	defer r.setBusy(false)
 	m := r.metrics()
 
-	in, err := r.input(ctx)
+	d, err := r.Desired(ctx)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	rs, problems := translate.Translate(in)
-	r.logProblems(problems)
-	script := render.Render(rs, render.Options{Table: r.Table})
+	if !r.nodeExists(d.Node) {
+		return reconcile.Result{}, nil // the Node watch brings the node's creation here
+	}
+	r.logProblems(d.Problems)
+	rs, problems, script := d.RuleSet, d.Problems, d.Script
 	digest := script.Digest
 
 	r.mu.Lock()
@@ -216,6 +228,67 @@ func (r *Reconciler) apply(ctx context.Context, script render.Script, trigger st
 	return nil
 }
 
+// Desired is what the kernel should hold now.
+type Desired struct {
+	// Node is this node's Node object; nil when there is none, and then nothing else is set.
+	Node     *corev1.Node
+	RuleSet  ruleset.RuleSet
+	Problems []translate.Problem
+	Script   render.Script
+}
+
+// Desired computes, from the Source, the rule set and script this reconciler would apply now. It
+// changes nothing and may be called by anyone who wants to know what a node should enforce
+// (tests compare it with the kernel).
+func (r *Reconciler) Desired(ctx context.Context) (Desired, error) {
+	in, err := r.input(ctx)
+	if err != nil {
+		return Desired{}, err
+	}
+	node, err := r.Source.Node(ctx, r.Node)
+	if err != nil || node == nil {
+		return Desired{}, err
+	}
+	var cidrProblems []translate.Problem
+	if r.CloseUnknownPodAddresses {
+		in.PodCIDRs = r.PodCIDRs
+		if len(in.PodCIDRs) == 0 {
+			cidrs, err := translate.NodePodCIDRs(node)
+			if err != nil {
+				cidrProblems = append(cidrProblems, translate.Problem{Object: "Node " + node.Name, Message: err.Error()})
+			}
+			in.PodCIDRs = cidrs
+		}
+	}
+	rs, problems := translate.Translate(in)
+	return Desired{
+		Node:     node,
+		RuleSet:  rs,
+		Problems: append(cidrProblems, problems...),
+		Script:   render.Render(rs, render.Options{Table: r.Table, AntiSpoofing: r.AntiSpoofing}),
+	}, nil
+}
+
+// nodeExists records whether the Node object of this node exists. Without it the node name is
+// wrong (or the node is being deleted): rather than apply a table in which no pod is local, the
+// agent keeps the table as it is and reports unready until the Node appears.
+func (r *Reconciler) nodeExists(node *corev1.Node) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if node != nil {
+		if r.noNode != nil {
+			r.Log.Info("the Node object exists now; applying")
+		}
+		r.noNode = nil
+		return true
+	}
+	if r.noNode == nil {
+		r.noNode = fmt.Errorf("no Node object is named %q: check --node-name; the table is kept as it is until the Node exists", r.Node)
+		r.Log.Error(r.noNode, "refusing to apply")
+	}
+	return false
+}
+
 // kernelHolds reports whether the kernel's table carries digest, reading only the base chain.
 func (r *Reconciler) kernelHolds(ctx context.Context, digest string) (bool, error) {
 	out, err := r.Inspector.ListChain(ctx, "inet", r.Table, render.BaseChain)
@@ -288,6 +361,8 @@ func (r *Reconciler) ReadyCheck(_ *http.Request) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case r.noNode != nil:
+		return r.noNode
 	case r.lastErr != nil:
 		return fmt.Errorf("last apply failed: %w", r.lastErr)
 	case !r.applied:
@@ -331,6 +406,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&networkingv1.NetworkPolicy{}, h, builderPredicates()).
 		Watches(&corev1.Namespace{}, h, builderPredicates()).
 		Watches(&corev1.Pod{}, h, builderPredicates()).
+		Watches(&corev1.Node{}, h, builderPredicates()).
 		WatchesRawSource(source.Channel(initial, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *corev1.Namespace) []reconcile.Request { return startKeys }))).
 		Complete(r)

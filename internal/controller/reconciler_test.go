@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // fakeKernel records applied scripts and answers ListChain with the base chain of the last
@@ -58,13 +60,30 @@ func (k *fakeKernel) ListChain(_ context.Context, _, table, chain string) (strin
 	return "table inet " + table + " {\n\tchain " + chain + " {\n\t\tcomment \"x; ruleset " + d + "\"\n\t}\n}\n", nil
 }
 
+// last returns the last applied script.
+func (k *fakeKernel) last() []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.applied) == 0 {
+		return nil
+	}
+	return k.applied[len(k.applied)-1]
+}
+
 func (k *fakeKernel) applies() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.applied)
 }
 
+// newReconciler returns a reconciler for node n1 over objs and the Node object n1.
 func newReconciler(t *testing.T, k *fakeKernel, logs *strings.Builder, objs ...runtime.Object) *Reconciler {
+	t.Helper()
+	return newReconcilerWithout(t, k, logs, append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})...)
+}
+
+// newReconcilerWithout is newReconciler without the Node object of n1 (unless objs has one).
+func newReconcilerWithout(t *testing.T, k *fakeKernel, logs *strings.Builder, objs ...runtime.Object) *Reconciler {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -85,16 +104,80 @@ func newReconciler(t *testing.T, k *fakeKernel, logs *strings.Builder, objs ...r
 	}
 }
 
+// localPod is a running pod of the reconciler's node n1; denyAll isolates it for ingress.
 func localPod() *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a"},
-		Spec:       corev1.PodSpec{NodeName: "n1"},
-		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}}},
+	return objects.Pod("x/a", objects.OnNode("n1"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.0.1"))
+}
+
+func denyAll() *networkingv1.NetworkPolicy { return objects.Policy("x/deny") }
+
+// TestAWrongNodeNameAppliesNothing pins that without a Node object of the agent's name nothing is
+// applied (the table stays as it was), the agent is unready with a reason naming the node, and
+// the reason is logged once; the Node's creation lets the next recompute apply.
+func TestAWrongNodeNameAppliesNothing(t *testing.T) {
+	k := &fakeKernel{}
+	var logs strings.Builder
+	r := newReconcilerWithout(t, k, &logs, localPod(), denyAll())
+	ctx := context.Background()
+	for range 2 {
+		if _, err := r.Reconcile(ctx, changeKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.applies() != 0 {
+		t.Errorf("%d applies without a Node object, want none", k.applies())
+	}
+	if err := r.ReadyCheck(nil); err == nil || !strings.Contains(err.Error(), `no Node object is named "n1"`) {
+		t.Errorf("ReadyCheck = %v, want the missing Node named", err)
+	}
+	if n := strings.Count(logs.String(), "refusing to apply"); n != 1 {
+		t.Errorf("logged the refusal %d times, want once:\n%s", n, logs.String())
+	}
+
+	src := r.Source.(ReaderSource).Reader.(client.Client)
+	if err := src.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, changeKey); err != nil {
+		t.Fatal(err)
+	}
+	if k.applies() != 1 || r.ReadyCheck(nil) != nil {
+		t.Errorf("after the Node appeared: %d applies, ReadyCheck %v; want 1 and ready", k.applies(), r.ReadyCheck(nil))
 	}
 }
 
-func denyAll() *networkingv1.NetworkPolicy {
-	return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "deny"}}
+// TestPodRangesComeFromTheNodeUnlessOverridden pins where the closed ranges come from: the
+// Node's spec.podCIDRs, the PodCIDRs override instead when set, and none when closing is off.
+func TestPodRangesComeFromTheNodeUnlessOverridden(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{PodCIDRs: []string{"10.0.0.0/24", "fd00::/112"}}}
+	for _, c := range []struct {
+		name     string
+		close    bool
+		override []netip.Prefix
+		want     []string // substrings of the applied script; nil means no pod-cidrs set
+	}{
+		{"from the Node", true, nil, []string{"10.0.0.0/24,", "fd00::/112,", "10.0.0.1,"}},
+		{"overridden", true, []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}, []string{"10.9.0.0/16,"}},
+		{"closing off", false, nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k := &fakeKernel{}
+			r := newReconcilerWithout(t, k, nil, localPod(), node)
+			r.CloseUnknownPodAddresses, r.PodCIDRs = c.close, c.override
+			if _, err := r.Reconcile(context.Background(), changeKey); err != nil {
+				t.Fatal(err)
+			}
+			script := string(k.last())
+			if has := strings.Contains(script, "pod-cidrs-v4"); has != (c.want != nil) {
+				t.Errorf("script has pod-cidrs-v4: %v, want %v", has, c.want != nil)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(script, w) {
+					t.Errorf("script lacks %q", w)
+				}
+			}
+		})
+	}
 }
 
 func TestUnchangedScriptIsNotReapplied(t *testing.T) {
@@ -210,8 +293,7 @@ func TestLiveCheckFailsWhenAReconcileIsStuck(t *testing.T) {
 
 func TestProblemsAreLoggedOnceAndCounted(t *testing.T) {
 	var logs strings.Builder
-	bad := denyAll()
-	bad.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/33"}}}}}
+	bad := objects.Policy("x/deny", objects.Ingress(objects.From(objects.IPBlock("10.0.0.0/33"))))
 	r := newReconciler(t, &fakeKernel{}, &logs, localPod(), bad)
 	r.Metrics = NewMetrics(nil)
 	for i := 0; i < 3; i++ {
@@ -230,13 +312,11 @@ func TestProblemsAreLoggedOnceAndCounted(t *testing.T) {
 // TestStripPodCachesTheCompactForm pins that the pod cache holds compact Pods, keyed and labelled
 // like the Pod they stand for (package compact pins what NewPod keeps of it).
 func TestStripPodCachesTheCompactForm(t *testing.T) {
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: map[string]string{"app": "web"},
-			Annotations: map[string]string{"big": strings.Repeat("x", 1000)}, ResourceVersion: "7",
-			CreationTimestamp: metav1.Unix(1, 0)},
-		Spec:   corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "img"}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}}},
-	}
+	p := objects.Pod("x/a", objects.Labels("app", "web"), objects.OnNode("n1"),
+		objects.Containers(corev1.Container{Name: "c", Image: "img"}), objects.Phase(corev1.PodRunning), objects.IPs("10.0.0.1"))
+	// What the cache must drop.
+	p.Annotations = map[string]string{"big": strings.Repeat("x", 1000)}
+	p.ResourceVersion, p.CreationTimestamp = "7", metav1.Unix(1, 0)
 	out, err := StripPod(p)
 	if err != nil {
 		t.Fatal(err)
@@ -264,11 +344,9 @@ func TestStripPodCachesTheCompactForm(t *testing.T) {
 // and finishing are not.
 func TestOnlyRelevantPodUpdatesEnqueue(t *testing.T) {
 	base := func() *corev1.Pod {
-		return &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: map[string]string{"app": "web"}, ResourceVersion: "7"},
-			Spec:       corev1.PodSpec{NodeName: "n1"},
-			Status:     corev1.PodStatus{Phase: corev1.PodPending, PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}}},
-		}
+		p := objects.Pod("x/a", objects.Labels("app", "web"), objects.OnNode("n1"), objects.Phase(corev1.PodPending), objects.IPs("10.0.0.1"))
+		p.ResourceVersion = "7"
+		return p
 	}
 	cases := []struct {
 		name     string

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,6 +20,8 @@ import (
 // mutates its input.) Node is left for the caller to set.
 type Source interface {
 	Objects(ctx context.Context) (translate.Input, error)
+	// Node returns the Node object of that name, or nil when there is none.
+	Node(ctx context.Context, name string) (*corev1.Node, error)
 }
 
 // InformerGetter hands out the informer of a type; the manager's cache (mgr.GetCache())
@@ -94,6 +97,27 @@ func fromIndexer[T any](ctx context.Context, g InformerGetter, obj client.Object
 	return out, nil
 }
 
+// Node implements Source, from the Node informer (which watches this node only).
+func (s CacheSource) Node(ctx context.Context, name string) (*corev1.Node, error) {
+	inf, err := s.Informers.GetInformer(ctx, &corev1.Node{})
+	if err != nil {
+		return nil, fmt.Errorf("getting the Node informer: %w", err)
+	}
+	ix, ok := inf.(indexed)
+	if !ok {
+		return nil, fmt.Errorf("the Node informer (%T) exposes no indexer", inf)
+	}
+	item, exists, err := ix.GetIndexer().GetByKey(name)
+	if err != nil || !exists {
+		return nil, err
+	}
+	node, ok := item.(*corev1.Node)
+	if !ok {
+		return nil, fmt.Errorf("the Node cache holds a %T", item)
+	}
+	return node, nil
+}
+
 // ReaderSource lists the objects through a client.Reader (tests use a fake client). It asks
 // for no deep copy, but a Reader copies each struct into the list anyway; CacheSource does not.
 type ReaderSource struct {
@@ -125,4 +149,16 @@ func (s ReaderSource) Objects(ctx context.Context) (translate.Input, error) {
 		in.Pods = append(in.Pods, compact.NewPod(&pods.Items[i]))
 	}
 	return in, nil
+}
+
+// Node implements Source.
+func (s ReaderSource) Node(ctx context.Context, name string) (*corev1.Node, error) {
+	var node corev1.Node
+	if err := s.Reader.Get(ctx, client.ObjectKey{Name: name}, &node); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("getting Node %s: %w", name, err)
+	}
+	return &node, nil
 }

@@ -1,12 +1,8 @@
 package controller_test
 
 import (
-	"context"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -18,6 +14,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
@@ -97,19 +94,14 @@ func kernelAvailable() (bool, string) {
 	if os.Getenv("FLOCK_ENVTEST_FAKE_NFT") != "" {
 		return false, "FLOCK_ENVTEST_FAKE_NFT is set"
 	}
-	if err := testenv.CheckKernel(); err != nil {
+	// The probe is a scratch namespace like those of the specs: root, ip and nft, a namespace can
+	// be created and nft works in it.
+	_, cleanup, err := netns.Scratch()
+	if err != nil {
 		return false, err.Error()
 	}
-	ns := "flocktest-probe-" + randomSuffix()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		return false, "cannot create a network namespace: " + strings.TrimSpace(string(out))
-	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "list", "ruleset").CombinedOutput()
-	_ = exec.Command("ip", "netns", "delete", ns).Run()
-	if err != nil {
-		return false, "nft does not work in a network namespace: " + strings.TrimSpace(string(out))
+	if err := cleanup(); err != nil {
+		return false, err.Error()
 	}
 	return true, ""
 }

@@ -2,10 +2,12 @@ package controller
 
 import (
 	"reflect"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,12 +21,15 @@ import (
 // the translator reads before it is stored, which keeps memory per cached pod small on large
 // clusters; Pods are even stored in a compact form of their own (compact.Pod). Pods are not field-selected by node: peers can
 // live anywhere.
-func CacheOptions() cache.Options {
+//
+// Of Nodes only this node's is watched (a field selector on its name), for its pod ranges.
+func CacheOptions(node string) cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:                 {Transform: StripPod},
 			&corev1.Namespace{}:           {Transform: StripNamespace},
 			&networkingv1.NetworkPolicy{}: {Transform: StripNetworkPolicy},
+			&corev1.Node{}:                {Transform: StripNode, Field: fields.OneTermEqualSelector("metadata.name", node)},
 		},
 	}
 }
@@ -74,6 +79,19 @@ func StripPod(obj any) (any, error) {
 	return obj, nil
 }
 
+// StripNode keeps a node's name and pod ranges: a Node's status (images, conditions) is most of
+// it and changes every few seconds. A node already stripped is returned as it is.
+func StripNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok || stripped(&n.ObjectMeta) {
+		return obj, nil
+	}
+	return &corev1.Node{
+		ObjectMeta: meta(&n.ObjectMeta),
+		Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
+	}, nil
+}
+
 // StripNamespace keeps a namespace's name and labels. A namespace already stripped is returned
 // as it is.
 func StripNamespace(obj any) (any, error) {
@@ -114,6 +132,9 @@ func sameIgnoringVersion(a, b client.Object) bool {
 	case *corev1.Namespace:
 		n, ok := b.(*corev1.Namespace)
 		return ok && reflect.DeepEqual(old.Labels, n.Labels)
+	case *corev1.Node:
+		n, ok := b.(*corev1.Node)
+		return ok && old.Spec.PodCIDR == n.Spec.PodCIDR && slices.Equal(old.Spec.PodCIDRs, n.Spec.PodCIDRs)
 	case *networkingv1.NetworkPolicy:
 		n, ok := b.(*networkingv1.NetworkPolicy)
 		return ok && reflect.DeepEqual(old.Spec, n.Spec)

@@ -63,10 +63,12 @@ func (k objectKey) String() string {
 var readAs = map[string]string{
 	"Namespace":         "v1",
 	"Pod":               "v1",
+	"Node":              "v1",
 	"NetworkPolicy":     "networking.k8s.io/v1",
 	"List":              "v1",
 	"NamespaceList":     "v1",
 	"PodList":           "v1",
+	"NodeList":          "v1",
 	"NetworkPolicyList": "networking.k8s.io/v1",
 }
 
@@ -194,7 +196,7 @@ func (l *loader) object(raw []byte, loc location, impliedKind, impliedAPIVersion
 
 	want, known := readAs[kind]
 	if !known {
-		l.warn(fmt.Sprintf("skipping %s %s %s in %s: flock-netpol reads only Namespaces, Pods and NetworkPolicies",
+		l.warn(fmt.Sprintf("skipping %s %s %s in %s: flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies",
 			apiVersion, kind, describeName(h.Metadata), loc))
 		return
 	}
@@ -206,7 +208,7 @@ func (l *loader) object(raw []byte, loc location, impliedKind, impliedAPIVersion
 	typeMeta := metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
 
 	switch kind {
-	case "List", "NamespaceList", "PodList", "NetworkPolicyList":
+	case "List", "NamespaceList", "PodList", "NodeList", "NetworkPolicyList":
 		l.list(raw, loc, kind, apiVersion)
 
 	case "Namespace":
@@ -232,6 +234,18 @@ func (l *loader) object(raw []byte, loc location, impliedKind, impliedAPIVersion
 		defaultNamespace(&pod.ObjectMeta)
 		if l.keep(objectKey{kind: kind, namespace: pod.Namespace, name: pod.Name}, loc) {
 			l.objs.Pods = append(l.objs.Pods, pod)
+		}
+
+	case "Node":
+		node := &corev1.Node{}
+		if !l.decode(raw, node, loc, kind, h.Metadata) {
+			return
+		}
+		if inferred {
+			node.TypeMeta = typeMeta
+		}
+		if l.keep(objectKey{kind: kind, name: node.Name}, loc) {
+			l.objs.Nodes = append(l.objs.Nodes, node)
 		}
 
 	case "NetworkPolicy":

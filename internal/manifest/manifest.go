@@ -16,7 +16,9 @@ import (
 type Objects struct {
 	Namespaces []*corev1.Namespace
 	Pods       []*corev1.Pod
-	Policies   []*networkingv1.NetworkPolicy
+	// Nodes are read for their spec.podCIDRs (render closes the node's unknown pod addresses).
+	Nodes    []*corev1.Node
+	Policies []*networkingv1.NetworkPolicy
 }
 
 // stdinName is how the standard input is named in errors and warnings.
@@ -32,7 +34,7 @@ var manifestExts = []string{".yaml", ".yml", ".json"}
 // Load reads every path (a file, a directory — its *.yaml, *.yml and *.json files, sorted by name,
 // not recursive — or "-" for stdin, read from the given reader) and returns the objects. warn
 // receives one line per skipped object (other kinds, e.g. `skipping apps/v1 Deployment "web" in
-// file.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods and NetworkPolicies`);
+// file.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`);
 // it may be nil. Errors name the file (and the document number) and the problem; Load reports
 // every problem it finds, one per line, and returns no objects if there was any. See the package
 // documentation for the exact rules.

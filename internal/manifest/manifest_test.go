@@ -227,8 +227,8 @@ items:
 			paths: []string{"app.yaml"},
 			want:  []string{"Pod shop/web"},
 			wantWarn: []string{
-				`skipping apps/v1 Deployment "shop/web" in app.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods and NetworkPolicies`,
-				`skipping v1 Service "web" in app.yaml (document 2, line 7): flock-netpol reads only Namespaces, Pods and NetworkPolicies`,
+				`skipping apps/v1 Deployment "shop/web" in app.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`,
+				`skipping v1 Service "web" in app.yaml (document 2, line 7): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`,
 				`skipping example.com/v1 Widget (no name) in app.yaml (document 3, line 12)`,
 			},
 		},
@@ -624,7 +624,7 @@ func TestLoadKubectlListDump(t *testing.T) {
 	if want := []string{"Namespace shop", "Pod monitoring/node-exporter-5xk2p", "NetworkPolicy shop/web-ingress"}; !reflect.DeepEqual(summary(objs), want) {
 		t.Fatalf("got %q, want %q", summary(objs), want)
 	}
-	wantWarn := fmt.Sprintf(`skipping apps/v1 Deployment "shop/web" in %s (document 1, line 1, items[2]): flock-netpol reads only Namespaces, Pods and NetworkPolicies`,
+	wantWarn := fmt.Sprintf(`skipping apps/v1 Deployment "shop/web" in %s (document 1, line 1, items[2]): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`,
 		filepath.Join("testdata", "list-dump.json"))
 	if len(warnings) != 1 || warnings[0] != wantWarn {
 		t.Errorf("warnings = %q, want [%q]", warnings, wantWarn)

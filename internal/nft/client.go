@@ -162,20 +162,33 @@ func (c *Client) ListChain(ctx context.Context, family, table, chain string) (st
 	return c.run(ctx, []string{"list", "chain", family, table, chain}, nil)
 }
 
+// TableExists reports whether the table exists, from `<Command> list tables <family>`, which
+// lists only names: listing the table itself would read every element of its sets.
+func (c *Client) TableExists(ctx context.Context, family, table string) (bool, error) {
+	if !slices.Contains(families, family) {
+		return false, fmt.Errorf("nft family %q is not one of %s", family, strings.Join(families, ", "))
+	}
+	out, err := c.run(ctx, []string{"list", "tables", family}, nil)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(strings.Split(out, "\n"), "table "+family+" "+table), nil
+}
+
 var families = []string{"ip", "ip6", "inet", "arp", "bridge", "netdev"}
 
 // identifier is nft's syntax for an unquoted name: a letter, underscore or dot, then letters,
 // digits and "/ \ - _ .". The backslash is left out; nobody names a table with it.
 var identifier = regexp.MustCompile(`^[A-Za-z_.][A-Za-z0-9/_.-]*$`)
 
-// invocationTimeout is the context cause that marks the Client's own timeout, telling it apart
+// errInvocationTimeout is the context cause that marks the Client's own timeout, telling it apart
 // from a deadline the caller set on its context.
-var invocationTimeout = errors.New("nft invocation timeout")
+var errInvocationTimeout = errors.New("nft invocation timeout")
 
 // run executes the command with args appended and turns any failure into an *Error.
 func (c *Client) run(ctx context.Context, args []string, stdin []byte) (string, error) {
 	argv := append(slices.Clone(c.command), args...)
-	runCtx, cancel := context.WithTimeoutCause(ctx, c.timeout, invocationTimeout)
+	runCtx, cancel := context.WithTimeoutCause(ctx, c.timeout, errInvocationTimeout)
 	defer cancel()
 
 	stdout, stderr, err := c.executor.Run(runCtx, argv, stdin)
@@ -201,7 +214,7 @@ func (c *Client) run(ctx context.Context, args []string, stdin []byte) (string, 
 		}
 		// A killed process has no meaningful exit status even if the Executor reported one.
 		e.ExitCode = -1
-		if ctx.Err() == nil && errors.Is(context.Cause(runCtx), invocationTimeout) {
+		if ctx.Err() == nil && errors.Is(context.Cause(runCtx), errInvocationTimeout) {
 			e.Timeout = c.timeout
 		}
 	}

@@ -112,6 +112,22 @@ func TestClientListTableReturnsStdout(t *testing.T) {
 	}
 }
 
+// TestClientTableExistsReadsOnlyTheNames pins that the check lists table names, never a table's
+// contents, and matches the whole name.
+func TestClientTableExistsReadsOnlyTheNames(t *testing.T) {
+	c, fake := newFakeClient(t, Config{})
+	fake.Push(FakeResult{Stdout: []byte("table inet flock-netpol-old\ntable inet flock\n")}, FakeResult{Stdout: []byte("table inet flock-netpol-old\n")})
+	for _, want := range []bool{true, false} {
+		got, err := c.TableExists(context.Background(), "inet", "flock")
+		if err != nil || got != want {
+			t.Errorf("TableExists = %v, %v; want %v", got, err, want)
+		}
+	}
+	if argv := fake.Calls()[0].Argv; !slices.Equal(argv[len(argv)-3:], []string{"list", "tables", "inet"}) {
+		t.Errorf("argv = %q, want it to end in list tables inet", argv)
+	}
+}
+
 func TestClientListTableMissing(t *testing.T) {
 	c, fake := newFakeClient(t, Config{})
 	fake.Push(FakeNotFound())

@@ -17,6 +17,8 @@ const (
 	egressMapV6          = "egress-pods-v6"
 	ingressMapV4         = "ingress-pods-v4"
 	ingressMapV6         = "ingress-pods-v6"
+	podCIDRsSet          = "pod-cidrs"  // + family suffix
+	localPodsSet         = "local-pods" // + family suffix
 
 	// maxNameLen keeps generated chain and set names well inside the kernel's limit (256 bytes
 	// since Linux 4.14-era NFT_NAME_MAXLEN) and readable in `nft list` output.

@@ -14,6 +14,12 @@ import (
 type Options struct {
 	// Table is the name of the agent's own table in family inet; empty means DefaultTable.
 	Table string
+	// AntiSpoofing drops every forwarded packet whose source address fails a strict
+	// reverse-path check (the route back to the source leaves through another interface than
+	// the one the packet came in on) before any policy sees it: a pod cannot send with an
+	// address that is not its own. Turn it off only for nodes with asymmetric routing, where
+	// legitimate traffic arrives on an interface other than the route back.
+	AntiSpoofing bool
 }
 
 // DeleteTable returns the script that removes the table, whether or not it exists (nft 1.0.6 has
@@ -144,6 +150,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
 		s.table, baseChain.name, baseChain.typ, baseChain.hook, baseChain.priority, baseChain.policy,
 		comment("flock-netpol: NetworkPolicy for the pods of this node; %s", digestPlaceholder))
+	s.edges(&rs.Edges, opts.AntiSpoofing)
 	s.rule(forwardChain, "ct state established,related accept")
 	s.rule(forwardChain, "ip saddr vmap @"+egressMapV4)
 	s.rule(forwardChain, "ip6 saddr vmap @"+egressMapV6)
@@ -285,7 +292,13 @@ func (s *script) podChain(pod *ruleset.Target, d direction, keys []ruleset.Polic
 			}
 		}
 		if len(own) > 0 {
-			s.rule(name, fmt.Sprintf("%s %s %s accept", f.proto, d.peerField, anonSet(own)))
+			// Into the pod, its own address as the source must also have come from the pod's
+			// side: the route back to it leaves through the interface the packet arrived on.
+			check := ""
+			if d == ingress {
+				check = " fib saddr . iif oif exists"
+			}
+			s.rule(name, fmt.Sprintf("%s %s %s%s accept", f.proto, d.peerField, anonSet(own), check))
 		}
 	}
 	for _, k := range keys {
@@ -421,4 +434,41 @@ func anonSet(elems []string) string {
 		b = append(b, e...)
 	}
 	return string(append(b, " }"...))
+}
+
+// edges writes the rules that close the node's edges, ahead of the established fast path so that
+// a flow opened through an edge before it was closed does not live on: forged sources (strict
+// reverse path), then addresses of the node's pod ranges that no known pod owns, per family.
+func (s *script) edges(e *ruleset.Edges, antiSpoofing bool) {
+	if antiSpoofing {
+		s.rule(forwardChain, "fib saddr . iif oif missing counter drop comment "+comment("forged source: the route back leaves by another interface"))
+	}
+	for _, f := range families {
+		var cidrs []netip.Prefix
+		for _, p := range e.PodCIDRs {
+			if p.Addr().Is4() == f.is4 {
+				cidrs = append(cidrs, p)
+			}
+		}
+		if len(cidrs) == 0 {
+			continue
+		}
+		ranges, known := podCIDRsSet+f.suffix, localPodsSet+f.suffix
+		el := s.set(ranges, f.addrType, " flags interval;", comment("this node's pod ranges"))
+		for _, p := range cidrs {
+			el.write(p.AppendTo(el.next()))
+		}
+		el.end()
+		el = s.set(known, f.addrType, "", comment("addresses of every known local pod"))
+		for _, a := range e.LocalPods {
+			if a.Is4() == f.is4 {
+				el.write(a.AppendTo(el.next()))
+			}
+		}
+		el.end()
+		for _, field := range []string{"saddr", "daddr"} {
+			s.rule(forwardChain, fmt.Sprintf("%s %s @%s %s %s != @%s counter drop comment %s",
+				f.proto, field, ranges, f.proto, field, known, comment("unknown local pod address")))
+		}
+	}
 }

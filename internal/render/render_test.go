@@ -40,14 +40,15 @@ var (
 var goldenCases = []struct {
 	name string
 	rs   ruleset.RuleSet
+	opts Options
 }{
-	{"empty", ruleset.RuleSet{}},
+	{"empty", ruleset.RuleSet{}, Options{}},
 	{"default-deny", ruleset.RuleSet{
 		Targets: []ruleset.Target{
 			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1")}, IngressPolicies: []ruleset.PolicyKey{denyKey}, EgressPolicies: []ruleset.PolicyKey{denyKey}},
 		},
 		Policies: []ruleset.Policy{{Key: denyKey, Ingress: []ruleset.Rule{}, Egress: []ruleset.Rule{}}},
-	}},
+	}, Options{}},
 	{"dual-stack-peers-ports-named", ruleset.RuleSet{
 		Targets: []ruleset.Target{
 			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{webKey, denyKey}, EgressPolicies: []ruleset.PolicyKey{dnsKey}},
@@ -67,19 +68,31 @@ var goldenCases = []struct {
 				{Index: 0, AnyPeer: true, Ports: []ruleset.PortRange{{Protocol: ruleset.UDP, First: 53, Last: 53}, {Protocol: ruleset.TCP, First: 53, Last: 53}}},
 				{Index: 1, Peers: set("10.0.2.0/24", "10.0.3.1"), AnyPort: true},
 				{Index: 2, Peers: set("10.0.2.9"), NamedPorts: []ruleset.Endpoint{{Addr: ip("10.0.2.9"), Protocol: ruleset.UDP, Port: 5353}}},
-				// Only named ports, none of which an ipBlock peer can have: no rule and no set.
+				// Only named ports, and no pod in the block has them: no rule and no set.
 				{Index: 3, Peers: set("10.200.0.0/16")},
 			}},
 			{Key: denyKey, Ingress: []ruleset.Rule{}},
 		},
-	}},
+	}, Options{}},
 	{"long-names", ruleset.RuleSet{
 		Targets: []ruleset.Target{{
 			Namespace: strings.Repeat("n", 63), Name: strings.Repeat("p", 200) + ".with.dots",
 			IPs: []netip.Addr{ip("10.0.1.9")}, IngressPolicies: []ruleset.PolicyKey{{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("q", 250)}},
 		}},
 		Policies: []ruleset.Policy{{Key: ruleset.PolicyKey{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("q", 250)}, Ingress: []ruleset.Rule{{Index: 0, AnyPeer: true, AnyPort: true}}}},
-	}},
+	}, Options{}},
+	// The node's edges closed: forged sources, and addresses of the pod ranges (one per family;
+	// the IPv6 range holds no pod yet) that no known pod owns.
+	{"edges-anti-spoofing", ruleset.RuleSet{
+		Targets: []ruleset.Target{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1")}, IngressPolicies: []ruleset.PolicyKey{denyKey}},
+		},
+		Policies: []ruleset.Policy{{Key: denyKey, Ingress: []ruleset.Rule{}}},
+		Edges: ruleset.Edges{
+			PodCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParsePrefix("fd00::1:0/112")},
+			LocalPods: []netip.Addr{ip("10.0.1.1"), ip("10.0.1.2")},
+		},
+	}, Options{AntiSpoofing: true}},
 }
 
 // TestRenderGolden pins the exact script for each golden rule set. Run with -update to accept
@@ -87,7 +100,7 @@ var goldenCases = []struct {
 func TestRenderGolden(t *testing.T) {
 	for _, c := range goldenCases {
 		t.Run(c.name, func(t *testing.T) {
-			got := Render(c.rs, Options{}).Text
+			got := Render(c.rs, c.opts).Text
 			path := filepath.Join("testdata", c.name+".nft")
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {

@@ -15,11 +15,15 @@ type Flow struct {
 }
 
 // Allows reports whether the node lets the flow through, following the datapath the renderer
-// builds (see package render): a local source isolated for egress must be allowed by one of its
-// egress policies, and a local destination isolated for ingress by one of its ingress policies; a
-// pod may always reach itself. It is the reference the semantics tests check the translator
+// builds (see package render): an address of the node's pod ranges that no known pod owns is
+// closed; a local source isolated for egress must be allowed by one of its egress policies, and a
+// local destination isolated for ingress by one of its ingress policies; a pod may always reach
+// itself. (Forged sources are not modelled: a Flow has no interface.) It is the reference the semantics tests check the translator
 // against, and a way to explain a verdict without a kernel.
 func (rs *RuleSet) Allows(f Flow) bool {
+	if rs.Edges.Closed(f.Src) || rs.Edges.Closed(f.Dst) {
+		return false
+	}
 	if f.Src == f.Dst {
 		return true
 	}

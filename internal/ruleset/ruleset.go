@@ -5,6 +5,7 @@ package ruleset
 
 import (
 	"net/netip"
+	"slices"
 )
 
 // RuleSet is everything one node enforces. All slices are sorted (see the field comments), so the
@@ -17,6 +18,32 @@ type RuleSet struct {
 	// Policies are the NetworkPolicies that select at least one of the Targets, sorted by Namespace,
 	// then Name.
 	Policies []Policy
+	// Edges closes what no policy is asked about: addresses of this node's pod ranges that no
+	// known pod owns.
+	Edges Edges
+}
+
+// Edges is what the node closes before any policy is consulted.
+type Edges struct {
+	// PodCIDRs are this node's pod ranges, masked, sorted, without duplicates. Forwarded traffic
+	// from or to an address inside them that LocalPods does not list is dropped: an address the
+	// agent does not know (yet) belongs to a pod whose policies are not enforced. Empty means no
+	// such check.
+	PodCIDRs []netip.Prefix
+	// LocalPods are the addresses of every live local pod, isolated or not, sorted.
+	LocalPods []netip.Addr
+}
+
+// Closed reports whether the edges drop traffic from or to a: it lies in a pod range of the node
+// and no known local pod owns it.
+func (e *Edges) Closed(a netip.Addr) bool {
+	for _, p := range e.PodCIDRs {
+		if p.Contains(a) {
+			_, known := slices.BinarySearchFunc(e.LocalPods, a, netip.Addr.Compare)
+			return !known
+		}
+	}
+	return false
 }
 
 // PolicyKey names a NetworkPolicy.

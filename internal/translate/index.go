@@ -131,24 +131,23 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 		ns.position = i
 		ns.pods, all = all[:0:ns.size], all[ns.size:]
 	}
-	var local []*indexedPod
 	for i := range t.pods {
 		p := &t.pods[i]
 		p.ns.pods = append(p.ns.pods, p)
 		if p.local {
 			p.ns.local = append(p.ns.local, p)
-			local = append(local, p)
+			t.local = append(t.local, p)
 		}
 	}
 
 	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
 	// broken cluster state; the first pod in namespace/name order keeps it and the conflict is
 	// reported, so the verdict map never holds a key twice.
-	slices.SortFunc(local, func(a, b *indexedPod) int {
+	slices.SortFunc(t.local, func(a, b *indexedPod) int {
 		return cmp.Or(cmp.Compare(a.ns.name, b.ns.name), cmp.Compare(a.src.Name(), b.src.Name()))
 	})
 	owner := map[netip.Addr]*indexedPod{}
-	for _, p := range local {
+	for _, p := range t.local {
 		var kept []netip.Addr // made on the first conflict: p.ips belongs to the input
 		for i, a := range p.ips {
 			if o, taken := owner[a]; taken {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 const (
@@ -52,7 +53,7 @@ type semanticsCase struct {
 	policies []*networkingv1.NetworkPolicy
 	// pods replaces the standard pods when set; tweak modifies them instead.
 	pods       []*corev1.Pod
-	tweak      map[string][]podOpt
+	tweak      map[string][]objects.PodOption
 	namespaces []*corev1.Namespace
 	flows      []flow
 	// v4Only skips the IPv6 run (cases whose pods have hand-written addresses).
@@ -103,78 +104,78 @@ func TestSelectors(t *testing.T) {
 		},
 		{
 			name:     "podSelector {} selects every pod in the policy's namespace, and only there",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny")},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/deny")},
 			flows:    []flow{denied("y/b", "x/a", "tcp", 80), denied("z/c", "x/b", "udp", 81), allowed("x/a", "y/a", "tcp", 80)},
 		},
 		{
 			name:     "spec.podSelector matchLabels selects only matching pods",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny-a", selecting("pod", "a"))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/deny-a", objects.Selecting("pod", "a"))},
 			flows:    []flow{denied("y/b", "x/a", "tcp", 80), allowed("y/b", "x/b", "tcp", 80)},
 		},
 		{
 			name: "spec.podSelector matchExpressions NotIn matches pods without the key",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny", selectingSel(&metav1.LabelSelector{
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/deny", objects.PodSelector(&metav1.LabelSelector{
 				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"web"}}},
 			}))},
-			tweak: map[string][]podOpt{"x/b": {withLabels("pod", "b", "tier", "web")}},
+			tweak: map[string][]objects.PodOption{"x/b": {objects.Labels("pod", "b", "tier", "web")}},
 			flows: []flow{denied("y/b", "x/a", "tcp", 80), allowed("y/b", "x/b", "tcp", 80)},
 		},
 		{
 			name:     "a peer podSelector alone means pods in the policy's namespace",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/from-b", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/from-b", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"))))},
 			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("x/c", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "namespaceSelector {} means every namespace",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/from-all-ns", ingressRules(rule{peers: peers(nsPeer())}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/from-all-ns", objects.Ingress(objects.From(objects.NamespacesLabelled())))},
 			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("y/b", "x/a", "udp", 81), allowed("z/c", "x/a", "icmp", 0), denied("out", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "namespaceSelector alone allows every pod of matching namespaces",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/from-y", ingressRules(rule{peers: peers(nsPeer("ns", "y"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/from-y", objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y"))))},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 80), denied("x/b", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "podSelector and namespaceSelector in one peer are ANDed",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/and", ingressRules(rule{peers: peers(bothPeer([]string{"pod", "b"}, []string{"ns", "y"}))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/and", objects.Ingress(objects.From(objects.PodsInNamespaces([]string{"pod", "b"}, []string{"ns", "y"}))))},
 			flows:    []flow{allowed("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("x/b", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "two peers in one list are ORed",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/or", ingressRules(rule{peers: peers(podPeer("pod", "b"), nsPeer("ns", "y"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/or", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"), objects.NamespacesLabelled("ns", "y"))))},
 			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("x/c", "x/a", "tcp", 80)},
 		},
 		{
 			name:       "namespace labels come from the Namespace object, never from pod labels",
-			policies:   []*networkingv1.NetworkPolicy{makePolicy("x/from-team-blue", ingressRules(rule{peers: peers(nsPeer("team", "blue"))}))},
-			namespaces: []*corev1.Namespace{namespace("x"), namespace("y", "team", "blue"), namespace("z")},
-			tweak:      map[string][]podOpt{"z/a": {withLabels("pod", "a", "team", "blue", "kubernetes.io/metadata.name", "y")}},
+			policies:   []*networkingv1.NetworkPolicy{objects.Policy("x/from-team-blue", objects.Ingress(objects.From(objects.NamespacesLabelled("team", "blue"))))},
+			namespaces: []*corev1.Namespace{objects.Namespace("x"), objects.Namespace("y", "team", "blue"), objects.Namespace("z")},
+			tweak:      map[string][]objects.PodOption{"z/a": {objects.Labels("pod", "a", "team", "blue", "kubernetes.io/metadata.name", "y")}},
 			flows:      []flow{allowed("y/b", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
 		},
 		{
 			name:       "kubernetes.io/metadata.name is a namespace label even when the object lacks it",
-			policies:   []*networkingv1.NetworkPolicy{makePolicy("x/from-z", ingressRules(rule{peers: peers(nsPeer("kubernetes.io/metadata.name", "z"))}))},
-			namespaces: []*corev1.Namespace{namespace("x"), namespace("y"), namespace("z")},
+			policies:   []*networkingv1.NetworkPolicy{objects.Policy("x/from-z", objects.Ingress(objects.From(objects.NamespacesLabelled("kubernetes.io/metadata.name", "z"))))},
+			namespaces: []*corev1.Namespace{objects.Namespace("x"), objects.Namespace("y"), objects.Namespace("z")},
 			flows:      []flow{allowed("z/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80)},
 		},
 		{
 			name:       "a pod whose Namespace object is unknown still has its name label",
-			policies:   []*networkingv1.NetworkPolicy{makePolicy("x/from-z", ingressRules(rule{peers: peers(nsPeer("kubernetes.io/metadata.name", "z"))}))},
+			policies:   []*networkingv1.NetworkPolicy{objects.Policy("x/from-z", objects.Ingress(objects.From(objects.NamespacesLabelled("kubernetes.io/metadata.name", "z"))))},
 			namespaces: []*corev1.Namespace{},
 			flows:      []flow{allowed("z/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80)},
 		},
 		{
 			name: "matchExpressions Exists and DoesNotExist in a peer",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/expr", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/expr", objects.Ingress(objects.From(networkingv1.NetworkPolicyPeer{
 				PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 					{Key: "role", Operator: metav1.LabelSelectorOpExists},
 					{Key: "blocked", Operator: metav1.LabelSelectorOpDoesNotExist},
 				}},
 				NamespaceSelector: &metav1.LabelSelector{},
-			})}))},
-			tweak: map[string][]podOpt{
-				"y/b": {withLabels("role", "client")},
-				"y/c": {withLabels("role", "client", "blocked", "yes")},
+			})))},
+			tweak: map[string][]objects.PodOption{
+				"y/b": {objects.Labels("role", "client")},
+				"y/c": {objects.Labels("role", "client", "blocked", "yes")},
 			},
 			flows: []flow{allowed("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80)},
 		},
@@ -185,68 +186,68 @@ func TestPolicyTypesAndRuleShapes(t *testing.T) {
 	runSemantics(t, []semanticsCase{
 		{
 			name:     "policyTypes omitted: ingress isolated, egress not when egress is absent",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p")},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80), allowed("x/a", "z/a", "tcp", 80), allowed("x/a", "out", "udp", 53)},
 		},
 		{
 			name:     "policyTypes omitted: egress isolated when egress rules are present",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", egressRules(rule{ports: ports(port(udp, 53))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Egress(objects.Ports(objects.Port(udp, 53))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80), allowed("x/a", "out", "udp", 53), denied("x/a", "out", "tcp", 80)},
 		},
 		{
 			name:     "policyTypes [Egress] with an empty egress list denies all egress and leaves ingress open",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeEgress), ingressRules())},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Types(networkingv1.PolicyTypeEgress), objects.NoIngress())},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("x/a", "out", "udp", 53), denied("x/a", "z/c", "tcp", 80)},
 		},
 		{
 			name:     "policyTypes [Egress] ignores ingress rules for isolation",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeEgress), ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Types(networkingv1.PolicyTypeEgress), objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"))))},
 			flows:    []flow{allowed("z/c", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "ingress: [] isolates and allows nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules())},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.NoIngress())},
 			flows:    []flow{denied("x/b", "x/a", "tcp", 80), denied("out", "x/a", "udp", 53), denied("y/a", "x/a", "icmp", 0)},
 		},
 		{
 			name:     "ingress: [{}] allows everything",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress())},
 			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("out", "x/a", "udp", 53), allowed("y/a", "x/a", "icmp", 0)},
 		},
 		{
 			name:     "egress: [{}] allows everything",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeEgress), egressRules(rule{}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Types(networkingv1.PolicyTypeEgress), objects.Egress())},
 			flows:    []flow{allowed("x/a", "out", "tcp", 443), allowed("x/a", "z/c", "udp", 81)},
 		},
 		{
 			name:     "from absent with ports: every source on those ports",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(tcp, 80))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Port(tcp, 80))))},
 			flows:    []flow{allowed("out", "x/a", "tcp", 80), allowed("z/c", "x/a", "tcp", 80), denied("z/c", "x/a", "tcp", 81)},
 		},
 		{
 			name:     "policies are additive: the union of all policies selecting a pod",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny"), makePolicy("x/allow-b", selecting("pod", "a"), ingressRules(rule{peers: peers(podPeer("pod", "b"))})), makePolicy("x/allow-y", ingressRules(rule{peers: peers(nsPeer("ns", "y")), ports: ports(port(tcp, 81))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/deny"), objects.Policy("x/allow-b", objects.Selecting("pod", "a"), objects.Ingress(objects.From(objects.PodsLabelled("pod", "b")))), objects.Policy("x/allow-y", objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y")), objects.Ports(objects.Port(tcp, 81))))},
 			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 81), denied("y/c", "x/a", "tcp", 80), denied("x/a", "x/b", "tcp", 80), allowed("y/c", "x/b", "tcp", 81)},
 		},
 		{
 			name: "a connection between local pods needs the source's egress and the destination's ingress",
 			policies: []*networkingv1.NetworkPolicy{
-				makePolicy("x/a-egress", selecting("pod", "a"), types(networkingv1.PolicyTypeEgress), egressRules(rule{peers: peers(podPeer("pod", "b"))})),
-				makePolicy("x/b-ingress", selecting("pod", "b"), ingressRules(rule{peers: peers(podPeer("pod", "c"))})),
+				objects.Policy("x/a-egress", objects.Selecting("pod", "a"), objects.Types(networkingv1.PolicyTypeEgress), objects.Egress(objects.To(objects.PodsLabelled("pod", "b")))),
+				objects.Policy("x/b-ingress", objects.Selecting("pod", "b"), objects.Ingress(objects.From(objects.PodsLabelled("pod", "c")))),
 			},
 			flows: []flow{denied("x/a", "x/b", "tcp", 80), allowed("x/c", "x/b", "tcp", 80), denied("x/a", "x/c", "tcp", 80)},
 		},
 		{
 			name: "egress of a local pod to a remote pod is decided here, its ingress on the remote node",
 			policies: []*networkingv1.NetworkPolicy{
-				makePolicy("x/a-egress", selecting("pod", "a"), egressRules(rule{peers: peers(podPeer("pod", "c"))})),
-				makePolicy("x/c-ingress", selecting("pod", "c"), ingressRules()),
+				objects.Policy("x/a-egress", objects.Selecting("pod", "a"), objects.Egress(objects.To(objects.PodsLabelled("pod", "c")))),
+				objects.Policy("x/c-ingress", objects.Selecting("pod", "c"), objects.NoIngress()),
 			},
 			flows: []flow{allowed("x/a", "x/c", "tcp", 80), denied("x/a", "x/b", "tcp", 80)},
 		},
 		{
 			name:     "a pod can always reach itself",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Types(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))},
 			flows:    []flow{allowed("x/a", "x/a", "tcp", 80), allowed("x/a", "x/a", "udp", 53), denied("x/a", "x/b", "tcp", 80)},
 		},
 	})
@@ -256,37 +257,37 @@ func TestPorts(t *testing.T) {
 	runSemantics(t, []semanticsCase{
 		{
 			name:     "ports absent: every port and protocol, ICMP included",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(nsPeer("ns", "y"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y"))))},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 1), allowed("y/a", "x/a", "udp", 65535), allowed("y/a", "x/a", "sctp", 9), allowed("y/a", "x/a", "icmp", 0)},
 		},
 		{
 			name:     "ports given: only those, and never ICMP",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(tcp, 80), port(udp, 53))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Port(tcp, 80), objects.Port(udp, 53))))},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), allowed("y/a", "x/a", "udp", 53), denied("y/a", "x/a", "udp", 80), denied("y/a", "x/a", "tcp", 53), denied("y/a", "x/a", "icmp", 0)},
 		},
 		{
 			name:     "protocol defaults to TCP",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(tcpDefault(80))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.TCPDefault(80))))},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("y/a", "x/a", "udp", 80), denied("y/a", "x/a", "sctp", 80)},
 		},
 		{
 			name:     "SCTP is never TCP",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(sctp, 80))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Port(sctp, 80))))},
 			flows:    []flow{allowed("y/a", "x/a", "sctp", 80), denied("y/a", "x/a", "tcp", 80), denied("y/a", "x/a", "udp", 80)},
 		},
 		{
 			name:     "a protocol without a port means every port of that protocol",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(protoOnly(udp))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.AnyPortOf(udp))))},
 			flows:    []flow{allowed("y/a", "x/a", "udp", 1), allowed("y/a", "x/a", "udp", 65535), denied("y/a", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "endPort makes an inclusive range",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(portRange(tcp, 8000, 8002))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.PortRange(tcp, 8000, 8002))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 7999), allowed("y/a", "x/a", "tcp", 8000), allowed("y/a", "x/a", "tcp", 8002), denied("y/a", "x/a", "tcp", 8003), denied("y/a", "x/a", "udp", 8001)},
 		},
 		{
 			name:     "egress ports apply to the destination port",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), types(networkingv1.PolicyTypeEgress), egressRules(rule{peers: peers(nsPeer("ns", "z")), ports: ports(port(tcp, 81))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Selecting("pod", "a"), objects.Types(networkingv1.PolicyTypeEgress), objects.Egress(objects.To(objects.NamespacesLabelled("ns", "z")), objects.Ports(objects.Port(tcp, 81))))},
 			flows:    []flow{allowed("x/a", "z/b", "tcp", 81), denied("x/a", "z/b", "tcp", 80), denied("x/a", "y/b", "tcp", 81)},
 		},
 	})
@@ -296,10 +297,10 @@ func TestNamedPorts(t *testing.T) {
 	runSemantics(t, []semanticsCase{
 		{
 			name:     "ingress named port resolves on each target pod, which may map it to different numbers",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(tcp, "http"))}))},
-			tweak: map[string][]podOpt{
-				"x/a": {withPort("http", tcp, 8080)},
-				"x/b": {withPort("http", tcp, 9090)},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Named(tcp, "http"))))},
+			tweak: map[string][]objects.PodOption{
+				"x/a": {objects.NamedPort("http", tcp, 8080)},
+				"x/b": {objects.NamedPort("http", tcp, 9090)},
 			},
 			flows: []flow{
 				allowed("y/a", "x/a", "tcp", 8080), denied("y/a", "x/a", "tcp", 9090),
@@ -308,53 +309,56 @@ func TestNamedPorts(t *testing.T) {
 		},
 		{
 			name:     "a named port matches name and protocol",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(udp, "dns"))}))},
-			tweak: map[string][]podOpt{
-				"x/a": {withPort("dns", tcp, 53)},
-				"x/b": {withPort("dns", udp, 5353)},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Named(udp, "dns"))))},
+			tweak: map[string][]objects.PodOption{
+				"x/a": {objects.NamedPort("dns", tcp, 53)},
+				"x/b": {objects.NamedPort("dns", udp, 5353)},
 			},
 			flows: []flow{denied("y/a", "x/a", "tcp", 53), denied("y/a", "x/a", "udp", 53), allowed("y/a", "x/b", "udp", 5353), denied("y/a", "x/b", "tcp", 5353)},
 		},
 		{
 			name:     "named ports of every container count, restartable init containers too, other init containers not",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(tcp, "sidecar"), named(tcp, "setup"))}))},
-			tweak: map[string][]podOpt{
-				"x/a": {withInitPort(true, "sidecar", 15000), withInitPort(false, "setup", 16000)},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Named(tcp, "sidecar"), objects.Named(tcp, "setup"))))},
+			tweak: map[string][]objects.PodOption{
+				"x/a": {
+					objects.Sidecar("init-sidecar", objects.ContainerPort("sidecar", objects.NoProtocol, 15000)),
+					objects.InitContainer("init-setup", objects.ContainerPort("setup", objects.NoProtocol, 16000)),
+				},
 			},
 			flows: []flow{allowed("y/a", "x/a", "tcp", 15000), denied("y/a", "x/a", "tcp", 16000)},
 		},
 		{
 			name:     "a named port nobody defines allows nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(named(tcp, "nope"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Named(tcp, "nope"))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "egress named port resolves on each destination pod",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(nsPeer("ns", "z")), ports: ports(named(tcp, "http"))}))},
-			tweak: map[string][]podOpt{
-				"z/a": {withPort("http", tcp, 8080)},
-				"z/b": {withPort("http", tcp, 9090)},
-				"y/c": {withPort("http", tcp, 8080)},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Selecting("pod", "a"), objects.Egress(objects.To(objects.NamespacesLabelled("ns", "z")), objects.Ports(objects.Named(tcp, "http"))))},
+			tweak: map[string][]objects.PodOption{
+				"z/a": {objects.NamedPort("http", tcp, 8080)},
+				"z/b": {objects.NamedPort("http", tcp, 9090)},
+				"y/c": {objects.NamedPort("http", tcp, 8080)},
 			},
 			flows: []flow{allowed("x/a", "z/a", "tcp", 8080), denied("x/a", "z/a", "tcp", 9090), allowed("x/a", "z/b", "tcp", 9090), denied("x/a", "y/c", "tcp", 8080)},
 		},
 		{
 			name:     "egress named port without peers resolves on every pod of the cluster",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{ports: ports(named(tcp, "http"))}))},
-			tweak:    map[string][]podOpt{"y/c": {withPort("http", tcp, 8080)}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Selecting("pod", "a"), objects.Egress(objects.Ports(objects.Named(tcp, "http"))))},
+			tweak:    map[string][]objects.PodOption{"y/c": {objects.NamedPort("http", tcp, 8080)}},
 			flows:    []flow{allowed("x/a", "y/c", "tcp", 8080), denied("x/a", "y/b", "tcp", 8080), denied("x/a", "out", "tcp", 8080)},
 		},
 		{
 			name: "egress named port with an ipBlock peer resolves on the destination pod that owns the address",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{
-				peers: peers(blockPeer("10.0.0.0/8", "10.0.3.2/32"), blockPeer("fd00::/8", "fd00::3:2/128"), blockPeer("10.200.0.0/16"), blockPeer("fd00:200::/64")),
-				ports: ports(named(tcp, "http")),
-			}))},
-			tweak: map[string][]podOpt{
-				"z/a": {withPort("http", tcp, 8080)},
-				"z/b": {withPort("http", tcp, 8080)}, // its address is an except
-				"z/c": {withPort("http", tcp, 9090)},
-				"y/c": {withPort("http", udp, 8080)},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Selecting("pod", "a"), objects.Egress(
+				objects.To(objects.IPBlock("10.0.0.0/8", "10.0.3.2/32"), objects.IPBlock("fd00::/8", "fd00::3:2/128"), objects.IPBlock("10.200.0.0/16"), objects.IPBlock("fd00:200::/64")),
+				objects.Ports(objects.Named(tcp, "http")),
+			))},
+			tweak: map[string][]objects.PodOption{
+				"z/a": {objects.NamedPort("http", tcp, 8080)},
+				"z/b": {objects.NamedPort("http", tcp, 8080)}, // its address is an except
+				"z/c": {objects.NamedPort("http", tcp, 9090)},
+				"y/c": {objects.NamedPort("http", udp, 8080)},
 			},
 			flows: []flow{
 				allowed("x/a", "z/a", "tcp", 8080), denied("x/a", "z/a", "tcp", 9090), // a pod with the port, at its number
@@ -366,11 +370,11 @@ func TestNamedPorts(t *testing.T) {
 		},
 		{
 			name: "egress named port to every pod or anywhere reaches pods of every namespace",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("y/p", types(networkingv1.PolicyTypeEgress), egressRules(rule{
-				peers: peers(podPeer(), blockPeer("0.0.0.0/0"), blockPeer("::/0")),
-				ports: ports(named(tcp, "serve-81-tcp")),
-			}))},
-			tweak: map[string][]podOpt{"x/b": {withPort("serve-81-tcp", tcp, 81)}, "y/b": {withPort("serve-81-tcp", tcp, 81)}, "z/c": {withPort("serve-81-tcp", tcp, 81)}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("y/p", objects.Types(networkingv1.PolicyTypeEgress), objects.Egress(
+				objects.To(objects.PodsLabelled(), objects.IPBlock("0.0.0.0/0"), objects.IPBlock("::/0")),
+				objects.Ports(objects.Named(tcp, "serve-81-tcp")),
+			))},
+			tweak: map[string][]objects.PodOption{"x/b": {objects.NamedPort("serve-81-tcp", tcp, 81)}, "y/b": {objects.NamedPort("serve-81-tcp", tcp, 81)}, "z/c": {objects.NamedPort("serve-81-tcp", tcp, 81)}},
 			flows: []flow{
 				allowed("y/a", "x/b", "tcp", 81), allowed("y/a", "y/b", "tcp", 81), allowed("y/a", "z/c", "tcp", 81),
 				denied("y/a", "x/a", "tcp", 81), denied("y/a", "out", "tcp", 81), denied("y/a", "x/b", "tcp", 80),
@@ -378,11 +382,11 @@ func TestNamedPorts(t *testing.T) {
 		},
 		{
 			name: "ingress named port with an ipBlock peer resolves on the target pod, whatever the source",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{
-				peers: peers(blockPeer("10.0.2.0/24", "10.0.2.3/32"), blockPeer("fd00::2:0/112", "fd00::2:3/128"), blockPeer("10.200.0.0/16"), blockPeer("fd00:200::/64")),
-				ports: ports(named(tcp, "http")),
-			}))},
-			tweak: map[string][]podOpt{"x/a": {withPort("http", tcp, 8080)}, "x/b": {withPort("http", tcp, 9090)}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(
+				objects.From(objects.IPBlock("10.0.2.0/24", "10.0.2.3/32"), objects.IPBlock("fd00::2:0/112", "fd00::2:3/128"), objects.IPBlock("10.200.0.0/16"), objects.IPBlock("fd00:200::/64")),
+				objects.Ports(objects.Named(tcp, "http")),
+			))},
+			tweak: map[string][]objects.PodOption{"x/a": {objects.NamedPort("http", tcp, 8080)}, "x/b": {objects.NamedPort("http", tcp, 9090)}},
 			flows: []flow{
 				allowed("y/b", "x/a", "tcp", 8080), denied("y/b", "x/a", "tcp", 9090),
 				allowed("y/b", "x/b", "tcp", 9090), denied("y/b", "x/b", "tcp", 8080), // two pods, two numbers
@@ -393,8 +397,8 @@ func TestNamedPorts(t *testing.T) {
 		},
 		{
 			name:     "numeric and named ports in one rule",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(nsPeer("ns", "y")), ports: ports(port(tcp, 81), named(tcp, "http"))}))},
-			tweak:    map[string][]podOpt{"x/a": {withPort("http", tcp, 8080)}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y")), objects.Ports(objects.Port(tcp, 81), objects.Named(tcp, "http"))))},
+			tweak:    map[string][]objects.PodOption{"x/a": {objects.NamedPort("http", tcp, 8080)}},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 81), allowed("y/a", "x/a", "tcp", 8080), denied("z/a", "x/a", "tcp", 8080), denied("y/a", "x/a", "tcp", 80)},
 		},
 	})
@@ -404,47 +408,47 @@ func TestIPBlocks(t *testing.T) {
 	runSemantics(t, []semanticsCase{
 		{
 			name:     "ipBlock matches any address, pod addresses included",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.2.0/24"), blockPeer("fd00::2:0/112"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("10.0.2.0/24"), objects.IPBlock("fd00::2:0/112"))))},
 			flows:    []flow{allowed("y/b", "x/a", "tcp", 80), denied("z/b", "x/a", "tcp", 80), denied("out", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "ipBlock allows outside addresses",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(blockPeer("10.200.0.0/16"), blockPeer("fd00:200::/64"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Selecting("pod", "a"), objects.Egress(objects.To(objects.IPBlock("10.200.0.0/16"), objects.IPBlock("fd00:200::/64"))))},
 			flows:    []flow{allowed("x/a", "out", "tcp", 443), denied("x/a", "y/b", "tcp", 80)},
 		},
 		{
 			name:     "except narrows its own ipBlock",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/8", "10.0.2.2/32"), blockPeer("fd00::/8", "fd00::2:2/128"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("10.0.0.0/8", "10.0.2.2/32"), objects.IPBlock("fd00::/8", "fd00::2:2/128"))))},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80), allowed("y/c", "x/a", "tcp", 80)},
 		},
 		{
 			name: "except narrows only its own peer: another peer may still allow the address",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(
-				blockPeer("10.0.0.0/8", "10.0.2.0/24"), blockPeer("fd00::/8", "fd00::2:0/112"), podPeer("pod", "b"), bothPeer([]string{"pod", "b"}, []string{"ns", "y"}),
-			)}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(
+				objects.IPBlock("10.0.0.0/8", "10.0.2.0/24"), objects.IPBlock("fd00::/8", "fd00::2:0/112"), objects.PodsLabelled("pod", "b"), objects.PodsInNamespaces([]string{"pod", "b"}, []string{"ns", "y"}),
+			)))},
 			flows: []flow{allowed("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), allowed("z/c", "x/a", "tcp", 80)},
 		},
 		{
 			name: "except narrows only its own policy: another policy may still allow the address",
 			policies: []*networkingv1.NetworkPolicy{
-				makePolicy("x/block", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/8", "10.0.2.0/24"), blockPeer("fd00::/8", "fd00::2:0/112"))})),
-				makePolicy("x/pods", ingressRules(rule{peers: peers(nsPeer("ns", "y")), ports: ports(port(tcp, 81))})),
+				objects.Policy("x/block", objects.Ingress(objects.From(objects.IPBlock("10.0.0.0/8", "10.0.2.0/24"), objects.IPBlock("fd00::/8", "fd00::2:0/112")))),
+				objects.Policy("x/pods", objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y")), objects.Ports(objects.Port(tcp, 81)))),
 			},
 			flows: []flow{denied("y/b", "x/a", "tcp", 80), allowed("y/b", "x/a", "tcp", 81), allowed("z/b", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "host bits in cidr and except are masked",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.2.77/24", "10.0.2.3/31"), blockPeer("fd00::2:77/112", "fd00::2:3/127"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("10.0.2.77/24", "10.0.2.3/31"), objects.IPBlock("fd00::2:77/112", "fd00::2:3/127"))))},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80), denied("y/c", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "an IPv4 ipBlock never matches IPv6 and the reverse",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("0.0.0.0/0"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("0.0.0.0/0"))))},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80)},
 			v4Only:   true,
 		},
 	})
-	rs, _ := Translate(semanticsCase{policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("0.0.0.0/0"))}))}}.input())
+	rs, _ := Translate(semanticsCase{policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("0.0.0.0/0"))))}}.input())
 	if rs.Allows(ruleset.Flow{Src: addr("y/a", true), Dst: addr("x/a", true), Protocol: "tcp", Port: 80}) {
 		t.Errorf("an IPv4 ipBlock 0.0.0.0/0 allowed IPv6 traffic")
 	}
@@ -454,8 +458,8 @@ func TestIPBlocks(t *testing.T) {
 // address inside the block.
 func TestNamedPortIPBlockOnlyAtAddressesInTheBlock(t *testing.T) {
 	c := semanticsCase{
-		policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selecting("pod", "a"), egressRules(rule{peers: peers(blockPeer("10.0.3.0/24")), ports: ports(named(tcp, "http"))}))},
-		tweak:    map[string][]podOpt{"z/a": {withPort("http", tcp, 8080)}},
+		policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Selecting("pod", "a"), objects.Egress(objects.To(objects.IPBlock("10.0.3.0/24")), objects.Ports(objects.Named(tcp, "http"))))},
+		tweak:    map[string][]objects.PodOption{"z/a": {objects.NamedPort("http", tcp, 8080)}},
 	}
 	rs, _ := Translate(c.input())
 	for _, v6 := range []bool{false, true} {
@@ -474,24 +478,24 @@ func TestPodIdentity(t *testing.T) {
 	runSemantics(t, []semanticsCase{
 		{
 			name:     "a finished pod owns no address: it is neither target nor peer",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
-			tweak:    map[string][]podOpt{"x/b": {inPhase(corev1.PodSucceeded)}, "x/a": {inPhase(corev1.PodFailed)}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"))))},
+			tweak:    map[string][]objects.PodOption{"x/b": {objects.Phase(corev1.PodSucceeded)}, "x/a": {objects.Phase(corev1.PodFailed)}},
 			flows:    []flow{allowed("y/b", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "a finished pod's address belongs to the new pod that reuses it, with its own policies only",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/deny-old", selecting("pod", "old"))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/deny-old", objects.Selecting("pod", "old"))},
 			pods: []*corev1.Pod{
-				makePod("x/a", withLabels("pod", "old"), inPhase(corev1.PodSucceeded)),
-				makePod("x/b", withLabels("pod", "new"), withIPs("10.0.1.1", "fd00::1:1")),
+				makePod("x/a", objects.Labels("pod", "old"), objects.Phase(corev1.PodSucceeded)),
+				makePod("x/b", objects.Labels("pod", "new"), objects.IPs("10.0.1.1", "fd00::1:1")),
 				makePod("y/b"),
 			},
 			flows: []flow{allowed("y/b", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "a terminating pod keeps its addresses until it is deleted",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")},
-			tweak: map[string][]podOpt{"x/a": {func(p *corev1.Pod) {
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p")},
+			tweak: map[string][]objects.PodOption{"x/a": {func(p *corev1.Pod) {
 				now := metav1.Now()
 				p.DeletionTimestamp = &now
 			}}},
@@ -499,10 +503,10 @@ func TestPodIdentity(t *testing.T) {
 		},
 		{
 			name:     "hostNetwork pods are neither targets nor peers",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer())}))},
-			tweak: map[string][]podOpt{
-				"x/a": {hostNetwork()},
-				"x/c": {hostNetwork()},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled())))},
+			tweak: map[string][]objects.PodOption{
+				"x/a": {objects.HostNetwork()},
+				"x/c": {objects.HostNetwork()},
 			},
 			// x/a is not enforced as a target; neither x/a's nor x/c's address is a peer (their
 			// traffic leaves from the node itself, which is never policed).
@@ -510,14 +514,14 @@ func TestPodIdentity(t *testing.T) {
 		},
 		{
 			name:     "a pod without an address contributes nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "c"))}))},
-			tweak:    map[string][]podOpt{"x/c": {withIPs()}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "c"))))},
+			tweak:    map[string][]objects.PodOption{"x/c": {objects.IPs()}},
 			flows:    []flow{denied("x/c", "x/a", "tcp", 80)},
 		},
 		{
 			name:     "status.podIP is used when podIPs is empty",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "c"))}))},
-			tweak: map[string][]podOpt{"x/c": {withIPs(), func(p *corev1.Pod) {
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "c"))))},
+			tweak: map[string][]objects.PodOption{"x/c": {objects.IPs(), func(p *corev1.Pod) {
 				p.Status.PodIP = "10.0.1.3"
 			}}},
 			flows:  []flow{allowed("x/c", "x/a", "tcp", 80), denied("x/b", "x/a", "tcp", 80)},
@@ -525,13 +529,13 @@ func TestPodIdentity(t *testing.T) {
 		},
 		{
 			name:     "pods on other nodes are only peers, never enforced here",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("z/p")},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("z/p")},
 			flows:    []flow{allowed("x/a", "z/a", "tcp", 80)},
 		},
 		{
 			name:     "pod labels never say which namespace a pod is in",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
-			tweak:    map[string][]podOpt{"y/b": {withLabels("pod", "b", "kubernetes.io/metadata.name", "x")}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"))))},
+			tweak:    map[string][]objects.PodOption{"y/b": {objects.Labels("pod", "b", "kubernetes.io/metadata.name", "x")}},
 			flows:    []flow{denied("y/b", "x/a", "tcp", 80), allowed("x/b", "x/a", "tcp", 80)},
 		},
 	})
@@ -549,70 +553,70 @@ func TestBadValuesFailClosed(t *testing.T) {
 	}{
 		{semanticsCase{
 			name:     "an unparsable cidr makes its peer match nothing; the other peer still works",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/33"), podPeer("pod", "b"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("10.0.0.0/33"), objects.PodsLabelled("pod", "b"))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80), allowed("x/b", "x/a", "tcp", 80), denied("out", "x/a", "tcp", 80)},
 		}, "invalid ipBlock.cidr"},
 		{semanticsCase{
 			name:     "an except outside its cidr makes its peer match nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/16", "10.1.0.0/24"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("10.0.0.0/16", "10.1.0.0/24"))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
 		}, "not inside cidr"},
 		{semanticsCase{
 			name:     "an except of the other family makes its peer match nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(blockPeer("10.0.0.0/8", "fd00::/8"))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.IPBlock("10.0.0.0/8", "fd00::/8"))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
 		}, "not inside cidr"},
 		{semanticsCase{
 			name:     "an invalid peer selector matches nothing, never everything",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{PodSelector: badSel})}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(networkingv1.NetworkPolicyPeer{PodSelector: badSel})))},
 			flows:    []flow{denied("x/b", "x/a", "tcp", 80), denied("y/a", "x/a", "tcp", 80)},
 		}, "invalid podSelector"},
 		{semanticsCase{
 			name:     "an invalid namespaceSelector matches nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{NamespaceSelector: badSel})}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(networkingv1.NetworkPolicyPeer{NamespaceSelector: badSel})))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
 		}, "invalid namespaceSelector"},
 		{semanticsCase{
 			name:     "an empty peer matches nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{})}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(networkingv1.NetworkPolicyPeer{})))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80)},
 		}, "names no podSelector"},
 		{semanticsCase{
 			name: "an ipBlock combined with a selector matches nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(networkingv1.NetworkPolicyPeer{
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(networkingv1.NetworkPolicyPeer{
 				IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}, PodSelector: &metav1.LabelSelector{},
-			})}))},
+			})))},
 			flows: []flow{denied("y/a", "x/a", "tcp", 80)},
 		}, "cannot be combined"},
 		{semanticsCase{
 			name:     "an unknown protocol makes its port entry match nothing, not every port",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(networkingv1.NetworkPolicyPort{Protocol: &bogus})}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(networkingv1.NetworkPolicyPort{Protocol: &bogus})))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80), denied("y/a", "x/a", "icmp", 0)},
 		}, "unsupported protocol"},
 		{semanticsCase{
 			name:     "endPort below port matches nothing; the rule's other ports still work",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(portRange(tcp, 90, 80), port(tcp, 81))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.PortRange(tcp, 90, 80), objects.Port(tcp, 81))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 85), allowed("y/a", "x/a", "tcp", 81)},
 		}, "endPort 80"},
 		{semanticsCase{
 			name:     "a port out of range matches nothing",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{ports: ports(port(tcp, 70000))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.Ports(objects.Port(tcp, 70000))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 4464)},
 		}, "out of range"},
 		{semanticsCase{
 			name:     "an invalid target selector isolates the whole namespace and allows nothing from that policy",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", selectingSel(badSel), ingressRules(rule{})), makePolicy("y/ok", ingressRules(rule{ports: ports(port(tcp, 80))}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.PodSelector(badSel), objects.Ingress()), objects.Policy("y/ok", objects.Ingress(objects.Ports(objects.Port(tcp, 80))))},
 			flows:    []flow{denied("y/a", "x/a", "tcp", 80), denied("y/a", "x/b", "tcp", 80), allowed("x/a", "y/a", "tcp", 80), denied("x/a", "y/a", "tcp", 81)},
 		}, "invalid spec.podSelector"},
 		{semanticsCase{
 			name:     "an unknown policyType isolates both directions",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", types("Sideways"), ingressRules(rule{}))},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Types("Sideways"), objects.Ingress())},
 			flows:    []flow{allowed("y/a", "x/a", "tcp", 80), denied("x/a", "y/a", "tcp", 80)},
 		}, "unknown policyType"},
 		{semanticsCase{
 			name:     "an unparsable pod address is ignored; the pod's other address still counts",
-			policies: []*networkingv1.NetworkPolicy{makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"))}))},
-			tweak:    map[string][]podOpt{"x/b": {withIPs("10.0.1.2", "not-an-ip")}},
+			policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"))))},
+			tweak:    map[string][]objects.PodOption{"x/b": {objects.IPs("10.0.1.2", "not-an-ip")}},
 			flows:    []flow{allowed("x/b", "x/a", "tcp", 80), denied("y/b", "x/a", "tcp", 80)},
 			v4Only:   true,
 		}, "unparsable pod IP"},

@@ -2,8 +2,11 @@ package translate
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -20,6 +23,10 @@ type Input struct {
 	Policies   []*networkingv1.NetworkPolicy
 	Namespaces []*corev1.Namespace
 	Pods       []*compact.Pod // compact.NewPods converts API objects
+	// PodCIDRs are the node's pod ranges (the Node's spec.podCIDRs, or the operator's override).
+	// Traffic from or to an address inside them that no local pod owns is closed (see
+	// ruleset.Edges). Empty means no such check.
+	PodCIDRs []netip.Prefix
 }
 
 // Problem is a value the translator could not honour. The element holding it matches nothing.
@@ -83,6 +90,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	for _, rp := range isolated {
 		rs.Targets = append(rs.Targets, *rp)
 	}
+	rs.Edges = t.edges(in.PodCIDRs)
 	slices.SortFunc(rs.Targets, func(a, b ruleset.Target) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
@@ -98,6 +106,7 @@ type translator struct {
 	nsByLabel  map[string]map[string][]*nsView // label key -> value -> namespaces; filled per key on first use
 	nsSelected map[string][]*nsView            // namespaceSelector (String form) -> the namespaces it matches
 	pods       []indexedPod                    // every pod that owns an address, in input order
+	local      []*indexedPod                   // the local ones among them, by namespace and name
 	peers      map[string]peerResult
 	builder    ruleset.Builder // reused for every peer: its memory grows to the largest one
 	problems   []Problem
@@ -105,4 +114,50 @@ type translator struct {
 
 func (t *translator) report(object, format string, args ...any) {
 	t.problems = append(t.problems, Problem{Object: object, Message: fmt.Sprintf(format, args...)})
+}
+
+// edges returns the node's pod ranges and the addresses of every local pod that owns one.
+func (t *translator) edges(cidrs []netip.Prefix) ruleset.Edges {
+	if len(cidrs) == 0 {
+		return ruleset.Edges{}
+	}
+	var e ruleset.Edges
+	for _, c := range cidrs {
+		if c.IsValid() {
+			e.PodCIDRs = append(e.PodCIDRs, unmapPrefix(c).Masked())
+		}
+	}
+	slices.SortFunc(e.PodCIDRs, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	e.PodCIDRs = slices.Compact(e.PodCIDRs)
+	for _, p := range t.local {
+		e.LocalPods = append(e.LocalPods, p.ips...)
+	}
+	slices.SortFunc(e.LocalPods, netip.Addr.Compare)
+	e.LocalPods = slices.Compact(e.LocalPods)
+	return e
+}
+
+// NodePodCIDRs returns the pod ranges of a Node: spec.podCIDRs, or the older spec.podCIDR when
+// that is empty. A range that does not parse is left out and reported in the error (the other
+// ranges still close what they cover).
+func NodePodCIDRs(node *corev1.Node) ([]netip.Prefix, error) {
+	raw := node.Spec.PodCIDRs
+	if len(raw) == 0 && node.Spec.PodCIDR != "" {
+		raw = []string{node.Spec.PodCIDR}
+	}
+	var (
+		out  []netip.Prefix
+		errs []error
+	)
+	for _, s := range raw {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %s: invalid spec.podCIDRs entry %q: %w", node.Name, s, err))
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errors.Join(errs...)
 }

@@ -14,13 +14,14 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 func TestRuleSetListsOnlyIsolatedLocalPodsAndTheirPolicies(t *testing.T) {
 	in := semanticsCase{policies: []*networkingv1.NetworkPolicy{
-		makePolicy("x/ingress-a", selecting("pod", "a")),
-		makePolicy("x/egress-all", types(networkingv1.PolicyTypeEgress)),
-		makePolicy("z/remote-only"), // z has no local pods
+		objects.Policy("x/ingress-a", objects.Selecting("pod", "a")),
+		objects.Policy("x/egress-all", objects.Types(networkingv1.PolicyTypeEgress)),
+		objects.Policy("z/remote-only"), // z has no local pods
 	}}.input()
 	rs, problems := Translate(in)
 	if len(problems) != 0 {
@@ -58,9 +59,9 @@ func keys(ks []ruleset.PolicyKey) string {
 }
 
 func TestTwoLocalPodsClaimingOneAddressKeepItWithTheFirst(t *testing.T) {
-	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{makePolicy("x/p")}, Pods: compact.NewPods([]*corev1.Pod{
-		makePod("x/b", withIPs("10.0.1.9")),
-		makePod("x/a", withIPs("10.0.1.9")),
+	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p")}, Pods: compact.NewPods([]*corev1.Pod{
+		makePod("x/b", objects.IPs("10.0.1.9")),
+		makePod("x/a", objects.IPs("10.0.1.9")),
 	})}
 	rs, problems := Translate(in)
 	if len(problems) != 1 || !strings.Contains(problems[0].String(), "also claimed by local pod x/a") {
@@ -73,9 +74,9 @@ func TestTwoLocalPodsClaimingOneAddressKeepItWithTheFirst(t *testing.T) {
 
 func TestTranslateDoesNotMutateItsInput(t *testing.T) {
 	in := semanticsCase{policies: []*networkingv1.NetworkPolicy{
-		makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"), blockPeer("10.0.0.9/8", "10.1.0.0/16")), ports: ports(named(tcp, "http"), tcpDefault(80))})),
-		makePolicy("x/q", egressRules(rule{peers: peers(nsPeer())})),
-	}, tweak: map[string][]podOpt{"x/a": {withPort("http", "", 8080)}}}.input()
+		objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"), objects.IPBlock("10.0.0.9/8", "10.1.0.0/16")), objects.Ports(objects.Named(tcp, "http"), objects.TCPDefault(80)))),
+		objects.Policy("x/q", objects.Egress(objects.To(objects.NamespacesLabelled()))),
+	}, tweak: map[string][]objects.PodOption{"x/a": {objects.NamedPort("http", "", 8080)}}}.input()
 	before := deepCopy(in)
 	Translate(in)
 	if !reflect.DeepEqual(before, deepCopy(in)) {
@@ -118,11 +119,11 @@ func deepCopy(in Input) snapshot {
 // (the order of cache lists) never shows in the result.
 func TestSameObjectsInAnyOrderGiveTheSameRuleSet(t *testing.T) {
 	in := semanticsCase{policies: []*networkingv1.NetworkPolicy{
-		makePolicy("x/p", ingressRules(rule{peers: peers(podPeer("pod", "b"), nsPeer("ns", "z"), blockPeer("10.200.0.0/16")), ports: ports(named(tcp, "http"), port(udp, 53))})),
-		makePolicy("x/q", selecting("pod", "a"), egressRules(rule{peers: peers(nsPeer()), ports: ports(named(tcp, "http"))})),
-		makePolicy("y/r", ingressRules(rule{})),
-	}, tweak: map[string][]podOpt{
-		"x/a": {withPort("http", "", 8080)}, "z/b": {withPort("http", "", 9090)}, "y/c": {withPort("http", "", 80)},
+		objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"), objects.NamespacesLabelled("ns", "z"), objects.IPBlock("10.200.0.0/16")), objects.Ports(objects.Named(tcp, "http"), objects.Port(udp, 53)))),
+		objects.Policy("x/q", objects.Selecting("pod", "a"), objects.Egress(objects.To(objects.NamespacesLabelled()), objects.Ports(objects.Named(tcp, "http")))),
+		objects.Policy("y/r", objects.Ingress()),
+	}, tweak: map[string][]objects.PodOption{
+		"x/a": {objects.NamedPort("http", "", 8080)}, "z/b": {objects.NamedPort("http", "", 9090)}, "y/c": {objects.NamedPort("http", "", 80)},
 	}}.input()
 	want, wantProblems := Translate(in)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -147,7 +148,7 @@ func TestSameObjectsInAnyOrderGiveTheSameRuleSet(t *testing.T) {
 // addresses, in any order, give the same rule set and problems.
 func TestLargeInputsGiveTheSameResultInAnyOrder(t *testing.T) {
 	pod := func(ns, name, ip string) *corev1.Pod {
-		p := makePod("x/b", withIPs(ip), onNode(remoteNode), withLabels("pod", name))
+		p := makePod("x/b", objects.IPs(ip), objects.OnNode(remoteNode), objects.Labels("pod", name))
 		p.Namespace, p.Name = ns, name
 		return p
 	}
@@ -165,7 +166,7 @@ func TestLargeInputsGiveTheSameResultInAnyOrder(t *testing.T) {
 	local.Spec.NodeName = localNode
 	pods = append(pods, local)
 	in := Input{Node: localNode, Namespaces: standardNamespaces(), Pods: compact.NewPods(pods), Policies: []*networkingv1.NetworkPolicy{
-		makePolicy("x/from-ghost", ingressRules(rule{peers: peers(nsPeer(namespaceNameLabel, "ghost"))})),
+		objects.Policy("x/from-ghost", objects.Ingress(objects.From(objects.NamespacesLabelled(namespaceNameLabel, "ghost")))),
 	}}
 
 	want, wantProblems := Translate(in)

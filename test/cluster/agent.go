@@ -32,6 +32,13 @@ type agent struct {
 // stopGrace is how long an agent may take to exit after SIGTERM before it is killed.
 const stopGrace = 10 * time.Second
 
+// The agents' closed-edge settings, passed as flags and used by Expected to compute what they
+// enforce. A Node the harness creates has no spec.podCIDRs unless a test sets them.
+const (
+	agentAntiSpoofing = true
+	agentCloseUnknown = true
+)
+
 // startAgent starts the agent of node n, logging to <dir>/agent-<node>.log.
 func startAgent(binary, kubeconfig, dir string, n *Node, extra []string) (*agent, error) {
 	health, err := freeLoopbackAddr()
@@ -55,6 +62,8 @@ func startAgent(binary, kubeconfig, dir string, n *Node, extra []string) (*agent
 		"--health-probe-bind-address", health,
 		"--metrics-bind-address", "0",
 		"--zap-devel",
+		"--anti-spoofing=" + strconv.FormatBool(agentAntiSpoofing),
+		"--close-unknown-pod-addresses=" + strconv.FormatBool(agentCloseUnknown),
 	}
 	a.cmd = exec.Command(binary, append(args, extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logFile, a.logFile

@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -45,7 +48,7 @@ type Options struct {
 	ProbeConcurrency int
 	// ReadyTimeout bounds the wait for every agent's /readyz. Default one minute.
 	ReadyTimeout time.Duration
-	// Logf receives progress lines. Default tb.Logf.
+	// Logf receives progress lines. Default: tb.Logf for Start, nothing for New.
 	Logf func(format string, args ...any)
 }
 
@@ -58,7 +61,8 @@ const (
 	defaultReadyTimeout     = time.Minute
 )
 
-// Cluster is a running control plane, bed and agents. Create it with Start.
+// Cluster is a running control plane, bed and agents. Create it with New and Close it, or in a
+// test with Start.
 type Cluster struct {
 	// Bed is the network-namespace test bed: add pods and external hosts with AddPod and
 	// AddExternal (or directly on the bed), probe with Probe.
@@ -71,7 +75,7 @@ type Cluster struct {
 	// It is removed by Close.
 	Dir string
 
-	tb    testing.TB
+	tb    testing.TB // Start's, for the Must-style methods (AddPod, AddExternal); nil from New
 	logf  func(string, ...any)
 	env   *envtest.Environment
 	nodes []*Node
@@ -97,44 +101,82 @@ func (n *Node) LogPath() string { return n.agent.logPath }
 
 var quietControllerRuntime sync.Once
 
-// Start brings the cluster up: envtest, the agent binary, the bed with its nodes, one agent per
-// node, and waits until every agent is ready (/readyz: its first apply succeeded). It skips the
-// test when the kernel requirements are missing (fails with FLOCK_REQUIRE_KERNEL_TESTS) and fails
-// it when the envtest binaries are missing. Everything is torn down by tb.Cleanup.
+// Start is New for tests: it skips tb when the kernel requirements are missing (fails it with
+// FLOCK_REQUIRE_KERNEL_TESTS), fails it on any other error (the envtest binaries missing, say),
+// and closes the cluster when tb ends, first printing the tail of each agent's log when tb failed.
 func Start(tb testing.TB, opts Options) *Cluster {
 	tb.Helper()
-	if dying.Load() {
-		tb.Fatalf("cluster: %v", errInterrupted)
-	}
 	tb = testenv.RequireKernel(tb, "cluster")
+	if opts.Logf == nil {
+		opts.Logf = tb.Logf
+	}
+	c, err := New(opts)
+	if errors.Is(err, netns.ErrUnavailable) {
+		tb.Skipf("cluster: skipping: %v", err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.tb = tb
+	c.Bed.SetTB(tb)
+	tb.Cleanup(func() {
+		c.stopAgents()
+		if tb.Failed() {
+			c.logAgentTails(tb.Logf)
+		}
+		if err := c.Close(); err != nil {
+			tb.Errorf("cluster: %v", err)
+		}
+	})
+	return c
+}
+
+// New brings the cluster up: envtest, the agent binary, the bed with its nodes, one agent per
+// node, and waits until every agent is ready (/readyz: its first apply succeeded). The caller must
+// Close it. When the kernel requirements are missing (testenv.CheckKernel, or nft does not work in
+// a network namespace) the error wraps netns.ErrUnavailable. When New fails, it has already
+// removed whatever it had started.
+func New(opts Options) (*Cluster, error) {
+	if dying.Load() {
+		return nil, fmt.Errorf("cluster: %w", errInterrupted)
+	}
+	if err := testenv.CheckKernel(); err != nil {
+		return nil, fmt.Errorf("cluster: %w: %v", netns.ErrUnavailable, err)
+	}
 	assets, err := testenv.Assets(opts.Assets)
 	if err != nil {
-		tb.Fatalf("cluster: %v", err)
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	if len(opts.Nodes) == 0 {
 		opts.Nodes = DefaultNodes
 	}
 	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 
-	c := &Cluster{tb: tb, logf: opts.Logf}
+	c := &Cluster{logf: opts.Logf}
 	if c.logf == nil {
-		c.logf = tb.Logf
+		c.logf = func(string, ...any) {}
 	}
+	if err := c.start(opts, assets); err != nil {
+		return nil, errors.Join(fmt.Errorf("cluster: %w", err), c.Close())
+	}
+	return c, nil
+}
+
+// start is New after the checks. On error, Close removes what it started.
+func (c *Cluster) start(opts Options, assets string) error {
 	start := time.Now()
 	if swept, err := SweepStale(); len(swept) > 0 || err != nil {
 		c.logf("cluster: removed what dead test processes left behind: %v (err: %v)", swept, err)
 	}
+	var err error
 	c.Dir, err = os.MkdirTemp("", dirPrefix)
 	if err != nil {
-		tb.Fatalf("cluster: %v", err)
+		return err
 	}
 	registerLive(c)
 	if err := c.writeOwner(); err != nil {
-		tb.Fatalf("cluster: %v", err)
+		return err
 	}
-	// Cleanups run last-in first-out: this one (envtest, directory) runs last, after the bed's
-	// namespaces are gone and the agents have stopped.
-	tb.Cleanup(c.closeControlPlane)
 
 	// The agent binary builds while envtest starts.
 	binary := opts.AgentBinary
@@ -155,11 +197,11 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	}
 	for _, d := range []string{c.env.ControlPlane.Etcd.DataDir, c.env.ControlPlane.APIServer.CertDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			tb.Fatalf("cluster: %v", err)
+			return err
 		}
 	}
 	if dying.Load() {
-		tb.Fatalf("cluster: %v", errInterrupted)
+		return errInterrupted
 	}
 	cfg, err := c.env.Start()
 	// Whatever happened, record what did start, for the signal handler and SweepStale.
@@ -168,56 +210,69 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	}
 	if err != nil {
 		built.Wait()
-		tb.Fatalf("cluster: starting kube-apiserver and etcd from %s: %v", assets, err)
+		return fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	// The test API server has no other users: no client-side throttling.
 	cfg.QPS = -1
 	c.Config = cfg
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		tb.Fatalf("cluster: %v", err)
+		return err
 	}
 	if c.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		tb.Fatalf("cluster: client: %v", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	kubeconfig, err := c.writeKubeconfig()
 	if err != nil {
-		tb.Fatalf("cluster: %v", err)
+		return err
+	}
+	// What the kubelet would register: the agents wait for their Node object.
+	for _, name := range opts.Nodes {
+		if err := c.Client.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			return fmt.Errorf("creating Node %s: %w", name, err)
+		}
 	}
 	c.logf("cluster: control plane up in %v (%s)", time.Since(start).Round(time.Millisecond), assets)
 
-	// The bed registers its own Close with tb.Cleanup: it runs after the agents stop (below).
 	bedStarted.Store(true)
-	c.Bed = netns.New(tb)
-	c.Bed.ProbeTimeout = cmpOr(opts.ProbeTimeout, DefaultProbeTimeout)
-	c.Bed.ProbeConcurrency = cmpOr(opts.ProbeConcurrency, DefaultProbeConcurrency)
+	c.Bed, err = netns.New(netns.Options{
+		ProbeTimeout:     cmpOr(opts.ProbeTimeout, DefaultProbeTimeout),
+		ProbeConcurrency: cmpOr(opts.ProbeConcurrency, DefaultProbeConcurrency),
+		Logf:             c.logf,
+	})
+	if err != nil {
+		return err
+	}
 	for _, name := range opts.Nodes {
-		c.nodes = append(c.nodes, &Node{Name: name, NS: c.Bed.AddNode(name)})
+		ns, err := c.Bed.NewNode(name)
+		if err != nil {
+			return err
+		}
+		c.nodes = append(c.nodes, &Node{Name: name, NS: ns})
 	}
 	if out, err := c.nodes[0].NS.Run("", "nft", "list", "ruleset"); err != nil {
-		tb.Skipf("cluster: skipping, nft does not work inside a network namespace (no nf_tables in this kernel?): %v\n%s", err, out)
+		return fmt.Errorf("%w: nft does not work inside a network namespace (no nf_tables in this kernel?): %v\n%s", netns.ErrUnavailable, err, out)
 	}
 
 	built.Wait()
 	if buildErr != nil {
-		tb.Fatalf("cluster: %v", buildErr)
+		return buildErr
 	}
-	tb.Cleanup(c.stopAgents)
 	for _, n := range c.nodes {
 		a, err := startAgent(binary, kubeconfig, c.Dir, n, opts.AgentArgs)
 		if err != nil {
-			tb.Fatalf("cluster: %v", err)
+			return err
 		}
 		n.agent = a
 	}
 	readyBy := time.Now().Add(cmpOr(opts.ReadyTimeout, defaultReadyTimeout))
 	for _, n := range c.nodes {
 		if err := n.agent.waitReady(readyBy); err != nil {
-			tb.Fatalf("cluster: agent of %s: %v\n%s", n.Name, err, n.agent.tail(40))
+			return fmt.Errorf("agent of %s: %w\n%s", n.Name, err, n.agent.tail(40))
 		}
 	}
 	c.logf("cluster: %d nodes with ready agents in %v (bed %s)", len(c.nodes), time.Since(start).Round(time.Millisecond), c.Bed.Prefix())
-	return c
+	return nil
 }
 
 func cmpOr[T comparable](v, def T) T {
@@ -284,50 +339,53 @@ func (c *Cluster) writeKubeconfig() (string, error) {
 	return path, os.WriteFile(path, b, 0o600)
 }
 
-// stopAgents stops every agent (SIGTERM, then SIGKILL) and, when the test failed, prints the tail
-// of each agent's log.
+// Close stops the agents (SIGTERM, then SIGKILL after a grace period, by PID), deletes the bed's
+// namespaces, stops envtest and removes the directory, in that order, and returns what went wrong.
+// It is idempotent (later calls return nil).
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	defer unregisterLive(c)
+	c.build.Wait() // it writes into the directory
+	c.stopAgents()
+	var errs []error
+	if c.Bed != nil {
+		errs = append(errs, c.Bed.Close())
+	}
+	if c.env != nil {
+		if err := c.env.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping envtest: %w", err))
+		}
+	}
+	c.mu.Lock()
+	c.envtestProcs = nil
+	c.mu.Unlock()
+	if c.Dir != "" {
+		errs = append(errs, os.RemoveAll(c.Dir))
+		_ = os.Remove(ownerPath(c.Dir))
+	}
+	return errors.Join(errs...)
+}
+
+// stopAgents stops every agent (SIGTERM, then SIGKILL). Idempotent.
 func (c *Cluster) stopAgents() {
 	for _, n := range c.nodes {
 		if n.agent != nil {
 			n.agent.stop()
 		}
 	}
-	if c.tb.Failed() {
-		for _, n := range c.nodes {
-			if n.agent != nil {
-				c.tb.Logf("cluster: last lines of the agent log of %s (%s):\n%s", n.Name, n.agent.logPath, n.agent.tail(60))
-			}
-		}
-	}
 }
 
-// closeControlPlane stops envtest and removes the directory. It runs last.
-func (c *Cluster) closeControlPlane() {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.closed = true
-	c.mu.Unlock()
-	defer unregisterLive(c)
-	c.build.Wait() // it writes into the directory
-	// Agents normally stopped in their own cleanup; this covers a Start that failed half-way.
+// logAgentTails logs the last lines of each agent's log (after stopAgents, before Close).
+func (c *Cluster) logAgentTails(logf func(string, ...any)) {
 	for _, n := range c.nodes {
 		if n.agent != nil {
-			n.agent.stop()
+			logf("cluster: last lines of the agent log of %s (%s):\n%s", n.Name, n.agent.logPath, n.agent.tail(60))
 		}
 	}
-	if c.env != nil {
-		if err := c.env.Stop(); err != nil {
-			c.tb.Errorf("cluster: stopping envtest: %v", err)
-		}
-	}
-	c.mu.Lock()
-	c.envtestProcs = nil
-	c.mu.Unlock()
-	if err := os.RemoveAll(c.Dir); err != nil {
-		c.tb.Errorf("cluster: %v", err)
-	}
-	_ = os.Remove(ownerPath(c.Dir))
 }

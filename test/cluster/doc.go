@@ -27,10 +27,11 @@
 //
 // # Lifetime and cleanup
 //
-// Start registers Close with tb.Cleanup: agents are stopped (SIGTERM, then SIGKILL after a grace
-// period, by PID), then the bed's namespaces are deleted, then envtest is stopped and the
-// temporary directory (agent binary, kubeconfig, logs, etcd data) removed. When the test failed,
-// the tail of each agent's log is printed first. On SIGINT or SIGTERM (Ctrl-C) a process-wide
+// New returns a running cluster and its caller runs Close: agents are stopped (SIGTERM, then
+// SIGKILL after a grace period, by PID), then the bed's namespaces are deleted, then envtest is
+// stopped and the temporary directory (agent binary, kubeconfig, logs, etcd data) removed. Start,
+// the form for tests, registers Close with tb.Cleanup; when the test failed, the tail of each
+// agent's log is printed first. On SIGINT or SIGTERM (Ctrl-C) a process-wide
 // handler kills the agents, the agent build and the envtest processes by PID and removes the
 // temporary directories, while test/netns's own handler deletes the namespaces. Agents are
 // started with a parent death signal, so even a SIGKILLed test process does not leave them
@@ -40,13 +41,16 @@
 //
 // # Requirements
 //
-// Root, `ip` and `nft` (testenv.CheckKernel); without them Start skips the test, or fails it when
-// FLOCK_REQUIRE_KERNEL_TESTS is set (as in CI). The envtest binaries come from KUBEBUILDER_ASSETS
-// (absolute path; `make envtest` builds them and `make test` sets it); when it is missing Start
-// fails with a message saying how to provide them.
+// Root, `ip` and `nft` (testenv.CheckKernel); without them New returns an error wrapping
+// netns.ErrUnavailable, and Start skips the test, or fails it when FLOCK_REQUIRE_KERNEL_TESTS is
+// set (as in CI). The envtest binaries come from KUBEBUILDER_ASSETS (absolute path; `make envtest`
+// builds them and `make test` sets it); when it is missing New fails with a message saying how to
+// provide them.
 //
 // # Main programs
 //
-// The harness takes a testing.TB because test/netns does. A main program (the demo) uses
-// ProgramTB, a testing.TB for programs: Fatal and Skip end the run, cleanups run at the end.
+// A main program (the demo) needs no testing.TB: it calls New, defers Close, and adds pods and
+// external hosts with the bed's error-returning methods (Bed.NewPod, Bed.NewExternal,
+// Endpoint Listen). The Must-style AddPod and AddExternal are for clusters from Start. The signal
+// handlers of this package and of test/netns clean up on Ctrl-C either way.
 package cluster

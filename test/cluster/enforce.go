@@ -22,22 +22,29 @@ const Table = render.DefaultTable
 // DefaultEnforceTimeout bounds WaitEnforced when ctx has no deadline.
 const DefaultEnforceTimeout = 60 * time.Second
 
-// Expected runs the agent's pure stages on the cluster state now stored in the API server and
-// returns, per node, the script that node's agent should have applied and any problems the
-// translator reported.
+// Expected runs the agent's own computation (controller.Reconciler.Desired, configured as the
+// agents are: see agentFlags) on the cluster state now stored in the API server and returns, per
+// node, the script that node's agent should have applied and any problems it reported. A node
+// without a Node object has no script.
 func (c *Cluster) Expected(ctx context.Context) (scripts map[string]render.Script, problems map[string][]translate.Problem, err error) {
-	// What the agents read from their caches, read here from the API server itself.
-	in, err := controller.ReaderSource{Reader: c.Client}.Objects(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
 	scripts = map[string]render.Script{}
 	problems = map[string][]translate.Problem{}
 	for _, n := range c.nodes {
-		in.Node = n.Name
-		rs, probs := translate.Translate(in)
-		scripts[n.Name] = render.Render(rs, render.Options{Table: Table})
-		problems[n.Name] = probs
+		r := controller.Reconciler{
+			// What the agents read from their caches, read here from the API server itself.
+			Source:                   controller.ReaderSource{Reader: c.Client},
+			Node:                     n.Name,
+			Table:                    Table,
+			AntiSpoofing:             agentAntiSpoofing,
+			CloseUnknownPodAddresses: agentCloseUnknown,
+		}
+		d, err := r.Desired(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if d.Node != nil {
+			scripts[n.Name], problems[n.Name] = d.Script, d.Problems
+		}
 	}
 	return scripts, problems, nil
 }

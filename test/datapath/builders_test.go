@@ -9,22 +9,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/flock-net/flock-netpol/test/netns"
 )
 
-// Small builders for NetworkPolicy objects. A policy starts as the API would store a minimal
-// manifest: podSelector {} (every pod of its namespace), no policyTypes, no rules; options add to
-// it. Nothing is defaulted here: the translator must do that itself.
-
-type policyOpt func(*networkingv1.NetworkPolicy)
-
-type (
-	peer = networkingv1.NetworkPolicyPeer
-	port = networkingv1.NetworkPolicyPort
-)
+// Policies and pods come from package test/objects; these are shorthands for the scenarios.
 
 const (
 	tcp  = corev1.ProtocolTCP
@@ -32,115 +21,10 @@ const (
 	sctp = corev1.ProtocolSCTP
 )
 
-// policy returns the NetworkPolicy "ns/name".
-func policy(id string, opts ...policyOpt) *networkingv1.NetworkPolicy {
-	ns, name, ok := strings.Cut(id, "/")
-	if !ok {
-		panic("policy id must be ns/name: " + id)
-	}
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	for _, o := range opts {
-		o(np)
-	}
-	return np
-}
-
-// selecting sets spec.podSelector to matchLabels kv.
-func selecting(kv ...string) policyOpt {
-	return func(np *networkingv1.NetworkPolicy) {
-		np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: labels(kv)}
-	}
-}
-
-func policyTypes(ts ...networkingv1.PolicyType) policyOpt {
-	return func(np *networkingv1.NetworkPolicy) { np.Spec.PolicyTypes = ts }
-}
-
 const (
 	ingressType = networkingv1.PolicyTypeIngress
 	egressType  = networkingv1.PolicyTypeEgress
 )
-
-// ingressRule appends an ingress rule; nil peers means `from` absent (every source), no ports
-// means every port and protocol. ingressRule(nil) is `ingress: [{}]`.
-func ingressRule(from []peer, ports ...port) policyOpt {
-	return func(np *networkingv1.NetworkPolicy) {
-		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: from, Ports: ports})
-	}
-}
-
-// egressRule appends an egress rule, like ingressRule.
-func egressRule(to []peer, ports ...port) policyOpt {
-	return func(np *networkingv1.NetworkPolicy) {
-		np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{To: to, Ports: ports})
-	}
-}
-
-// noEgressRules sets `egress: []` (present but empty).
-func noEgressRules() policyOpt {
-	return func(np *networkingv1.NetworkPolicy) { np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{} }
-}
-
-func peers(ps ...peer) []peer { return ps }
-
-// podsLabelled is a peer with only a podSelector: pods of the policy's own namespace.
-func podsLabelled(kv ...string) peer {
-	return peer{PodSelector: &metav1.LabelSelector{MatchLabels: labels(kv)}}
-}
-
-// namespacesLabelled is a peer with only a namespaceSelector; no labels means every namespace.
-func namespacesLabelled(kv ...string) peer {
-	return peer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels(kv)}}
-}
-
-// podsInNamespaces is a peer with both selectors (ANDed).
-func podsInNamespaces(podKV, nsKV []string) peer {
-	return peer{
-		PodSelector:       &metav1.LabelSelector{MatchLabels: labels(podKV)},
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels(nsKV)},
-	}
-}
-
-func ipBlock(cidr string, except ...string) peer {
-	return peer{IPBlock: &networkingv1.IPBlock{CIDR: cidr, Except: except}}
-}
-
-// portOf is a numeric port entry with an explicit protocol.
-func portOf(proto corev1.Protocol, n int32) port {
-	p := intstr.FromInt32(n)
-	return port{Protocol: &proto, Port: &p}
-}
-
-// tcpDefault is a numeric port entry without a protocol (the API default is TCP).
-func tcpDefault(n int32) port {
-	p := intstr.FromInt32(n)
-	return port{Port: &p}
-}
-
-func portRange(proto corev1.Protocol, first, last int32) port {
-	p := portOf(proto, first)
-	p.EndPort = &last
-	return p
-}
-
-// allPortsOf is a port entry with a protocol and no port: every port of that protocol.
-func allPortsOf(proto corev1.Protocol) port { return port{Protocol: &proto} }
-
-func namedPort(proto corev1.Protocol, name string) port {
-	p := intstr.FromString(name)
-	return port{Protocol: &proto, Port: &p}
-}
-
-func labels(kv []string) map[string]string {
-	if len(kv)%2 != 0 {
-		panic("odd label list")
-	}
-	m := map[string]string{}
-	for i := 0; i < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return m
-}
 
 // truthTable parses a hand-written reachability table in the layout the bed prints (and the
 // Kubernetes network policy e2e tests use): a header row of destination names, then one row per

@@ -14,13 +14,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/objects"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
@@ -62,16 +62,12 @@ type podDef struct {
 // podDefs lists the pods in display order (node-1 first). The named ports give one name different
 // numbers (and protocols) on different pods.
 var podDefs = []podDef{
-	{ns: "x", name: "a", node: node1, ports: []corev1.ContainerPort{cport("web", corev1.ProtocolTCP, 80), cport("alt", corev1.ProtocolUDP, 81)}},
-	{ns: "x", name: "b", node: node1, ports: []corev1.ContainerPort{cport("web", corev1.ProtocolTCP, 81)}},
-	{ns: "y", name: "a", node: node1, ports: []corev1.ContainerPort{cport("web", corev1.ProtocolTCP, 81)}},
-	{ns: "x", name: "c", node: node2, ports: []corev1.ContainerPort{cport("web", corev1.ProtocolTCP, 80), cport("dns", corev1.ProtocolUDP, 80)}},
-	{ns: "y", name: "b", node: node2, ports: []corev1.ContainerPort{cport("web", corev1.ProtocolTCP, 80)}, sidecar: []corev1.ContainerPort{cport("alt", corev1.ProtocolUDP, 80)}},
-	{ns: "z", name: "b", node: node2, ports: []corev1.ContainerPort{cport("web", corev1.ProtocolTCP, 81)}},
-}
-
-func cport(name string, proto corev1.Protocol, n int32) corev1.ContainerPort {
-	return corev1.ContainerPort{Name: name, Protocol: proto, ContainerPort: n}
+	{ns: "x", name: "a", node: node1, ports: []corev1.ContainerPort{objects.ContainerPort("web", corev1.ProtocolTCP, 80), objects.ContainerPort("alt", corev1.ProtocolUDP, 81)}},
+	{ns: "x", name: "b", node: node1, ports: []corev1.ContainerPort{objects.ContainerPort("web", corev1.ProtocolTCP, 81)}},
+	{ns: "y", name: "a", node: node1, ports: []corev1.ContainerPort{objects.ContainerPort("web", corev1.ProtocolTCP, 81)}},
+	{ns: "x", name: "c", node: node2, ports: []corev1.ContainerPort{objects.ContainerPort("web", corev1.ProtocolTCP, 80), objects.ContainerPort("dns", corev1.ProtocolUDP, 80)}},
+	{ns: "y", name: "b", node: node2, ports: []corev1.ContainerPort{objects.ContainerPort("web", corev1.ProtocolTCP, 80)}, sidecar: []corev1.ContainerPort{objects.ContainerPort("alt", corev1.ProtocolUDP, 80)}},
+	{ns: "z", name: "b", node: node2, ports: []corev1.ContainerPort{objects.ContainerPort("web", corev1.ProtocolTCP, 81)}},
 }
 
 // id is "ns/name"; endpoint is the bed's name for the pod, "ns-name".
@@ -89,23 +85,18 @@ func (p *podDef) addr(v6 bool) netip.Addr {
 
 // object is the pod as the API server would hold it once scheduled and running.
 func (p *podDef) object() *corev1.Pod {
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: p.name, Labels: map[string]string{"pod": p.name}},
-		Spec: corev1.PodSpec{
-			NodeName:   p.node,
-			Containers: []corev1.Container{{Name: "main", Ports: slices.Clone(p.ports)}},
-		},
-		Status: corev1.PodStatus{
-			Phase:  corev1.PodRunning,
-			PodIP:  p.addr(false).String(),
-			PodIPs: []corev1.PodIP{{IP: p.addr(false).String()}, {IP: p.addr(true).String()}},
-		},
+	opts := []objects.PodOption{
+		objects.Labels("pod", p.name),
+		objects.OnNode(p.node),
+		objects.Container("main", p.ports...),
+		objects.Phase(corev1.PodRunning),
+		objects.PodIP(p.addr(false).String()),
+		objects.IPs(p.addr(false).String(), p.addr(true).String()),
 	}
 	if len(p.sidecar) > 0 {
-		always := corev1.ContainerRestartPolicyAlways
-		pod.Spec.InitContainers = []corev1.Container{{Name: "sidecar", RestartPolicy: &always, Ports: slices.Clone(p.sidecar)}}
+		opts = append(opts, objects.Sidecar("sidecar", p.sidecar...))
 	}
-	return pod
+	return objects.Pod(p.id(), opts...)
 }
 
 // namespaceObjects are x, y and z, each labelled ns=<name> (and with the name label the API
@@ -113,10 +104,7 @@ func (p *podDef) object() *corev1.Pod {
 func namespaceObjects() []*corev1.Namespace {
 	var out []*corev1.Namespace
 	for _, n := range []string{"x", "y", "z"} {
-		out = append(out, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-			Name:   n,
-			Labels: map[string]string{"ns": n, "kubernetes.io/metadata.name": n},
-		}})
+		out = append(out, objects.Namespace(n, "ns", n, "kubernetes.io/metadata.name", n))
 	}
 	return out
 }
@@ -136,11 +124,13 @@ func newCluster(t *testing.T) *cluster {
 	tb := testenv.RequireKernel(t, "datapath")
 
 	start := time.Now()
-	bed := netns.New(tb) // skips itself when namespaces cannot be created; strictTB makes that fail
+	bed := netns.NewBed(tb) // skips itself when namespaces cannot be created; strictTB makes that fail
 	prefix := bed.Prefix()
-	// Runs before the Close that New registered (cleanups are LIFO); Close is idempotent.
+	// Runs before the Close that NewBed registered (cleanups are LIFO); Close is idempotent.
 	t.Cleanup(func() {
-		bed.Close()
+		if err := bed.Close(); err != nil {
+			t.Errorf("netns: cleanup: %v", err)
+		}
 		if left := netns.Leftovers(prefix); len(left) > 0 {
 			t.Errorf("namespaces left behind: %v", left)
 		}

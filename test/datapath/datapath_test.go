@@ -12,6 +12,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // specScenario is a smoke test whose expectation is written by hand from the NetworkPolicy
@@ -32,10 +33,10 @@ var specScenarios = []specScenario{
 		// the allowed flows (TCP handshakes, UDP echoes) must pass the isolated x pods.
 		name: "default-deny-ingress-x-allow-b-or-y-on-tcp80",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/default-deny-ingress", policyTypes(ingressType)),
-			policy("x/allow-b-and-y", ingressRule(
-				peers(podsLabelled("pod", "b"), namespacesLabelled("ns", "y")),
-				tcpDefault(80), // no protocol: TCP
+			objects.Policy("x/default-deny-ingress", objects.Types(ingressType)),
+			objects.Policy("x/allow-b-and-y", objects.Ingress(
+				objects.From(objects.PodsLabelled("pod", "b"), objects.NamespacesLabelled("ns", "y")),
+				objects.Ports(objects.TCPDefault(80)), // no protocol: TCP
 			)),
 		},
 		want: map[uint16]string{
@@ -68,8 +69,8 @@ var specScenarios = []specScenario{
 		// leave x as established traffic despite the egress isolation.
 		name: "default-deny-egress-x-allow-udp81",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/default-deny-egress", policyTypes(egressType)),
-			policy("x/allow-dns", policyTypes(egressType), egressRule(nil, portOf(udp, 81))),
+			objects.Policy("x/default-deny-egress", objects.Types(egressType)),
+			objects.Policy("x/allow-dns", objects.Types(egressType), objects.Egress(objects.Ports(objects.Port(udp, 81)))),
 		},
 		want: map[uint16]string{
 			80: `
@@ -114,7 +115,7 @@ var modelScenarios = []modelScenario{
 	{
 		name: "pod-selector",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/a-from-c", selecting("pod", "a"), ingressRule(peers(podsLabelled("pod", "c")))),
+			objects.Policy("x/a-from-c", objects.Selecting("pod", "a"), objects.Ingress(objects.From(objects.PodsLabelled("pod", "c")))),
 		},
 		spots: []string{
 			"x-c -> x-a udp/81 allow", "x-c -> x-a tcp/80 allow", "x-b -> x-a tcp/80 deny",
@@ -124,9 +125,9 @@ var modelScenarios = []modelScenario{
 	{
 		name: "namespace-selector",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("y/from-z-and-all-pods-udp81",
-				ingressRule(peers(namespacesLabelled("ns", "z"))),
-				ingressRule(peers(namespacesLabelled()), portOf(udp, 81)), // every namespace, not the outside
+			objects.Policy("y/from-z-and-all-pods-udp81",
+				objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "z"))),
+				objects.Ingress(objects.From(objects.NamespacesLabelled()), objects.Ports(objects.Port(udp, 81))), // every namespace, not the outside
 			),
 		},
 		spots: []string{
@@ -137,8 +138,8 @@ var modelScenarios = []modelScenario{
 	{
 		name: "pod-and-namespace-selector-anded-vs-ored",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/a-and", selecting("pod", "a"), ingressRule(peers(podsInNamespaces([]string{"pod", "b"}, []string{"ns", "y"})))),
-			policy("x/c-or", selecting("pod", "c"), ingressRule(peers(podsLabelled("pod", "b"), namespacesLabelled("ns", "y")))),
+			objects.Policy("x/a-and", objects.Selecting("pod", "a"), objects.Ingress(objects.From(objects.PodsInNamespaces([]string{"pod", "b"}, []string{"ns", "y"})))),
+			objects.Policy("x/c-or", objects.Selecting("pod", "c"), objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"), objects.NamespacesLabelled("ns", "y")))),
 		},
 		spots: []string{
 			"y-b -> x-a tcp/80 allow", "x-b -> x-a tcp/80 deny", "z-b -> x-a tcp/80 deny", "y-a -> x-a tcp/80 deny",
@@ -150,19 +151,19 @@ var modelScenarios = []modelScenario{
 		policies: []*networkingv1.NetworkPolicy{
 			// The excepts cut namespace y's pods and the external host out of the cluster
 			// range; the third peer allows y/b anyway (an except narrows only its own peer).
-			policy("x/a-from-cidr", selecting("pod", "a"), ingressRule(peers(
-				ipBlock("10.0.0.0/8", "10.1.2.0/24", "10.200.0.0/24"),
-				ipBlock("fd00::/8", "fd00:1::2:0/112", "fd00:200::/64"),
-				podsInNamespaces([]string{"pod", "b"}, []string{"ns", "y"}),
+			objects.Policy("x/a-from-cidr", objects.Selecting("pod", "a"), objects.Ingress(objects.From(
+				objects.IPBlock("10.0.0.0/8", "10.1.2.0/24", "10.200.0.0/24"),
+				objects.IPBlock("fd00::/8", "fd00:1::2:0/112", "fd00:200::/64"),
+				objects.PodsInNamespaces([]string{"pod", "b"}, []string{"ns", "y"}),
 			))),
 			// Another policy lets the external host in on UDP 81 only.
-			policy("x/a-from-ext-udp81", selecting("pod", "a"), ingressRule(
-				peers(ipBlock("10.200.0.10/32"), ipBlock("fd00:200::10/128")), portOf(udp, 81),
+			objects.Policy("x/a-from-ext-udp81", objects.Selecting("pod", "a"), objects.Ingress(
+				objects.From(objects.IPBlock("10.200.0.10/32"), objects.IPBlock("fd00:200::10/128")), objects.Ports(objects.Port(udp, 81)),
 			)),
 			// x/b may only talk to the outside world (CIDRs with host bits set mean the
 			// masked prefix).
-			policy("x/b-to-outside", selecting("pod", "b"), policyTypes(egressType), egressRule(
-				peers(ipBlock("10.200.0.99/16"), ipBlock("fd00:200::99/64")),
+			objects.Policy("x/b-to-outside", objects.Selecting("pod", "b"), objects.Types(egressType), objects.Egress(
+				objects.To(objects.IPBlock("10.200.0.99/16"), objects.IPBlock("fd00:200::99/64")),
 			)),
 		},
 		spots: []string{
@@ -176,11 +177,11 @@ var modelScenarios = []modelScenario{
 		policies: []*networkingv1.NetworkPolicy{
 			// Everything but the pod ranges: the remaining intervals run up to the last
 			// address of each family.
-			policy("x/c-to-world-but-pods", selecting("pod", "c"), policyTypes(egressType), egressRule(
-				peers(ipBlock("0.0.0.0/0", "10.1.0.0/16"), ipBlock("::/0", "fd00:1::/64")),
+			objects.Policy("x/c-to-world-but-pods", objects.Selecting("pod", "c"), objects.Types(egressType), objects.Egress(
+				objects.To(objects.IPBlock("0.0.0.0/0", "10.1.0.0/16"), objects.IPBlock("::/0", "fd00:1::/64")),
 			)),
 			// An IPv4 block says nothing about IPv6: y/b admits x's pods over IPv4 only.
-			policy("y/b-from-x-v4", selecting("pod", "b"), ingressRule(peers(ipBlock("10.1.1.0/24")))),
+			objects.Policy("y/b-from-x-v4", objects.Selecting("pod", "b"), objects.Ingress(objects.From(objects.IPBlock("10.1.1.0/24")))),
 		},
 		spots: []string{
 			"x-c -> ext tcp/80 allow", "x-c -> ext udp/81 allow", "x-c -> x-a tcp/80 deny", "x-c -> y-a udp/81 deny",
@@ -193,7 +194,7 @@ var modelScenarios = []modelScenario{
 		policies: []*networkingv1.NetworkPolicy{
 			// web: TCP 80 on x/a and x/c, TCP 81 on x/b; alt: UDP 81 on x/a only; dns is UDP
 			// on x/c, so a TCP "dns" entry matches nothing.
-			policy("x/named-in", ingressRule(nil, namedPort(tcp, "web"), namedPort(udp, "alt"), namedPort(tcp, "dns"))),
+			objects.Policy("x/named-in", objects.Ingress(objects.Ports(objects.Named(tcp, "web"), objects.Named(udp, "alt"), objects.Named(tcp, "dns")))),
 		},
 		spots: []string{
 			"y-a -> x-a tcp/80 allow", "y-a -> x-a tcp/81 deny", "y-a -> x-b tcp/81 allow", "y-a -> x-b tcp/80 deny",
@@ -203,20 +204,20 @@ var modelScenarios = []modelScenario{
 	{
 		name: "named-ports-egress",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("y/named-out", policyTypes(egressType),
+			objects.Policy("y/named-out", objects.Types(egressType),
 				// web resolves on each destination pod of x: 80 on x/a and x/c, 81 on x/b.
-				egressRule(peers(namespacesLabelled("ns", "x")), namedPort(tcp, "web")),
+				objects.Egress(objects.To(objects.NamespacesLabelled("ns", "x")), objects.Ports(objects.Named(tcp, "web"))),
 				// An ipBlock destination resolves the name on the pod that owns the address:
 				// UDP 81 on x/a, UDP 80 on y/b; the external host is no pod's and matches nothing.
-				egressRule(peers(ipBlock("10.0.0.0/8"), ipBlock("fd00::/8")), namedPort(udp, "alt")),
+				objects.Egress(objects.To(objects.IPBlock("10.0.0.0/8"), objects.IPBlock("fd00::/8")), objects.Ports(objects.Named(udp, "alt"))),
 				// alt is UDP 80 on y/b, declared by a restartable init container (sidecar).
-				egressRule(peers(podsLabelled("pod", "b")), namedPort(udp, "alt")),
+				objects.Egress(objects.To(objects.PodsLabelled("pod", "b")), objects.Ports(objects.Named(udp, "alt"))),
 				// Mixed peers: web matches on y/a (81) through the podSelector and on z/b (81)
 				// through the ipBlock.
-				egressRule(peers(podsLabelled("pod", "a"), ipBlock("10.1.3.0/24"), ipBlock("fd00:1::3:0/112")), namedPort(tcp, "web")),
+				objects.Egress(objects.To(objects.PodsLabelled("pod", "a"), objects.IPBlock("10.1.3.0/24"), objects.IPBlock("fd00:1::3:0/112")), objects.Ports(objects.Named(tcp, "web"))),
 			),
 			// No `to`: web resolves on every pod of the cluster, and matches no other address.
-			policy("z/named-out-any", policyTypes(egressType), egressRule(nil, namedPort(tcp, "web"))),
+			objects.Policy("z/named-out-any", objects.Types(egressType), objects.Egress(objects.Ports(objects.Named(tcp, "web")))),
 		},
 		spots: []string{
 			"y-a -> x-a tcp/80 allow", "y-b -> x-b tcp/81 allow", "y-b -> x-b tcp/80 deny", "y-a -> x-c tcp/80 allow",
@@ -232,12 +233,12 @@ var modelScenarios = []modelScenario{
 		name: "named-ports-egress-ip-block",
 		policies: []*networkingv1.NetworkPolicy{
 			// x/a: web inside x's /28 (81 on x/b, 80 on x/c), and UDP 81 by number.
-			policy("x/a-to-block-named", selecting("pod", "a"), policyTypes(ingressType, egressType),
-				egressRule(peers(ipBlock("10.1.1.0/28"), ipBlock("fd00:1::1:0/124")), namedPort(tcp, "web"), portOf(udp, 81))),
+			objects.Policy("x/a-to-block-named", objects.Selecting("pod", "a"), objects.Types(ingressType, egressType),
+				objects.Egress(objects.To(objects.IPBlock("10.1.1.0/28"), objects.IPBlock("fd00:1::1:0/124")), objects.Ports(objects.Named(tcp, "web"), objects.Port(udp, 81)))),
 			// z: web on every pod or anywhere, which is every pod of every namespace (x/a
 			// is closed for ingress by the policy above).
-			policy("z/to-anywhere-named", policyTypes(egressType),
-				egressRule(peers(podsLabelled(), ipBlock("0.0.0.0/0"), ipBlock("::/0")), namedPort(tcp, "web"))),
+			objects.Policy("z/to-anywhere-named", objects.Types(egressType),
+				objects.Egress(objects.To(objects.PodsLabelled(), objects.IPBlock("0.0.0.0/0"), objects.IPBlock("::/0")), objects.Ports(objects.Named(tcp, "web")))),
 		},
 		spots: []string{
 			"x-a -> x-b tcp/81 allow", "x-a -> x-b tcp/80 deny", "x-a -> x-c tcp/80 allow", "x-a -> x-c tcp/81 deny",
@@ -249,8 +250,8 @@ var modelScenarios = []modelScenario{
 	{
 		name: "end-port-ranges",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/a-ranges", selecting("pod", "a"), ingressRule(nil, portRange(tcp, 70, 80), portRange(udp, 81, 90))),
-			policy("z/out-range", policyTypes(egressType), egressRule(nil, portRange(tcp, 81, 1000))),
+			objects.Policy("x/a-ranges", objects.Selecting("pod", "a"), objects.Ingress(objects.Ports(objects.PortRange(tcp, 70, 80), objects.PortRange(udp, 81, 90)))),
+			objects.Policy("z/out-range", objects.Types(egressType), objects.Egress(objects.Ports(objects.PortRange(tcp, 81, 1000)))),
 		},
 		spots: []string{
 			"y-a -> x-a tcp/80 allow", "y-a -> x-a tcp/81 deny", "y-a -> x-a udp/81 allow", "y-a -> x-a udp/80 deny",
@@ -260,10 +261,10 @@ var modelScenarios = []modelScenario{
 	{
 		name: "egress-and-ingress-same-node-and-across",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/a-out-to-y-tcp", selecting("pod", "a"), policyTypes(egressType),
-				egressRule(peers(namespacesLabelled("ns", "y")), allPortsOf(tcp))),
-			policy("y/in-from-x-a-tcp80", ingressRule(
-				peers(podsInNamespaces([]string{"pod", "a"}, []string{"ns", "x"})), portOf(tcp, 80))),
+			objects.Policy("x/a-out-to-y-tcp", objects.Selecting("pod", "a"), objects.Types(egressType),
+				objects.Egress(objects.To(objects.NamespacesLabelled("ns", "y")), objects.Ports(objects.AnyPortOf(tcp)))),
+			objects.Policy("y/in-from-x-a-tcp80", objects.Ingress(
+				objects.From(objects.PodsInNamespaces([]string{"pod", "a"}, []string{"ns", "x"})), objects.Ports(objects.Port(tcp, 80)))),
 		},
 		spots: []string{
 			"x-a -> y-a tcp/80 allow", "x-a -> y-b tcp/80 allow", "x-a -> y-a tcp/81 deny", "x-a -> y-b udp/80 deny",
@@ -274,12 +275,12 @@ var modelScenarios = []modelScenario{
 		name: "policy-types-defaulting",
 		policies: []*networkingv1.NetworkPolicy{
 			// No policyTypes, no egress: isolates for ingress only.
-			policy("x/a-ingress-rules", selecting("pod", "a"), ingressRule(peers(namespacesLabelled("ns", "y")))),
+			objects.Policy("x/a-ingress-rules", objects.Selecting("pod", "a"), objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y")))),
 			// No policyTypes, egress present: isolates both ways, and no ingress rule means
 			// nothing gets in.
-			policy("x/b-egress-rules", selecting("pod", "b"), egressRule(peers(namespacesLabelled("ns", "z")))),
+			objects.Policy("x/b-egress-rules", objects.Selecting("pod", "b"), objects.Egress(objects.To(objects.NamespacesLabelled("ns", "z")))),
 			// policyTypes [Egress]: the ingress rule is ignored, and `egress: []` denies all.
-			policy("y/a-egress-only", selecting("pod", "a"), policyTypes(egressType), ingressRule(nil), noEgressRules()),
+			objects.Policy("y/a-egress-only", objects.Selecting("pod", "a"), objects.Types(egressType), objects.Ingress(), objects.NoEgress()),
 		},
 		spots: []string{
 			"y-b -> x-a tcp/80 allow", "z-b -> x-a tcp/80 deny", "x-a -> ext udp/81 allow",
@@ -290,7 +291,7 @@ var modelScenarios = []modelScenario{
 	{
 		name: "udp-only-rule",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/udp-only", ingressRule(nil, allPortsOf(udp))),
+			objects.Policy("x/udp-only", objects.Ingress(objects.Ports(objects.AnyPortOf(udp)))),
 		},
 		spots: []string{"y-a -> x-a udp/80 allow", "ext -> x-c udp/81 allow", "y-a -> x-a tcp/80 deny", "x-b -> x-c tcp/81 deny"},
 	},
@@ -299,8 +300,8 @@ var modelScenarios = []modelScenario{
 		// not let TCP or UDP through.
 		name: "sctp-only-rules",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/sctp-in", ingressRule(peers(namespacesLabelled()), portOf(sctp, 80), portRange(sctp, 81, 82))),
-			policy("y/sctp-out", policyTypes(egressType), egressRule(nil, allPortsOf(sctp))),
+			objects.Policy("x/sctp-in", objects.Ingress(objects.From(objects.NamespacesLabelled()), objects.Ports(objects.Port(sctp, 80), objects.PortRange(sctp, 81, 82)))),
+			objects.Policy("y/sctp-out", objects.Types(egressType), objects.Egress(objects.Ports(objects.AnyPortOf(sctp)))),
 		},
 		spots: []string{
 			"y-a -> x-a tcp/80 deny", "z-b -> x-a udp/80 deny", "z-b -> x-c tcp/81 deny",
@@ -310,14 +311,14 @@ var modelScenarios = []modelScenario{
 	{
 		name: "stacked-policies",
 		policies: []*networkingv1.NetworkPolicy{
-			policy("x/deny-all", policyTypes(ingressType, egressType)),
-			policy("x/a-from-y-tcp80", selecting("pod", "a"), ingressRule(peers(namespacesLabelled("ns", "y")), portOf(tcp, 80))),
-			policy("x/a-from-z-udp81", selecting("pod", "a"), ingressRule(peers(namespacesLabelled("ns", "z")), portOf(udp, 81))),
-			policy("x/a-from-c-tcp80", selecting("pod", "a"), ingressRule(peers(podsLabelled("pod", "c")), portOf(tcp, 80))),
-			policy("x/b-egress-all", selecting("pod", "b"), policyTypes(egressType), egressRule(nil)),
-			policy("x/c-ingress-all", selecting("pod", "c"), ingressRule(nil)),
-			policy("x/c-to-a", selecting("pod", "c"), policyTypes(egressType),
-				egressRule(peers(podsLabelled("pod", "a")), portOf(tcp, 80), portOf(udp, 81))),
+			objects.Policy("x/deny-all", objects.Types(ingressType, egressType)),
+			objects.Policy("x/a-from-y-tcp80", objects.Selecting("pod", "a"), objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y")), objects.Ports(objects.Port(tcp, 80)))),
+			objects.Policy("x/a-from-z-udp81", objects.Selecting("pod", "a"), objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "z")), objects.Ports(objects.Port(udp, 81)))),
+			objects.Policy("x/a-from-c-tcp80", objects.Selecting("pod", "a"), objects.Ingress(objects.From(objects.PodsLabelled("pod", "c")), objects.Ports(objects.Port(tcp, 80)))),
+			objects.Policy("x/b-egress-all", objects.Selecting("pod", "b"), objects.Types(egressType), objects.Egress()),
+			objects.Policy("x/c-ingress-all", objects.Selecting("pod", "c"), objects.Ingress()),
+			objects.Policy("x/c-to-a", objects.Selecting("pod", "c"), objects.Types(egressType),
+				objects.Egress(objects.To(objects.PodsLabelled("pod", "a")), objects.Ports(objects.Port(tcp, 80), objects.Port(udp, 81)))),
 		},
 		spots: []string{
 			"y-a -> x-a tcp/80 allow", "y-a -> x-a udp/81 deny", "z-b -> x-a udp/81 allow", "z-b -> x-a tcp/80 deny",

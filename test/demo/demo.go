@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,8 +77,9 @@ type Result struct {
 
 // Run runs the walkthrough and returns each step's result, and an error when a step's
 // measurement differs from what the policies say (the walkthrough still goes on to the end) or
-// the cluster could not be driven. Setup problems end the run through tb.
-func Run(tb testing.TB, opts Options) ([]Result, error) {
+// the cluster could not be started or driven (wrapping netns.ErrUnavailable when this machine
+// cannot host it). It removes everything it started before it returns.
+func Run(opts Options) (results []Result, err error) {
 	out := opts.Out
 	if out == nil {
 		out = os.Stdout
@@ -87,8 +87,16 @@ func Run(tb testing.TB, opts Options) ([]Result, error) {
 	start := time.Now()
 	fmt.Fprintf(out, "Starting a local control plane (kube-apiserver and etcd), two nodes made of network\n"+
 		"namespaces, and one flock-netpol agent per node...\n")
-	// First, so that a machine without root or nft skips (or fails) the way every datapath test does.
-	c := cluster.Start(tb, opts.Cluster)
+	// First, so that a machine without root or nft says so before anything else.
+	c, err := cluster.New(opts.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := c.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 
 	examples := opts.Examples
 	if examples == "" {
@@ -124,7 +132,6 @@ func Run(tb testing.TB, opts Options) ([]Result, error) {
 	fmt.Fprintf(out, "Ready in %v.\n\n", time.Since(start).Round(100*time.Millisecond))
 	d.describe()
 
-	var results []Result
 	var mismatches []string
 	var prev *table
 	for i, st := range Steps {
@@ -235,7 +242,17 @@ func (d *tour) build(ctx context.Context, objs manifest.Objects) error {
 			if !ok {
 				return fmt.Errorf("pod %s of the examples is not in the demo's Servers", id)
 			}
-			ep := d.c.AddPod(p.Spec.NodeName, endpointName(id), ips, ports...)
+			node := d.c.Node(p.Spec.NodeName)
+			if node == nil {
+				return fmt.Errorf("pod %s: no node %q in the cluster", id, p.Spec.NodeName)
+			}
+			ep, err := d.c.Bed.NewPod(node.NS, endpointName(id), ips...)
+			if err != nil {
+				return err
+			}
+			if err := ep.Listen(ports...); err != nil {
+				return err
+			}
 			d.byName[ep.Name()] = ep
 			obj.Endpoint = ep
 		}
@@ -245,7 +262,13 @@ func (d *tour) build(ctx context.Context, objs manifest.Objects) error {
 		}
 		d.pods = append(d.pods, created)
 	}
-	ext := d.c.AddExternal(External, externalAddrs, serves[External]...)
+	ext, err := d.c.Bed.NewExternal(External, externalAddrs...)
+	if err != nil {
+		return err
+	}
+	if err := ext.Listen(serves[External]...); err != nil {
+		return err
+	}
 	d.byName[External] = ext
 	for _, s := range Servers {
 		name := endpointName(s.Pod)

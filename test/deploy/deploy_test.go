@@ -687,10 +687,11 @@ func clusterRole(t *testing.T, name string) *rbacv1.ClusterRole {
 	return typed[rbacv1.ClusterRole](t, find(t, install(t), "ClusterRole", name))
 }
 
-// The agent only reads: pods, namespaces and NetworkPolicies, cluster-wide, nothing else.
-func TestManagerRoleGrantsOnlyReadOfPodsNamespacesAndNetworkPolicies(t *testing.T) {
+// The agent only reads: pods, namespaces, nodes (its own, for the pod ranges) and NetworkPolicies,
+// cluster-wide, nothing else.
+func TestManagerRoleGrantsOnlyReadOfPodsNamespacesNodesAndNetworkPolicies(t *testing.T) {
 	got := grants(t, managerRole, clusterRole(t, managerRole).Rules)
-	want := sortedGrants(readOnly("", "pods", "namespaces"), readOnly("networking.k8s.io", "networkpolicies"))
+	want := sortedGrants(readOnly("", "pods", "namespaces", "nodes"), readOnly("networking.k8s.io", "networkpolicies"))
 	if !slices.Equal(got, want) {
 		t.Errorf("%s grants:\n got  %v\n want %v", managerRole, got, want)
 	}

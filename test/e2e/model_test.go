@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // The topology. A pod's id is "<ns>/<pod>" with the logical namespace (x, y, z); its endpoint in
@@ -76,7 +77,7 @@ func containers() []corev1.Container {
 			p := strings.ToLower(string(proto))
 			out = append(out, corev1.Container{
 				Name:  fmt.Sprintf("cont-%d-%s", port, p),
-				Ports: []corev1.ContainerPort{{Name: fmt.Sprintf("serve-%d-%s", port, p), ContainerPort: port, Protocol: proto}},
+				Ports: []corev1.ContainerPort{objects.ContainerPort(fmt.Sprintf("serve-%d-%s", port, p), proto, port)},
 			})
 		}
 	}
@@ -133,9 +134,8 @@ type reach struct {
 	exp []expectation
 }
 
-// allowed starts from "everything reachable", denied from "nothing reachable".
+// allowed starts from "everything reachable".
 func allowed() reach { return reach{def: true} }
-func denied() reach  { return reach{def: false} }
 
 func (r reach) expect(from, to sel, fam family, ok bool) reach {
 	exp := append(append([]expectation(nil), r.exp...), expectation{from, to, fam, ok})

@@ -10,6 +10,8 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // The scenarios. `upstream` is the title of the test in the upstream Netpol suite
@@ -34,7 +36,7 @@ var scenarios = []scenario{
 		name:     "default-deny-ingress",
 		upstream: "should support a 'default-deny-ingress' policy",
 		steps: []step{{
-			do:     create(policy("x", "deny-ingress", nil, ingress())),
+			do:     create(objects.Policy("x/deny-ingress", objects.IsolateIngress())),
 			checks: checks(tcp(80, allowed().denyIn(inNS("x")))),
 		}},
 	},
@@ -42,7 +44,7 @@ var scenarios = []scenario{
 		name:     "default-deny-all",
 		upstream: "should support a 'default-deny-all' policy",
 		steps: []step{{
-			do:     create(policy("x", "deny-all", nil, ingress(), egress())),
+			do:     create(objects.Policy("x/deny-all", objects.IsolateIngress(), objects.IsolateEgress())),
 			checks: checks(tcp(80, allowed().denyIn(inNS("x")).denyOut(inNS("x")))),
 		}},
 	},
@@ -50,8 +52,8 @@ var scenarios = []scenario{
 		name:     "allow-from-same-namespace-podselector",
 		upstream: "should enforce policy to allow traffic from pods within server namespace based on PodSelector",
 		steps: []step{{
-			do: create(policy("x", "x-a-allows-x-b", labels("pod", "a"),
-				ingress(in(peers(podsWith(labels("pod", "b"))))))),
+			do: create(objects.Policy("x/x-a-allows-x-b", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("pod", "b")))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pod("x/b"), pod("x/a")))),
 		}},
 	},
@@ -60,9 +62,9 @@ var scenarios = []scenario{
 		upstream: "should enforce policy to allow ingress traffic for a target",
 		steps: []step{{
 			do: create(
-				policy("x", "deny-all", nil, ingress()),
-				policy("x", "allow-all-to-a", labels("pod", "a"),
-					ingress(in(peers(podsIn(labels(), labels())))))),
+				objects.Policy("x/deny-all", objects.IsolateIngress()),
+				objects.Policy("x/allow-all-to-a", objects.Selecting("pod", "a"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Selector(), objects.Selector())))))),
 			// Every pod of every namespace may reach x/a; the external host is no pod.
 			checks: checks(tcp(80, allowed().denyIn(inNS("x")).allow(pods, pod("x/a")))),
 		}},
@@ -71,8 +73,8 @@ var scenarios = []scenario{
 		name:     "allow-ingress-from-all-namespaces",
 		upstream: "should enforce policy to allow ingress traffic from pods in all namespaces",
 		steps: []step{{
-			do: create(policy("x", "allow-from-another-ns", labels("pod", "a"),
-				ingress(in(peers(namespacesWith(labels())))))),
+			do: create(objects.Policy("x/allow-from-another-ns", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled()))))),
 			checks: checks(tcp(80, allowed().deny(ext, pod("x/a")))),
 		}},
 	},
@@ -80,8 +82,8 @@ var scenarios = []scenario{
 		name:     "allow-from-other-namespace-nsselector",
 		upstream: "should enforce policy to allow traffic only from a different namespace, based on NamespaceSelector",
 		steps: []step{{
-			do: create(policy("x", "allow-client-a-via-ns-selector", labels("pod", "a"),
-				ingress(in(peers(namespacesWith(labels("ns", "y"))))))),
+			do: create(objects.Policy("x/allow-client-a-via-ns-selector", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled("ns", "y")))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a")))),
 		}},
 	},
@@ -89,8 +91,8 @@ var scenarios = []scenario{
 		name:     "podselector-matchexpressions",
 		upstream: "should enforce policy based on PodSelector with MatchExpressions",
 		steps: []step{{
-			do: create(policy("x", "x-a-allows-x-b", labels("pod", "a"),
-				ingress(in(peers(podsWith(expr("pod", metav1.LabelSelectorOpIn, "b"))))))),
+			do: create(objects.Policy("x/x-a-allows-x-b", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Expression("pod", metav1.LabelSelectorOpIn, "b"), nil)))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pod("x/b"), pod("x/a")))),
 		}},
 	},
@@ -98,8 +100,8 @@ var scenarios = []scenario{
 		name:     "namespaceselector-matchexpressions",
 		upstream: "should enforce policy based on NamespaceSelector with MatchExpressions",
 		steps: []step{{
-			do: create(policy("x", "allow-ns-y-match-selector", labels("pod", "a"),
-				ingress(in(peers(namespacesWith(expr("ns", metav1.LabelSelectorOpIn, "y"))))))),
+			do: create(objects.Policy("x/allow-ns-y-match-selector", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(nil, objects.Expression("ns", metav1.LabelSelectorOpIn, "y"))))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a")))),
 		}},
 	},
@@ -108,10 +110,10 @@ var scenarios = []scenario{
 		upstream: "should enforce policy based on PodSelector or NamespaceSelector",
 		steps: []step{{
 			// Two peers: OR.
-			do: create(policy("x", "allow-ns-y-match-selector", labels("pod", "a"),
-				ingress(in(peers(
-					namespacesWith(expr("ns", metav1.LabelSelectorOpNotIn, "x")),
-					podsWith(labels("pod", "b"))))))),
+			do: create(objects.Policy("x/allow-ns-y-match-selector", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(
+					objects.Peer(nil, objects.Expression("ns", metav1.LabelSelectorOpNotIn, "x")),
+					objects.PodsLabelled("pod", "b")))))),
 			checks: checks(tcp(80, allowed().deny(pod("x/c"), pod("x/a")).deny(ext, pod("x/a")))),
 		}},
 	},
@@ -120,8 +122,8 @@ var scenarios = []scenario{
 		upstream: "should enforce policy based on PodSelector and NamespaceSelector",
 		steps: []step{{
 			// One peer with both selectors: AND.
-			do: create(policy("x", "allow-ns-y-podselector-and-nsselector", labels("pod", "a"),
-				ingress(in(peers(podsIn(expr("ns", metav1.LabelSelectorOpNotIn, "x"), labels("pod", "b"))))))),
+			do: create(objects.Policy("x/allow-ns-y-podselector-and-nsselector", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Selector("pod", "b"), objects.Expression("ns", metav1.LabelSelectorOpNotIn, "x"))))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pod("y/b", "z/b"), pod("x/a")))),
 		}},
 	},
@@ -129,10 +131,8 @@ var scenarios = []scenario{
 		name:     "multiple-podselectors-and-namespaceselectors",
 		upstream: "should enforce policy based on Multiple PodSelectors and NamespaceSelectors",
 		steps: []step{{
-			do: create(policy("x", "allow-ns-y-z-pod-b-c", labels("pod", "a"),
-				ingress(in(peers(podsIn(
-					expr("ns", metav1.LabelSelectorOpNotIn, "x"),
-					expr("pod", metav1.LabelSelectorOpIn, "b", "c"))))))),
+			do: create(objects.Policy("x/allow-ns-y-z-pod-b-c", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Expression("pod", metav1.LabelSelectorOpIn, "b", "c"), objects.Expression("ns", metav1.LabelSelectorOpNotIn, "x"))))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pod("y/b", "y/c", "z/b", "z/c"), pod("x/a")))),
 		}},
 	},
@@ -140,8 +140,8 @@ var scenarios = []scenario{
 		name:     "any-podselectors",
 		upstream: "should enforce policy based on any PodSelectors",
 		steps: []step{{
-			do: create(policy("x", "allow-ns-x-pod-b-c", labels("pod", "a"),
-				ingress(in(peers(podsWith(labels("pod", "b")), podsWith(labels("pod", "c"))))))),
+			do: create(objects.Policy("x/allow-ns-x-pod-b-c", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"), objects.PodsLabelled("pod", "c")))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pod("x/b", "x/c"), pod("x/a")))),
 		}},
 	},
@@ -149,8 +149,8 @@ var scenarios = []scenario{
 		name:     "pod-in-other-namespace",
 		upstream: "should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector",
 		steps: []step{{
-			do: create(policy("x", "allow-ns-y-pod-a-via-namespace-pod-selector", labels("pod", "a"),
-				ingress(in(peers(podsIn(labels(nameLabel, "$y"), labels("pod", "a"))))))),
+			do: create(objects.Policy("x/allow-ns-y-pod-a-via-namespace-pod-selector", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Selector("pod", "a"), objects.Selector(nameLabel, "$y"))))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pod("y/a"), pod("x/a")))),
 		}},
 	},
@@ -158,8 +158,8 @@ var scenarios = []scenario{
 		name:     "ports",
 		upstream: "should enforce policy based on Ports",
 		steps: []step{{
-			do: create(policy("x", "allow-client-a-via-ns-selector", labels("pod", "a"),
-				ingress(in(peers(namespacesWith(labels(nameLabel, "$y"))), port(TCP, 81))))),
+			do: create(objects.Policy("x/allow-client-a-via-ns-selector", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled(nameLabel, "$y")), objects.Ports(objects.Port(TCP, 81)))))),
 			checks: checks(
 				tcp(81, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a"))),
 				// Not in the upstream test: the other port stays closed to everyone.
@@ -171,16 +171,16 @@ var scenarios = []scenario{
 		upstream: "should enforce multiple, stacked policies with overlapping podSelectors",
 		steps: []step{
 			{
-				do: create(policy("x", "allow-client-a-via-ns-selector", labels("pod", "a"),
-					ingress(in(peers(namespacesWith(labels(nameLabel, "$y"))), port(TCP, 81))))),
+				do: create(objects.Policy("x/allow-client-a-via-ns-selector", objects.Selecting("pod", "a"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled(nameLabel, "$y")), objects.Ports(objects.Port(TCP, 81)))))),
 				checks: checks(
 					tcp(81, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a"))),
 					tcp(80, allowed().denyIn(pod("x/a")))),
 			},
 			{
 				what: "a second policy for port 80 adds to the first",
-				do: create(policy("x", "allow-client-a-via-ns-selector-80", labels("pod", "a"),
-					ingress(in(peers(namespacesWith(labels(nameLabel, "$y"))), port(TCP, 80))))),
+				do: create(objects.Policy("x/allow-client-a-via-ns-selector-80", objects.Selecting("pod", "a"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled(nameLabel, "$y")), objects.Ports(objects.Port(TCP, 80)))))),
 				checks: checks(
 					tcp(80, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a"))),
 					tcp(81, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a")))),
@@ -191,7 +191,7 @@ var scenarios = []scenario{
 		name:     "allow-all",
 		upstream: "should support allow-all policy",
 		steps: []step{{
-			do:     create(policy("x", "allow-all", nil, ingress(in(nil)))),
+			do:     create(objects.Policy("x/allow-all", objects.IsolateIngress(objects.Ingress()))),
 			checks: checks(tcp(80, allowed()), tcp(81, allowed())),
 		}},
 	},
@@ -199,7 +199,7 @@ var scenarios = []scenario{
 		name:     "ingress-named-port",
 		upstream: "should allow ingress access on one named port",
 		steps: []step{{
-			do: create(policy("x", "allow-all", nil, ingress(in(nil, named("serve-81-tcp"))))),
+			do: create(objects.Policy("x/allow-all", objects.IsolateIngress(objects.Ingress(objects.Ports(objects.Named(objects.NoProtocol, "serve-81-tcp")))))),
 			checks: checks(
 				tcp(81, allowed()),
 				tcp(80, allowed().denyIn(inNS("x")))),
@@ -209,8 +209,8 @@ var scenarios = []scenario{
 		name:     "ingress-from-namespace-named-port",
 		upstream: "should allow ingress access from namespace on one named port",
 		steps: []step{{
-			do: create(policy("x", "allow-client-a-via-ns-selector-80", labels("pod", "a"),
-				ingress(in(peers(namespacesWith(labels(nameLabel, "$y"))), namedProto(TCP, "serve-80-tcp"))))),
+			do: create(objects.Policy("x/allow-client-a-via-ns-selector-80", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled(nameLabel, "$y")), objects.Ports(objects.Named(TCP, "serve-80-tcp")))))),
 			checks: checks(
 				tcp(80, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a"))),
 				tcp(81, allowed().denyIn(pod("x/a")))),
@@ -220,7 +220,7 @@ var scenarios = []scenario{
 		name:     "egress-named-port",
 		upstream: "should allow egress access on one named port",
 		steps: []step{{
-			do: create(policy("x", "allow-egress", nil, egress(out(nil, named("serve-80-tcp"))))),
+			do: create(objects.Policy("x/allow-egress", objects.IsolateEgress(objects.Egress(objects.Ports(objects.Named(objects.NoProtocol, "serve-80-tcp")))))),
 			checks: checks(
 				// A named port resolves on destination pods only: the external host has none.
 				tcp(80, allowed().deny(inNS("x"), ext)),
@@ -232,12 +232,12 @@ var scenarios = []scenario{
 		upstream: "should enforce updated policy",
 		steps: []step{
 			{
-				do:     create(policy("x", "allow-all-mutate-to-deny-all", nil, ingress(in(nil)))),
+				do:     create(objects.Policy("x/allow-all-mutate-to-deny-all", objects.IsolateIngress(objects.Ingress()))),
 				checks: checks(tcp(81, allowed())),
 			},
 			{
 				what:   "the policy is updated to allow nothing",
-				do:     create(policy("x", "allow-all-mutate-to-deny-all", nil, ingress())),
+				do:     create(objects.Policy("x/allow-all-mutate-to-deny-all", objects.IsolateIngress())),
 				checks: checks(tcp(81, allowed().denyIn(inNS("x")))),
 			},
 		},
@@ -247,8 +247,8 @@ var scenarios = []scenario{
 		upstream: "should allow ingress access from updated namespace",
 		steps: []step{
 			{
-				do: create(policy("x", "allow-client-a-via-ns-selector", labels("pod", "a"),
-					ingress(in(peers(namespacesWith(labels("ns2", "updated"))))))),
+				do: create(objects.Policy("x/allow-client-a-via-ns-selector", objects.Selecting("pod", "a"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled("ns2", "updated")))))),
 				checks: checks(tcp(80, allowed().denyIn(pod("x/a")))),
 			},
 			{
@@ -263,8 +263,8 @@ var scenarios = []scenario{
 		upstream: "should allow ingress access from updated pod",
 		steps: []step{
 			{
-				do: create(policy("x", "allow-client-a-via-pod-selector", labels("pod", "a"),
-					ingress(in(peers(podsWith(labels("pod", "b", "pod2", "updated"))))))),
+				do: create(objects.Policy("x/allow-client-a-via-pod-selector", objects.Selecting("pod", "a"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("pod", "b", "pod2", "updated")))))),
 				checks: checks(tcp(80, allowed().denyIn(pod("x/a")))),
 			},
 			{
@@ -278,7 +278,7 @@ var scenarios = []scenario{
 		name:     "deny-ingress-from-other-namespaces",
 		upstream: "should deny ingress from pods on other namespaces",
 		steps: []step{{
-			do:     create(policy("x", "deny-empty-policy", nil, ingress(in(peers(podsWith(labels())))))),
+			do:     create(objects.Policy("x/deny-empty-policy", objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled()))))),
 			checks: checks(tcp(80, allowed().denyIn(inNS("x")).allow(inNS("x"), inNS("x")))),
 		}},
 	},
@@ -287,7 +287,7 @@ var scenarios = []scenario{
 		upstream: "should deny ingress access to updated pod",
 		steps: []step{
 			{
-				do:     create(policy("x", "deny-ingress-via-label-selector", labels("target", "isolated"), ingress())),
+				do:     create(objects.Policy("x/deny-ingress-via-label-selector", objects.Selecting("target", "isolated"), objects.IsolateIngress())),
 				checks: checks(tcp(80, allowed())),
 			},
 			{
@@ -301,7 +301,7 @@ var scenarios = []scenario{
 		name:     "deny-egress-podselector",
 		upstream: "should deny egress from pods based on PodSelector",
 		steps: []step{{
-			do:     create(policy("x", "deny-egress-pod-a", labels("pod", "a"), egress())),
+			do:     create(objects.Policy("x/deny-egress-pod-a", objects.Selecting("pod", "a"), objects.IsolateEgress())),
 			checks: checks(tcp(80, allowed().denyOut(pod("x/a")))),
 		}},
 	},
@@ -309,7 +309,7 @@ var scenarios = []scenario{
 		name:     "deny-egress-namespace",
 		upstream: "should deny egress from all pods in a namespace",
 		steps: []step{{
-			do:     create(policy("x", "deny-egress-ns-x", nil, egress())),
+			do:     create(objects.Policy("x/deny-egress-ns-x", objects.IsolateEgress())),
 			checks: checks(tcp(80, allowed().denyOut(inNS("x")))),
 		}},
 	},
@@ -317,9 +317,9 @@ var scenarios = []scenario{
 		name:     "ingress-and-egress-together",
 		upstream: "should work with Ingress, Egress specified together",
 		steps: []step{{
-			do: create(policy("x", "allow-client-a-via-pod-selector", labels("pod", "a"),
-				egress(out(nil, portOnly(80))),
-				ingress(in(peers(podsWith(labels("pod", "b"))))))),
+			do: create(objects.Policy("x/allow-client-a-via-pod-selector", objects.Selecting("pod", "a"),
+				objects.IsolateEgress(objects.Egress(objects.Ports(objects.TCPDefault(80)))),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("pod", "b")))))),
 			checks: checks(
 				tcp(80, allowed().denyIn(pod("x/a")).allow(pod("x/b"), pod("x/a"))),
 				tcp(81, allowed().denyIn(pod("x/a")).denyOut(pod("x/a")).allow(pod("x/b"), pod("x/a")))),
@@ -330,12 +330,12 @@ var scenarios = []scenario{
 		upstream: "should support denying of egress traffic on the client side (even if the server explicitly allows this traffic)",
 		steps: []step{{
 			do: create(
-				policy("x", "allow-to-ns-y-pod-a", labels("pod", "a"),
-					egress(out(peers(podsIn(labels(nameLabel, "$y"), labels("pod", "a")))))),
-				policy("y", "allow-from-xa-on-ya-match-selector", labels("pod", "a"),
-					ingress(in(peers(podsIn(labels(nameLabel, "$x"), labels("pod", "a")))))),
-				policy("y", "allow-from-xa-on-yb-match-selector", labels("pod", "b"),
-					ingress(in(peers(podsIn(labels(nameLabel, "$x"), labels("pod", "a"))))))),
+				objects.Policy("x/allow-to-ns-y-pod-a", objects.Selecting("pod", "a"),
+					objects.IsolateEgress(objects.Egress(objects.To(objects.Peer(objects.Selector("pod", "a"), objects.Selector(nameLabel, "$y")))))),
+				objects.Policy("y/allow-from-xa-on-ya-match-selector", objects.Selecting("pod", "a"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Selector("pod", "a"), objects.Selector(nameLabel, "$x")))))),
+				objects.Policy("y/allow-from-xa-on-yb-match-selector", objects.Selecting("pod", "b"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Selector("pod", "a"), objects.Selector(nameLabel, "$x"))))))),
 			checks: checks(tcp(80, allowed().
 				denyOut(pod("x/a")).
 				denyIn(pod("y/a")).
@@ -347,8 +347,8 @@ var scenarios = []scenario{
 		name:     "egress-to-pod-in-other-namespace",
 		upstream: "should enforce egress policy allowing traffic to a server in a different namespace based on PodSelector and NamespaceSelector",
 		steps: []step{{
-			do: create(policy("x", "allow-to-ns-y-pod-a", labels("pod", "a"),
-				egress(out(peers(podsIn(labels(nameLabel, "$y"), labels("pod", "a"))))))),
+			do: create(objects.Policy("x/allow-to-ns-y-pod-a", objects.Selecting("pod", "a"),
+				objects.IsolateEgress(objects.Egress(objects.To(objects.Peer(objects.Selector("pod", "a"), objects.Selector(nameLabel, "$y"))))))),
 			checks: checks(tcp(80, allowed().denyOut(pod("x/a")).allow(pod("x/a"), pod("y/a")))),
 		}},
 	},
@@ -356,7 +356,7 @@ var scenarios = []scenario{
 		name:     "ingress-any-port-of-protocol",
 		upstream: "should enforce ingress policy allowing any port traffic to a server on a specific protocol",
 		steps: []step{{
-			do: create(policy("x", "allow-ingress-by-proto", labels("pod", "a"), ingress(in(nil, anyPortOf(TCP))))),
+			do: create(objects.Policy("x/allow-ingress-by-proto", objects.Selecting("pod", "a"), objects.IsolateIngress(objects.Ingress(objects.Ports(objects.AnyPortOf(TCP)))))),
 			checks: checks(
 				tcp(80, allowed()),
 				tcp(81, allowed()), // any port: not in the upstream test
@@ -368,12 +368,12 @@ var scenarios = []scenario{
 		upstream: "should enforce multiple ingress policies with ingress allow-all policy taking precedence",
 		steps: []step{
 			{
-				do:     create(policy("x", "allow-ingress-port-80", nil, ingress(in(nil, portOnly(80))))),
+				do:     create(objects.Policy("x/allow-ingress-port-80", objects.IsolateIngress(objects.Ingress(objects.Ports(objects.TCPDefault(80)))))),
 				checks: checks(tcp(81, allowed().denyIn(inNS("x"))), tcp(80, allowed())),
 			},
 			{
 				what:   "an allow-all ingress policy is added",
-				do:     create(policy("x", "allow-ingress", nil, ingress(in(nil)))),
+				do:     create(objects.Policy("x/allow-ingress", objects.IsolateIngress(objects.Ingress()))),
 				checks: checks(tcp(81, allowed())),
 			},
 		},
@@ -383,12 +383,12 @@ var scenarios = []scenario{
 		upstream: "should enforce multiple egress policies with egress allow-all policy taking precedence",
 		steps: []step{
 			{
-				do:     create(policy("x", "allow-egress-port-80", nil, egress(out(nil, portOnly(80))))),
+				do:     create(objects.Policy("x/allow-egress-port-80", objects.IsolateEgress(objects.Egress(objects.Ports(objects.TCPDefault(80)))))),
 				checks: checks(tcp(81, allowed().denyOut(inNS("x"))), tcp(80, allowed())),
 			},
 			{
 				what:   "an allow-all egress policy is added",
-				do:     create(policy("x", "allow-egress", nil, egress(out(nil)))),
+				do:     create(objects.Policy("x/allow-egress", objects.IsolateEgress(objects.Egress()))),
 				checks: checks(tcp(81, allowed())),
 			},
 		},
@@ -398,7 +398,7 @@ var scenarios = []scenario{
 		upstream: "should stop enforcing policies after they are deleted",
 		steps: []step{
 			{
-				do:     create(policy("x", "deny-all", nil, ingress(), egress())),
+				do:     create(objects.Policy("x/deny-all", objects.IsolateIngress(), objects.IsolateEgress())),
 				checks: checks(tcp(80, allowed().denyOut(inNS("x")).denyIn(inNS("x")))),
 			},
 			{
@@ -413,8 +413,8 @@ var scenarios = []scenario{
 		upstream: "should allow egress access to server in CIDR block",
 		steps: []step{{
 			// Upstream takes the pod's primary address; dual-stack, both of y/b's addresses.
-			do: create(policy("x", "allow-client-a-via-cidr-egress-rule", labels("pod", "a"),
-				egress(out(hostCIDRs("y/b"))))),
+			do: create(objects.Policy("x/allow-client-a-via-cidr-egress-rule", objects.Selecting("pod", "a"),
+				objects.IsolateEgress(objects.Egress(objects.To(hostCIDRs("y/b")...))))),
 			checks: checks(tcp(80, allowed().denyOut(pod("x/a")).allow(pod("x/a"), pod("y/b")))),
 		}},
 	},
@@ -423,8 +423,8 @@ var scenarios = []scenario{
 		upstream: "should enforce except clause while egress access to server in CIDR block",
 		steps: []step{{
 			// The /4 around x/b's addresses (as upstream's makeLargeCIDRForIP), except x/b itself.
-			do: create(policy("x", "allow-client-a-via-cidr-egress-rule", labels("pod", "a"),
-				egress(out(peers(cidr("0.0.0.0/4", "10.1.1.2/32"), cidr("f000::/4", "fd00:1::1:2/128")))))),
+			do: create(objects.Policy("x/allow-client-a-via-cidr-egress-rule", objects.Selecting("pod", "a"),
+				objects.IsolateEgress(objects.Egress(objects.To(objects.IPBlock("0.0.0.0/4", "10.1.1.2/32"), objects.IPBlock("f000::/4", "fd00:1::1:2/128")))))),
 			checks: checks(tcp(80, allowed().deny(pod("x/a"), pod("x/b")))),
 		}},
 	},
@@ -433,21 +433,21 @@ var scenarios = []scenario{
 		upstream: "should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed",
 		steps: []step{
 			{
-				do: create(policy("x", "allow-client-a-via-cidr-egress-rule", labels("pod", "a"),
-					egress(out(peers(cidr("0.0.0.0/4", "10.1.1.2/32"), cidr("f000::/4", "fd00:1::1:2/128")))))),
+				do: create(objects.Policy("x/allow-client-a-via-cidr-egress-rule", objects.Selecting("pod", "a"),
+					objects.IsolateEgress(objects.Egress(objects.To(objects.IPBlock("0.0.0.0/4", "10.1.1.2/32"), objects.IPBlock("f000::/4", "fd00:1::1:2/128")))))),
 				checks: checks(tcp(80, allowed().deny(pod("x/a"), pod("x/b")))),
 			},
 			{
 				what: "the policy is updated to allow only x/b's addresses",
-				do: create(policy("x", "allow-client-a-via-cidr-egress-rule", labels("pod", "a"),
-					egress(out(hostCIDRs("x/b"))))),
+				do: create(objects.Policy("x/allow-client-a-via-cidr-egress-rule", objects.Selecting("pod", "a"),
+					objects.IsolateEgress(objects.Egress(objects.To(hostCIDRs("x/b")...))))),
 				checks: checks(tcp(80, allowed().denyOut(pod("x/a")).allow(pod("x/a"), pod("x/b")))),
 			},
 			{
 				// Not in upstream: the except of one policy does not cut into what another allows.
 				what: "the /4-except-x/b policy is added back next to it",
-				do: create(policy("x", "allow-client-a-via-cidr-except", labels("pod", "a"),
-					egress(out(peers(cidr("0.0.0.0/4", "10.1.1.2/32"), cidr("f000::/4", "fd00:1::1:2/128")))))),
+				do: create(objects.Policy("x/allow-client-a-via-cidr-except", objects.Selecting("pod", "a"),
+					objects.IsolateEgress(objects.Egress(objects.To(objects.IPBlock("0.0.0.0/4", "10.1.1.2/32"), objects.IPBlock("f000::/4", "fd00:1::1:2/128")))))),
 				checks: checks(tcp(80, allowed())),
 			},
 		},
@@ -457,12 +457,12 @@ var scenarios = []scenario{
 		upstream: "should enforce policies to check ingress and egress policies can be controlled independently based on PodSelector",
 		steps: []step{
 			{
-				do:     create(policy("x", "allow-egress-for-target", labels("pod", "a"), egress(out(nil)))),
+				do:     create(objects.Policy("x/allow-egress-for-target", objects.Selecting("pod", "a"), objects.IsolateEgress(objects.Egress()))),
 				checks: checks(tcp(80, allowed())),
 			},
 			{
 				what:   "a deny-ingress policy for x/a is added",
-				do:     create(policy("x", "deny-ingress-via-label-selector", labels("pod", "a"), ingress())),
+				do:     create(objects.Policy("x/deny-ingress-via-label-selector", objects.Selecting("pod", "a"), objects.IsolateIngress())),
 				checks: checks(tcp(80, allowed().denyIn(pod("x/a")))),
 			},
 		},
@@ -472,8 +472,8 @@ var scenarios = []scenario{
 		upstream: "should not mistakenly treat 'protocol: SCTP' as 'protocol: TCP', even if the plugin doesn't support SCTP",
 		steps: []step{{
 			do: create(
-				policy("x", "deny-ingress", nil, ingress()),
-				policy("x", "allow-only-sctp-ingress-on-port-81", labels("pod", "a"), ingress(in(nil, port(SCTP, 81))))),
+				objects.Policy("x/deny-ingress", objects.IsolateIngress()),
+				objects.Policy("x/allow-only-sctp-ingress-on-port-81", objects.Selecting("pod", "a"), objects.IsolateIngress(objects.Ingress(objects.Ports(objects.Port(SCTP, 81)))))),
 			// SCTP itself is not probed (no SCTP in the test kernel); TCP and UDP must be denied.
 			checks: checks(
 				tcp(81, allowed().denyIn(inNS("x"))),
@@ -484,7 +484,7 @@ var scenarios = []scenario{
 		name:     "sctp-policy-isolates",
 		upstream: "should properly isolate pods that are selected by a policy allowing SCTP, even if the plugin doesn't support SCTP",
 		steps: []step{{
-			do: create(policy("x", "allow-only-sctp-ingress-on-port-80", labels("pod", "a"), ingress(in(nil, port(SCTP, 80))))),
+			do: create(objects.Policy("x/allow-only-sctp-ingress-on-port-80", objects.Selecting("pod", "a"), objects.IsolateIngress(objects.Ingress(objects.Ports(objects.Port(SCTP, 80)))))),
 			checks: checks(
 				tcp(81, allowed().denyIn(pod("x/a"))),
 				tcp(80, allowed().denyIn(pod("x/a"))),
@@ -495,7 +495,7 @@ var scenarios = []scenario{
 		name:     "udp-only-does-not-allow-tcp",
 		upstream: "should not allow access by TCP when a policy specifies only UDP",
 		steps: []step{{
-			do: create(policy("x", "allow-only-udp-ingress-on-port-81", labels("pod", "a"), ingress(in(nil, port(UDP, 81))))),
+			do: create(objects.Policy("x/allow-only-udp-ingress-on-port-81", objects.Selecting("pod", "a"), objects.IsolateIngress(objects.Ingress(objects.Ports(objects.Port(UDP, 81)))))),
 			checks: checks(
 				tcp(81, allowed().denyIn(pod("x/a"))),
 				udp(81, allowed()), // the UDP port itself is open: not in the upstream test
@@ -506,8 +506,8 @@ var scenarios = []scenario{
 		name:     "default-ns-label-matchlabels",
 		upstream: "should enforce policy to allow traffic based on NamespaceSelector with MatchLabels using default ns label",
 		steps: []step{{
-			do: create(policy("x", "allow-client-a-via-ns-selector-for-immutable-ns-label", labels("pod", "a"),
-				ingress(in(peers(namespacesWith(labels(nameLabel, "$y"))))))),
+			do: create(objects.Policy("x/allow-client-a-via-ns-selector-for-immutable-ns-label", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled(nameLabel, "$y")))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a")))),
 		}},
 	},
@@ -515,8 +515,8 @@ var scenarios = []scenario{
 		name:     "default-ns-label-matchexpressions",
 		upstream: "should enforce policy based on NamespaceSelector with MatchExpressions using default ns label",
 		steps: []step{{
-			do: create(policy("x", "allow-ns-y-match-selector-for-immutable-ns-label", labels("pod", "a"),
-				egress(out(peers(namespacesWith(expr(nameLabel, metav1.LabelSelectorOpNotIn, "$y"))))))),
+			do: create(objects.Policy("x/allow-ns-y-match-selector-for-immutable-ns-label", objects.Selecting("pod", "a"),
+				objects.IsolateEgress(objects.Egress(objects.To(objects.Peer(nil, objects.Expression(nameLabel, metav1.LabelSelectorOpNotIn, "$y"))))))),
 			// Only pods are in namespaces: the external host is no destination of this rule.
 			checks: checks(tcp(80, allowed().deny(pod("x/a"), inNS("y")).deny(pod("x/a"), ext))),
 		}},
@@ -527,7 +527,7 @@ var scenarios = []scenario{
 		name:     "udp-default-deny-ingress",
 		upstream: "using UDP: should support a 'default-deny-ingress' policy",
 		steps: []step{{
-			do:     create(policy("x", "deny-all", nil, ingress())),
+			do:     create(objects.Policy("x/deny-all", objects.IsolateIngress())),
 			checks: checks(udp(80, allowed().denyIn(inNS("x")))),
 		}},
 	},
@@ -535,8 +535,8 @@ var scenarios = []scenario{
 		name:     "udp-ports",
 		upstream: "using UDP: should enforce policy based on Ports",
 		steps: []step{{
-			do: create(policy("x", "allow-ingress-on-port-81-ns-x", labels("pod", "a"),
-				ingress(in(peers(namespacesWith(labels(nameLabel, "$y"))), port(UDP, 81))))),
+			do: create(objects.Policy("x/allow-ingress-on-port-81-ns-x", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.NamespacesLabelled(nameLabel, "$y")), objects.Ports(objects.Port(UDP, 81)))))),
 			checks: checks(
 				udp(81, allowed().denyIn(pod("x/a")).allow(inNS("y"), pod("x/a"))),
 				tcp(81, allowed().denyIn(pod("x/a")))),
@@ -546,8 +546,8 @@ var scenarios = []scenario{
 		name:     "udp-pod-in-other-namespace",
 		upstream: "using UDP: should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector",
 		steps: []step{{
-			do: create(policy("x", "allow-ns-y-pod-a-via-namespace-pod-selector", labels("pod", "a"),
-				ingress(in(peers(podsIn(labels(nameLabel, "$y"), labels("pod", "a"))))))),
+			do: create(objects.Policy("x/allow-ns-y-pod-a-via-namespace-pod-selector", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.Peer(objects.Selector("pod", "a"), objects.Selector(nameLabel, "$y"))))))),
 			checks: checks(udp(80, allowed().denyIn(pod("x/a")).allow(pod("y/a"), pod("x/a")))),
 		}},
 	},
@@ -558,7 +558,7 @@ var scenarios = []scenario{
 		name:     "ingress-port-range",
 		upstream: "using port range: should enforce policy to allow ingress traffic using port range",
 		steps: []step{{
-			do: create(policy("x", "allow-ingress-use-port-range", labels("pod", "a"), ingress(in(nil, portRange(111, 115))))),
+			do: create(objects.Policy("x/allow-ingress-use-port-range", objects.Selecting("pod", "a"), objects.IsolateIngress(objects.Ingress(objects.Ports(objects.PortRange(objects.NoProtocol, 111, 115)))))),
 			checks: checks(
 				tcp(111, allowed()), tcp(112, allowed()), tcp(113, allowed()), tcp(114, allowed()), tcp(115, allowed()),
 				tcp(116, allowed().denyIn(pod("x/a"))),
@@ -569,7 +569,7 @@ var scenarios = []scenario{
 		name:     "egress-port-range",
 		upstream: "using port range: should enforce policy to allow egress traffic using port range",
 		steps: []step{{
-			do: create(policy("x", "allow-egress-use-port-range", labels("pod", "a"), egress(out(nil, portRange(111, 115))))),
+			do: create(objects.Policy("x/allow-egress-use-port-range", objects.Selecting("pod", "a"), objects.IsolateEgress(objects.Egress(objects.Ports(objects.PortRange(objects.NoProtocol, 111, 115)))))),
 			checks: checks(
 				tcp(111, allowed()), tcp(113, allowed()), tcp(115, allowed()),
 				tcp(116, allowed().denyOut(pod("x/a"))),
@@ -582,8 +582,8 @@ var scenarios = []scenario{
 		name: "ingress-ipblock",
 		steps: []step{{
 			what: "x/a accepts the external host's range and y/b's addresses (ipBlock in ingress)",
-			do: create(policy("x", "from-cidrs", labels("pod", "a"),
-				ingress(in(append(peers(cidr("10.200.0.0/16"), cidr("fd00:200::/64")), hostCIDRs("y/b")...))))),
+			do: create(objects.Policy("x/from-cidrs", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.IPBlock("10.200.0.0/16"), objects.IPBlock("fd00:200::/64")), objects.From(hostCIDRs("y/b")...))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(ext, pod("x/a")).allow(pod("y/b"), pod("x/a")))),
 		}},
 	},
@@ -591,8 +591,8 @@ var scenarios = []scenario{
 		name: "ingress-ipblock-except",
 		steps: []step{{
 			what: "x/a accepts the pod range except namespace y's /24 and /112 (ipBlock except in ingress)",
-			do: create(policy("x", "from-pods-but-y", labels("pod", "a"),
-				ingress(in(peers(cidr("10.1.0.0/16", "10.1.2.0/24"), cidr("fd00:1::/64", "fd00:1::2:0/112")))))),
+			do: create(objects.Policy("x/from-pods-but-y", objects.Selecting("pod", "a"),
+				objects.IsolateIngress(objects.Ingress(objects.From(objects.IPBlock("10.1.0.0/16", "10.1.2.0/24"), objects.IPBlock("fd00:1::/64", "fd00:1::2:0/112")))))),
 			checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pods, pod("x/a")).deny(inNS("y"), pod("x/a")))),
 		}},
 	},
@@ -600,7 +600,7 @@ var scenarios = []scenario{
 		name: "egress-ipblock-one-family",
 		steps: []step{{
 			what: "x/a may only reach the external host's IPv4 range: nothing over IPv6",
-			do:   create(policy("x", "to-ext-v4", labels("pod", "a"), egress(out(peers(cidr("10.200.0.0/16")))))),
+			do:   create(objects.Policy("x/to-ext-v4", objects.Selecting("pod", "a"), objects.IsolateEgress(objects.Egress(objects.To(objects.IPBlock("10.200.0.0/16")))))),
 			checks: checks(tcp(80, allowed().denyOut(pod("x/a")).allowFam(v4only, pod("x/a"), ext)),
 				udp(80, allowed().denyOut(pod("x/a")).allowFam(v4only, pod("x/a"), ext))),
 		}},
@@ -609,8 +609,8 @@ var scenarios = []scenario{
 		name: "egress-all-namespaces-named-udp-port",
 		steps: []step{{
 			what: "namespace x may send only to serve-81-udp of pods in any namespace",
-			do: create(policy("x", "to-all-namespaces-on-named-port", nil,
-				egress(out(peers(namespacesWith(labels())), namedProto(UDP, "serve-81-udp"))))),
+			do: create(objects.Policy("x/to-all-namespaces-on-named-port",
+				objects.IsolateEgress(objects.Egress(objects.To(objects.NamespacesLabelled()), objects.Ports(objects.Named(UDP, "serve-81-udp")))))),
 			checks: checks(
 				udp(81, allowed().deny(inNS("x"), ext)),
 				udp(80, allowed().denyOut(inNS("x"))),
@@ -621,7 +621,7 @@ var scenarios = []scenario{
 		name: "named-port-protocol-must-match",
 		steps: []step{{
 			what: "serve-81-udp named without a protocol means TCP (the API default): no port matches",
-			do:   create(policy("x", "named-udp-port-as-tcp", labels("pod", "a"), ingress(in(nil, named("serve-81-udp"))))),
+			do:   create(objects.Policy("x/named-udp-port-as-tcp", objects.Selecting("pod", "a"), objects.IsolateIngress(objects.Ingress(objects.Ports(objects.Named(objects.NoProtocol, "serve-81-udp")))))),
 			checks: checks(
 				udp(81, allowed().denyIn(pod("x/a"))),
 				tcp(81, allowed().denyIn(pod("x/a")))),
@@ -631,8 +631,8 @@ var scenarios = []scenario{
 		name: "peer-pod-deleted-and-recreated",
 		steps: []step{
 			{
-				do: create(policy("x", "a-from-b", labels("pod", "a"),
-					ingress(in(peers(podsWith(labels("pod", "b"))))))),
+				do: create(objects.Policy("x/a-from-b", objects.Selecting("pod", "a"),
+					objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("pod", "b")))))),
 				checks: checks(tcp(80, allowed().denyIn(pod("x/a")).allow(pod("x/b"), pod("x/a")))),
 			},
 			{

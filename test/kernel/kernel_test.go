@@ -1,6 +1,7 @@
 // Package kernel checks rendered scripts against the real nft and kernel, each test in a
 // throwaway network namespace: every script the renderer produces is accepted, applying replaces
-// the table, and a script the kernel rejects leaves the previous table intact.
+// the table, and a script the kernel rejects leaves the previous table intact. (How the nft client
+// reports what the real binary says is tested next to the client, in internal/nft.)
 package kernel
 
 import (
@@ -21,12 +22,12 @@ import (
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
-	"github.com/flock-net/flock-netpol/test/nfttest"
+	"github.com/flock-net/flock-netpol/test/netns"
 )
 
 func newClient(t *testing.T) *nft.Client {
 	t.Helper()
-	ns := nfttest.NewNetns(t)
+	ns := netns.NewScratch(t)
 	c, err := nft.New(nft.Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -90,11 +91,18 @@ func TestRenderedScriptsAreAcceptedByTheKernel(t *testing.T) {
 }
 
 // TestReapplyingReplacesTheTable pins that a script replaces everything the previous one
-// installed, and that applying into a namespace without the table works too.
+// installed, also what was added to the table by hand since, and that applying into a namespace
+// without the table works too.
 func TestReapplyingReplacesTheTable(t *testing.T) {
 	c := newClient(t)
 	ctx := context.Background()
 	if err := c.Apply(ctx, exampleScript(t, "node-1")); err != nil {
+		t.Fatal(err)
+	}
+	stray := "add set inet flock-netpol stray-set { type ipv4_addr; }\n" +
+		"add element inet flock-netpol stray-set { 10.0.0.9 }\n" +
+		"add chain inet flock-netpol stray-chain\n"
+	if err := c.Apply(ctx, []byte(stray)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Apply(ctx, exampleScript(t, "node-2")); err != nil {
@@ -106,6 +114,12 @@ func TestReapplyingReplacesTheTable(t *testing.T) {
 	}
 	if strings.Contains(listed, "shop/api-1") || !strings.Contains(listed, "shop/web-2") {
 		t.Errorf("after applying node-2's script the table still holds node-1's pods:\n%s", listed)
+	}
+	// Nothing of the old table may survive: not a chain, not a set, not even an element.
+	for _, s := range []string{"stray-set", "10.0.0.9", "stray-chain"} {
+		if strings.Contains(listed, s) {
+			t.Errorf("after applying node-2's script the table still holds %q, added by hand before:\n%s", s, listed)
+		}
 	}
 	if err := c.Apply(ctx, render.DeleteTable(render.DefaultTable)); err != nil {
 		t.Fatal(err)
@@ -119,31 +133,45 @@ func TestReapplyingReplacesTheTable(t *testing.T) {
 }
 
 // TestARejectedScriptLeavesThePreviousTableIntact pins transaction atomicity: an error on the
-// last line of a full replacement (after the delete and most of the new table) changes nothing.
+// last line of a full replacement (after the delete and most of the new table) changes nothing,
+// whether nft's parser, its evaluation or only the kernel rejects it.
 func TestARejectedScriptLeavesThePreviousTableIntact(t *testing.T) {
-	c := newClient(t)
-	ctx := context.Background()
-	if err := c.Apply(ctx, exampleScript(t, "node-1")); err != nil {
-		t.Fatal(err)
-	}
-	before, err := c.ListTable(ctx, "inet", render.DefaultTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := append(exampleScript(t, "node-2"), "add rule inet flock-netpol no-such-chain accept\n"...)
-	err = c.Apply(ctx, bad)
-	if err == nil {
-		t.Fatal("the kernel accepted a rule for a missing chain")
-	}
-	if !strings.Contains(err.Error(), "no-such-chain") {
-		t.Errorf("the error does not carry nft's complaint: %v", err)
-	}
-	after, err := c.ListTable(ctx, "inet", render.DefaultTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after != before {
-		t.Errorf("a rejected script changed the table:\nbefore:\n%s\nafter:\n%s", before, after)
+	for _, tc := range []struct {
+		name, lastLine, complaint string
+	}{
+		// Only the kernel can reject this (the base chain exists in the new table), so the whole
+		// batch, including the delete of the old table, has reached the kernel and must be rolled
+		// back there.
+		{"kernel rejects the last statement", "create chain inet flock-netpol " + render.BaseChain + "\n", "File exists"},
+		{"rule for a missing chain", "add rule inet flock-netpol no-such-chain accept\n", "no-such-chain"},
+		{"syntax error on the last line", "this is not nft syntax\n", "syntax error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t)
+			ctx := context.Background()
+			if err := c.Apply(ctx, exampleScript(t, "node-1")); err != nil {
+				t.Fatal(err)
+			}
+			before, err := c.ListTable(ctx, "inet", render.DefaultTable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := append(exampleScript(t, "node-2"), tc.lastLine...)
+			err = c.Apply(ctx, bad)
+			if err == nil {
+				t.Fatalf("the kernel accepted %q", tc.lastLine)
+			}
+			if !strings.Contains(err.Error(), tc.complaint) {
+				t.Errorf("the error does not carry nft's complaint %q: %v", tc.complaint, err)
+			}
+			after, err := c.ListTable(ctx, "inet", render.DefaultTable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after != before {
+				t.Errorf("a rejected script changed the table:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
 	}
 }
 

@@ -4,7 +4,6 @@ package netns
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,16 +13,18 @@ import (
 	"strings"
 )
 
-// Beds that die without running Close (SIGKILL, a crash, or `go test -timeout` expiring, which
-// panics without running t.Cleanup) leave their namespaces behind. To make that self-healing
-// without ever touching a bed that is still in use (other test processes may be running beds at
-// the same time), each bed records its owner in the alias of the underlay bridge, and New sweeps
-// beds whose owner is provably gone.
+// Beds and scratch namespaces whose process dies without cleaning up (SIGKILL, a crash, or
+// `go test -timeout` expiring, which panics without running t.Cleanup) leave their namespaces
+// behind. To make that self-healing without ever touching one that is still in use (other test
+// processes may be running at the same time), each bed records its owner in the alias of the
+// underlay bridge, each scratch namespace in the alias of its loopback link, and New and Scratch
+// sweep those whose owner is provably gone.
 
 // ownerTagPrefix starts every owner alias; anything else is never swept.
 const ownerTagPrefix = "flock-netpol-netns-bed"
 
-// bedPrefixRE matches the namespace prefix of a bed, as made by New.
+// bedPrefixRE matches the namespace prefix of a bed, as made by New, or of a scratch namespace
+// (the prefix followed by "scratch"), as made by Scratch.
 var bedPrefixRE = regexp.MustCompile(`^(fnp-[a-z0-9]{6}-)`)
 
 // ownerTag identifies this process: pid, its start time (so a recycled pid does not look alive)
@@ -71,9 +72,9 @@ func ownerAlive(tag string) bool {
 	return procStart(pid) == kv["start"]
 }
 
-// bridgeAlias returns the alias of br0 in namespace ns ("" if unavailable).
-func bridgeAlias(ns string) string {
-	out, err := run("", "ip", "-n", ns, "-j", "link", "show", "br0")
+// linkAlias returns the alias of link in namespace ns ("" if unavailable).
+func linkAlias(ns, link string) string {
+	out, err := run("", "ip", "-n", ns, "-j", "link", "show", link)
 	if err != nil {
 		return ""
 	}
@@ -86,10 +87,11 @@ func bridgeAlias(ns string) string {
 	return links[0].IfAlias
 }
 
-// SweepStale deletes the namespaces of beds whose owning process has exited without cleaning up,
-// and returns the names it deleted. Beds of live processes, beds whose owner cannot be determined
-// and namespaces not made by this package are left alone. New calls it, so leaks from killed or
-// timed-out test runs disappear with the next run.
+// SweepStale deletes the namespaces of beds and scratch namespaces whose owning process has exited
+// without cleaning up, and returns the names it deleted. Those of live processes, those whose owner
+// cannot be determined and namespaces not made by this package are left alone. New calls it, and
+// the first Scratch of a process, so leaks from killed or timed-out test runs disappear with the
+// next run.
 func SweepStale() ([]string, error) {
 	entries, err := os.ReadDir(netnsDir)
 	if err != nil {
@@ -105,14 +107,20 @@ func SweepStale() ([]string, error) {
 		}
 	}
 	var deleted []string
-	var script strings.Builder
 	for prefix, names := range byPrefix {
-		// A bed without its underlay namespace is being created or deleted right now (the
-		// underlay is created first and deleted last), or was not made by us: skip it.
-		if !slices.Contains(names, prefix+"ul") {
-			continue
-		}
-		if ownerAlive(bridgeAlias(prefix + "ul")) {
+		switch {
+		case slices.Equal(names, []string{prefix + scratchSuffix}):
+			// A scratch namespace without its owner record is being created right now.
+			if ownerAlive(linkAlias(prefix+scratchSuffix, "lo")) {
+				continue
+			}
+		case slices.Contains(names, prefix+"ul"):
+			if ownerAlive(linkAlias(prefix+"ul", "br0")) {
+				continue
+			}
+		default:
+			// A bed without its underlay namespace is being created or deleted right now (the
+			// underlay is created first and deleted last), or was not made by us: skip it.
 			continue
 		}
 		// Underlay last, so an interrupted sweep is still recognisable as a stale bed.
@@ -125,23 +133,18 @@ func SweepStale() ([]string, error) {
 			if _, err := os.Stat(filepath.Join(netnsDir, n)); err != nil {
 				continue
 			}
-			fmt.Fprintf(&script, "netns del %s\n", n)
 			deleted = append(deleted, n)
 		}
 	}
-	if script.Len() == 0 {
+	if len(deleted) == 0 {
 		return nil, nil
 	}
 	// Another test process may be sweeping the same bed right now, so "No such file" errors from
 	// ip are expected; what counts is whether the namespaces are gone afterwards.
-	_, _ = run(script.String(), "ip", "-force", "-batch", "-")
-	var errs []error
-	for _, n := range deleted {
-		if _, err := os.Stat(filepath.Join(netnsDir, n)); err == nil {
-			errs = append(errs, fmt.Errorf("stale namespace %s could not be deleted", n))
-		}
+	if err := Delete(deleted...); err != nil {
+		return deleted, fmt.Errorf("stale namespaces could not be deleted: %w", err)
 	}
-	return deleted, errors.Join(errs...)
+	return deleted, nil
 }
 
 func boolInt(b bool) int {

@@ -51,20 +51,35 @@
 //
 // # Cleanup
 //
-// New registers Bed.Close with t.Cleanup, so namespaces are removed even when the test fails. A
-// process-wide SIGINT/SIGTERM handler also closes every live Bed before the process dies, so Ctrl-C
-// on `go test` does not leave namespaces behind (a second signal during cleanup exits at once).
-// Only SIGKILL, a crash or an expiring `go test -timeout` (which panics without running cleanups)
-// can leak namespaces. Every bed records its owning process (pid, start time, pid namespace) in the
-// alias of its underlay bridge, and New calls SweepStale, which deletes beds whose owner is gone;
-// beds of running processes, such as other test runs in parallel, are never touched. By hand:
+// Whoever creates a bed closes it: New returns it and the caller runs Bed.Close (a program defers
+// it); NewBed, the form for tests, registers Close with t.Cleanup, so namespaces are removed even
+// when the test fails. A process-wide SIGINT/SIGTERM handler also closes every live Bed before the
+// process dies, so Ctrl-C on `go test` or on a program does not leave namespaces behind (a second
+// signal during cleanup exits at once). Only SIGKILL, a crash or an expiring `go test -timeout`
+// (which panics without running cleanups) can leak namespaces. Every bed records its owning
+// process (pid, start time, pid namespace) in the alias of its underlay bridge, and New calls
+// SweepStale, which deletes beds whose owner is gone; beds of running processes, such as other
+// test runs in parallel, are never touched. By hand:
 //
 //	ip netns list | grep '^fnp-'   # then `ip netns del` those of runs that are over
+//
+// # Scratch namespaces
+//
+// Scratch (NewScratch in tests) makes a single throwaway namespace with an empty ruleset, for
+// kernel tests and agents under test that only need somewhere to program nftables. It shares the
+// bed's naming (fnp-<random>-scratch), owner record and sweep.
+//
+// # Without a test
+//
+// New, Bed.NewNode, Bed.NewPod, Bed.NewExternal, Listen and Run return errors, so a program (the
+// demo) can drive a bed. The methods for tests, AddNode, AddPod, AddExternal, Serve and MustRun,
+// are those plus t.Fatal: they report through the testing.TB of NewBed (or SetTB), and panic on a
+// bed without one.
 //
 // # Usage
 //
 //	func TestSomething(t *testing.T) {
-//		b := netns.New(t) // skips unless root; cleans up via t.Cleanup
+//		b := netns.NewBed(t) // skips unless root; cleans up via t.Cleanup
 //		a, bn := b.AddNode("a"), b.AddNode("b")
 //		ip := netip.MustParseAddr
 //		a1 := b.AddPod(a, "a1", ip("10.1.0.11"), ip("fd00:1::11"))
@@ -86,11 +101,13 @@
 //
 // # Requirements
 //
-// Root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and iproute2's `ip`; New skips the test otherwise. nft is
-// only needed by callers that program rules, e.g. with Node.Run("", "nft", "-f", "-").
+// Root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and iproute2's `ip`; otherwise New returns an error
+// wrapping ErrUnavailable and NewBed skips the test (fails it when FLOCK_REQUIRE_KERNEL_TESTS is
+// set). nft is only needed by callers that program rules, e.g. with Node.Run("", "nft", "-f", "-").
 package netns
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -98,14 +115,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // Reserved address plan. The underlay prefixes host node and external-host underlay addresses; the
@@ -128,9 +145,10 @@ const (
 	DefaultProbeConcurrency = 64
 )
 
-// Bed is one simulated cluster. Create it with New; add nodes, pods and external hosts from the
-// test goroutine (the Add* methods and Serve report setup errors with t.Fatal). Probe and
-// ProbeMatrix may be called from any goroutine.
+// Bed is one simulated cluster. Create it with New (or NewBed in a test); add nodes, pods and
+// external hosts with NewNode, NewPod and NewExternal (in a test, from the test goroutine: AddNode,
+// AddPod and AddExternal, which report setup errors with t.Fatal). Probe and ProbeMatrix may be
+// called from any goroutine.
 type Bed struct {
 	// ProbeTimeout bounds each probe (TCP connect plus reading the reply; UDP send plus waiting
 	// for the echo). A dropped flow costs this much. Default DefaultProbeTimeout.
@@ -139,7 +157,7 @@ type Bed struct {
 	// Default DefaultProbeConcurrency.
 	ProbeConcurrency int
 
-	t      testing.TB
+	t      testing.TB // for the Must-style methods; nil: they panic
 	prefix string
 	ulNS   string
 
@@ -165,39 +183,52 @@ type member struct {
 	owned      func() []netip.Addr
 }
 
-// New creates an empty Bed (just the underlay bridge) and registers its cleanup with t.Cleanup. It
-// skips the test, with the reason, unless running as root with `ip` available and namespaces can be
-// created.
-func New(t testing.TB) *Bed {
-	t.Helper()
+// Options configure New. The zero value gives the defaults.
+type Options struct {
+	// ProbeTimeout and ProbeConcurrency set the bed's fields of the same names. Defaults
+	// DefaultProbeTimeout and DefaultProbeConcurrency.
+	ProbeTimeout     time.Duration
+	ProbeConcurrency int
+	// Logf receives what the bed has to say besides errors (namespaces of dead processes it
+	// swept). Default: nothing is logged.
+	Logf func(format string, args ...any)
+}
+
+// New creates an empty Bed (just the underlay bridge). The caller must Close it. It needs root and
+// `ip`; when they are missing or namespaces cannot be created the error wraps ErrUnavailable.
+func New(opts Options) (*Bed, error) {
 	if os.Geteuid() != 0 {
-		t.Skip("netns: skipping, the namespace test bed needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN); run e.g. `sudo go test ./test/netns/`")
+		return nil, unavailable("the namespace test bed needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN); run e.g. `sudo go test ./test/netns/`")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("netns: skipping, iproute2's `ip` is not in PATH (apt-get install iproute2)")
+		return nil, unavailable("iproute2's `ip` is not in PATH (apt-get install iproute2)")
 	}
-	if swept, err := SweepStale(); len(swept) > 0 || err != nil {
-		t.Logf("netns: removed namespaces of dead test beds: %v (err: %v)", swept, err)
+	if swept, err := SweepStale(); (len(swept) > 0 || err != nil) && opts.Logf != nil {
+		opts.Logf("netns: removed namespaces of dead test beds: %v (err: %v)", swept, err)
 	}
 	b := &Bed{
-		ProbeTimeout:     DefaultProbeTimeout,
-		ProbeConcurrency: DefaultProbeConcurrency,
-		t:                t,
+		ProbeTimeout:     cmp.Or(opts.ProbeTimeout, DefaultProbeTimeout),
+		ProbeConcurrency: cmp.Or(opts.ProbeConcurrency, DefaultProbeConcurrency),
 		prefix:           "fnp-" + randString(6) + "-",
 		names:            map[string]bool{},
 		addrs:            map[netip.Addr]string{},
 	}
 	// Register before creating anything, so a signal arriving mid-setup still cleans up.
 	registerLive(b)
-	t.Cleanup(b.Close)
+	if err := b.createUnderlay(); err != nil {
+		return nil, errors.Join(err, b.Close())
+	}
+	return b, nil
+}
 
+func (b *Bed) createUnderlay() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ulNS = b.prefix + "ul"
 	if err := b.createNS(b.ulNS, roleUnderlay); err != nil {
 		// The first namespace is the capability probe: failing here means the environment (a
 		// container without CAP_SYS_ADMIN, a read-only /var/run, ...) cannot host the bed.
-		t.Skipf("netns: skipping, cannot create network namespaces: %v", err)
+		return unavailable("cannot create network namespaces: %v", err)
 	}
 	if err := ipBatch(b.ulNS,
 		"link set lo up",
@@ -208,9 +239,43 @@ func New(t testing.TB) *Bed {
 		fmt.Sprintf("link set br0 alias %q", ownerTag()),
 		"link set br0 up",
 	); err != nil {
-		t.Fatalf("netns: underlay: %v", err)
+		return fmt.Errorf("netns: underlay: %w", err)
 	}
+	return nil
+}
+
+// NewBed is New for tests: it closes the bed when tb ends (an error closing it fails tb), makes
+// the bed's Must-style methods report through tb (SetTB), skips tb when the machine cannot host a
+// bed (fails it when FLOCK_REQUIRE_KERNEL_TESTS is set), and fails it on any other error.
+func NewBed(tb testing.TB) *Bed {
+	tb.Helper()
+	b, err := New(Options{Logf: tb.Logf})
+	if errors.Is(err, ErrUnavailable) {
+		testenv.Strict(tb).Skipf("netns: skipping: %v", err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b.SetTB(tb)
+	tb.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			tb.Errorf("netns: cleanup: %v", err)
+		}
+	})
 	return b
+}
+
+// SetTB makes AddNode, AddPod, AddExternal, Serve and MustRun report failures with tb.Fatalf
+// instead of panicking. Call it before using them (NewBed does).
+func (b *Bed) SetTB(tb testing.TB) { b.t = tb }
+
+// fatal ends the test of the Must-style methods with err, or panics on a bed without one.
+func (b *Bed) fatal(err error) {
+	if b.t == nil {
+		panic(err)
+	}
+	b.t.Helper()
+	b.t.Fatal(err)
 }
 
 // Prefix is the unique namespace-name prefix of this bed, e.g. "fnp-k3x9qa-".
@@ -237,16 +302,10 @@ func (b *Bed) Externals() []*Host {
 	return slices.Clone(b.externals)
 }
 
-// Close stops all servers and deletes all namespaces of the bed. It is idempotent and is called
-// automatically via t.Cleanup and on SIGINT/SIGTERM; calling it explicitly is only needed to check
-// the cleanup itself. Errors are reported with t.Errorf.
-func (b *Bed) Close() {
-	if err := b.close(); err != nil {
-		b.t.Errorf("netns: cleanup: %v", err)
-	}
-}
-
-func (b *Bed) close() error {
+// Close stops all servers and deletes all namespaces of the bed, and returns an error naming what
+// is left. It is idempotent (later calls return nil) and also runs on SIGINT/SIGTERM; NewBed
+// registers it with t.Cleanup, so a test calls it only to check the cleanup itself.
+func (b *Bed) Close() error {
 	// Holding mu for the whole teardown makes a concurrent Add* either finish before we delete
 	// (so its namespace is deleted too) or see closed and create nothing.
 	b.mu.Lock()
@@ -268,19 +327,10 @@ func (b *Bed) close() error {
 	b.closers = nil
 	b.servers.Wait()
 
-	if len(b.nsCreated) > 0 {
-		var script strings.Builder
-		for _, ns := range slices.Backward(b.nsCreated) {
-			fmt.Fprintf(&script, "netns del %s\n", ns)
-		}
-		// -force: keep going past a namespace whose creation had failed half-way.
-		_, _ = run(script.String(), "ip", "-force", "-batch", "-")
-	}
-	for _, ns := range b.nsCreated {
-		if _, err := os.Stat(filepath.Join(netnsDir, ns)); err == nil {
-			errs = append(errs, fmt.Errorf("namespace %s still exists after `ip netns del`", ns))
-		}
-	}
+	// The underlay, created first, goes last.
+	order := slices.Clone(b.nsCreated)
+	slices.Reverse(order)
+	errs = append(errs, Delete(order...))
 	return errors.Join(errs...)
 }
 
@@ -303,7 +353,7 @@ func (b *Bed) createNS(ns string, role nsRole) error {
 		return errors.New("netns: bed already closed")
 	}
 	b.nsCreated = append(b.nsCreated, ns) // record first: a half-created namespace is still deleted
-	if _, err := run("", "ip", "netns", "add", ns); err != nil {
+	if err := Add(ns); err != nil {
 		return err
 	}
 	var kv []sysctl
@@ -436,7 +486,7 @@ func installSignalHandler() {
 			}
 			live.Unlock()
 			for _, b := range beds {
-				if err := b.close(); err != nil {
+				if err := b.Close(); err != nil {
 					fmt.Fprintf(os.Stderr, "netns: cleanup: %v\n", err)
 				}
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 var mustAddr = netip.MustParseAddr
@@ -25,12 +26,14 @@ var mustAddr = netip.MustParseAddr
 // left in /var/run/netns. It runs also when the test fails.
 func newBed(t *testing.T) *netns.Bed {
 	t.Helper()
-	b := netns.New(t)
+	b := netns.NewBed(t)
 	prefix := b.Prefix()
-	// Cleanups run last-in first-out, so this one runs before the Close registered by New; it
+	// Cleanups run last-in first-out, so this one runs before the Close registered by NewBed; it
 	// calls Close itself (idempotent) so the check sees the final state.
 	t.Cleanup(func() {
-		b.Close()
+		if err := b.Close(); err != nil {
+			t.Errorf("netns: cleanup: %v", err)
+		}
 		if left := netns.Leftovers(prefix); len(left) > 0 {
 			t.Errorf("namespaces left behind: %v", left)
 		}
@@ -111,7 +114,9 @@ func TestForwardHook(t *testing.T) {
 	}
 
 	// 4. Explicit cleanup, then nothing with our prefix may remain.
-	b.Close()
+	if err := b.Close(); err != nil {
+		t.Errorf("netns: cleanup: %v", err)
+	}
 	if left := netns.Leftovers(prefix); len(left) > 0 {
 		t.Errorf("namespaces left after Close: %v", left)
 	}
@@ -203,7 +208,7 @@ func TestDoLeavesNoThreadBehind(t *testing.T) {
 // TestValidation checks that the address plan is enforced.
 func TestValidation(t *testing.T) {
 	if os.Getenv("NETNS_VALIDATION_HELPER") != "" {
-		b := netns.New(t)
+		b := netns.NewBed(t)
 		n := b.AddNode("n")
 		b.AddPod(n, "p", mustAddr(os.Getenv("NETNS_VALIDATION_HELPER")))
 		return
@@ -226,7 +231,7 @@ func TestValidation(t *testing.T) {
 // Ctrl-C during `go test`, and checks that the child removed its namespaces and died of the signal.
 func TestSignalCleanup(t *testing.T) {
 	if os.Getenv("NETNS_SIGNAL_HELPER") != "" {
-		b := netns.New(t)
+		b := netns.NewBed(t)
 		n := b.AddNode("n")
 		p := b.AddPod(n, "p", mustAddr("10.1.0.1"))
 		p.Serve(80)
@@ -254,9 +259,7 @@ func TestSignalCleanup(t *testing.T) {
 	}
 	if left := netns.Leftovers(prefix); len(left) > 0 {
 		t.Errorf("child left namespaces behind: %v\n%s", left, out)
-		for _, ns := range left { // do not leak them from this test either
-			_ = exec.Command("ip", "netns", "del", ns).Run()
-		}
+		_ = netns.Delete(left...) // do not leak them from this test either
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
@@ -334,17 +337,15 @@ func TestSweepStale(t *testing.T) {
 
 	stale := fmt.Sprintf("fnp-%06x-", rand.Uint32()&0xffffff)
 	unknown := fmt.Sprintf("fnp-%06x-", rand.Uint32()&0xffffff)
+	staleScratch := fmt.Sprintf("fnp-%06x-scratch", rand.Uint32()&0xffffff)
+	liveScratch := netns.NewScratch(t)
 	var created []string
-	t.Cleanup(func() {
-		for _, ns := range created {
-			_ = exec.Command("ip", "netns", "del", ns).Run()
-		}
-	})
+	t.Cleanup(func() { _ = netns.Delete(created...) })
 	mk := func(ns string, cmds ...string) {
 		t.Helper()
 		created = append(created, ns)
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %s", err, out)
+		if err := netns.Add(ns); err != nil {
+			t.Fatal(err)
 		}
 		for _, c := range cmds {
 			if out, err := exec.Command("ip", append([]string{"-n", ns}, strings.Fields(c)...)...).CombinedOutput(); err != nil {
@@ -352,7 +353,7 @@ func TestSweepStale(t *testing.T) {
 			}
 		}
 	}
-	// Other test processes sweep too (in New), so the fake stale bed must become recognisable
+	// Other test processes sweep too (in New and Scratch), so the fake stale bed must become recognisable
 	// atomically: everything else first, the owner alias last.
 	mk(stale + "n-a")
 	mk(stale+"ul", "link add br0 type bridge")
@@ -361,6 +362,10 @@ func TestSweepStale(t *testing.T) {
 	}
 	mk(unknown + "n-a")
 	mk(unknown+"ul", "link add br0 type bridge") // no owner alias: must survive
+	mk(staleScratch)
+	if out, err := exec.Command("ip", "-n", staleScratch, "link", "set", "lo", "alias", staleTag).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
 
 	swept, err := netns.SweepStale()
 	t.Logf("swept %v (err %v)", swept, err)
@@ -375,5 +380,37 @@ func TestSweepStale(t *testing.T) {
 	}
 	if left := netns.Leftovers(live.Prefix()); len(left) != 2 {
 		t.Errorf("live bed: left %v, want its 2 namespaces", left)
+	}
+	if left := netns.Leftovers(staleScratch); len(left) > 0 {
+		t.Errorf("stale scratch namespace not swept: %v", left)
+	}
+	if left := netns.Leftovers(liveScratch); len(left) != 1 {
+		t.Errorf("scratch namespace of this process: left %v, want it", left)
+	}
+}
+
+// TestScratch checks the throwaway namespace of kernel tests: a fresh name each time, an empty
+// ruleset, the owner record, and gone after its cleanup.
+func TestScratch(t *testing.T) {
+	a, cleanup, err := netns.Scratch()
+	if errors.Is(err, netns.ErrUnavailable) {
+		testenv.Strict(t).Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := netns.NewScratch(t)
+	if a == b || !strings.HasPrefix(a, "fnp-") || !strings.HasSuffix(a, "-scratch") {
+		t.Errorf("scratch names %q and %q: want two distinct fnp-<random>-scratch", a, b)
+	}
+	out, err := exec.Command("ip", "-n", a, "link", "show", "lo").CombinedOutput()
+	if want := fmt.Sprintf("alias flock-netpol-netns-bed pid=%d ", os.Getpid()); err != nil || !strings.Contains(string(out), want) {
+		t.Errorf("scratch loopback lacks %q (err %v):\n%s", want, err, out)
+	}
+	if err := cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if left := netns.Leftovers(a); len(left) > 0 {
+		t.Errorf("scratch namespace left after cleanup: %v", left)
 	}
 }

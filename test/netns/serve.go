@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Serve starts, inside the endpoint's namespace, a TCP listener and a UDP socket on each port for
+// Listen starts, inside the endpoint's namespace, a TCP listener and a UDP socket on each port for
 // each of the endpoint's addresses (so IPv4 and IPv6 for a dual-stack endpoint). TCP: every
 // accepted connection gets the endpoint's name plus "\n" and is closed. UDP: every datagram is
 // answered with name + "\n" + the datagram. Probes use the name to report who answered, which
@@ -18,11 +18,10 @@ import (
 //
 // Sockets are bound to the endpoint's own addresses rather than the wildcard so that UDP replies
 // always leave from the address the client sent to (an external host also has an underlay
-// address). Servers run until the Bed is closed. Call Serve from the test goroutine; a port that
-// cannot be bound fails the test.
-func (e *endpoint) Serve(ports ...uint16) {
+// address). Servers run until the Bed is closed. A port that cannot be bound is an error, and then
+// none of the ports is served.
+func (e *endpoint) Listen(ports ...uint16) error {
 	b := e.bed
-	b.t.Helper()
 	var lns []net.Listener
 	var pcs []net.PacketConn
 	err := e.Do(func() error {
@@ -53,7 +52,18 @@ func (e *endpoint) Serve(ports ...uint16) {
 		for _, pc := range pcs {
 			pc.Close()
 		}
-		b.t.Fatalf("netns: %s: Serve(%v): %v", e.name, ports, err)
+		return fmt.Errorf("netns: %s: Serve(%v): %w", e.name, ports, err)
+	}
+	return nil
+}
+
+// Serve is Listen that fails the test on error. Call it from the test goroutine.
+func (e *endpoint) Serve(ports ...uint16) {
+	if e.bed.t != nil {
+		e.bed.t.Helper()
+	}
+	if err := e.Listen(ports...); err != nil {
+		e.bed.fatal(err)
 	}
 }
 

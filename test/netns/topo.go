@@ -39,10 +39,12 @@ func (n *nsBase) Run(stdin string, name string, args ...string) (string, error) 
 
 // MustRun is Run that fails the test (t.Fatal) on error. Call it from the test goroutine.
 func (n *nsBase) MustRun(stdin string, name string, args ...string) string {
-	n.bed.t.Helper()
+	if n.bed.t != nil {
+		n.bed.t.Helper()
+	}
 	out, err := n.Run(stdin, name, args...)
 	if err != nil {
-		n.bed.t.Fatal(err)
+		n.bed.fatal(err)
 	}
 	return out
 }
@@ -119,15 +121,26 @@ type Host struct {
 	member *member
 }
 
-// AddNode creates a node namespace and connects it to the underlay. Routes to pods and external
+// NewNode creates a node namespace and connects it to the underlay. Routes to pods and external
 // hosts that already exist are installed, so nodes, pods and hosts may be added in any order.
-func (b *Bed) AddNode(name string) *Node {
-	b.t.Helper()
+func (b *Bed) NewNode(name string) (*Node, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n, err := b.addNode(name)
 	if err != nil {
-		b.t.Fatalf("netns: AddNode(%q): %v", name, err)
+		return nil, fmt.Errorf("netns: AddNode(%q): %w", name, err)
+	}
+	return n, nil
+}
+
+// AddNode is NewNode that fails the test on error.
+func (b *Bed) AddNode(name string) *Node {
+	if b.t != nil {
+		b.t.Helper()
+	}
+	n, err := b.NewNode(name)
+	if err != nil {
+		b.fatal(err)
 	}
 	return n
 }
@@ -155,15 +168,26 @@ func (b *Bed) addNode(name string) (*Node, error) {
 	return n, nil
 }
 
-// AddPod creates a pod on node with the given addresses (one IPv4 and/or one IPv6 is typical),
+// NewPod creates a pod on node with the given addresses (one IPv4 and/or one IPv6 is typical),
 // and installs the routes that make it reachable from everywhere in the bed.
-func (b *Bed) AddPod(node *Node, name string, addrs ...netip.Addr) *Pod {
-	b.t.Helper()
+func (b *Bed) NewPod(node *Node, name string, addrs ...netip.Addr) (*Pod, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p, err := b.addPod(node, name, addrs)
 	if err != nil {
-		b.t.Fatalf("netns: AddPod(%q): %v", name, err)
+		return nil, fmt.Errorf("netns: AddPod(%q): %w", name, err)
+	}
+	return p, nil
+}
+
+// AddPod is NewPod that fails the test on error.
+func (b *Bed) AddPod(node *Node, name string, addrs ...netip.Addr) *Pod {
+	if b.t != nil {
+		b.t.Helper()
+	}
+	p, err := b.NewPod(node, name, addrs...)
+	if err != nil {
+		b.fatal(err)
 	}
 	return p
 }
@@ -229,17 +253,28 @@ func (b *Bed) addPod(node *Node, name string, addrs []netip.Addr) (*Pod, error) 
 	return p, b.routeToMember(node.member, addrs)
 }
 
-// AddExternal creates a host outside the cluster, attached to the underlay, with the given
+// NewExternal creates a host outside the cluster, attached to the underlay, with the given
 // addresses (use a range outside your pod ranges, e.g. 10.200.0.0/16 and fd00:200::/64). Every
 // node routes these addresses to the host, and the host routes every pod address to the pod's
 // node, so pods and the host reach each other without NAT, crossing the pod's node's forward hook.
-func (b *Bed) AddExternal(name string, addrs ...netip.Addr) *Host {
-	b.t.Helper()
+func (b *Bed) NewExternal(name string, addrs ...netip.Addr) (*Host, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	h, err := b.addExternal(name, addrs)
 	if err != nil {
-		b.t.Fatalf("netns: AddExternal(%q): %v", name, err)
+		return nil, fmt.Errorf("netns: AddExternal(%q): %w", name, err)
+	}
+	return h, nil
+}
+
+// AddExternal is NewExternal that fails the test on error.
+func (b *Bed) AddExternal(name string, addrs ...netip.Addr) *Host {
+	if b.t != nil {
+		b.t.Helper()
+	}
+	h, err := b.NewExternal(name, addrs...)
+	if err != nil {
+		b.fatal(err)
 	}
 	return h
 }

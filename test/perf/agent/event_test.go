@@ -33,7 +33,7 @@ import (
 	"github.com/flock-net/flock-netpol/internal/cli"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
-	"github.com/flock-net/flock-netpol/test/nfttest"
+	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/synth"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
@@ -178,7 +178,7 @@ func benchEventToKernel(b *testing.B, rate int, duration time.Duration) {
 	}
 	// The namespace first: its cleanup (registered first) then runs last, after the agent and
 	// envtest have stopped.
-	netns := nfttest.NewNetns(b)
+	nodeNS := netns.NewScratch(b)
 
 	testEnv := &envtest.Environment{BinaryAssetsDirectory: assets}
 	restCfg, err := testEnv.Start()
@@ -213,6 +213,10 @@ func benchEventToKernel(b *testing.B, rate int, duration time.Duration) {
 	if err := loadChurnScenario(ctx, c, cl); err != nil {
 		b.Fatal(err)
 	}
+	// The agent applies nothing until its Node exists.
+	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cl.LocalNode}}); err != nil {
+		b.Fatal(err)
+	}
 	b.Logf("loaded %d namespaces, %d policies and %d pods (plus the churn scenario) in %s",
 		len(cl.Namespaces), len(cl.Policies), len(cl.Pods), time.Since(loadStart).Round(time.Millisecond))
 
@@ -229,7 +233,7 @@ func benchEventToKernel(b *testing.B, rate int, duration time.Duration) {
 	a, err := cli.NewAgent(rest.CopyConfig(restCfg), cli.RunConfig{
 		NodeName:               cl.LocalNode,
 		Table:                  render.DefaultTable,
-		NFT:                    "ip netns exec " + netns + " nft",
+		NFT:                    "ip netns exec " + nodeNS + " nft",
 		NFTTimeout:             nft.DefaultTimeout,
 		MetricsBindAddress:     "0",
 		HealthProbeBindAddress: "0",
@@ -322,7 +326,7 @@ func benchEventToKernel(b *testing.B, rate int, duration time.Duration) {
 	if err := waitForPeers(rec, live, gone, time.Minute); err != nil {
 		b.Fatal(err)
 	}
-	if err := checkKernel(ctx, netns, live, gone); err != nil {
+	if err := checkKernel(ctx, nodeNS, live, gone); err != nil {
 		b.Fatal(err)
 	}
 
@@ -461,8 +465,8 @@ func waitForPeers(rec *recorder, want, gone []netip.Addr, timeout time.Duration)
 
 // checkKernel reads the table back from the kernel and checks the peer set against the
 // recorder's view: what the agent applied is what the kernel holds.
-func checkKernel(ctx context.Context, netns string, live, gone []netip.Addr) error {
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", netns, "nft", "list", "table", "inet", render.DefaultTable).CombinedOutput()
+func checkKernel(ctx context.Context, ns string, live, gone []netip.Addr) error {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "list", "table", "inet", render.DefaultTable).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("nft list table: %v: %s", err, out)
 	}

@@ -125,7 +125,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		runtime.GC()
-		res, err := runChild(b, dir, node)
+		res, err := runChild(dir, node)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -203,7 +203,7 @@ func fileSource(path string) source {
 
 // runChild runs the child process and returns what it reported. The child dies with the parent
 // (Pdeathsig) and is killed at its timeout.
-func runChild(b *testing.B, dir, node string) (agentMemory, error) {
+func runChild(dir, node string) (agentMemory, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestAgentMemoryChild$", "-test.count", "1", "-test.timeout", "20m")

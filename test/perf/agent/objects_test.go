@@ -90,12 +90,12 @@ func realisticPod(p *corev1.Pod, i int) *corev1.Pod {
 		{
 			Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
 			APIVersion: "v1", Time: &created, FieldsType: "FieldsV1",
-			FieldsV1: &metav1.FieldsV1{Raw: fmt.Appendf(nil, podFieldsSpec, main, rsUID)},
+			FieldsV1: metav1.NewFieldsV1(fmt.Sprintf(podFieldsSpec, main, rsUID)),
 		},
 		{
 			Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate,
 			APIVersion: "v1", Time: &created, FieldsType: "FieldsV1", Subresource: "status",
-			FieldsV1: &metav1.FieldsV1{Raw: fmt.Appendf(nil, podFieldsStatus, podIP)},
+			FieldsV1: metav1.NewFieldsV1(fmt.Sprintf(podFieldsStatus, podIP)),
 		},
 	}
 
@@ -224,7 +224,7 @@ func realisticNamespace(ns *corev1.Namespace, i int) *corev1.Namespace {
 	ns.ManagedFields = []metav1.ManagedFieldsEntry{{
 		Manager: "kubectl-client-side-apply", Operation: metav1.ManagedFieldsOperationUpdate,
 		APIVersion: "v1", Time: &created, FieldsType: "FieldsV1",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{".":{},"f:env":{},"f:kubernetes.io/metadata.name":{},"f:team":{}}}}`)},
+		FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{"f:labels":{".":{},"f:env":{},"f:kubernetes.io/metadata.name":{},"f:team":{}}}}`),
 	}}
 	ns.Spec.Finalizers = []corev1.FinalizerName{corev1.FinalizerKubernetes}
 	ns.Status.Phase = corev1.NamespaceActive
@@ -246,7 +246,7 @@ func realisticPolicy(np *networkingv1.NetworkPolicy, i int) *networkingv1.Networ
 	np.ManagedFields = []metav1.ManagedFieldsEntry{{
 		Manager: "kubectl-client-side-apply", Operation: metav1.ManagedFieldsOperationUpdate,
 		APIVersion: "networking.k8s.io/v1", Time: &created, FieldsType: "FieldsV1",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}}},"f:spec":{"f:egress":{},"f:ingress":{},"f:podSelector":{},"f:policyTypes":{}}}`)},
+		FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}}},"f:spec":{"f:egress":{},"f:ingress":{},"f:podSelector":{},"f:policyTypes":{}}}`),
 	}}
 	return np
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
-	"github.com/flock-net/flock-netpol/test/nfttest"
+	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/synth"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
@@ -67,7 +67,7 @@ func BenchmarkApply(b *testing.B) {
 				if size.pods > 10000 && testing.Short() {
 					b.Skip("150k-pod cluster skipped in -short mode")
 				}
-				ns := nfttest.NewNetns(tb)
+				ns := netns.NewScratch(tb)
 				if script.Text == nil {
 					script = renderCluster(b, synth.Sized(size.pods, size.policies))
 				}

@@ -147,7 +147,7 @@ func newBench(tb testing.TB, n int) *bench {
 		tb.Fatalf("the rendered script has %d element lines holding a client address, want one per client pod (%d): did the renderer merge neighbours?", b.peers, n)
 	}
 
-	b.bed = netns.New(tb)
+	b.bed = netns.NewBed(tb)
 	b.router = b.bed.AddNode(routerNode)
 	srvPod := b.bed.AddPod(b.router, "server", serverAddr.Addr())
 	b.client = b.bed.AddPod(b.router, "client", clientAddr)

@@ -5,7 +5,7 @@
 // BenchmarkApply renders the synthetic clusters of test/synth's benchmarks
 // (pods=10000,policies=1000 and pods=150000,policies=10000; 50 pods per namespace, 110 per node)
 // with the real translate and render, and pipes the script to `nft -f -` in a throwaway
-// namespace (nfttest.NewNetns). Each iteration replaces the table the previous one left, as the
+// namespace (netns.NewScratch). Each iteration replaces the table the previous one left, as the
 // agent does on every recompute (the script itself starts with add table / delete table);
 // ns/op is that apply. The ",first" variants apply into a namespace without the table, as the
 // first apply after boot does. It reports nft-peak-MB, the largest peak RSS of nft over the

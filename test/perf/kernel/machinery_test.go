@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/flock-net/flock-netpol/internal/render"
-	"github.com/flock-net/flock-netpol/test/nfttest"
+	"github.com/flock-net/flock-netpol/test/netns"
 )
 
 // TestMeasurementMachinery checks, in a few seconds, that the benchmarks measure what they
@@ -62,7 +62,7 @@ func TestMeasurementMachinery(t *testing.T) {
 
 	t.Run("nft-rss", func(t *testing.T) {
 		tb := requireKernel(t, "perf/kernel apply")
-		ns := nfttest.NewNetns(tb)
+		ns := netns.NewScratch(tb)
 		nftPath, err := exec.LookPath("nft")
 		if err != nil {
 			t.Fatal(err)

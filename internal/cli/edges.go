@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// edgeFlags are the flags that close the node's edges, shared by `run` and `render` so that the
+// offline script is exactly what the agent applies.
+type edgeFlags struct {
+	podCIDRs     prefixList
+	closeUnknown bool
+	antiSpoofing bool
+}
+
+func (e *edgeFlags) register(fs *flag.FlagSet) {
+	fs.Var(&e.podCIDRs, "pod-cidrs", "this node's pod ranges, comma-separated (e.g. 10.244.1.0/24,fd00:1::/64); default: the Node's spec.podCIDRs")
+	fs.BoolVar(&e.closeUnknown, "close-unknown-pod-addresses", true, "drop forwarded traffic from or to an address of the node's pod ranges that no known local pod owns; turn off for CNIs that do not allocate pod addresses from the node's ranges")
+	fs.BoolVar(&e.antiSpoofing, "anti-spoofing", true, "drop forwarded packets whose source fails a strict reverse-path check (a pod sending with an address not its own); turn off for nodes with asymmetric routing")
+}
+
+// prefixList is a comma-separated list of CIDRs; host bits are allowed (the translator masks
+// them).
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	var s []string
+	for _, p := range *l {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	*l = nil
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return fmt.Errorf("not a CIDR: %q", f)
+		}
+		*l = append(*l, p)
+	}
+	return nil
+}
