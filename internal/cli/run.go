@@ -191,6 +191,10 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		// the loop itself is stuck and a restart is the remedy.
 		StuckAfter: 3*cfg.NFTTimeout + time.Minute,
 	}
+	// The drift monitor streams `nft monitor`; a test's executor may not stream.
+	if _, streams := executor.(nft.Streamer); executor == nil || streams {
+		r.Monitor = nftClient
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the controller: %w", err)
 	}

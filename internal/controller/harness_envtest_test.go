@@ -32,6 +32,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/cli"
 	"github.com/flock-net/flock-netpol/internal/controller"
+	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/test/objects"
 )
 
@@ -93,11 +94,16 @@ type agentConfig struct {
 	resync              time.Duration
 	eventsNS            string
 	noNode              bool
+	noMonitor           bool
 }
 
 func withRetry(base, maxDelay time.Duration) agentOption {
 	return func(c *agentConfig) { c.retryBase, c.retryMax = base, maxDelay }
 }
+
+// withoutMonitor starts the agent without its nft monitor, so that only the periodic check can
+// see a change made behind its back.
+func withoutMonitor() agentOption { return func(c *agentConfig) { c.noMonitor = true } }
 
 // withoutNode starts the agent without creating its Node object first.
 func withoutNode() agentOption { return func(c *agentConfig) { c.noNode = true } }
@@ -131,6 +137,10 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 	if !cfg.noNode {
 		createNode(node)
 	}
+	var executor nft.Executor = k.rec
+	if cfg.noMonitor {
+		executor = struct{ nft.Executor }{k.rec} // hides Stream: the agent runs no nft monitor
+	}
 	a := &agent{logs: &logBuffer{}, done: make(chan error, 1)}
 	log := newLogger("agent["+node+"]", a.logs)
 	// The agent is built exactly as `flock-netpol run` builds it, with quick retries, and with
@@ -146,7 +156,7 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 		RetryMaxDelay:          cfg.retryMax,
 		ResyncPeriod:           cfg.resync,
 		SkipNameValidation:     true,
-	}, log, k.rec)
+	}, log, executor)
 	Expect(err).NotTo(HaveOccurred())
 	mgr := built.Manager
 	a.r = built.Reconciler

@@ -224,6 +224,15 @@ func (r *recorder) Run(ctx context.Context, argv []string, stdin []byte) ([]byte
 }
 
 // Applies returns the applies so far, oldest first.
+// Stream passes a streamed command (the drift monitor) to the inner executor, unrecorded.
+func (r *recorder) Stream(ctx context.Context, argv []string, line func(string)) error {
+	st, ok := r.inner.(nft.Streamer)
+	if !ok {
+		return fmt.Errorf("%T cannot stream", r.inner)
+	}
+	return st.Stream(ctx, argv, line)
+}
+
 func (r *recorder) Applies() []applyRecord {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -352,7 +353,7 @@ var _ = Describe("The agent's lifecycle", func() {
 		createPolicy(ns, "deny", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress()))
 
 		const period = 500 * time.Millisecond
-		a := startAgent(c.node, k, withResync(period))
+		a := startAgent(c.node, k, withResync(period), withoutMonitor())
 		Eventually(func(g Gomega) {
 			g.Expect(k.view(g).PodChain("in", ns, "web")).NotTo(BeEmpty())
 		}, timeout, poll).Should(Succeed())
@@ -365,7 +366,7 @@ var _ = Describe("The agent's lifecycle", func() {
 			applied = n
 			return settled
 		}, timeout, period).Should(BeTrue())
-		repairs := testutil.ToFloat64(a.r.Metrics.Repairs)
+		repairs := testutil.ToFloat64(a.r.Metrics.Repairs.WithLabelValues("resync"))
 		before := k.current()
 
 		By("deleting the table the way an operator or a firewall reload would")
@@ -377,11 +378,47 @@ var _ = Describe("The agent's lifecycle", func() {
 		By("waiting for the periodic check to put it back")
 		Eventually(k.current, 5*period, poll).Should(Equal(before))
 		Expect(time.Since(deletedAt)).To(BeNumerically("<", 3*period), "repaired later than the resync period allows")
-		Eventually(func() float64 { return testutil.ToFloat64(a.r.Metrics.Repairs) }, period, poll).Should(Equal(repairs + 1))
+		Eventually(func() float64 { return testutil.ToFloat64(a.r.Metrics.Repairs.WithLabelValues("resync")) }, period, poll).Should(Equal(repairs + 1))
 		Eventually(k.rec.Count, period, poll).Should(Equal(applied+1), "one repair apply")
 
 		By("an intact table is left alone by later checks, so that was exactly one repair apply")
 		Consistently(k.rec.Count, 3*period, 50*time.Millisecond).Should(Equal(applied + 1))
+	})
+
+	It("repairs within a second any change another process makes to its table, and counts it", func() {
+		if !kernelReal {
+			Skip("needs root with nft and ip: nft monitor watches a real network namespace; " +
+				"run the suite as root (FLOCK_REQUIRE_KERNEL_TESTS=1 turns this skip into a failure)")
+		}
+		k := newKernel()
+		c := newCluster()
+		ns := namespace()
+		createPod(ns, "web", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "web"))
+		createPolicy(ns, "deny", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
+		// No periodic check: only the monitor can repair within the second.
+		a := startAgent(c.node, k)
+		a.waitReady()
+		Eventually(func(g Gomega) { g.Expect(k.view(g).PodChain("in", ns, "web")).NotTo(BeEmpty()) }, timeout, poll).Should(Succeed())
+		podChain := k.mustView().PodChain("in", ns, "web")
+		want := k.current()
+		repairs := func() float64 { return testutil.ToFloat64(a.r.Metrics.Repairs.WithLabelValues("monitor")) }
+
+		for _, tamper := range [][]string{
+			{"delete", "table", "inet", table},
+			{"flush", "chain", "inet", table, render.BaseChain},
+			{"flush", "map", "inet", table, "ingress-pods-v4"},
+			{"delete", "element", "inet", table, "ingress-pods-v4", "{", c.ip(1), "}"},
+			{"insert", "rule", "inet", table, podChain, "accept"},
+		} {
+			By(strings.Join(tamper, " "))
+			before := repairs()
+			_, stderr, err := k.run.Run(ctxT(), append(slices.Clone(k.command), tamper...), nil)
+			Expect(err).NotTo(HaveOccurred(), "%s", stderr)
+			changed := time.Now() // the repair can be done before a listing would show the change
+			Eventually(k.current, time.Second, poll).Should(Equal(want), "repaired within a second")
+			fmt.Fprintf(GinkgoWriter, "%s: repaired within %v\n", strings.Join(tamper, " "), time.Since(changed).Round(time.Millisecond))
+			Eventually(repairs, time.Second, poll).Should(Equal(before + 1))
+		}
 	})
 
 	It("leaves the table in place on SIGTERM (agent binary)", func() {

@@ -25,7 +25,7 @@ type Metrics struct {
 	IsolatedPods        *prometheus.GaugeVec // by direction
 	Policies            prometheus.Gauge
 	PolicyProblems      prometheus.Gauge
-	Repairs             prometheus.Counter
+	Repairs             *prometheus.CounterVec // by cause
 	KernelCheckFailures prometheus.Counter
 }
 
@@ -74,10 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "policy_problems",
 			Help: "Policy values that cannot be honoured and match nothing (see the logs).",
 		}),
-		Repairs: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Name: "resync_repairs_total",
-			Help: "Times the periodic check found the table missing or changed behind the agent's back and re-applied it.",
-		}),
+		Repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "repairs_total",
+			Help: "Full applies that repaired the table after another process changed it, by cause: monitor (nft monitor showed the change) or resync (the periodic check found the table missing or different).",
+		}, []string{"cause"}),
 		KernelCheckFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "kernel_check_failures_total",
 			Help: "Periodic checks of the kernel's table that could not run (nft failed for another reason than a missing table).",

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -58,6 +59,9 @@ type Reconciler struct {
 	// AntiSpoofing drops forwarded packets whose source fails a strict reverse-path check
 	// (render.Options.AntiSpoofing).
 	AntiSpoofing bool
+	// Monitor, when set, watches the kernel's changes (`nft monitor`): a change to the table by
+	// another process is repaired at once (see drift.go).
+	Monitor Monitor
 	// Inspector, when set together with ResyncPeriod, lets the agent check every ResyncPeriod
 	// that the kernel still holds the table it last applied, and repair it when not.
 	Inspector    Inspector
@@ -86,6 +90,7 @@ type Reconciler struct {
 	noNode     error  // set while no Node object carries this node's name: nothing is applied
 	busySince  time.Time
 	problems   []translate.Problem
+	recent     []string // digests of the latest applies, for the monitor (see noteApplying)
 }
 
 // Defaults of the Reconciler's optional fields.
@@ -118,9 +123,11 @@ func (r *Reconciler) setDefaults() {
 
 // Two work items: every watch event asks for a recompute (changeKey); the periodic resync asks
 // for a recompute plus a check that the kernel still holds the last applied table (resyncKey).
+// The monitor asks for a repair (driftKey) or for the check to run now (resyncKey).
 var (
 	changeKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
 	resyncKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset-resync"}}
+	driftKey  = reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset-drift"}}
 )
 
 func enqueueChange(context.Context, client.Object) []reconcile.Request {
@@ -153,8 +160,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	upToDate := r.applied && r.lastErr == nil && digest == r.lastDigest
 	r.mu.Unlock()
 
-	trigger := "change"
-	if upToDate {
+	trigger, cause := "change", ""
+	switch {
+	case upToDate && req == driftKey:
+		trigger, cause = "repair", "monitor"
+	case upToDate:
 		if req != resyncKey {
 			return reconcile.Result{}, nil
 		}
@@ -168,14 +178,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return r.resyncResult(), nil
 		}
 		r.Log.Info("the kernel no longer holds the last applied table; re-applying it", "digest", digest)
-		trigger = "repair"
+		trigger, cause = "repair", "resync"
 	}
 
 	if err := r.apply(ctx, script, trigger, rs, len(problems)); err != nil {
 		return reconcile.Result{}, err
 	}
 	if trigger == "repair" {
-		m.Repairs.Inc()
+		m.Repairs.WithLabelValues(cause).Inc()
 	}
 	if req == resyncKey {
 		return r.resyncResult(), nil
@@ -185,6 +195,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 func (r *Reconciler) apply(ctx context.Context, script render.Script, trigger string, rs ruleset.RuleSet, problems int) error {
 	m := r.metrics()
+	r.noteApplying(script.Digest)
 	start := time.Now()
 	err := r.Applier.Apply(ctx, script.Text)
 	elapsed := time.Since(start)
@@ -397,6 +408,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.setDefaults()
 	h := handler.EnqueueRequestsFromMapFunc(enqueueChange)
+	// The monitor's requests arrive as events whose object names the key.
+	work := make(chan event.TypedGenericEvent[*corev1.Namespace])
+	if r.Monitor != nil {
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			r.watchDrift(ctx, work)
+			return nil
+		})); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("flock-netpol").
 		WithOptions(controller.Options{
@@ -409,5 +430,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Node{}, h, builderPredicates()).
 		WatchesRawSource(source.Channel(initial, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *corev1.Namespace) []reconcile.Request { return startKeys }))).
+		WatchesRawSource(source.Channel(work, handler.TypedEnqueueRequestsFromMapFunc(
+			func(_ context.Context, o *corev1.Namespace) []reconcile.Request {
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.Name}}}
+			}))).
 		Complete(r)
 }

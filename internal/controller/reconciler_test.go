@@ -262,8 +262,8 @@ func TestResyncRepairsATableDeletedBehindTheAgentsBack(t *testing.T) {
 	if n := k.applies(); n != 2 {
 		t.Errorf("applies = %d, want 2 (the repair)", n)
 	}
-	if got := testutil.ToFloat64(r.Metrics.Repairs); got != 1 {
-		t.Errorf("resync_repairs_total = %v, want 1", got)
+	if got := testutil.ToFloat64(r.Metrics.Repairs.WithLabelValues("resync")); got != 1 {
+		t.Errorf("repairs_total{cause=resync} = %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(r.Metrics.Applies.WithLabelValues("repair")); got != 1 {
 		t.Errorf("applies_total{trigger=repair} = %v, want 1", got)

@@ -175,6 +175,17 @@ func (c *Client) TableExists(ctx context.Context, family, table string) (bool, e
 	return slices.Contains(strings.Split(out, "\n"), "table "+family+" "+table), nil
 }
 
+// Monitor runs `<Command> monitor` and hands every line it prints to line until ctx ends or
+// the command exits (see Streamer). The Client's timeout does not apply: the monitor runs until
+// it is stopped. It fails at once when the Executor cannot stream.
+func (c *Client) Monitor(ctx context.Context, line func(string)) error {
+	st, ok := c.executor.(Streamer)
+	if !ok {
+		return fmt.Errorf("the %T executor cannot stream a command's output", c.executor)
+	}
+	return st.Stream(ctx, append(slices.Clone(c.command), "monitor"), line)
+}
+
 var families = []string{"ip", "ip6", "inet", "arp", "bridge", "netdev"}
 
 // identifier is nft's syntax for an unquoted name: a letter, underscore or dot, then letters,

@@ -468,3 +468,23 @@ func TestIsApplyTellsAppliesFromOtherCalls(t *testing.T) {
 		t.Errorf("IsApply of apply, check, list = %v, want %v", got, want)
 	}
 }
+
+// TestClientMonitorRunsNftMonitor pins the monitor's command line and that its lines reach the
+// caller.
+func TestClientMonitorRunsNftMonitor(t *testing.T) {
+	c, fake := newFakeClient(t, Config{Command: []string{"ip", "netns", "exec", "n1", "nft"}})
+	fake.StreamFunc = func(_ context.Context, _ []string, line func(string)) error {
+		line("add table inet t")
+		return nil
+	}
+	var got []string
+	if err := c.Monitor(context.Background(), func(l string) { got = append(got, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"ip", "netns", "exec", "n1", "nft", "monitor"}; !slices.Equal(fake.Calls()[0].Argv, want) {
+		t.Errorf("argv = %q, want %q", fake.Calls()[0].Argv, want)
+	}
+	if len(got) != 1 || got[0] != "add table inet t" {
+		t.Errorf("lines = %q", got)
+	}
+}

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,6 +19,13 @@ import (
 // Client uses that to fill Error.ExitCode.
 type Executor interface {
 	Run(ctx context.Context, argv []string, stdin []byte) (stdout, stderr []byte, err error)
+}
+
+// Streamer runs a long-lived command and hands each line it writes to stdout to line, in order,
+// until the command exits or ctx ends (then it is killed as Run kills). It returns the command's
+// error, with the end of its stderr. The os/exec Executor implements it; Client.Monitor needs it.
+type Streamer interface {
+	Stream(ctx context.Context, argv []string, line func(string)) error
 }
 
 // waitDelay bounds how long Run keeps waiting for the output pipes after the process was killed.
@@ -69,4 +77,45 @@ func (osExecutor) Run(ctx context.Context, argv []string, stdin []byte) ([]byte,
 		}
 	}
 	return stdout.Bytes(), stderr.Bytes(), err
+}
+
+// maxStreamLine bounds one line of a stream: nft monitor prints one object per line, and a line
+// longer than this (a rule with a huge anonymous set) is cut rather than stopping the stream.
+const maxStreamLine = 1 << 20
+
+func (osExecutor) Stream(ctx context.Context, argv []string, line func(string)) error {
+	if len(argv) == 0 || argv[0] == "" {
+		return errors.New("exec: empty command")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = waitDelay
+	killProcessGroupOnCancel(cmd)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64*1024), maxStreamLine)
+	for sc.Scan() {
+		line(sc.Text())
+	}
+	err = cmd.Wait()
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	if err == nil {
+		err = sc.Err()
+	}
+	if err != nil && stderr.Len() > 0 {
+		err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -127,5 +128,44 @@ func TestExecutorEmptyArgv(t *testing.T) {
 		if _, _, err := NewExecutor().Run(context.Background(), argv, nil); err == nil {
 			t.Errorf("Run(%q) succeeded, want an error", argv)
 		}
+	}
+}
+
+// TestExecutorStreamsLinesUntilExit pins Stream: every stdout line in order, then the command's
+// error with its stderr.
+func TestExecutorStreamsLinesUntilExit(t *testing.T) {
+	needSh(t)
+	var lines []string
+	err := NewExecutor().(Streamer).Stream(context.Background(), []string{"/bin/sh", "-c", "echo one; echo two; echo oops >&2; exit 3"},
+		func(l string) { lines = append(lines, l) })
+	if len(lines) != 2 || lines[0] != "one" || lines[1] != "two" {
+		t.Errorf("lines = %q, want [one two]", lines)
+	}
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "oops") {
+		t.Errorf("err = %v, want the exit status and stderr", err)
+	}
+}
+
+// TestExecutorStreamStopsWithTheContext pins that a stream that never ends is killed with its
+// context, as Run kills.
+func TestExecutorStreamStopsWithTheContext(t *testing.T) {
+	needSh(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- NewExecutor().(Streamer).Stream(ctx, []string{"/bin/sh", "-c", "echo ready; sleep 60"}, func(l string) { got <- l })
+	}()
+	if l := <-got; l != "ready" {
+		t.Fatalf("first line %q", l)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not stop with its context")
 	}
 }

@@ -15,6 +15,9 @@ type FakeExecutor struct {
 	// RunFunc, if non-nil, computes the result of every call (after the call is recorded) and the
 	// queue is not used. Set it before the first Run; it may be called from several goroutines.
 	RunFunc func(ctx context.Context, argv []string, stdin []byte) (stdout, stderr []byte, err error)
+	// StreamFunc, if non-nil, plays a streamed command (see Stream): it calls line for each line
+	// and returns the command's error.
+	StreamFunc func(ctx context.Context, argv []string, line func(string)) error
 
 	mu    sync.Mutex
 	queue []FakeResult
@@ -34,7 +37,10 @@ type FakeResult struct {
 	Err    error
 }
 
-var _ Executor = (*FakeExecutor)(nil)
+var (
+	_ Executor = (*FakeExecutor)(nil)
+	_ Streamer = (*FakeExecutor)(nil)
+)
 
 // Run records the call and returns the next scripted result.
 func (f *FakeExecutor) Run(ctx context.Context, argv []string, stdin []byte) ([]byte, []byte, error) {
@@ -113,4 +119,17 @@ func FakeNotFound() FakeResult {
 // turns it into an error for which IsCommandNotFound is true.
 func FakeCommandNotFound(name string) FakeResult {
 	return FakeResult{Err: &exec.Error{Name: name, Err: exec.ErrNotFound}}
+}
+
+// Stream implements Streamer: the call is recorded, and StreamFunc (if set) produces the lines;
+// without it the stream ends at once.
+func (f *FakeExecutor) Stream(ctx context.Context, argv []string, line func(string)) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, FakeCall{Argv: slices.Clone(argv)})
+	stream := f.StreamFunc
+	f.mu.Unlock()
+	if stream == nil {
+		return nil
+	}
+	return stream(ctx, argv, line)
 }

@@ -8,10 +8,11 @@ import (
 	"regexp"
 )
 
-// The base chain's comment carries a digest of the whole script. Listing that one chain is cheap
-// (`nft list chain inet flock-netpol filter-forward`), so the agent can tell whether the kernel
-// still holds exactly the table it last applied without listing every set and rule: a deleted
-// table, or one replaced by anything else, shows a missing or different digest.
+// The base chain's last rule carries a digest of the whole script in its comment. Listing that
+// chain (`nft list chain inet flock-netpol filter-forward`) tells whether the kernel still holds
+// the table last applied: a deleted table, or one replaced by anything else, shows a missing or
+// different digest. `nft monitor` prints the rule, comment included, when a script adds it, which
+// is how the agent tells its own applies from other processes' changes.
 const (
 	digestPrefix = "ruleset "
 	digestLen    = 16 // hex characters: 64 bits, plenty to tell two scripts apart
@@ -44,5 +45,5 @@ func Digest(text []byte) (string, bool) {
 	return string(m[1]), true
 }
 
-// BaseChain is the name of the hooked chain, whose comment carries the digest.
+// BaseChain is the name of the hooked chain, whose last rule carries the digest.
 const BaseChain = forwardChain

@@ -28,6 +28,11 @@
 //	ingress-dispatch: ip daddr vmap @ingress-pods-v4; ip6 daddr vmap @ingress-pods-v6; accept
 //	pod-in-<pod>: own address accept; jump pol-in-<policy> for each policy; counter drop
 //	pol-in-<policy>: one rule per allowed peer/port combination, verdict accept
+//	claim-in-<addr>/<pod>: for an address several local pods claim (ruleset.Claim), one chain
+//	  per isolating claimant in Claimants order, holding that claimant's policy rules (reusing
+//	  the policies' sets) with verdict goto the next claimant's chain, the last one's with the
+//	  usual verdict; each ends in counter drop, so a packet must pass every claimant (AND)
+//	claim-out-<addr>/<pod>: the same for egress
 //
 // An allowed egress continues with `goto ingress-dispatch`, so a connection between two pods of
 // this node needs both the source's egress and the destination's ingress. ingress-dispatch always

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
@@ -111,24 +112,48 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	s.chain(ingressDispatchChain, comment("sends traffic to isolated local pods through their ingress chains"))
 	for i := range rs.Targets {
 		pod := &rs.Targets[i]
+		if len(pod.IPs) == 0 {
+			continue // every address of the pod is shared with another local pod: see rs.Claims
+		}
 		for _, d := range []direction{ingress, egress} {
 			if keys := policiesOf(pod, d); len(keys) > 0 {
 				s.chain(podChainName(pod, d), comment("%s of pod %s, isolated by %d policies", d.name, podID(pod), len(keys)))
 			}
 		}
 	}
+	for i := range rs.Claims {
+		c := &rs.Claims[i]
+		for _, d := range []direction{ingress, egress} {
+			claimants := claimantsOf(c, d)
+			for k := range claimants {
+				s.chain(claimChainName(c, d, k), comment("%s of %s claimed by %d pods: %d of %d isolating, %s",
+					d.name, c.Addr, len(c.Claimants), k+1, len(claimants), claimants[k].Pod))
+			}
+		}
+	}
 
 	byKey := make(map[ruleset.PolicyKey]*ruleset.Policy, len(rs.Policies))
+	var declared map[policyDirection][]ruleSets // for the claims' chains, which reuse the policies' sets
+	if len(rs.Claims) > 0 {
+		declared = make(map[policyDirection][]ruleSets, 2*len(rs.Policies))
+	}
 	for i := range rs.Policies {
 		p := &rs.Policies[i]
 		byKey[p.Key] = p
-		s.policyChain(p, ingress, p.Ingress)
-		s.policyChain(p, egress, p.Egress)
+		for _, d := range []direction{ingress, egress} {
+			sets := s.policyChain(p, d, rulesOf(p, d))
+			if declared != nil {
+				declared[policyDirection{p.Key, d.short}] = sets
+			}
+		}
 	}
 
 	var inElems, outElems [2][]string
 	for i := range rs.Targets {
 		pod := &rs.Targets[i]
+		if len(pod.IPs) == 0 {
+			continue
+		}
 		if len(pod.IngressPolicies) > 0 {
 			name := s.podChain(pod, ingress, pod.IngressPolicies, byKey)
 			addMapElements(&inElems, pod.IPs, name)
@@ -136,6 +161,15 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		if len(pod.EgressPolicies) > 0 {
 			name := s.podChain(pod, egress, pod.EgressPolicies, byKey)
 			addMapElements(&outElems, pod.IPs, name)
+		}
+	}
+	for i := range rs.Claims {
+		c := &rs.Claims[i]
+		if len(c.Ingress) > 0 {
+			addMapElements(&inElems, []netip.Addr{c.Addr}, s.claimChains(c, ingress, byKey, declared))
+		}
+		if len(c.Egress) > 0 {
+			addMapElements(&outElems, []netip.Addr{c.Addr}, s.claimChains(c, egress, byKey, declared))
 		}
 	}
 	s.verdictMap(egressMapV4, families[0], outElems[0], "local pods isolated for egress, by source address")
@@ -149,12 +183,14 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 
 	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
 		s.table, baseChain.name, baseChain.typ, baseChain.hook, baseChain.priority, baseChain.policy,
-		comment("flock-netpol: NetworkPolicy for the pods of this node; %s", digestPlaceholder))
+		comment("flock-netpol: NetworkPolicy for the pods of this node"))
 	s.edges(&rs.Edges, opts.AntiSpoofing)
 	s.rule(forwardChain, "ct state established,related accept")
 	s.rule(forwardChain, "ip saddr vmap @"+egressMapV4)
 	s.rule(forwardChain, "ip6 saddr vmap @"+egressMapV6)
-	s.rule(forwardChain, "jump "+ingressDispatchChain)
+	// The last rule carries the script's digest: it shows in `nft list chain` (the periodic check)
+	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
+	s.rule(forwardChain, "jump "+ingressDispatchChain+" comment "+comment("%s", digestPlaceholder))
 
 	for _, part := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
 		s.out.Write(part.Bytes())
@@ -281,26 +317,7 @@ func policiesOf(pod *ruleset.Target, d direction) []ruleset.PolicyKey {
 // chain's name.
 func (s *script) podChain(pod *ruleset.Target, d direction, keys []ruleset.PolicyKey, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
 	name := podChainName(pod, d)
-
-	// A pod can always reach itself, also through a Service address that was DNATed back to it:
-	// the peer's address (the other end of the packet) is then the pod's own.
-	for _, f := range families {
-		var own []string
-		for _, a := range pod.IPs {
-			if a.Is4() == f.is4 {
-				own = append(own, a.String())
-			}
-		}
-		if len(own) > 0 {
-			// Into the pod, its own address as the source must also have come from the pod's
-			// side: the route back to it leaves through the interface the packet arrived on.
-			check := ""
-			if d == ingress {
-				check = " fib saddr . iif oif exists"
-			}
-			s.rule(name, fmt.Sprintf("%s %s %s%s accept", f.proto, d.peerField, anonSet(own), check))
-		}
-	}
+	s.ownAddressRules(name, d, pod.IPs)
 	for _, k := range keys {
 		p := byKey[k]
 		if p == nil || len(rulesOf(p, d)) == 0 {
@@ -312,6 +329,80 @@ func (s *script) podChain(pod *ruleset.Target, d direction, keys []ruleset.Polic
 	return name
 }
 
+// ownAddressRules writes the rules that let a pod reach itself, also through a Service address
+// that was DNATed back to it: the peer's address (the other end of the packet) is then the pod's
+// own.
+func (s *script) ownAddressRules(chain string, d direction, ips []netip.Addr) {
+	for _, f := range families {
+		var own []string
+		for _, a := range ips {
+			if a.Is4() == f.is4 {
+				own = append(own, a.String())
+			}
+		}
+		if len(own) > 0 {
+			// Into the pod, its own address as the source must also have come from the pod's
+			// side: the route back to it leaves through the interface the packet arrived on.
+			check := ""
+			if d == ingress {
+				check = " fib saddr . iif oif exists"
+			}
+			s.rule(chain, fmt.Sprintf("%s %s %s%s accept", f.proto, d.peerField, anonSet(own), check))
+		}
+	}
+}
+
+func claimantsOf(c *ruleset.Claim, d direction) []ruleset.ClaimantPolicies {
+	if d == ingress {
+		return c.Ingress
+	}
+	return c.Egress
+}
+
+// claimChainName names the chain of the k-th isolating claimant of a claimed address.
+func claimChainName(c *ruleset.Claim, d direction, k int) string {
+	pod := claimantsOf(c, d)[k].Pod
+	addr := c.Addr.String()
+	return generatedName("claim-"+d.short, addr+"\x00"+pod, strings.ReplaceAll(addr, ":", "-")+"/"+pod, "")
+}
+
+// claimChains writes the chains of an address several local pods claim, in one direction, and
+// returns the name of the first. A packet must pass one policy of every isolating claimant, in
+// Claimants order: the chain of claimant k holds the rules of its policies (the sets the policy
+// chains declared), whose verdict is a goto to the chain of claimant k+1; the last claimant's
+// rules carry the direction's usual verdict. Each chain ends in counter drop. The address can
+// always reach itself, as a pod can (first chain).
+//
+//	claim-in-<addr>/x/a: ip saddr 10.0.1.9 fib saddr . iif oif exists accept
+//	                     <rules of x/a's policies> goto claim-in-<addr>/x/b
+//	                     counter drop
+//	claim-in-<addr>/x/b: <rules of x/b's policies> accept
+//	                     counter drop
+func (s *script) claimChains(c *ruleset.Claim, d direction, byKey map[ruleset.PolicyKey]*ruleset.Policy, declared map[policyDirection][]ruleSets) string {
+	claimants := claimantsOf(c, d)
+	first := claimChainName(c, d, 0)
+	s.ownAddressRules(first, d, []netip.Addr{c.Addr})
+	for k, cl := range claimants {
+		chain := claimChainName(c, d, k)
+		verdict := d.verdict
+		if k+1 < len(claimants) {
+			verdict = "goto " + claimChainName(c, d, k+1)
+		}
+		for _, key := range cl.Policies {
+			p := byKey[key]
+			if p == nil {
+				continue // an unknown policy allows nothing
+			}
+			rules, sets := rulesOf(p, d), declared[policyDirection{key, d.short}]
+			for i := range rules {
+				s.policyRules(chain, verdict, &rules[i], sets[i])
+			}
+		}
+		s.rule(chain, "counter drop")
+	}
+	return first
+}
+
 func rulesOf(p *ruleset.Policy, d direction) []ruleset.Rule {
 	if d == ingress {
 		return p.Ingress
@@ -319,47 +410,54 @@ func rulesOf(p *ruleset.Policy, d direction) []ruleset.Rule {
 	return p.Egress
 }
 
-// policyChain writes the sets and rules of the chain holding what one policy allows in one
-// direction.
-func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rule) {
-	chain := policyChainName(d, p.Key)
-	for i := range rules {
-		s.policyRule(chain, p.Key, d, &rules[i])
-	}
+// policyDirection names the chain of one policy in one direction (direction.short).
+type policyDirection struct {
+	key ruleset.PolicyKey
+	dir string
 }
 
-// policyRule writes one ingress or egress rule: (any peer, or the rule's peer set) and (any port,
-// one of the numeric ports, or one of the resolved named ports).
-func (s *script) policyRule(chain string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) {
+// ruleSets are the named sets declared for one policy rule, per family (families order); ""
+// where none was declared. A rule matches a family only through its peer set, unless it has no
+// peers at all.
+type ruleSets struct {
+	peers, named [2]string
+	d            direction
+}
+
+// policyChain declares the sets of one policy's rules in one direction and writes the rules of
+// the chain holding what it allows. It returns the sets, one entry per rule, so that other chains
+// (those of claimed addresses) can emit the same rules without declaring a set twice.
+func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rule) []ruleSets {
+	if len(rules) == 0 {
+		return nil
+	}
+	chain := policyChainName(d, p.Key)
+	sets := make([]ruleSets, len(rules))
+	for i := range rules {
+		sets[i] = s.policySets(p.Key, d, &rules[i])
+		s.policyRules(chain, d.verdict, &rules[i], sets[i])
+	}
+	return sets
+}
+
+// policySets declares the named sets of one ingress or egress rule: per family, its peers (when
+// it has peers of that family and a port they could use) and its resolved named ports.
+func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
 	readable := fmt.Sprintf("%s/%s%d", k, d.short, r.Index)
 	identity := fmt.Sprintf("%s/%s/%d", k, d.name, r.Index)
 	where := fmt.Sprintf("NetworkPolicy %s %s rule %d", k, d.name, r.Index)
 
-	var portMatches []string
-	if r.AnyPort {
-		portMatches = []string{""}
-	}
-	for _, pr := range r.Ports {
-		portMatches = append(portMatches, portMatch(pr)+" ")
-	}
-	if r.AnyPeer {
-		// Without peers one rule per port entry covers both families.
-		for _, pm := range portMatches {
-			s.rule(chain, pm+d.verdict)
-		}
-	}
-	for _, f := range families {
-		// Named ports: the destination address (the target pod for ingress, the destination pod
-		// for egress) with the protocol and port that the name means on that pod.
+	sets := ruleSets{d: d}
+	anyPortMatch := r.AnyPort || len(r.Ports) > 0
+	for fi, f := range families {
 		named := 0
 		for _, e := range r.NamedPorts {
 			if e.Addr.Is4() == f.is4 {
 				named++
 			}
 		}
-		peerMatch := ""
 		if !r.AnyPeer {
-			if r.Peers.Len(f.is4) == 0 || (len(portMatches) == 0 && named == 0) {
+			if r.Peers.Len(f.is4) == 0 || (!anyPortMatch && named == 0) {
 				continue // no peer of this family, or no port a peer could use
 			}
 			name := generatedName("peers", identity, readable, f.suffix)
@@ -368,10 +466,7 @@ func (s *script) policyRule(chain string, k ruleset.PolicyKey, d direction, r *r
 				e.write(appendRange(e.next(), pr))
 			}
 			e.end()
-			peerMatch = fmt.Sprintf("%s %s @%s ", f.proto, d.peerField, name)
-			for _, pm := range portMatches {
-				s.rule(chain, peerMatch+pm+d.verdict)
-			}
+			sets.peers[fi] = name
 		}
 		if named > 0 {
 			name := generatedName("named", identity, readable, f.suffix)
@@ -382,7 +477,45 @@ func (s *script) policyRule(chain string, k ruleset.PolicyKey, d direction, r *r
 				}
 			}
 			e.end()
-			s.rule(chain, fmt.Sprintf("%s%s daddr . meta l4proto . th dport @%s %s", peerMatch, f.proto, name, d.verdict))
+			sets.named[fi] = name
+		}
+	}
+	return sets
+}
+
+// policyRules writes one ingress or egress rule into chain with the given verdict, using the
+// sets policySets declared for it: (any peer, or the rule's peer set) and (any port, one of the
+// numeric ports, or one of the resolved named ports).
+func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSets) {
+	d := sets.d
+	var portMatches []string
+	if r.AnyPort {
+		portMatches = []string{""}
+	}
+	for _, pr := range r.Ports {
+		portMatches = append(portMatches, portMatch(pr)+" ")
+	}
+	if r.AnyPeer {
+		// Without peers one rule per port entry covers both families.
+		for _, pm := range portMatches {
+			s.rule(chain, pm+verdict)
+		}
+	}
+	for fi, f := range families {
+		peerMatch := ""
+		if !r.AnyPeer {
+			if sets.peers[fi] == "" {
+				continue
+			}
+			peerMatch = fmt.Sprintf("%s %s @%s ", f.proto, d.peerField, sets.peers[fi])
+			for _, pm := range portMatches {
+				s.rule(chain, peerMatch+pm+verdict)
+			}
+		}
+		// Named ports: the destination address (the target pod for ingress, the destination pod
+		// for egress) with the protocol and port that the name means on that pod.
+		if sets.named[fi] != "" {
+			s.rule(chain, fmt.Sprintf("%s%s daddr . meta l4proto . th dport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
 		}
 	}
 }

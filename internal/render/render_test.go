@@ -93,6 +93,40 @@ var goldenCases = []struct {
 			LocalPods: []netip.Addr{ip("10.0.1.1"), ip("10.0.1.2")},
 		},
 	}, Options{AntiSpoofing: true}},
+	// Addresses several local pods claim (a broken cluster state): 10.0.1.9 is claimed by web-1
+	// and web-2, both isolated for ingress (a packet must pass one policy of each: chained chains)
+	// and web-1 for egress; fd00::1:9 by web-1 and web-3, only web-3 isolated. The claim chains
+	// reuse the policies' sets. web-2 has no address of its own left: no pod chain.
+	{"claimed-address", ruleset.RuleSet{
+		Targets: []ruleset.Target{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1")}, IngressPolicies: []ruleset.PolicyKey{webKey}, EgressPolicies: []ruleset.PolicyKey{dnsKey}},
+			{Namespace: "shop", Name: "web-2", IngressPolicies: []ruleset.PolicyKey{denyKey, webKey}},
+			{Namespace: "shop", Name: "web-3", IPs: []netip.Addr{ip("10.0.1.3")}, IngressPolicies: []ruleset.PolicyKey{denyKey}},
+		},
+		Policies: []ruleset.Policy{
+			{Key: webKey, Ingress: []ruleset.Rule{
+				{Index: 0, Peers: set("10.0.2.0/24", "fd00::2:0/112"), Ports: []ruleset.PortRange{{Protocol: ruleset.TCP, First: 80, Last: 80}},
+					NamedPorts: []ruleset.Endpoint{{Addr: ip("10.0.1.1"), Protocol: ruleset.TCP, Port: 8443}, {Addr: ip("10.0.1.9"), Protocol: ruleset.TCP, Port: 8443}}},
+			}},
+			{Key: dnsKey, Egress: []ruleset.Rule{
+				{Index: 0, AnyPeer: true, Ports: []ruleset.PortRange{{Protocol: ruleset.UDP, First: 53, Last: 53}}},
+			}},
+			{Key: denyKey, Ingress: []ruleset.Rule{
+				{Index: 0, Peers: set("10.0.2.7", "fd00::2:7"), AnyPort: true},
+			}},
+		},
+		Claims: []ruleset.Claim{
+			{Addr: ip("10.0.1.9"), Claimants: []string{"shop/web-1", "shop/web-2"},
+				Ingress: []ruleset.ClaimantPolicies{{Pod: "shop/web-1", Policies: []ruleset.PolicyKey{webKey}}, {Pod: "shop/web-2", Policies: []ruleset.PolicyKey{denyKey, webKey}}},
+				Egress:  []ruleset.ClaimantPolicies{{Pod: "shop/web-1", Policies: []ruleset.PolicyKey{dnsKey}}}},
+			{Addr: ip("fd00::1:9"), Claimants: []string{"shop/web-1", "shop/web-3"},
+				Ingress: []ruleset.ClaimantPolicies{{Pod: "shop/web-3", Policies: []ruleset.PolicyKey{denyKey}}}},
+		},
+		Edges: ruleset.Edges{
+			PodCIDRs:  []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParsePrefix("fd00::1:0/112")},
+			LocalPods: []netip.Addr{ip("10.0.1.1"), ip("10.0.1.3"), ip("10.0.1.9"), ip("fd00::1:9")},
+		},
+	}, Options{}},
 }
 
 // TestRenderGolden pins the exact script for each golden rule set. Run with -update to accept
@@ -176,7 +210,7 @@ func TestDeleteTable(t *testing.T) {
 	}
 }
 
-// TestDigestIdentifiesTheScript pins that the base chain comment carries a digest of the script:
+// TestDigestIdentifiesTheScript pins that the base chain carries a digest of the script:
 // equal scripts share it, different ones differ, and it can be read back from nft's listing.
 func TestDigestIdentifiesTheScript(t *testing.T) {
 	a := Render(goldenCases[1].rs, Options{})

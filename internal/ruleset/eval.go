@@ -18,7 +18,8 @@ type Flow struct {
 // builds (see package render): an address of the node's pod ranges that no known pod owns is
 // closed; a local source isolated for egress must be allowed by one of its egress policies, and a
 // local destination isolated for ingress by one of its ingress policies; a pod may always reach
-// itself. (Forged sources are not modelled: a Flow has no interface.) It is the reference the semantics tests check the translator
+// itself. An address several local pods claim (see Claim) must be allowed by one policy of every
+// claimant isolated in the direction. (Forged sources are not modelled: a Flow has no interface.) It is the reference the semantics tests check the translator
 // against, and a way to explain a verdict without a kernel.
 func (rs *RuleSet) Allows(f Flow) bool {
 	if rs.Edges.Closed(f.Src) || rs.Edges.Closed(f.Dst) {
@@ -37,6 +38,26 @@ func (rs *RuleSet) Allows(f Flow) bool {
 			return false
 		}
 		if len(p.IngressPolicies) > 0 && slices.Contains(p.IPs, f.Dst) && !anyAllows(p.IngressPolicies, policies, false, f) {
+			return false
+		}
+	}
+	for i := range rs.Claims {
+		c := &rs.Claims[i]
+		if c.Addr == f.Src && !everyAllows(c.Egress, policies, true, f) {
+			return false
+		}
+		if c.Addr == f.Dst && !everyAllows(c.Ingress, policies, false, f) {
+			return false
+		}
+	}
+	return true
+}
+
+// everyAllows reports whether one policy of every isolated claimant allows the flow (true when no
+// claimant is isolated).
+func everyAllows(claimants []ClaimantPolicies, policies map[PolicyKey]*Policy, egress bool, f Flow) bool {
+	for _, c := range claimants {
+		if !anyAllows(c.Policies, policies, egress, f) {
 			return false
 		}
 	}

@@ -21,6 +21,35 @@ type RuleSet struct {
 	// Edges closes what no policy is asked about: addresses of this node's pod ranges that no
 	// known pod owns.
 	Edges Edges
+	// Claims are the local addresses that more than one live local pod claims, sorted by Addr.
+	// Such an address is listed here and in none of the Targets' IPs: it is enforced with the
+	// stricter result of its claimants (see Claim).
+	Claims []Claim
+}
+
+// Claim is a local address that several live local pods claim, a broken cluster state that the
+// translator reports. It is enforced with the stricter result of its claimants: it is isolated
+// for a direction if any claimant is, and a packet to it (ingress) or from it (egress) must then
+// be allowed by at least one policy of every claimant isolated for that direction (AND across
+// claimants, OR within one claimant's policies). (In peer sets and named ports, an address claimed
+// by several pods anywhere in the cluster counts only when every claimant agrees; that is
+// resolved by the translator and needs no data here.)
+type Claim struct {
+	Addr netip.Addr
+	// Claimants are the local pods claiming Addr, "namespace/name", sorted; at least two.
+	Claimants []string
+	// Ingress lists the claimants isolated for ingress, in Claimants order, each with its ingress
+	// policies. Empty means Addr is not isolated for ingress.
+	Ingress []ClaimantPolicies
+	// Egress is the same for egress.
+	Egress []ClaimantPolicies
+}
+
+// ClaimantPolicies is one isolated claimant of a Claim and the policies that isolate it in one
+// direction.
+type ClaimantPolicies struct {
+	Pod      string // "namespace/name"
+	Policies []PolicyKey
 }
 
 // Edges is what the node closes before any policy is consulted.
@@ -58,9 +87,9 @@ func (k PolicyKey) String() string { return k.Namespace + "/" + k.Name }
 type Target struct {
 	Namespace string
 	Name      string
-	// IPs are the addresses the pod owns on this node, sorted (IPv4 before IPv6). A pod whose
-	// address is also claimed by another local pod loses it to the first pod in Namespace/Name
-	// order (the translator reports that as a problem), so no address appears twice.
+	// IPs are the addresses the pod owns on this node, sorted (IPv4 before IPv6), less those that
+	// another local pod claims too: those are listed in RuleSet.Claims instead, so no address
+	// appears twice. IPs may be empty when every address of the pod is claimed by another.
 	IPs []netip.Addr
 	// IngressPolicies lists the policies that isolate the pod for ingress, sorted. Non-empty means
 	// the pod is isolated for ingress: only what one of these policies allows may reach it.

@@ -29,9 +29,11 @@ type indexedPod struct {
 	ns *nsView
 	// src is the input, read again for labels, for the names of local pods and for named ports.
 	src *compact.Pod
-	// ips are src.IPs(), less any address a local pod lost to another one (see loadPods).
+	// ips are src.IPs(), shared with the input: never modified.
 	ips   []netip.Addr
 	local bool
+	// shared is true when another pod claims one of ips too (see claims.go).
+	shared bool
 }
 
 // labels returns the pod's labels for a selector to match.
@@ -95,6 +97,9 @@ func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
 // Pod was built.
 func (t *translator) loadPods(pods []*compact.Pod, node string) {
 	t.pods = make([]indexedPod, 0, len(pods))
+	// Every address with its pod's index, for finding addresses several pods claim (claims.go),
+	// collected here while the pod is at hand rather than in another pass.
+	keys := make([]uint64, 0, 2*len(pods))
 	thisNode := compact.Intern(node)
 	var (
 		last   *nsView
@@ -114,6 +119,9 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 			last, lastNS = t.namespace(p.Namespace()), p.NamespaceHandle()
 		}
 		last.size++
+		for _, a := range p.IPs() {
+			keys = append(keys, uint64(addrKey(a))<<32|uint64(len(t.pods)))
+		}
 		t.pods = append(t.pods, indexedPod{ns: last, src: p, ips: p.IPs(), local: p.NodeHandle() == thisNode && node != ""})
 	}
 
@@ -140,32 +148,9 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 		}
 	}
 
-	// A local address must lead to exactly one pod. Two live local pods claiming one address is a
-	// broken cluster state; the first pod in namespace/name order keeps it and the conflict is
-	// reported, so the verdict map never holds a key twice.
-	slices.SortFunc(t.local, func(a, b *indexedPod) int {
-		return cmp.Or(cmp.Compare(a.ns.name, b.ns.name), cmp.Compare(a.src.Name(), b.src.Name()))
-	})
-	owner := map[netip.Addr]*indexedPod{}
-	for _, p := range t.local {
-		var kept []netip.Addr // made on the first conflict: p.ips belongs to the input
-		for i, a := range p.ips {
-			if o, taken := owner[a]; taken {
-				t.report("Pod "+p.ns.name+"/"+p.src.Name(), "address %s is also claimed by local pod %s/%s; it stays with that pod", a, o.ns.name, o.src.Name())
-				if kept == nil {
-					kept = append(make([]netip.Addr, 0, len(p.ips)), p.ips[:i]...)
-				}
-				continue
-			}
-			owner[a] = p
-			if kept != nil {
-				kept = append(kept, a)
-			}
-		}
-		if kept != nil {
-			p.ips = kept
-		}
-	}
+	// The local pods in namespace/name order; addresses several pods claim are found next.
+	slices.SortFunc(t.local, comparePods)
+	t.findClaims(keys)
 }
 
 // selectNamespaces returns, in name order, the namespaces holding pods that sel matches.

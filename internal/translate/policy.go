@@ -126,7 +126,7 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 			owners, ownersKnown = t.namedPortOwners(targets, dests, egress, r.AnyPeer), true
 		}
 		for _, p := range owners {
-			r.NamedPorts = appendEndpoints(r.NamedPorts, p, name, pr.Protocol, nil)
+			r.NamedPorts = t.appendEndpoints(r.NamedPorts, p, name, pr.Protocol, nil)
 		}
 		// An ipBlock destination resolves the name on the pod that owns the address, whichever
 		// peer matched (the upstream reference and cyclonus agree): only the pod's addresses
@@ -134,7 +134,7 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 		for i := range dests {
 			if block := &dests[i]; block.isBlock() {
 				for j := range t.pods {
-					r.NamedPorts = appendEndpoints(r.NamedPorts, &t.pods[j], name, pr.Protocol, block.addrs.Contains)
+					r.NamedPorts = t.appendEndpoints(r.NamedPorts, &t.pods[j], name, pr.Protocol, block.addrs.Contains)
 				}
 			}
 		}

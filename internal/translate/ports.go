@@ -85,14 +85,15 @@ func portEntry(p *networkingv1.NetworkPolicyPort) (ruleset.PortRange, string, er
 }
 
 // appendEndpoints appends the pod's addresses (those that in accepts, or all when in is nil)
-// with the number its port called name has for proto.
-func appendEndpoints(dst []ruleset.Endpoint, p *indexedPod, name string, proto ruleset.Protocol, in func(netip.Addr) bool) []ruleset.Endpoint {
+// with the number its port called name has for proto. An address other pods claim too is left
+// out unless every claimant gives the name the same number.
+func (t *translator) appendEndpoints(dst []ruleset.Endpoint, p *indexedPod, name string, proto ruleset.Protocol, in func(netip.Addr) bool) []ruleset.Endpoint {
 	for _, np := range p.src.Ports() {
 		if np.Protocol != proto || np.Name.Value() != name {
 			continue
 		}
 		for _, a := range p.ips {
-			if in == nil || in(a) {
+			if (in == nil || in(a)) && (!p.shared || t.claimantsAgree(a, name, proto, np.Number)) {
 				dst = append(dst, ruleset.Endpoint{Addr: a, Protocol: proto, Port: np.Number})
 			}
 		}

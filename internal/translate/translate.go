@@ -76,7 +76,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 		for _, p := range targets {
 			rp := isolated[p]
 			if rp == nil {
-				rp = &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: slices.Clone(p.ips)} // the rule set owns its slices
+				rp = &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: t.ownIPs(p)} // the rule set owns its slices
 				isolated[p] = rp
 			}
 			if pol.Ingress != nil {
@@ -90,6 +90,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	for _, rp := range isolated {
 		rs.Targets = append(rs.Targets, *rp)
 	}
+	rs.Claims = t.ruleSetClaims(isolated)
 	rs.Edges = t.edges(in.PodCIDRs)
 	slices.SortFunc(rs.Targets, func(a, b ruleset.Target) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
@@ -107,6 +108,8 @@ type translator struct {
 	nsSelected map[string][]*nsView            // namespaceSelector (String form) -> the namespaces it matches
 	pods       []indexedPod                    // every pod that owns an address, in input order
 	local      []*indexedPod                   // the local ones among them, by namespace and name
+	claims     map[netip.Addr][]*indexedPod    // address -> its claimants when more than one pod claims it, by namespace and name; nil without conflicts
+	conflicts  []netip.Addr                    // the keys of claims, sorted
 	peers      map[string]peerResult
 	builder    ruleset.Builder // reused for every peer: its memory grows to the largest one
 	problems   []Problem

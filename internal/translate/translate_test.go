@@ -58,20 +58,6 @@ func keys(ks []ruleset.PolicyKey) string {
 	return strings.Join(s, ",")
 }
 
-func TestTwoLocalPodsClaimingOneAddressKeepItWithTheFirst(t *testing.T) {
-	in := Input{Node: localNode, Policies: []*networkingv1.NetworkPolicy{objects.Policy("x/p")}, Pods: compact.NewPods([]*corev1.Pod{
-		makePod("x/b", objects.IPs("10.0.1.9")),
-		makePod("x/a", objects.IPs("10.0.1.9")),
-	})}
-	rs, problems := Translate(in)
-	if len(problems) != 1 || !strings.Contains(problems[0].String(), "also claimed by local pod x/a") {
-		t.Errorf("problems = %v", problems)
-	}
-	if len(rs.Targets) != 1 || rs.Targets[0].Name != "a" {
-		t.Errorf("pods = %+v, want only x/a to own the address", rs.Targets)
-	}
-}
-
 func TestTranslateDoesNotMutateItsInput(t *testing.T) {
 	in := semanticsCase{policies: []*networkingv1.NetworkPolicy{
 		objects.Policy("x/p", objects.Ingress(objects.From(objects.PodsLabelled("pod", "b"), objects.IPBlock("10.0.0.9/8", "10.1.0.0/16")), objects.Ports(objects.Named(tcp, "http"), objects.TCPDefault(80)))),

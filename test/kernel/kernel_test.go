@@ -261,6 +261,29 @@ func randomRuleSet(rng *rand.Rand) ruleset.RuleSet {
 		}
 		rs.Targets = append(rs.Targets, pod)
 	}
+	// Addresses several of the pods claim: chains of claimants, reusing the policies' sets.
+	for i := 0; i < rng.IntN(4); i++ {
+		a := addr()
+		if used[a] {
+			continue
+		}
+		used[a] = true
+		claim := ruleset.Claim{Addr: a}
+		for j, pod := range rs.Targets {
+			if j > 1 && rng.IntN(2) == 0 {
+				continue
+			}
+			id := pod.Namespace + "/" + pod.Name
+			claim.Claimants = append(claim.Claimants, id)
+			if len(pod.IngressPolicies) > 0 {
+				claim.Ingress = append(claim.Ingress, ruleset.ClaimantPolicies{Pod: id, Policies: pod.IngressPolicies})
+			}
+			if len(pod.EgressPolicies) > 0 {
+				claim.Egress = append(claim.Egress, ruleset.ClaimantPolicies{Pod: id, Policies: pod.EgressPolicies})
+			}
+		}
+		rs.Claims = append(rs.Claims, claim)
+	}
 	return rs
 }
 

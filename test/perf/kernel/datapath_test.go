@@ -80,7 +80,9 @@ func datapathInput(n int) translate.Input {
 		})
 	}
 	in := translate.Input{
-		Node:       routerNode,
+		Node: routerNode,
+		// The router's pod range holds the server: its closed-edge rules run on every packet.
+		PodCIDRs:   []netip.Prefix{netip.PrefixFrom(serverAddr.Addr(), 24).Masked()},
 		Namespaces: []*corev1.Namespace{ns(serverNS, nil), ns(clientNS, map[string]string{clientsLabel: clientsValue})},
 		Pods:       []*compact.Pod{pod(serverNS, "server", routerNode, serverAddr.Addr(), map[string]string{"app": "server"})},
 	}
@@ -138,7 +140,8 @@ func newBench(tb testing.TB, n int) *bench {
 	if len(problems) > 0 {
 		tb.Fatalf("%d translation problems, first: %v", len(problems), problems[0])
 	}
-	script := render.Render(rs, render.Options{}).Text
+	// Rendered as the agent renders by default: anti-spoofing on.
+	script := render.Render(rs, render.Options{AntiSpoofing: true}).Text
 	b := &bench{tb: tb, script: script}
 	if err := b.parseScript(); err != nil {
 		tb.Fatal(err)

@@ -1,0 +1,244 @@
+package translate
+
+import (
+	"cmp"
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// An address claimed by more than one live pod (not finished, not hostNetwork; local or remote)
+// is a broken cluster state: a pod's address leaked to another, a stale status, a CNI bug. It is
+// enforced with the stricter result of its claimants, whatever their names:
+//
+//   - it joins a selector peer's set only if every claimant matches the peer (ipBlock peers are
+//     about addresses and are unaffected);
+//   - a named port resolves at it only if every claimant resolves the name to the same protocol
+//     and number;
+//   - on this node, when several local pods claim it, it is isolated for a direction if any of
+//     them is, and a packet must pass one policy of every isolating claimant (ruleset.Claim).
+//
+// Each conflict is reported as a Problem naming the claimants.
+//
+// Finding conflicts runs over every pod on every recompute, so it costs a few linear passes and
+// no map unless there is a conflict: the addresses are reduced to 32-bit keys packed with their
+// pod's index, radix-sorted, and only runs of equal keys are looked at.
+
+// findClaims fills t.claims with the addresses more than one pod claims, marks those pods shared,
+// and reports each conflict. keys hold every address of t.pods as addrKey(address)<<32 | the
+// pod's index in t.pods; findClaims reorders them.
+func (t *translator) findClaims(keys []uint64) {
+	keys = sortByKey(keys)
+	for i := 0; i < len(keys); {
+		j := i + 1
+		for j < len(keys) && keys[j]>>32 == keys[i]>>32 {
+			j++
+		}
+		if j-i > 1 {
+			t.claimRun(keys[i:j])
+		}
+		i = j
+	}
+	slices.SortFunc(t.conflicts, netip.Addr.Compare)
+	for _, a := range t.conflicts {
+		t.reportClaim(a, t.claims[a])
+	}
+}
+
+// addrKey reduces an address to 32 bits: an IPv4 address is its own key; an IPv6 address is
+// hashed so that the key's bytes all vary (few radix passes are wasted, and structured addresses
+// do not collide systematically). Equal keys are only candidates: claimRun compares addresses.
+func addrKey(a netip.Addr) uint32 {
+	if a.Is4() {
+		b := a.As4()
+		return binary.BigEndian.Uint32(b[:])
+	}
+	b := a.As16()
+	x := binary.BigEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.BigEndian.Uint64(b[8:])*0xbf58476d1ce4e5b9
+	return uint32(x >> 32)
+}
+
+// sortByKey orders packed key<<32|index values by key, stably (an LSD radix sort on the key's
+// bytes that differ; a comparison sort, which also orders by index, for small inputs).
+func sortByKey(keys []uint64) []uint64 {
+	if len(keys) < 256 {
+		slices.Sort(keys)
+		return keys
+	}
+	var differ uint64
+	for _, k := range keys {
+		differ |= k ^ keys[0]
+	}
+	tmp := make([]uint64, len(keys))
+	for shift := 32; shift < 64; shift += 8 {
+		if byte(differ>>shift) == 0 {
+			continue
+		}
+		var start [256]int
+		for _, k := range keys {
+			start[byte(k>>shift)]++
+		}
+		pos := 0
+		for d, c := range start {
+			start[d] = pos
+			pos += c
+		}
+		for _, k := range keys {
+			d := byte(k >> shift)
+			tmp[start[d]] = k
+			start[d]++
+		}
+		keys, tmp = tmp, keys
+	}
+	return keys
+}
+
+// claimRun looks at the pods of a run of equal keys and records the addresses that more than
+// one of them claims.
+func (t *translator) claimRun(run []uint64) {
+	type claim struct {
+		addr netip.Addr
+		pod  *indexedPod
+	}
+	key := uint32(run[0] >> 32)
+	var claims []claim
+	for _, k := range run {
+		p := &t.pods[uint32(k)]
+		for _, a := range p.ips {
+			if addrKey(a) == key {
+				claims = append(claims, claim{a, p})
+			}
+		}
+	}
+	slices.SortFunc(claims, func(a, b claim) int {
+		return cmp.Or(a.addr.Compare(b.addr), comparePods(a.pod, b.pod))
+	})
+	claims = slices.CompactFunc(claims, func(a, b claim) bool { return a == b })
+	for i := 0; i < len(claims); {
+		j := i + 1
+		for j < len(claims) && claims[j].addr == claims[i].addr {
+			j++
+		}
+		if j-i > 1 {
+			if t.claims == nil {
+				t.claims = map[netip.Addr][]*indexedPod{}
+			}
+			pods := make([]*indexedPod, 0, j-i)
+			for _, c := range claims[i:j] {
+				c.pod.shared = true
+				pods = append(pods, c.pod)
+			}
+			t.claims[claims[i].addr] = pods
+			t.conflicts = append(t.conflicts, claims[i].addr)
+		}
+		i = j
+	}
+}
+
+// comparePods orders pods by namespace, then name.
+func comparePods(a, b *indexedPod) int {
+	return cmp.Or(strings.Compare(a.ns.name, b.ns.name), strings.Compare(a.src.Name(), b.src.Name()))
+}
+
+func podName(p *indexedPod) string { return p.ns.name + "/" + p.src.Name() }
+
+func (t *translator) reportClaim(a netip.Addr, claimants []*indexedPod) {
+	names := make([]string, len(claimants))
+	for i, p := range claimants {
+		where := "remote"
+		if p.local {
+			where = "local"
+		}
+		names[i] = podName(p) + " (" + where + ")"
+	}
+	t.report("Pod "+podName(claimants[0]),
+		"address %s is claimed by %d live pods: %s; it is enforced with the stricter result of its claimants (isolated if any is, allowed only what every isolating claimant allows, in a peer set or named port only if every claimant agrees)",
+		a, len(claimants), strings.Join(names, ", "))
+}
+
+// localClaimants returns the local pods among the claimants of a (nil unless a is conflicted).
+func (t *translator) localClaimants(a netip.Addr) []*indexedPod {
+	var local []*indexedPod
+	for _, p := range t.claims[a] {
+		if p.local {
+			local = append(local, p)
+		}
+	}
+	return local
+}
+
+// ownIPs returns a copy of the addresses of a local pod that no other local pod claims.
+func (t *translator) ownIPs(p *indexedPod) []netip.Addr {
+	if !p.shared {
+		return slices.Clone(p.ips)
+	}
+	var own []netip.Addr
+	for _, a := range p.ips {
+		if len(t.localClaimants(a)) < 2 {
+			own = append(own, a)
+		}
+	}
+	return own
+}
+
+// everyClaimantIn reports whether every claimant of a is among the pods the selector peer res
+// matches (true when a is not conflicted).
+func (t *translator) everyClaimantIn(res *peerResult, a netip.Addr) bool {
+	for _, q := range t.claims[a] {
+		_, inNS := slices.BinarySearchFunc(res.nss, q.ns.position, func(n *nsView, pos int) int { return cmp.Compare(n.position, pos) })
+		if !inNS || !res.podSel.Matches(q.labels()) {
+			return false
+		}
+	}
+	return true
+}
+
+// claimantsAgree reports whether every claimant of a resolves the port name for proto to number
+// and to nothing else (true when a is not conflicted).
+func (t *translator) claimantsAgree(a netip.Addr, name string, proto ruleset.Protocol, number uint16) bool {
+	for _, q := range t.claims[a] {
+		found := false
+		for _, np := range q.src.Ports() {
+			if np.Protocol == proto && np.Name.Value() == name {
+				if np.Number != number {
+					return false
+				}
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// ruleSetClaims returns the rule set's Claims: the local addresses that several local pods claim, with
+// the policies of the claimants that are isolated.
+func (t *translator) ruleSetClaims(isolated map[*indexedPod]*ruleset.Target) []ruleset.Claim {
+	var out []ruleset.Claim
+	for _, a := range t.conflicts {
+		local := t.localClaimants(a)
+		if len(local) < 2 {
+			continue
+		}
+		c := ruleset.Claim{Addr: a}
+		for _, p := range local {
+			id := podName(p)
+			c.Claimants = append(c.Claimants, id)
+			if rp := isolated[p]; rp != nil {
+				if len(rp.IngressPolicies) > 0 {
+					c.Ingress = append(c.Ingress, ruleset.ClaimantPolicies{Pod: id, Policies: slices.Clone(rp.IngressPolicies)})
+				}
+				if len(rp.EgressPolicies) > 0 {
+					c.Egress = append(c.Egress, ruleset.ClaimantPolicies{Pod: id, Policies: slices.Clone(rp.EgressPolicies)})
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
