@@ -129,8 +129,7 @@ func Start(ctx context.Context, restCfg *rest.Config, cfg RunConfig, log logr.Lo
 		return err
 	}
 	log.Info("starting", "nft", cfg.NFT)
-	a.bootstrap(ctx, cfg, log)
-	return a.Manager.Start(ctx)
+	return a.Run(ctx)
 }
 
 // Agent is a manager wired with the reconciler and its health checks, not yet started.
@@ -138,6 +137,15 @@ type Agent struct {
 	Manager    ctrl.Manager
 	Reconciler *controller.Reconciler
 	nft        *nft.Client
+	cfg        RunConfig
+	log        logr.Logger
+}
+
+// Run installs the bootstrap table when the node has no table (see bootstrap), then runs the
+// manager until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	a.bootstrap(ctx)
+	return a.Manager.Start(ctx)
 }
 
 // NewAgent builds the agent the way `flock-netpol run` does. executor may be nil (run processes
@@ -204,7 +212,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	if err := mgr.AddReadyzCheck("applied", r.ReadyCheck); err != nil {
 		return nil, err
 	}
-	return &Agent{Manager: mgr, Reconciler: r, nft: nftClient}, nil
+	return &Agent{Manager: mgr, Reconciler: r, nft: nftClient, cfg: cfg, log: log}, nil
 }
 
 // bootstrapTimeout bounds the start-up read of this node's Node object for its pod ranges.
@@ -217,7 +225,8 @@ const bootstrapTimeout = 10 * time.Second
 // any other. An existing table is left alone (never flushed at start): it enforces the last
 // applied state until the first apply. Without pod ranges (closing is off, or neither
 // --pod-cidrs nor the Node tells them) there is nothing to close, and the agent says so.
-func (a *Agent) bootstrap(ctx context.Context, cfg RunConfig, log logr.Logger) {
+func (a *Agent) bootstrap(ctx context.Context) {
+	cfg, log := a.cfg, a.log
 	if !cfg.CloseUnknownPodAddresses {
 		return
 	}

@@ -95,6 +95,7 @@ type agentConfig struct {
 	eventsNS            string
 	noNode              bool
 	noMonitor           bool
+	podCIDRs            []string // the Node's spec.podCIDRs; set: the agent closes its edges
 }
 
 func withRetry(base, maxDelay time.Duration) agentOption {
@@ -105,13 +106,19 @@ func withRetry(base, maxDelay time.Duration) agentOption {
 // see a change made behind its back.
 func withoutMonitor() agentOption { return func(c *agentConfig) { c.noMonitor = true } }
 
+// withClosedEdges gives the Node these pod ranges and starts the agent as `flock-netpol run`
+// does by default: unknown addresses of the ranges closed, anti-spoofing on.
+func withClosedEdges(cidrs ...string) agentOption {
+	return func(c *agentConfig) { c.podCIDRs = cidrs }
+}
+
 // withoutNode starts the agent without creating its Node object first.
 func withoutNode() agentOption { return func(c *agentConfig) { c.noNode = true } }
 
 // createNode creates the Node object of that name (the agent applies nothing without it), unless
 // it exists, and deletes it when the spec ends.
-func createNode(name string) {
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+func createNode(name string, podCIDRs ...string) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.NodeSpec{PodCIDRs: podCIDRs}}
 	err := k8sClient.Create(ctxT(), node)
 	if apierrors.IsAlreadyExists(err) {
 		return
@@ -135,7 +142,7 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 		o(&cfg)
 	}
 	if !cfg.noNode {
-		createNode(node)
+		createNode(node, cfg.podCIDRs...)
 	}
 	var executor nft.Executor = k.rec
 	if cfg.noMonitor {
@@ -146,16 +153,18 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 	// The agent is built exactly as `flock-netpol run` builds it, with quick retries, and with
 	// name validation skipped since every spec starts its own manager in this process.
 	built, err := cli.NewAgent(restCfg, cli.RunConfig{
-		NodeName:               node,
-		Table:                  table,
-		NFT:                    k.nftFlag(),
-		NFTTimeout:             20 * time.Second,
-		MetricsBindAddress:     "0",
-		HealthProbeBindAddress: "0",
-		RetryBaseDelay:         cfg.retryBase,
-		RetryMaxDelay:          cfg.retryMax,
-		ResyncPeriod:           cfg.resync,
-		SkipNameValidation:     true,
+		NodeName:                 node,
+		Table:                    table,
+		NFT:                      k.nftFlag(),
+		NFTTimeout:               20 * time.Second,
+		MetricsBindAddress:       "0",
+		HealthProbeBindAddress:   "0",
+		RetryBaseDelay:           cfg.retryBase,
+		RetryMaxDelay:            cfg.retryMax,
+		ResyncPeriod:             cfg.resync,
+		SkipNameValidation:       true,
+		CloseUnknownPodAddresses: len(cfg.podCIDRs) > 0,
+		AntiSpoofing:             len(cfg.podCIDRs) > 0,
 	}, log, executor)
 	Expect(err).NotTo(HaveOccurred())
 	mgr := built.Manager
@@ -183,7 +192,7 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 		})
 		Expect(err).NotTo(HaveOccurred())
 	}
-	go func() { a.done <- mgr.Start(ctx) }()
+	go func() { a.done <- built.Run(ctx) }()
 	DeferCleanup(a.stop)
 	return a
 }

@@ -223,7 +223,6 @@ func (r *recorder) Run(ctx context.Context, argv []string, stdin []byte) ([]byte
 	return stdout, stderr, err
 }
 
-// Applies returns the applies so far, oldest first.
 // Stream passes a streamed command (the drift monitor) to the inner executor, unrecorded.
 func (r *recorder) Stream(ctx context.Context, argv []string, line func(string)) error {
 	st, ok := r.inner.(nft.Streamer)
@@ -233,6 +232,7 @@ func (r *recorder) Stream(ctx context.Context, argv []string, line func(string))
 	return st.Stream(ctx, argv, line)
 }
 
+// Applies returns the applies so far, oldest first.
 func (r *recorder) Applies() []applyRecord {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flock-net/flock-netpol/internal/cli"
+	"github.com/flock-net/flock-netpol/internal/controller"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/test/objects"
@@ -383,6 +385,44 @@ var _ = Describe("The agent's lifecycle", func() {
 
 		By("an intact table is left alone by later checks, so that was exactly one repair apply")
 		Consistently(k.rec.Count, 3*period, 50*time.Millisecond).Should(Equal(applied + 1))
+	})
+
+	It("closes a node without a table at once with the bootstrap table, which the first full apply replaces", func() {
+		if !kernelReal {
+			Skip("needs root with nft and ip: the bootstrap looks for the table in a real network namespace; " +
+				"run the suite as root (FLOCK_REQUIRE_KERNEL_TESTS=1 turns this skip into a failure)")
+		}
+		k := newKernel()
+		c := newCluster()
+		ns := namespace()
+		createPod(ns, "web", c.ip(1), objects.OnNode(c.node))
+		createPolicy(ns, "deny", objects.IsolateIngress(objects.Ingress()))
+		cidr := netip.PrefixFrom(netip.MustParseAddr(c.ip(1)), 16).Masked().String()
+		bootstraps := func() float64 {
+			return testutil.ToFloat64(controller.DefaultMetrics().Applies.WithLabelValues("bootstrap"))
+		}
+		before := bootstraps()
+		a := startAgent(c.node, k, withClosedEdges(cidr))
+		a.waitReady()
+
+		applies := k.rec.Applies()
+		Expect(len(applies)).To(BeNumerically(">=", 2))
+		first, full := string(applies[0].Script), string(applies[len(applies)-1].Script)
+		Expect(first).To(ContainSubstring(cidr+","), "the bootstrap closes the node's pod range")
+		Expect(first).NotTo(ContainSubstring("pod-in-"), "the bootstrap knows no pod")
+		Expect(full).To(ContainSubstring("pod-in-"), "the first full apply replaces it")
+		Expect(bootstraps()).To(Equal(before + 1))
+		Expect(k.mustView().PodChain("in", ns, "web")).NotTo(BeEmpty())
+
+		By("restarting: a table exists, so no bootstrap")
+		a.stop()
+		mark := k.rec.Count()
+		again := startAgent(c.node, k, withClosedEdges(cidr))
+		again.waitReady()
+		Expect(bootstraps()).To(Equal(before + 1))
+		for _, r := range k.rec.Applies()[mark:] {
+			Expect(string(r.Script)).To(ContainSubstring("pod-in-"), "only full applies after a restart")
+		}
 	})
 
 	It("repairs within a second any change another process makes to its table, and counts it", func() {
