@@ -38,6 +38,7 @@ type Applier interface {
 // Inspector reads one chain back from the kernel. *nft.Client implements it.
 type Inspector interface {
 	ListChain(ctx context.Context, family, table, chain string) (string, error)
+	ListTable(ctx context.Context, family, table string) (string, error)
 }
 
 // Reconciler recomputes and applies the node's rule set. Create it with its fields set, then
@@ -66,6 +67,9 @@ type Reconciler struct {
 	// that the kernel still holds the table it last applied, and repair it when not.
 	Inspector    Inspector
 	ResyncPeriod time.Duration
+	// FullCheckEvery makes every so many periodic checks also compare the whole table (see
+	// fullCheck); zero means DefaultFullCheckEvery, a negative value never.
+	FullCheckEvery int
 	// Log receives the agent's structured logs.
 	Log logr.Logger
 
@@ -91,6 +95,8 @@ type Reconciler struct {
 	busySince  time.Time
 	problems   []translate.Problem
 	recent     []string // digests of the latest applies, for the monitor (see noteApplying)
+	checks     int      // periodic checks so far, for FullCheckEvery
+	baseline   tableBaseline
 }
 
 // Defaults of the Reconciler's optional fields.
@@ -98,6 +104,7 @@ const (
 	DefaultRetryBaseDelay = 500 * time.Millisecond
 	DefaultRetryMaxDelay  = 30 * time.Second
 	DefaultStuckAfter     = 5 * time.Minute
+	DefaultFullCheckEvery = 10
 )
 
 // setDefaults fills in the optional fields left zero, once, before the first use of any of them.
@@ -114,6 +121,9 @@ func (r *Reconciler) setDefaults() {
 		}
 		if r.StuckAfter <= 0 {
 			r.StuckAfter = DefaultStuckAfter
+		}
+		if r.FullCheckEvery == 0 {
+			r.FullCheckEvery = DefaultFullCheckEvery
 		}
 		if r.Now == nil {
 			r.Now = time.Now
@@ -169,6 +179,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, nil
 		}
 		intact, err := r.kernelHolds(ctx, digest)
+		if err == nil && intact {
+			intact, err = r.fullCheck(ctx, digest)
+		}
 		if err != nil {
 			// Not knowing is no reason to rewrite the table; try again next period.
 			m.KernelCheckFailures.Inc()
@@ -212,6 +225,7 @@ func (r *Reconciler) apply(ctx context.Context, script render.Script, trigger st
 		return fmt.Errorf("apply: %w", err)
 	}
 	r.lastDigest, r.applied = script.Digest, true
+	r.baseline = tableBaseline{} // a new table, even with the same digest (a repair), lists anew
 
 	st := script.Stats
 	var in, out int

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -37,6 +38,8 @@ type fakeKernel struct {
 	applied  [][]byte
 	applyErr error
 	table    []byte // what the "kernel" holds; nil when the table is gone
+	extra    string // a change another process made inside the table
+	packets  int    // grows at every listing, as a counter would
 }
 
 func (k *fakeKernel) Apply(_ context.Context, script []byte) error {
@@ -46,7 +49,7 @@ func (k *fakeKernel) Apply(_ context.Context, script []byte) error {
 	if k.applyErr != nil {
 		return k.applyErr
 	}
-	k.table = script
+	k.table, k.extra = script, ""
 	return nil
 }
 
@@ -58,6 +61,18 @@ func (k *fakeKernel) ListChain(_ context.Context, _, table, chain string) (strin
 	}
 	d, _ := render.Digest(k.table)
 	return "table inet " + table + " {\n\tchain " + chain + " {\n\t\tcomment \"x; ruleset " + d + "\"\n\t}\n}\n", nil
+}
+
+// ListTable answers with the table as applied, plus what the kernel adds that changes by itself
+// (a counter's values) and what a test made another process change (extra).
+func (k *fakeKernel) ListTable(_ context.Context, _, table string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.table == nil {
+		return "", &nft.Error{ExitCode: 1, Stderr: "Error: No such file or directory\nlist table inet " + table, Err: errors.New("exit status 1")}
+	}
+	k.packets++
+	return fmt.Sprintf("%s\n\t\tcounter packets %d bytes %d drop\n%s", k.table, k.packets, 60*k.packets, k.extra), nil
 }
 
 // last returns the last applied script.
@@ -371,5 +386,40 @@ func TestOnlyRelevantPodUpdatesEnqueue(t *testing.T) {
 		if got != c.relevant {
 			t.Errorf("%s: relevant = %v, want %v", c.name, got, c.relevant)
 		}
+	}
+}
+
+// TestFullCheckRepairsAChangeInsideTheTable pins the full comparison of the periodic check: a
+// change inside the table that keeps the base chain's digest is found at the next full comparison
+// and repaired (cause resync); counters that count are no change.
+func TestFullCheckRepairsAChangeInsideTheTable(t *testing.T) {
+	k := &fakeKernel{}
+	r := newReconciler(t, k, nil, localPod(), denyAll())
+	r.FullCheckEvery = 2
+	ctx := context.Background()
+	if _, err := r.Reconcile(ctx, changeKey); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // two full comparisons: the baseline, then an equal listing (other counts)
+		if _, err := r.Reconcile(ctx, resyncKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.applies() != 1 {
+		t.Fatalf("%d applies with the table intact, want 1", k.applies())
+	}
+	k.mu.Lock()
+	k.extra = "\t\tip saddr 10.9.9.9 accept"
+	k.mu.Unlock()
+	for range 2 {
+		if _, err := r.Reconcile(ctx, resyncKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.applies() != 2 {
+		t.Errorf("%d applies after a change inside the table, want the repair", k.applies())
+	}
+	if got := testutil.ToFloat64(r.Metrics.Repairs.WithLabelValues("resync")); got != 1 {
+		t.Errorf("repairs_total{cause=resync} = %v, want 1", got)
 	}
 }
