@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,27 +28,37 @@ type agent struct {
 	health  string // host:port of /healthz and /readyz
 	exited  chan struct{}
 	once    sync.Once
+	stopErr error       // what stop found, once it ran
+	stopped atomic.Bool // stopped by stop (StopAgent or the cluster's end), not exited by itself
 }
 
 // stopGrace is how long an agent may take to exit after SIGTERM before it is killed.
 const stopGrace = 10 * time.Second
 
 // The agents' closed-edge settings, passed as flags and used by Expected to compute what they
-// enforce. A Node the harness creates has no spec.podCIDRs unless a test sets them.
+// enforce. A Node the harness creates has no spec.podCIDRs, so nothing is closed on it, unless
+// Options.PodCIDRs gives them.
 const (
 	agentAntiSpoofing = true
 	agentCloseUnknown = true
 )
 
-// startAgent starts the agent of node n, logging to <dir>/agent-<node>.log.
-func startAgent(binary, kubeconfig, dir string, n *Node, extra []string) (*agent, error) {
+// startAgent starts a new agent for node n with the cluster's binary and flags and the given
+// kubeconfig, and makes it n's current agent. It logs to <dir>/agent-<node>.log, and the agents
+// StartAgent starts later to agent-<node>.<run>.log. It does not wait for readiness.
+func (c *Cluster) startAgent(n *Node, kubeconfig string) (*agent, error) {
 	health, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
+	n.runs++
+	logName := "agent-" + n.Name + ".log"
+	if n.runs > 1 {
+		logName = fmt.Sprintf("agent-%s.%d.log", n.Name, n.runs)
+	}
 	a := &agent{
 		node:    n.Name,
-		logPath: filepath.Join(dir, "agent-"+n.Name+".log"),
+		logPath: filepath.Join(c.Dir, logName),
 		health:  health,
 		exited:  make(chan struct{}),
 	}
@@ -65,7 +76,7 @@ func startAgent(binary, kubeconfig, dir string, n *Node, extra []string) (*agent
 		"--anti-spoofing=" + strconv.FormatBool(agentAntiSpoofing),
 		"--close-unknown-pod-addresses=" + strconv.FormatBool(agentCloseUnknown),
 	}
-	a.cmd = exec.Command(binary, append(args, extra...)...)
+	a.cmd = exec.Command(c.binary, append(args, c.agentArgs...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logFile, a.logFile
 	// Should this process die without stopping the agent (SIGKILL, a crash), the kernel kills the
 	// agent. The signal is tied to the thread that forks, hence the dedicated thread.
@@ -74,6 +85,7 @@ func startAgent(binary, kubeconfig, dir string, n *Node, extra []string) (*agent
 		a.logFile.Close()
 		return nil, fmt.Errorf("starting the agent of %s: %w", n.Name, err)
 	}
+	n.agent.Store(a)
 	go func() {
 		_ = a.cmd.Wait()
 		a.logFile.Close()
@@ -150,22 +162,31 @@ func (a *agent) waitReady(deadline time.Time) error {
 	}
 }
 
-// stop sends SIGTERM, waits up to stopGrace, then kills. Idempotent.
-func (a *agent) stop() {
+// stop sends SIGTERM, waits up to stopGrace, then kills. It returns an error when the agent had
+// already exited, did not exit within stopGrace, or exited with a failure. Idempotent: later
+// calls return the first call's result.
+func (a *agent) stop() error {
 	a.once.Do(func() {
 		select {
 		case <-a.exited:
+			a.stopErr = fmt.Errorf("the agent of %s had already exited (%v)", a.node, a.cmd.ProcessState)
 			return
 		default:
 		}
+		a.stopped.Store(true)
 		_ = a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-a.exited:
+			if !a.cmd.ProcessState.Success() {
+				a.stopErr = fmt.Errorf("the agent of %s exited with %v after SIGTERM", a.node, a.cmd.ProcessState)
+			}
 		case <-time.After(stopGrace):
 			_ = a.cmd.Process.Kill()
 			<-a.exited
+			a.stopErr = fmt.Errorf("the agent of %s did not exit within %v of SIGTERM: killed", a.node, stopGrace)
 		}
 	})
+	return a.stopErr
 }
 
 // kill sends SIGKILL without waiting, for the signal handler.
@@ -177,8 +198,11 @@ func (a *agent) kill() {
 	}
 }
 
-// running reports whether the agent process is still alive.
+// running reports whether the agent process is still alive (false for nil).
 func (a *agent) running() bool {
+	if a == nil {
+		return false
+	}
 	select {
 	case <-a.exited:
 		return false

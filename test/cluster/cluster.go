@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,6 +44,12 @@ type Options struct {
 	AgentBinary string
 	// AgentArgs are extra flags for every `flock-netpol run`, e.g. "--zap-log-level=debug".
 	AgentArgs []string
+	// PodCIDRs are the nodes' pod ranges (node name -> CIDRs, at most one per address family),
+	// written to the Node objects' spec.podCIDRs as the node IPAM controller would. The agents
+	// close the addresses of these ranges that no known local pod owns, and a fresh node's
+	// bootstrap table closes them whole (see the README's Closed edges). A node without an entry
+	// has no pod ranges: nothing is closed there.
+	PodCIDRs map[string][]string
 	// ProbeTimeout and ProbeConcurrency are set on the bed (see netns.Bed). Defaults
 	// DefaultProbeTimeout and DefaultProbeConcurrency.
 	ProbeTimeout     time.Duration
@@ -80,6 +88,12 @@ type Cluster struct {
 	env   *envtest.Environment
 	nodes []*Node
 
+	// What every agent is started with, for StartAgent.
+	binary, kubeconfig string
+	agentArgs          []string
+	readyTimeout       time.Duration
+	heldUsers          int // identities made by StartAgentHeld so far
+
 	build        sync.WaitGroup // the agent build, while it runs
 	mu           sync.Mutex
 	closed       bool
@@ -92,12 +106,16 @@ type Node struct {
 	// Name is the node name (spec.nodeName) and the bed's node name.
 	Name string
 	// NS is the node's network namespace in the bed.
-	NS    *netns.Node
-	agent *agent
+	NS *netns.Node
+	// agent is the node's current agent process, running or stopped (StopAgent); nil before the
+	// first start. Atomic: the signal handler reads it while StartAgent may replace it.
+	agent atomic.Pointer[agent]
+	runs  int // agents started for this node so far
 }
 
-// LogPath is the file the node's agent logs to (it is removed with the cluster's directory).
-func (n *Node) LogPath() string { return n.agent.logPath }
+// LogPath is the file the node's current agent logs to (it is removed with the cluster's
+// directory). Each agent started by StartAgent logs to a file of its own.
+func (n *Node) LogPath() string { return n.agent.Load().logPath }
 
 var quietControllerRuntime sync.Once
 
@@ -226,9 +244,19 @@ func (c *Cluster) start(opts Options, assets string) error {
 	if err != nil {
 		return err
 	}
-	// What the kubelet would register: the agents wait for their Node object.
+	// What the kubelet would register, with the pod ranges the node IPAM controller would give:
+	// the agents wait for their Node object.
+	for name := range opts.PodCIDRs {
+		if !slices.Contains(opts.Nodes, name) {
+			return fmt.Errorf("Options.PodCIDRs names %q, which is not one of the nodes %v", name, opts.Nodes)
+		}
+	}
 	for _, name := range opts.Nodes {
-		if err := c.Client.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if cidrs := opts.PodCIDRs[name]; len(cidrs) > 0 {
+			node.Spec.PodCIDR, node.Spec.PodCIDRs = cidrs[0], slices.Clone(cidrs)
+		}
+		if err := c.Client.Create(context.Background(), node); err != nil {
 			return fmt.Errorf("creating Node %s: %w", name, err)
 		}
 	}
@@ -258,17 +286,19 @@ func (c *Cluster) start(opts Options, assets string) error {
 	if buildErr != nil {
 		return buildErr
 	}
+	c.binary, c.kubeconfig, c.agentArgs = binary, kubeconfig, opts.AgentArgs
+	c.readyTimeout = cmpOr(opts.ReadyTimeout, defaultReadyTimeout)
 	for _, n := range c.nodes {
-		a, err := startAgent(binary, kubeconfig, c.Dir, n, opts.AgentArgs)
-		if err != nil {
+		if _, err := c.startAgent(n, kubeconfig); err != nil {
 			return err
 		}
-		n.agent = a
 	}
-	readyBy := time.Now().Add(cmpOr(opts.ReadyTimeout, defaultReadyTimeout))
+	readyBy := time.Now().Add(c.readyTimeout)
 	for _, n := range c.nodes {
-		if err := n.agent.waitReady(readyBy); err != nil {
-			return fmt.Errorf("agent of %s: %w\n%s", n.Name, err, n.agent.tail(40))
+		if a := n.agent.Load(); a != nil {
+			if err := a.waitReady(readyBy); err != nil {
+				return fmt.Errorf("agent of %s: %w\n%s", n.Name, err, a.tail(40))
+			}
 		}
 	}
 	c.logf("cluster: %d nodes with ready agents in %v (bed %s)", len(c.nodes), time.Since(start).Round(time.Millisecond), c.Bed.Prefix())
@@ -375,8 +405,8 @@ func (c *Cluster) Close() error {
 // stopAgents stops every agent (SIGTERM, then SIGKILL). Idempotent.
 func (c *Cluster) stopAgents() {
 	for _, n := range c.nodes {
-		if n.agent != nil {
-			n.agent.stop()
+		if a := n.agent.Load(); a != nil {
+			a.stop()
 		}
 	}
 }
@@ -384,8 +414,8 @@ func (c *Cluster) stopAgents() {
 // logAgentTails logs the last lines of each agent's log (after stopAgents, before Close).
 func (c *Cluster) logAgentTails(logf func(string, ...any)) {
 	for _, n := range c.nodes {
-		if n.agent != nil {
-			logf("cluster: last lines of the agent log of %s (%s):\n%s", n.Name, n.agent.logPath, n.agent.tail(60))
+		if a := n.agent.Load(); a != nil {
+			logf("cluster: last lines of the agent log of %s (%s):\n%s", n.Name, a.logPath, a.tail(60))
 		}
 	}
 }

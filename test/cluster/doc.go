@@ -25,6 +25,25 @@
 // demands. Probe right after, and flush conntrack first (FlushConntrack) so that no entry of an
 // earlier state lets a flow pass as established.
 //
+// # Pod ranges, agents stopped and started, fresh nodes
+//
+// Options.PodCIDRs gives the Node objects spec.podCIDRs, as the node IPAM controller would; the
+// agents then close the addresses of those ranges that no known local pod owns, and Expected
+// computes the same (the ranges come from the API server like everything else). Without it nodes
+// have no pod ranges and nothing is closed. A bed pod without a Pod object (or whose Pod has no
+// status.podIPs yet) is what a pod looks like between its start and the agent seeing its address.
+//
+// StopAgent ends a node's agent with SIGTERM, as a rollout would: the table stays in the kernel,
+// enforcing the last applied state, and WaitEnforced fails until StartAgent has started a new
+// agent for the node (same flags; it waits until the agent is ready). Node.DeleteTable removes the
+// table: with the agent stopped the node is then a fresh one, and the next agent installs the
+// bootstrap table first; with the agent running it is a change by another process, which the
+// agent repairs. StartAgentHeld starts the agent under an identity that may read Nodes and nothing
+// else (envtest's API server authorizes with RBAC), so it installs its bootstrap table but its
+// caches cannot sync and no full apply follows until the test calls release, which grants the
+// rest of an agent's read access: the bootstrap window lasts as long as the test wants.
+// Each agent a node had logs to a file of its own (Node.LogPath, Node.AgentLog: the current one).
+//
 // # Lifetime and cleanup
 //
 // New returns a running cluster and its caller runs Close: agents are stopped (SIGTERM, then

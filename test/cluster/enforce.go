@@ -70,7 +70,7 @@ func (n *Node) Ruleset() (string, error) {
 // WaitEnforced waits until every node's kernel holds the table its agent must apply for the
 // cluster state now stored in the API server (see the package documentation). It returns an error
 // naming the nodes that lag, with the tail of their agent logs, when ctx ends first (after
-// DefaultEnforceTimeout when ctx has no deadline), or when an agent has exited.
+// DefaultEnforceTimeout when ctx has no deadline), or when an agent has exited or is stopped (StopAgent).
 func (c *Cluster) WaitEnforced(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -95,8 +95,14 @@ func (c *Cluster) WaitEnforced(ctx context.Context) error {
 			if _, ok := pending[n.Name]; !ok {
 				continue
 			}
-			if !n.agent.running() {
-				return fmt.Errorf("the agent of %s has exited (%v):\n%s", n.Name, n.agent.cmd.ProcessState, n.agent.tail(40))
+			if a := n.agent.Load(); !a.running() {
+				if a == nil {
+					return fmt.Errorf("node %s has no agent", n.Name)
+				}
+				if a.stopped.Load() {
+					return fmt.Errorf("the agent of %s is stopped (StopAgent): nothing enforces its state", n.Name)
+				}
+				return fmt.Errorf("the agent of %s has exited (%v):\n%s", n.Name, a.cmd.ProcessState, a.tail(40))
 			}
 			got, err := n.KernelDigest()
 			if err != nil {
@@ -119,7 +125,7 @@ func (c *Cluster) WaitEnforced(ctx context.Context) error {
 			for _, n := range c.nodes {
 				if got, ok := pending[n.Name]; ok {
 					fmt.Fprintf(&sb, "\n%s: kernel digest %q, expected %q; agent log (%s):\n%s",
-						n.Name, got, want[n.Name], n.agent.logPath, n.agent.tail(30))
+						n.Name, got, want[n.Name], n.LogPath(), n.agent.Load().tail(30))
 				}
 			}
 			if len(errs) > 0 {

@@ -125,6 +125,26 @@ func (c *Cluster) CreatePod(ctx context.Context, p PodObject) (*corev1.Pod, erro
 	return pod, nil
 }
 
+// SetPodIPs writes a Pod's status as a kubelet does once the pod's sandbox has its addresses:
+// phase Running and status.podIPs (status.podIP the first of them).
+func (c *Cluster) SetPodIPs(ctx context.Context, namespace, name string, ips []netip.Addr) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var pod corev1.Pod
+		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &pod); err != nil {
+			return err
+		}
+		pod.Status.Phase = corev1.PodRunning
+		pod.Status.PodIP, pod.Status.PodIPs = "", nil
+		for _, a := range ips {
+			pod.Status.PodIPs = append(pod.Status.PodIPs, corev1.PodIP{IP: a.String()})
+		}
+		if len(ips) > 0 {
+			pod.Status.PodIP = ips[0].String()
+		}
+		return c.Client.Status().Update(ctx, &pod)
+	})
+}
+
 // SetPodLabels replaces a Pod's labels.
 func (c *Cluster) SetPodLabels(ctx context.Context, namespace, name string, labels map[string]string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {

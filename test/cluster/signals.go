@@ -137,8 +137,8 @@ func (p proc) alive() bool { return p.start != "" && procStart(p.pid) == p.start
 // killProcesses kills, by PID, the agents and the recorded envtest processes of c.
 func (c *Cluster) killProcesses() {
 	for _, n := range c.nodes {
-		if n.agent != nil {
-			n.agent.kill()
+		if a := n.agent.Load(); a != nil {
+			a.kill()
 		}
 	}
 	c.mu.Lock()
