@@ -1,6 +1,7 @@
 package compact
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strings"
@@ -34,6 +35,10 @@ type Pod struct {
 	ips    []netip.Addr
 	badIPs []string
 	ports  []NamedPort
+	// keys are the AddrKeys of ips[0] and ips[1], computed here so that the translator's search
+	// for addresses several pods claim reads them from the pod rather than from the addresses
+	// (most pods have one or two; IPKey computes the others).
+	keys [2]uint32
 	// hostNetwork pods use the node's address, and a finished pod's address may already belong
 	// to a new pod: neither owns its addresses.
 	hostNetwork, finished bool
@@ -85,6 +90,9 @@ func NewPod(p *corev1.Pod) *Pod {
 	}
 	if len(out.ips) > 1 {
 		slices.SortFunc(out.ips, netip.Addr.Compare) // IPv4 sorts before IPv6
+	}
+	for i := range min(len(out.ips), len(out.keys)) {
+		out.keys[i] = AddrKey(out.ips[i])
 	}
 	out.ports = appendNamedPorts(out.ports, p.Spec.Containers, false)
 	out.ports = appendNamedPorts(out.ports, p.Spec.InitContainers, true)
@@ -165,6 +173,28 @@ func (p *Pod) LabelSet() *Labels { return &p.labels }
 
 // IPs returns the pod's parsed addresses (see Pod.ips). The slice is shared: do not modify it.
 func (p *Pod) IPs() []netip.Addr { return p.ips }
+
+// IPKey returns AddrKey(p.IPs()[i]).
+func (p *Pod) IPKey(i int) uint32 {
+	if i < len(p.keys) {
+		return p.keys[i]
+	}
+	return AddrKey(p.ips[i])
+}
+
+// AddrKey reduces an address to 32 bits, for sorting addresses cheaply: an IPv4 address is its
+// own key; an IPv6 address is hashed so that the key's bits all vary (a radix sort wastes no
+// pass, and structured addresses do not collide systematically). Equal keys do not mean equal
+// addresses: two IPv6 addresses may collide, and an IPv6 address may collide with an IPv4 one.
+func AddrKey(a netip.Addr) uint32 {
+	if a.Is4() {
+		b := a.As4()
+		return binary.BigEndian.Uint32(b[:])
+	}
+	b := a.As16()
+	x := binary.BigEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.BigEndian.Uint64(b[8:])*0xbf58476d1ce4e5b9
+	return uint32(x >> 32)
+}
 
 // BadIPs returns the addresses the pod lists that do not parse.
 func (p *Pod) BadIPs() []string { return p.badIPs }

@@ -81,3 +81,25 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 		t.Error("the zero Pod has a namespace")
 	}
 }
+
+// TestIPKeyIsTheAddrKeyOfEveryAddress checks the keys a pod holds for its first addresses, and
+// those IPKey computes for the others.
+func TestIPKeyIsTheAddrKeyOfEveryAddress(t *testing.T) {
+	p := NewPod(&corev1.Pod{Status: corev1.PodStatus{PodIPs: []corev1.PodIP{
+		{IP: "fd00::2"}, {IP: "10.1.2.3"}, {IP: "fd00::1"}, {IP: "10.0.0.9"},
+	}}})
+	if len(p.IPs()) != 4 {
+		t.Fatalf("ips = %v", p.IPs())
+	}
+	for i, a := range p.IPs() {
+		if got, want := p.IPKey(i), AddrKey(a); got != want {
+			t.Errorf("IPKey(%d) = %#x, want AddrKey(%s) = %#x", i, got, a, want)
+		}
+	}
+	if got := AddrKey(netip.MustParseAddr("10.1.2.3")); got != 0x0a010203 {
+		t.Errorf("AddrKey(10.1.2.3) = %#x, want the address", got)
+	}
+	if AddrKey(netip.MustParseAddr("fd00::1")) == AddrKey(netip.MustParseAddr("fd00::2")) {
+		t.Error("fd00::1 and fd00::2 have the same key")
+	}
+}

@@ -2,11 +2,11 @@ package translate
 
 import (
 	"cmp"
-	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strings"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
@@ -31,7 +31,7 @@ import (
 // and reports each conflict. keys hold every address of t.pods as addrKey(address)<<32 | the
 // pod's index in t.pods; findClaims reorders them.
 func (t *translator) findClaims(keys []uint64) {
-	keys = sortByKey(keys)
+	keys, _ = sortByKey(keys, make([]uint64, len(keys)))
 	for i := 0; i < len(keys); {
 		j := i + 1
 		for j < len(keys) && keys[j]>>32 == keys[i]>>32 {
@@ -48,52 +48,51 @@ func (t *translator) findClaims(keys []uint64) {
 	}
 }
 
-// addrKey reduces an address to 32 bits: an IPv4 address is its own key; an IPv6 address is
-// hashed so that the key's bytes all vary (few radix passes are wasted, and structured addresses
-// do not collide systematically). Equal keys are only candidates: claimRun compares addresses.
-func addrKey(a netip.Addr) uint32 {
-	if a.Is4() {
-		b := a.As4()
-		return binary.BigEndian.Uint32(b[:])
-	}
-	b := a.As16()
-	x := binary.BigEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.BigEndian.Uint64(b[8:])*0xbf58476d1ce4e5b9
-	return uint32(x >> 32)
-}
+// addrKey reduces an address to 32 bits (compact.AddrKey, which a pod holds for its first
+// addresses: compact.Pod.IPKey). Equal keys are only candidates: claimRun compares addresses.
+func addrKey(a netip.Addr) uint32 { return compact.AddrKey(a) }
 
-// sortByKey orders packed key<<32|index values by key, stably (an LSD radix sort on the key's
-// bytes that differ; a comparison sort, which also orders by index, for small inputs).
-func sortByKey(keys []uint64) []uint64 {
+// The radix sort's digits: the key's 32 bits in three digits of 11, 11 and 10 bits.
+const (
+	digitBits = 11
+	digits    = (32 + digitBits - 1) / digitBits
+)
+
+// sortByKey orders packed key<<32|index values by key, stably: an LSD radix sort, whose counts
+// for every digit are taken in one sweep and which skips the digits all keys share (a comparison
+// sort, which also orders by index, for small inputs). tmp is scratch space as long as keys; the
+// sorted keys are in one of the two, returned first, and the other is returned second.
+func sortByKey(keys, tmp []uint64) (sorted, other []uint64) {
 	if len(keys) < 256 {
 		slices.Sort(keys)
-		return keys
+		return keys, tmp
 	}
-	var differ uint64
+	var count [digits][1 << digitBits]uint32
 	for _, k := range keys {
-		differ |= k ^ keys[0]
+		for d := range digits {
+			count[d][uint32(k>>(32+d*digitBits))&(1<<digitBits-1)]++
+		}
 	}
-	tmp := make([]uint64, len(keys))
-	for shift := 32; shift < 64; shift += 8 {
-		if byte(differ>>shift) == 0 {
+	for d := range digits {
+		// Turn the counts into start positions, unless every key has the same digit.
+		c := &count[d]
+		if slices.Contains(c[:], uint32(len(keys))) {
 			continue
 		}
-		var start [256]int
-		for _, k := range keys {
-			start[byte(k>>shift)]++
+		var pos uint32
+		for i, n := range c {
+			c[i] = pos
+			pos += n
 		}
-		pos := 0
-		for d, c := range start {
-			start[d] = pos
-			pos += c
-		}
+		shift := 32 + d*digitBits
 		for _, k := range keys {
-			d := byte(k >> shift)
-			tmp[start[d]] = k
-			start[d]++
+			i := uint32(k>>shift) & (1<<digitBits - 1)
+			tmp[c[i]] = k
+			c[i]++
 		}
 		keys, tmp = tmp, keys
 	}
-	return keys
+	return keys, tmp
 }
 
 // claimRun looks at the pods of a run of equal keys and records the addresses that more than

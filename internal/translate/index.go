@@ -97,8 +97,10 @@ func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
 // Pod was built.
 func (t *translator) loadPods(pods []*compact.Pod, node string) {
 	t.pods = make([]indexedPod, 0, len(pods))
-	// Every address with its pod's index, for finding addresses several pods claim (claims.go),
-	// collected here while the pod is at hand rather than in another pass.
+	// Every address's key with its pod's index, for finding addresses several pods claim
+	// (claims.go), collected here while the pod is at hand rather than in another pass. The keys
+	// are read from the pod, which holds them, not computed from its addresses (another cache
+	// miss per pod); the array is reused from the last recompute.
 	keys := make([]uint64, 0, 2*len(pods))
 	thisNode := compact.Intern(node)
 	var (
@@ -119,8 +121,8 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 			last, lastNS = t.namespace(p.Namespace()), p.NamespaceHandle()
 		}
 		last.size++
-		for _, a := range p.IPs() {
-			keys = append(keys, uint64(addrKey(a))<<32|uint64(len(t.pods)))
+		for i := range len(p.IPs()) {
+			keys = append(keys, uint64(p.IPKey(i))<<32|uint64(len(t.pods)))
 		}
 		t.pods = append(t.pods, indexedPod{ns: last, src: p, ips: p.IPs(), local: p.NodeHandle() == thisNode && node != ""})
 	}
