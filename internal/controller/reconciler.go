@@ -35,7 +35,7 @@ type Applier interface {
 	Apply(ctx context.Context, script []byte) error
 }
 
-// Inspector reads one chain back from the kernel. *nft.Client implements it.
+// Inspector reads the table, or one chain of it, back from the kernel. *nft.Client implements it.
 type Inspector interface {
 	ListChain(ctx context.Context, family, table, chain string) (string, error)
 	ListTable(ctx context.Context, family, table string) (string, error)

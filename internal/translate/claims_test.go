@@ -273,7 +273,7 @@ func TestSeveralLocalPodsClaimingOneAddressShareIt(t *testing.T) {
 	}
 	var targets []string
 	for _, tg := range rs.Targets {
-		targets = append(targets, tg.Namespace+"/"+tg.Name+" "+addrs(tg.IPs))
+		targets = append(targets, tg.Namespace+"/"+tg.Name+" "+joined(tg.IPs))
 	}
 	if want := []string{"x/a ", "x/b fd00::1:2"}; !slices.Equal(targets, want) {
 		t.Errorf("targets = %q, want %q (the shared address in no target's IPs)", targets, want)
@@ -297,14 +297,6 @@ func TestSeveralLocalPodsClaimingOneAddressShareIt(t *testing.T) {
 			t.Fatalf("shuffle %d changed the result", i)
 		}
 	}
-}
-
-func addrs(as []netip.Addr) string {
-	var s []string
-	for _, a := range as {
-		s = append(s, a.String())
-	}
-	return strings.Join(s, ",")
 }
 
 // TestFinishedAndHostNetworkPodsClaimNothing pins that only live pods count as claimants: a

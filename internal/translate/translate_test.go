@@ -29,7 +29,7 @@ func TestRuleSetListsOnlyIsolatedLocalPodsAndTheirPolicies(t *testing.T) {
 	}
 	var got []string
 	for _, p := range rs.Targets {
-		got = append(got, p.Namespace+"/"+p.Name+" in="+keys(p.IngressPolicies)+" out="+keys(p.EgressPolicies))
+		got = append(got, p.Namespace+"/"+p.Name+" in="+joined(p.IngressPolicies)+" out="+joined(p.EgressPolicies))
 	}
 	want := []string{
 		"x/a in=x/ingress-a out=x/egress-all",
@@ -50,10 +50,11 @@ func TestRuleSetListsOnlyIsolatedLocalPodsAndTheirPolicies(t *testing.T) {
 	}
 }
 
-func keys(ks []ruleset.PolicyKey) string {
+// joined lists values comma-separated, for comparing with a wanted string.
+func joined[T fmt.Stringer](xs []T) string {
 	var s []string
-	for _, k := range ks {
-		s = append(s, k.String())
+	for _, x := range xs {
+		s = append(s, x.String())
 	}
 	return strings.Join(s, ",")
 }
