@@ -97,25 +97,19 @@ func fromIndexer[T any](ctx context.Context, g InformerGetter, obj client.Object
 	return out, nil
 }
 
-// Node implements Source, from the Node informer (which watches this node only).
+// Node implements Source, from the Node informer, which watches this node only (see
+// CacheOptions): it holds at most one Node.
 func (s CacheSource) Node(ctx context.Context, name string) (*corev1.Node, error) {
-	inf, err := s.Informers.GetInformer(ctx, &corev1.Node{})
+	nodes, err := fromIndexer(ctx, s.Informers, &corev1.Node{}, as[*corev1.Node])
 	if err != nil {
-		return nil, fmt.Errorf("getting the Node informer: %w", err)
-	}
-	ix, ok := inf.(indexed)
-	if !ok {
-		return nil, fmt.Errorf("the Node informer (%T) exposes no indexer", inf)
-	}
-	item, exists, err := ix.GetIndexer().GetByKey(name)
-	if err != nil || !exists {
 		return nil, err
 	}
-	node, ok := item.(*corev1.Node)
-	if !ok {
-		return nil, fmt.Errorf("the Node cache holds a %T", item)
+	for _, n := range nodes {
+		if n.Name == name {
+			return n, nil
+		}
 	}
-	return node, nil
+	return nil, nil
 }
 
 // ReaderSource lists the objects through a client.Reader (tests use a fake client). It asks

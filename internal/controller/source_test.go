@@ -75,8 +75,9 @@ func TestCacheSourceHandsOutTheCachedObjects(t *testing.T) {
 	pod := compact.NewPod(localPod()) // the cache holds pods in their compact form
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x"}}
 	pol := denyAll()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
 	m := informers{}
-	for _, c := range []struct{ kind, cached client.Object }{{&corev1.Pod{}, pod}, {ns, ns}, {pol, pol}} {
+	for _, c := range []struct{ kind, cached client.Object }{{&corev1.Pod{}, pod}, {ns, ns}, {pol, pol}, {node, node}} {
 		inf := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, c.kind, 0, toolscache.Indexers{})
 		if err := inf.GetIndexer().Add(c.cached); err != nil {
 			t.Fatal(err)
@@ -90,5 +91,11 @@ func TestCacheSourceHandsOutTheCachedObjects(t *testing.T) {
 	if len(in.Pods) != 1 || in.Pods[0] != pod || len(in.Namespaces) != 1 || in.Namespaces[0] != ns ||
 		len(in.Policies) != 1 || in.Policies[0] != pol {
 		t.Errorf("got %+v, want the cached objects themselves", in)
+	}
+	if got, err := (CacheSource{Informers: m}).Node(context.Background(), "n1"); err != nil || got != node {
+		t.Errorf("Node(n1) = %v, %v; want the cached Node itself", got, err)
+	}
+	if got, err := (CacheSource{Informers: m}).Node(context.Background(), "n2"); err != nil || got != nil {
+		t.Errorf("Node(n2) = %v, %v; want none", got, err)
 	}
 }

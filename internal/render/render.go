@@ -79,7 +79,7 @@ type script struct {
 type Script struct {
 	// Text is the script for `nft -f -`.
 	Text []byte
-	// Digest is the digest stamped into the base chain's comment (see digest.go).
+	// Digest is the digest stamped into the comment of the base chain's last rule (see digest.go).
 	Digest string
 	Stats  Stats
 }

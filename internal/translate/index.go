@@ -100,7 +100,7 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 	// Every address's key with its pod's index, for finding addresses several pods claim
 	// (claims.go), collected here while the pod is at hand rather than in another pass. The keys
 	// are read from the pod, which holds them, not computed from its addresses (another cache
-	// miss per pod); the array is reused from the last recompute.
+	// miss per pod).
 	keys := make([]uint64, 0, 2*len(pods))
 	thisNode := compact.Intern(node)
 	var (
@@ -150,8 +150,6 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 		}
 	}
 
-	// The local pods in namespace/name order; addresses several pods claim are found next.
-	slices.SortFunc(t.local, comparePods)
 	t.findClaims(keys)
 }
 

@@ -107,7 +107,7 @@ type translator struct {
 	nsByLabel  map[string]map[string][]*nsView // label key -> value -> namespaces; filled per key on first use
 	nsSelected map[string][]*nsView            // namespaceSelector (String form) -> the namespaces it matches
 	pods       []indexedPod                    // every pod that owns an address, in input order
-	local      []*indexedPod                   // the local ones among them, by namespace and name
+	local      []*indexedPod                   // the local ones among them, in input order
 	claims     map[netip.Addr][]*indexedPod    // address -> its claimants when more than one pod claims it, by namespace and name; nil without conflicts
 	conflicts  []netip.Addr                    // the keys of claims, sorted
 	peers      map[string]peerResult

@@ -17,10 +17,11 @@
 // # Knowing that a state is enforced
 //
 // WaitEnforced waits, without sleeps chosen by guess, until every node's kernel enforces the
-// cluster state currently stored in the API server: it lists Namespaces, Pods and NetworkPolicies,
-// runs the agent's pure stages (translate, render) for each node, takes the digest the rendered
-// script carries in its base chain's comment, and polls `nft list chain inet flock-netpol
-// filter-forward` in each node's namespace until the kernel shows the same digest. Since the
+// cluster state currently stored in the API server: it runs the agent's own computation
+// (controller.Reconciler.Desired, over Nodes, Namespaces, Pods and NetworkPolicies read from the
+// API server) for each node, takes the digest the rendered script carries in its base chain's
+// last rule, and polls `nft list chain inet flock-netpol filter-forward` in each node's
+// namespace until the kernel shows the same digest. Since the
 // digest covers the whole script, a match means the agent applied exactly what the current state
 // demands. Probe right after, and flush conntrack first (FlushConntrack) so that no entry of an
 // earlier state lets a flow pass as established.
