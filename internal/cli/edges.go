@@ -5,17 +5,27 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/flock-net/flock-netpol/internal/render"
 )
 
-// edgeFlags are the flags that close the node's edges, shared by `run` and `render` so that the
-// offline script is exactly what the agent applies.
+// edgeFlags are the flags that shape the rules beyond the policies (the node's edges, established
+// connections), shared by `run` and `render` so that the offline script is exactly what the agent
+// applies.
 type edgeFlags struct {
 	podCIDRs     prefixList
 	closeUnknown bool
 	antiSpoofing bool
+	established  render.Established
 }
 
 func (e *edgeFlags) register(fs *flag.FlagSet) {
+	e.established = render.Revalidate
+	fs.Func("established", "how established connections are treated: \"revalidate\" (default) judges a live connection again at its next packet after a change that can deny it, and cuts it if denied; \"keep\" judges a connection only when it starts", func(v string) error {
+		mode, err := render.ParseEstablished(v)
+		e.established = mode
+		return err
+	})
 	fs.Var(&e.podCIDRs, "pod-cidrs", "this node's pod ranges, comma-separated (e.g. 10.244.1.0/24,fd00:1::/64); default: the Node's spec.podCIDRs")
 	fs.BoolVar(&e.closeUnknown, "close-unknown-pod-addresses", true, "drop forwarded traffic from or to an address of the node's pod ranges that no known local pod owns; turn off for CNIs that do not allocate pod addresses from the node's ranges")
 	fs.BoolVar(&e.antiSpoofing, "anti-spoofing", true, "drop forwarded packets whose source fails a strict reverse-path check (a pod sending with an address not its own); turn off for nodes with asymmetric routing")

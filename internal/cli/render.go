@@ -64,7 +64,7 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 	for _, p := range problems {
 		fmt.Fprintf(stdio.Stderr, "warning: %s (it matches nothing)\n", p)
 	}
-	if _, err := stdio.Stdout.Write(render.Render(rs, render.Options{Table: *table, AntiSpoofing: edges.antiSpoofing}).Text); err != nil {
+	if _, err := stdio.Stdout.Write(render.Render(rs, render.Options{Table: *table, AntiSpoofing: edges.antiSpoofing, Established: edges.established}).Text); err != nil {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol render: writing the script: %v\n", err)
 		return 1
 	}

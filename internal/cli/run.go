@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/flock-net/flock-netpol/internal/controller"
+	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
@@ -43,6 +44,8 @@ type RunConfig struct {
 	PodCIDRs                 []netip.Prefix
 	CloseUnknownPodAddresses bool
 	AntiSpoofing             bool
+	// Established is how established connections are treated (--established).
+	Established render.Established
 
 	// Not flags: tests set these to retry quickly and to run several agents in one process
 	// (controller names are otherwise registered process-wide). Zero values are production's.
@@ -96,7 +99,7 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	cfg.PodCIDRs, cfg.CloseUnknownPodAddresses, cfg.AntiSpoofing = edges.podCIDRs, edges.closeUnknown, edges.antiSpoofing
+	cfg.PodCIDRs, cfg.CloseUnknownPodAddresses, cfg.AntiSpoofing, cfg.Established = edges.podCIDRs, edges.closeUnknown, edges.antiSpoofing, edges.established
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol run: invalid flags:\n%v\n", err)
 		return 2
@@ -191,6 +194,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		CloseUnknownPodAddresses: cfg.CloseUnknownPodAddresses,
 		PodCIDRs:                 cfg.PodCIDRs,
 		AntiSpoofing:             cfg.AntiSpoofing,
+		Established:              cfg.Established,
 		Metrics:                  controller.DefaultMetrics(),
 		Log:                      log,
 		RetryBaseDelay:           cfg.RetryBaseDelay,
@@ -257,7 +261,7 @@ func (a *Agent) bootstrap(ctx context.Context) {
 		return
 	}
 	rs, _ := translate.Translate(translate.Input{Node: cfg.NodeName, PodCIDRs: cidrs})
-	script := render.Render(rs, render.Options{Table: cfg.Table, AntiSpoofing: cfg.AntiSpoofing})
+	script := render.Render(rs, a.Reconciler.RenderOptions(epoch.State{}))
 	if err := a.nft.Apply(ctx, script.Text); err != nil {
 		log.Error(withNFTFlagHint(err), "installing the bootstrap table failed; the node stays open until the first apply")
 		return

@@ -42,7 +42,7 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 			pol := v.PolicyChain("in", ns, "allow")
 			g.Expect(pol).NotTo(BeEmpty())
 			g.Expect(v.Chains[web]).To(ContainElement("jump " + pol))
-			g.Expect(v.Chains[pol]).To(ContainElement(ContainSubstring("tcp dport 80 accept")))
+			g.Expect(v.Chains[pol]).To(ContainElement(ContainSubstring("meta l4proto tcp ct original ip saddr @")))
 			g.Expect(contains(v.Peers(ns, "allow", "in", 0, "v4"), c.ip(20))).To(BeTrue(), "the client is a peer")
 		}, timeout, poll).Should(Succeed())
 
@@ -59,8 +59,8 @@ var _ = Describe("The agent keeps the kernel in line with the cluster", func() {
 			g.Expect(db).NotTo(BeEmpty())
 			g.Expect(v.MapTarget(ingressMapV4, c.ip(10))).To(Equal(db))
 			pol := v.PolicyChain("in", ns, "allow")
-			g.Expect(v.Chains[pol]).To(ContainElement(ContainSubstring("tcp dport 443 accept")))
-			g.Expect(v.Chains[pol]).NotTo(ContainElement(ContainSubstring("dport 80 ")))
+			g.Expect(v.Chains[pol]).To(ContainElement(ContainSubstring("ct reply proto-src 443 goto allow")))
+			g.Expect(v.Chains[pol]).NotTo(ContainElement(ContainSubstring("proto-src 80 ")))
 		}, timeout, poll).Should(Succeed())
 
 		By("deleting it")

@@ -27,6 +27,7 @@ type Metrics struct {
 	PolicyProblems      prometheus.Gauge
 	Repairs             *prometheus.CounterVec // by cause
 	KernelCheckFailures prometheus.Counter
+	Epoch               prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered, for tests).
@@ -82,11 +83,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "kernel_check_failures_total",
 			Help: "Periodic checks of the kernel's table that could not run (nft failed for another reason than a missing table).",
 		}),
+		Epoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "epoch",
+			Help: "Epoch of the last applied table (--established=revalidate): it moves on each change that can deny established connections, whose next packet is then judged again.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ApplyDuration, m.Applies, m.ApplyFailures, m.LastSuccess, m.ScriptBytes,
 			m.Rules, m.Sets, m.SetElements, m.IsolatedPods, m.Policies, m.PolicyProblems, m.Repairs,
-			m.KernelCheckFailures)
+			m.KernelCheckFailures, m.Epoch)
 	}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -60,6 +62,9 @@ type Reconciler struct {
 	// AntiSpoofing drops forwarded packets whose source fails a strict reverse-path check
 	// (render.Options.AntiSpoofing).
 	AntiSpoofing bool
+	// Established is how established connections are treated (render.Established); the zero
+	// value re-validates them after every change that can deny them.
+	Established render.Established
 	// Monitor, when set, watches the kernel's changes (`nft monitor`): a change to the table by
 	// another process is repaired at once (see drift.go).
 	Monitor Monitor
@@ -97,6 +102,12 @@ type Reconciler struct {
 	recent     []string // digests of the latest applies, for the monitor (see noteApplying)
 	checks     int      // periodic checks so far, for FullCheckEvery
 	baseline   tableBaseline
+	// epochs and lastRuleSet are what the last successful apply installed: the next epochs
+	// follow from them (epoch.Next). epochsSeeded is set once the epoch of a table left by a
+	// previous run has been read, so that this run's stamps continue after it.
+	epochs       epoch.State
+	lastRuleSet  ruleset.RuleSet
+	epochsSeeded bool
 }
 
 // Defaults of the Reconciler's optional fields.
@@ -154,6 +165,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	r.setBusy(true)
 	defer r.setBusy(false)
 	m := r.metrics()
+	r.seedEpochs(ctx)
 
 	d, err := r.Desired(ctx)
 	if err != nil {
@@ -163,8 +175,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, nil // the Node watch brings the node's creation here
 	}
 	r.logProblems(d.Problems)
-	rs, problems, script := d.RuleSet, d.Problems, d.Script
-	digest := script.Digest
+	digest := d.Script.Digest
 
 	r.mu.Lock()
 	upToDate := r.applied && r.lastErr == nil && digest == r.lastDigest
@@ -194,7 +205,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		trigger, cause = "repair", "resync"
 	}
 
-	if err := r.apply(ctx, script, trigger, rs, len(problems)); err != nil {
+	if err := r.apply(ctx, d, trigger); err != nil {
 		return reconcile.Result{}, err
 	}
 	if trigger == "repair" {
@@ -206,7 +217,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return reconcile.Result{}, nil
 }
 
-func (r *Reconciler) apply(ctx context.Context, script render.Script, trigger string, rs ruleset.RuleSet, problems int) error {
+func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error {
+	script, rs, problems := d.Script, d.RuleSet, len(d.Problems)
 	m := r.metrics()
 	r.noteApplying(script.Digest)
 	start := time.Now()
@@ -225,6 +237,8 @@ func (r *Reconciler) apply(ctx context.Context, script render.Script, trigger st
 		return fmt.Errorf("apply: %w", err)
 	}
 	r.lastDigest, r.applied = script.Digest, true
+	m.Epoch.Set(float64(d.Epochs.Current))
+	r.epochs, r.lastRuleSet = d.Epochs, rs
 	r.baseline = tableBaseline{} // a new table, even with the same digest (a repair), lists anew
 
 	st := script.Stats
@@ -259,7 +273,9 @@ type Desired struct {
 	Node     *corev1.Node
 	RuleSet  ruleset.RuleSet
 	Problems []translate.Problem
-	Script   render.Script
+	// Epochs are the stamps the script trusts, following those of the last apply.
+	Epochs epoch.State
+	Script render.Script
 }
 
 // Desired computes, from the Source, the rule set and script this reconciler would apply now. It
@@ -286,12 +302,52 @@ func (r *Reconciler) Desired(ctx context.Context) (Desired, error) {
 		}
 	}
 	rs, problems := translate.Translate(in)
+	r.mu.Lock()
+	epochs := epoch.Next(r.epochs, &r.lastRuleSet, &rs)
+	r.mu.Unlock()
 	return Desired{
 		Node:     node,
 		RuleSet:  rs,
 		Problems: append(cidrProblems, problems...),
-		Script:   render.Render(rs, render.Options{Table: r.Table, AntiSpoofing: r.AntiSpoofing}),
+		Epochs:   epochs,
+		Script:   render.Render(rs, r.RenderOptions(epochs)),
 	}, nil
+}
+
+// RenderOptions are the options the reconciler renders with, for the given epochs.
+func (r *Reconciler) RenderOptions(epochs epoch.State) render.Options {
+	return render.Options{Table: r.Table, AntiSpoofing: r.AntiSpoofing, Established: r.Established, Epochs: epochs}
+}
+
+// seedEpochs makes this run's first epoch follow the one of the table a previous run left in the
+// kernel, read from its base chain, so that no stamp of the old table passes as one of the new.
+// Without a table the epochs start at 1; when the table cannot be read, at a random epoch (an old
+// stamp then passes only if it happens to equal it: one chance in a million per stamp).
+func (r *Reconciler) seedEpochs(ctx context.Context) {
+	r.mu.Lock()
+	seeded := r.epochsSeeded || r.applied
+	r.mu.Unlock()
+	if seeded {
+		return
+	}
+	var start uint32
+	if r.Inspector != nil {
+		out, err := r.Inspector.ListChain(ctx, "inet", r.Table, render.BaseChain)
+		switch {
+		case err == nil:
+			start, _ = render.Epoch([]byte(out))
+		case !nft.IsNotFound(err):
+			start = 1 + rand.Uint32N(epoch.Max)
+			r.Log.Error(err, "cannot read the epoch of the table in the kernel; starting at a random one", "epoch", start)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if start != 0 {
+		// Every address is new to this State, so the first apply moves to the next epoch.
+		r.epochs = epoch.State{Current: start}
+	}
+	r.epochsSeeded = true
 }
 
 // nodeExists records whether the Node object of this node exists. Without it the node name is

@@ -26,8 +26,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
+	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/test/objects"
 )
 
@@ -60,7 +62,11 @@ func (k *fakeKernel) ListChain(_ context.Context, _, table, chain string) (strin
 		return "", &nft.Error{ExitCode: 1, Stderr: "Error: No such file or directory\nlist chain inet " + table + " " + chain, Err: errors.New("exit status 1")}
 	}
 	d, _ := render.Digest(k.table)
-	return "table inet " + table + " {\n\tchain " + chain + " {\n\t\tcomment \"x; ruleset " + d + "\"\n\t}\n}\n", nil
+	epoch := ""
+	if e, ok := render.Epoch(k.table); ok {
+		epoch = fmt.Sprintf("\t\tct state established,related accept comment \"epoch %d\"\n", e)
+	}
+	return "table inet " + table + " {\n\tchain " + chain + " {\n" + epoch + "\t\tcomment \"x; ruleset " + d + "\"\n\t}\n}\n", nil
 }
 
 // ListTable answers with the table as applied, plus what the kernel adds that changes by itself
@@ -422,4 +428,42 @@ func TestFullCheckRepairsAChangeInsideTheTable(t *testing.T) {
 	if got := testutil.ToFloat64(r.Metrics.Repairs.WithLabelValues("resync")); got != 1 {
 		t.Errorf("repairs_total{cause=resync} = %v, want 1", got)
 	}
+}
+
+// TestEpochsFollowTheTableInTheKernel pins how the agent numbers epochs: its first apply
+// continues after the epoch of the table a previous run left (no old stamp passes as a new one),
+// a change that can deny something moves to the next epoch, and one that only allows more does
+// not.
+func TestEpochsFollowTheTableInTheKernel(t *testing.T) {
+	old := render.Render(ruleset.RuleSet{}, render.Options{Epochs: epoch.State{Current: 41}})
+	k := &fakeKernel{table: old.Text}
+	allow := objects.Policy("x/allow", objects.Ingress(objects.From(objects.Peer(objects.Selector("app", "client"), nil))))
+	client1 := objects.Pod("x/c1", objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.2.1"))
+	client2 := objects.Pod("x/c2", objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.2.2"))
+	r := newReconciler(t, k, nil, localPod(), allow, client1)
+	c := r.Source.(ReaderSource).Reader.(client.Client)
+	ctx := context.Background()
+	step := func(name string, want uint32, change func()) {
+		t.Helper()
+		if change != nil {
+			change()
+		}
+		if _, err := r.Reconcile(ctx, changeKey); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := render.Epoch(k.last()); got != want {
+			t.Errorf("%s: epoch %d, want %d", name, got, want)
+		}
+	}
+	step("first apply after a previous run's table at 41", 42, nil)
+	step("a client joins the peers: nothing to re-validate", 42, func() {
+		if err := c.Create(ctx, client2); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("a client leaves the peers: x/a's connections are judged again", 43, func() {
+		if err := c.Delete(ctx, client1); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"strconv"
 )
 
 // The base chain's last rule carries a digest of the whole script in its comment. Listing that
@@ -26,8 +27,21 @@ var (
 // stampDigest replaces the first placeholder with the digest of the script as rendered with the
 // placeholder in it, so the digest is a pure function of the script's content, and returns it.
 // The digest is written over the placeholder's zeros, in place: the script can be megabytes long.
-func stampDigest(script []byte) string {
-	sum := sha256.Sum256(script)
+//
+// The byte ranges in skip (sorted, disjoint) are left out: they hold the epochs of established
+// connections, which follow from the rule sets applied before this one rather than from the
+// cluster. Equal digests mean equal verdicts for every new connection; the epochs move only when
+// the rest changes too, so a script whose digest is unchanged needs no apply, and anyone can check
+// that a node's kernel holds the rules of the current cluster state without knowing its history.
+func stampDigest(script []byte, skip [][2]int) string {
+	h := sha256.New()
+	from := 0
+	for _, r := range skip {
+		h.Write(script[from:r[0]])
+		from = r[1]
+	}
+	h.Write(script[from:])
+	sum := h.Sum(nil)
 	digest := hex.EncodeToString(sum[:digestLen/2])
 	if i := bytes.Index(script, []byte(digestPlaceholder)); i >= 0 {
 		copy(script[i+len(digestPrefix):], digest)
@@ -47,3 +61,20 @@ func Digest(text []byte) (string, bool) {
 
 // BaseChain is the name of the hooked chain, whose last rule carries the digest.
 const BaseChain = forwardChain
+
+// The established fast path's rule names the current epoch in its comment, so that a restarted
+// agent can continue after it (no stamp of the old table may pass as the new table's).
+const epochPrefix = "epoch "
+
+var epochPattern = regexp.MustCompile(`comment "` + epochPrefix + `([0-9]+)"`)
+
+// Epoch returns the epoch that the kernel's listing of the base chain names, and false when there
+// is none (no table, or one rendered with Keep).
+func Epoch(text []byte) (uint32, bool) {
+	m := epochPattern.FindSubmatch(text)
+	if m == nil {
+		return 0, false
+	}
+	e, err := strconv.ParseUint(string(m[1]), 10, 32)
+	return uint32(e), err == nil
+}

@@ -19,6 +19,8 @@ const (
 	ingressMapV6         = "ingress-pods-v6"
 	podCIDRsSet          = "pod-cidrs"  // + family suffix
 	localPodsSet         = "local-pods" // + family suffix
+	freshSet             = "fresh"      // + "-in"/"-out" + family suffix
+	allowChain           = "allow"
 
 	// maxNameLen keeps generated chain and set names well inside the kernel's limit (256 bytes
 	// since Linux 4.14-era NFT_NAME_MAXLEN) and readable in `nft list` output.

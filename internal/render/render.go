@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
@@ -21,6 +23,35 @@ type Options struct {
 	// address that is not its own. Turn it off only for nodes with asymmetric routing, where
 	// legitimate traffic arrives on an interface other than the route back.
 	AntiSpoofing bool
+	// Established says what happens to established and related packets; the zero value is
+	// Revalidate.
+	Established Established
+	// Epochs are the stamps that Revalidate trusts (package epoch). The zero value is
+	// epoch.Start(1, rs): only flows stamped by this very table are trusted.
+	Epochs epoch.State
+}
+
+// Established is how established and related packets are treated.
+type Established string
+
+const (
+	// Revalidate accepts an established or related packet at once only while the stamp its
+	// connection got when last accepted is still valid for both of its ends; any other packet is
+	// judged again by the policy chains, on its connection's tuple, and then re-stamped or
+	// dropped. A change that denies a flow cuts it at its next packet.
+	Revalidate Established = "revalidate"
+	// Keep accepts every established or related packet: a connection is judged once, when it
+	// starts, and lives on whatever changes afterwards.
+	Keep Established = "keep"
+)
+
+// ParseEstablished returns the mode a flag names.
+func ParseEstablished(s string) (Established, error) {
+	switch e := Established(s); e {
+	case Revalidate, Keep:
+		return e, nil
+	}
+	return "", fmt.Errorf("unknown mode %q for established connections: want %q or %q", s, Revalidate, Keep)
 }
 
 // DeleteTable returns the script that removes the table, whether or not it exists (nft 1.0.6 has
@@ -29,32 +60,50 @@ func DeleteTable(table string) []byte {
 	return fmt.Appendf(nil, "add table inet %s\ndelete table inet %s\n", table, table)
 }
 
+// Every match is on the packet's connection, as conntrack holds it, not on the packet's own
+// header: the connection's source is `ct original saddr`, its destination after DNAT (a Service's
+// endpoint) `ct reply saddr`, its destination port `ct reply proto-src` and its protocol `ct
+// protocol`. For the first packet of a connection these are its own source, destination, port
+// and protocol; for any later packet, a reply or an ICMP error related to the connection
+// included, they are still the connection's, so the same chains judge new connections and the
+// re-validation of established ones alike.
+
 // direction holds what differs between ingress and egress in the rendered chains.
 type direction struct {
-	name      string // "ingress" or "egress"
-	short     string // "in" or "out", for names
-	peerField string // the address the peer sets match: the source for ingress, the destination for egress
-	verdict   string // what an allowed packet does next
+	name  string // "ingress" or "egress"
+	short string // "in" or "out", for names
+	// peer is the connection's address the peer sets match: its source for ingress, its
+	// destination for egress (ct original / ct reply).
+	peer string
 }
 
 var (
-	ingress = direction{"ingress", "in", "saddr", "accept"}
-	// An allowed egress still needs the destination's ingress: continue with the ingress dispatch,
-	// which always ends in a verdict.
-	egress = direction{"egress", "out", "daddr", "goto " + ingressDispatchChain}
+	ingress = direction{"ingress", "in", "ct original"}
+	egress  = direction{"egress", "out", "ct reply"}
 )
+
+// verdict is what a packet that a rule of direction d allows does next. An allowed egress still
+// needs the destination's ingress: it continues with the ingress dispatch, which always ends in a
+// verdict. An allowed ingress is accepted (through the stamping chain under Revalidate).
+func (s *script) verdict(d direction) string {
+	if d == egress {
+		return "goto " + ingressDispatchChain
+	}
+	return s.accept
+}
 
 // family is one address family of the inet table.
 type family struct {
 	suffix   string // "-v4" / "-v6"
 	proto    string // "ip" / "ip6"
 	addrType string // nft set key type
+	icmp     string // the family's ICMP protocol
 	is4      bool
 }
 
 var families = []family{
-	{"-v4", "ip", "ipv4_addr", true},
-	{"-v6", "ip6", "ipv6_addr", false},
+	{"-v4", "ip", "ipv4_addr", "icmp", true},
+	{"-v6", "ip6", "ipv6_addr", "ipv6-icmp", false},
 }
 
 // script accumulates the commands of one transaction, grouped so that every object exists before
@@ -69,9 +118,26 @@ var families = []family{
 // other parts are small and are appended at the end.
 type script struct {
 	table             string
+	accept            string       // the verdict of an allowed packet: "accept", or the stamping chain
 	out               bytes.Buffer // header, chains, sets
 	maps, base, rules bytes.Buffer
 	stats             Stats
+	// epochParts are the parts of out and rules that hold epochs (the stamp, the fast path, the
+	// fresh sets), which the digest leaves out (see stampDigest).
+	epochParts []part
+}
+
+// part is a byte range of one of the script's buffers.
+type part struct {
+	buf        *bytes.Buffer
+	start, end int
+}
+
+// epochPart records what write adds to buf as a part that holds epochs.
+func (s *script) epochPart(buf *bytes.Buffer, write func()) {
+	start := buf.Len()
+	write()
+	s.epochParts = append(s.epochParts, part{buf, start, buf.Len()})
 }
 
 // Script is a rendered script and what the agent needs to know of it, so nothing has to read the
@@ -94,7 +160,12 @@ type Stats struct {
 
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) Script {
-	s := &script{table: cmp.Or(opts.Table, DefaultTable)}
+	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept"}
+	revalidate := opts.Established != Keep
+	ep := opts.Epochs
+	if ep.Current == 0 {
+		ep = epoch.Start(1, &rs)
+	}
 	s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Targets)) + setsSize(&rs))
 	fmt.Fprintf(&s.out, "# flock-netpol: %d isolated pods, %d policies. Replaces the whole table in one transaction.\n",
 		len(rs.Targets), len(rs.Policies))
@@ -110,6 +181,10 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		}
 	}
 	s.chain(ingressDispatchChain, comment("sends traffic to isolated local pods through their ingress chains"))
+	if revalidate {
+		s.accept = "goto " + allowChain
+		s.chain(allowChain, comment("accepts, stamping the connection with the current epoch"))
+	}
 	for i := range rs.Targets {
 		pod := &rs.Targets[i]
 		if len(pod.IPs) == 0 {
@@ -177,27 +252,49 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	s.verdictMap(ingressMapV4, families[0], inElems[0], "local pods isolated for ingress, by destination address")
 	s.verdictMap(ingressMapV6, families[1], inElems[1], "local pods isolated for ingress, by destination address")
 
-	s.rule(ingressDispatchChain, "ip daddr vmap @"+ingressMapV4)
-	s.rule(ingressDispatchChain, "ip6 daddr vmap @"+ingressMapV6)
-	s.rule(ingressDispatchChain, "accept")
+	s.dispatch(ingressDispatchChain, "daddr", ingressMapV4, ingressMapV6)
+	s.rule(ingressDispatchChain, s.accept)
+	if revalidate {
+		s.epochPart(&s.rules, func() {
+			s.rule(allowChain, fmt.Sprintf("ct mark set ct mark and 0x%08x or 0x%08x accept", epoch.LowMask, epoch.Mark(ep.Current)))
+		})
+		s.epochPart(&s.out, func() { s.freshSets(&rs, &ep) })
+	}
 
 	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
 		s.table, baseChain.name, baseChain.typ, baseChain.hook, baseChain.priority, baseChain.policy,
 		comment("flock-netpol: NetworkPolicy for the pods of this node"))
 	s.edges(&rs.Edges, opts.AntiSpoofing)
-	s.rule(forwardChain, "ct state established,related accept")
-	s.rule(forwardChain, "ip saddr vmap @"+egressMapV4)
-	s.rule(forwardChain, "ip6 saddr vmap @"+egressMapV6)
+	if revalidate {
+		s.epochPart(&s.rules, func() {
+			s.rule(forwardChain, fmt.Sprintf("ct state established,related ct mark and 0x%08x == 0x%08x accept comment %s",
+				epoch.Mask, epoch.Mark(ep.Current), comment("%s%d", epochPrefix, ep.Current)))
+		})
+		for _, f := range families {
+			s.rule(forwardChain, fmt.Sprintf("ct state established,related ct original %s saddr . ct mark @%s ct reply %s saddr . ct mark @%s accept",
+				f.proto, freshSet+"-out"+f.suffix, f.proto, freshSet+"-in"+f.suffix))
+		}
+	} else {
+		s.rule(forwardChain, "ct state established,related accept")
+	}
+	s.dispatch(forwardChain, "saddr", egressMapV4, egressMapV6)
 	// The last rule carries the script's digest: it shows in `nft list chain` (the periodic check)
 	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
 	s.rule(forwardChain, "jump "+ingressDispatchChain+" comment "+comment("%s", digestPlaceholder))
 
-	for _, part := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
-		s.out.Write(part.Bytes())
+	offset := map[*bytes.Buffer]int{&s.out: 0}
+	for _, b := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
+		offset[b] = s.out.Len()
+		s.out.Write(b.Bytes())
 	}
 	text := s.out.Bytes()
 	s.stats.Bytes = len(text)
-	return Script{Text: text, Digest: stampDigest(text), Stats: s.stats}
+	skip := make([][2]int, 0, len(s.epochParts))
+	for _, p := range s.epochParts {
+		skip = append(skip, [2]int{offset[p.buf] + p.start, offset[p.buf] + p.end})
+	}
+	slices.SortFunc(skip, func(a, b [2]int) int { return a[0] - b[0] })
+	return Script{Text: text, Digest: stampDigest(text, skip), Stats: s.stats}
 }
 
 // setsSize estimates the bytes of the set commands, so that the output buffer is allocated once
@@ -347,7 +444,7 @@ func (s *script) ownAddressRules(chain string, d direction, ips []netip.Addr) {
 			if d == ingress {
 				check = " fib saddr . iif oif exists"
 			}
-			s.rule(chain, fmt.Sprintf("%s %s %s%s accept", f.proto, d.peerField, anonSet(own), check))
+			s.rule(chain, fmt.Sprintf("%s %s saddr %s%s %s", d.peer, f.proto, anonSet(own), check, s.accept))
 		}
 	}
 }
@@ -384,7 +481,7 @@ func (s *script) claimChains(c *ruleset.Claim, d direction, byKey map[ruleset.Po
 	s.ownAddressRules(first, d, []netip.Addr{c.Addr})
 	for k, cl := range claimants {
 		chain := claimChainName(c, d, k)
-		verdict := d.verdict
+		verdict := s.verdict(d)
 		if k+1 < len(claimants) {
 			verdict = "goto " + claimChainName(c, d, k+1)
 		}
@@ -435,7 +532,7 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 	sets := make([]ruleSets, len(rules))
 	for i := range rules {
 		sets[i] = s.policySets(p.Key, d, &rules[i])
-		s.policyRules(chain, d.verdict, &rules[i], sets[i])
+		s.policyRules(chain, s.verdict(d), &rules[i], sets[i])
 	}
 	return sets
 }
@@ -488,17 +585,10 @@ func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) r
 // numeric ports, or one of the resolved named ports).
 func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSets) {
 	d := sets.d
-	var portMatches []string
-	if r.AnyPort {
-		portMatches = []string{""}
-	}
-	for _, pr := range r.Ports {
-		portMatches = append(portMatches, portMatch(pr)+" ")
-	}
 	if r.AnyPeer {
-		// Without peers one rule per port entry covers both families.
-		for _, pm := range portMatches {
-			s.rule(chain, pm+verdict)
+		// Without peers one rule per port match covers both families.
+		for _, pm := range portMatches(r, "icmp", "ipv6-icmp") {
+			s.rule(chain, pm.l4+pm.conn+verdict)
 		}
 	}
 	for fi, f := range families {
@@ -507,15 +597,21 @@ func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSe
 			if sets.peers[fi] == "" {
 				continue
 			}
-			peerMatch = fmt.Sprintf("%s %s @%s ", f.proto, d.peerField, sets.peers[fi])
-			for _, pm := range portMatches {
-				s.rule(chain, peerMatch+pm+verdict)
+			peerMatch = fmt.Sprintf("%s %s saddr @%s ", d.peer, f.proto, sets.peers[fi])
+			for _, pm := range portMatches(r, f.icmp) {
+				s.rule(chain, pm.l4+peerMatch+pm.conn+verdict)
 			}
 		}
-		// Named ports: the destination address (the target pod for ingress, the destination pod
-		// for egress) with the protocol and port that the name means on that pod.
+		// Named ports: the connection's destination (the target pod for ingress, the destination
+		// pod for egress) with the protocol and port that the name means on that pod. nft 1.0.6
+		// cannot concatenate `ct reply proto-src`, so this reads the packet's own header: the
+		// destination and its port in the original direction, the source and its port in the
+		// reply direction (after DNAT and before the reverse translation, both the endpoint's).
+		// An ICMP error related to such a connection is judged by the rules without named ports
+		// only.
 		if sets.named[fi] != "" {
-			s.rule(chain, fmt.Sprintf("%s%s daddr . meta l4proto . th dport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
+			s.rule(chain, fmt.Sprintf("%sct direction original %s daddr . meta l4proto . th dport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
+			s.rule(chain, fmt.Sprintf("%sct direction reply %s saddr . meta l4proto . th sport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
 		}
 	}
 }
@@ -529,16 +625,38 @@ func appendEndpoint(b []byte, e ruleset.Endpoint) []byte {
 	return strconv.AppendUint(b, uint64(e.Port), 10)
 }
 
-// portMatch renders a numeric port entry: one protocol, all of its ports or an inclusive range.
-func portMatch(pr ruleset.PortRange) string {
-	switch {
-	case pr.First == 0:
-		return "meta l4proto " + string(pr.Protocol)
-	case pr.First == pr.Last:
-		return fmt.Sprintf("%s dport %d", pr.Protocol, pr.First)
-	default:
-		return fmt.Sprintf("%s dport %d-%d", pr.Protocol, pr.First, pr.Last)
+// portMatch is one way a packet can match a rule's ports: a match on the packet's own protocol
+// (empty for none), written first so that a packet of another protocol leaves the rule at once,
+// and the match on its connection.
+type portMatch struct{ l4, conn string }
+
+// portMatches returns the matches of a rule's ports, on the connection: any port, or per numeric
+// port entry one protocol, all of its ports or an inclusive range. An ICMP error related to a
+// connection (icmp names the ICMP protocols of the rule's families) is an ICMP packet whose
+// connection is the TCP, UDP or SCTP one, and follows that connection's verdict. nft types `ct
+// reply proto-src` by the packet's protocol, and needs it as a single `meta l4proto` value (nft
+// 1.0.6 rejects `ct protocol` alone, and lists back a `meta l4proto` set with the port as
+// "[invalid type]"), hence one match for the protocol itself and one per ICMP protocol.
+func portMatches(r *ruleset.Rule, icmp ...string) []portMatch {
+	if r.AnyPort {
+		return []portMatch{{}}
 	}
+	var out []portMatch
+	for _, pr := range r.Ports {
+		if pr.First == 0 {
+			out = append(out, portMatch{conn: fmt.Sprintf("ct protocol %s ", pr.Protocol)})
+			continue
+		}
+		port := strconv.Itoa(int(pr.First))
+		if pr.Last != pr.First {
+			port += "-" + strconv.Itoa(int(pr.Last))
+		}
+		out = append(out, portMatch{"meta l4proto " + string(pr.Protocol) + " ", "ct reply proto-src " + port + " "})
+		for _, p := range icmp {
+			out = append(out, portMatch{"meta l4proto " + p + " ", fmt.Sprintf("ct protocol %s ct reply proto-src %s ", pr.Protocol, port)})
+		}
+	}
+	return out
 }
 
 // appendRange renders a range as an interval-set element: an address, a prefix when the range
@@ -605,3 +723,66 @@ func (s *script) edges(e *ruleset.Edges, antiSpoofing bool) {
 		}
 	}
 }
+
+// dispatch writes the rules that send a packet to the chain of the isolated local pod at one end
+// of its connection: the source (field saddr, the egress maps) or the destination (daddr, the
+// ingress maps). A packet conntrack does not track (state invalid or untracked) has no connection
+// and is dispatched by its own header; the pod chains, which match on the connection, then drop
+// it unless the pod allows everything.
+func (s *script) dispatch(chain, field, mapV4, mapV6 string) {
+	conn := "ct original"
+	if field == "daddr" {
+		conn = "ct reply"
+	}
+	for i, f := range families {
+		m := []string{mapV4, mapV6}[i]
+		s.rule(chain, fmt.Sprintf("ct state invalid,untracked %s %s vmap @%s", f.proto, field, m))
+		s.rule(chain, fmt.Sprintf("%s %s saddr vmap @%s", conn, f.proto, m))
+	}
+}
+
+// freshSets declares, per family and direction, the stamps that are still valid at each address:
+// a local address with its window of epochs (epoch.Windows), every other address with any mark
+// (this node does not police the far end's pod). An established packet whose connection's source
+// and stamp are in fresh-out, and whose connection's destination and stamp are in fresh-in, is
+// accepted at once.
+func (s *script) freshSets(rs *ruleset.RuleSet, ep *epoch.State) {
+	for _, f := range families {
+		for di, d := range []direction{ingress, egress} {
+			e := s.set(freshSet+"-"+d.short+f.suffix, f.addrType+" . mark", " flags interval;",
+				comment("%s: local addresses and the epochs their stamps may carry", d.name))
+			from := netip.IPv4Unspecified()
+			if !f.is4 {
+				from = netip.IPv6Unspecified()
+			}
+			open := true // from..(next address) is not yet written
+			for _, l := range rs.Local {
+				if l.Addr.Is4() != f.is4 {
+					continue
+				}
+				if open && from.Less(l.Addr) {
+					e.write(appendAnyMark(appendRange(e.next(), ruleset.AddrRange{First: from, Last: l.Addr.Prev()})))
+				}
+				since := ep.Current
+				if a, ok := ep.Lookup(l.Addr); ok {
+					since = a.Since[di]
+				}
+				for _, w := range epoch.Windows(since, ep.Current) {
+					e.write(fmt.Appendf(l.Addr.AppendTo(e.next()), " . 0x%08x-0x%08x", w[0], w[1]))
+				}
+				from = l.Addr.Next()
+				open = from.IsValid()
+			}
+			if open {
+				last := netip.AddrFrom4([4]byte{255, 255, 255, 255})
+				if !f.is4 {
+					last = netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})
+				}
+				e.write(appendAnyMark(appendRange(e.next(), ruleset.AddrRange{First: from, Last: last})))
+			}
+			e.end()
+		}
+	}
+}
+
+func appendAnyMark(b []byte) []byte { return append(b, " . 0x00000000-0xffffffff"...) }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
@@ -127,6 +128,32 @@ var goldenCases = []struct {
 			LocalPods: []netip.Addr{ip("10.0.1.1"), ip("10.0.1.3"), ip("10.0.1.9"), ip("fd00::1:9")},
 		},
 	}, Options{}},
+	// Established flows re-validated (the default): at epoch 7, web-1's ingress stamps are valid
+	// from epoch 5 and its egress stamps only at 7; web-2 (not isolated) keeps stamps from epoch 2
+	// on; fd00::1:1's ingress window wraps around (from epoch 1048570 through Max, then 1..7).
+	// Every other address takes any mark.
+	{"established-epochs", ruleset.RuleSet{
+		Targets: []ruleset.Target{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{denyKey}, EgressPolicies: []ruleset.PolicyKey{dnsKey}},
+		},
+		Policies: []ruleset.Policy{
+			{Key: denyKey, Ingress: []ruleset.Rule{}},
+			{Key: dnsKey, Egress: []ruleset.Rule{{Index: 0, AnyPeer: true, Ports: []ruleset.PortRange{{Protocol: ruleset.UDP, First: 53, Last: 53}}}}},
+		},
+		Local: []ruleset.LocalAddr{{Addr: ip("10.0.1.1"), Pod: "shop/web-1"}, {Addr: ip("10.0.1.2"), Pod: "shop/web-2"}, {Addr: ip("fd00::1:1"), Pod: "shop/web-1"}},
+	}, Options{Epochs: epoch.State{Current: 7, Addrs: []epoch.Addr{
+		{Addr: ip("10.0.1.1"), Owner: "shop/web-1", Since: [2]uint32{5, 7}},
+		{Addr: ip("10.0.1.2"), Owner: "shop/web-2", Since: [2]uint32{2, 2}},
+		{Addr: ip("fd00::1:1"), Owner: "shop/web-1", Since: [2]uint32{1048570, 7}},
+	}}}},
+	// The same with established flows kept: no stamps, no windows, one fast path.
+	{"established-keep", ruleset.RuleSet{
+		Targets: []ruleset.Target{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1")}, IngressPolicies: []ruleset.PolicyKey{denyKey}},
+		},
+		Policies: []ruleset.Policy{{Key: denyKey, Ingress: []ruleset.Rule{}}},
+		Local:    []ruleset.LocalAddr{{Addr: ip("10.0.1.1"), Pod: "shop/web-1"}},
+	}, Options{Established: Keep}},
 }
 
 // TestRenderGolden pins the exact script for each golden rule set. Run with -update to accept
@@ -256,9 +283,10 @@ func TestStatsCountWhatTheScriptInstalls(t *testing.T) {
 			t.Errorf("%s: Stats = %+v, the script has %+v", c.name, out.Stats, want)
 		}
 	}
-	// Sets of the third case: 2 peer + 2 named (allow-web), 2 peer + 1 named (egress-dns), 4 verdict maps.
-	if st := Render(goldenCases[2].rs, Options{}).Stats; st.Sets != 11 {
-		t.Errorf("Sets = %d, want 11", st.Sets)
+	// Sets of the third case: 2 peer + 2 named (allow-web), 2 peer + 1 named (egress-dns), 4 verdict
+	// maps, 4 fresh sets.
+	if st := Render(goldenCases[2].rs, Options{}).Stats; st.Sets != 15 {
+		t.Errorf("Sets = %d, want 15", st.Sets)
 	}
 }
 
@@ -266,5 +294,27 @@ func TestARuleThatCanMatchNothingLeavesNoSet(t *testing.T) {
 	script := string(Render(goldenCases[2].rs, Options{}).Text)
 	if strings.Contains(script, "egress-dns/out3") {
 		t.Errorf("rule 3 of egress-dns matches nothing but left objects in the script")
+	}
+}
+
+// TestDigestLeavesOutTheEpochs pins that the digest covers the rules and not the epochs of
+// established connections, which depend on the history of applies: a node's table can be checked
+// against the cluster state alone.
+func TestDigestLeavesOutTheEpochs(t *testing.T) {
+	c := goldenCases[len(goldenCases)-2] // established-epochs
+	a := Render(c.rs, c.opts)
+	b := Render(c.rs, Options{Epochs: epoch.State{Current: 3}})
+	if bytes.Equal(a.Text, b.Text) {
+		t.Fatal("the epochs do not show in the script")
+	}
+	if a.Digest != b.Digest {
+		t.Errorf("the digest changed with the epochs alone: %s, %s", a.Digest, b.Digest)
+	}
+	if e, ok := Epoch(b.Text); !ok || e != 3 {
+		t.Errorf("Epoch(script) = %d, %v; want 3", e, ok)
+	}
+	other := Render(goldenCases[1].rs, c.opts)
+	if other.Digest == a.Digest {
+		t.Error("two rule sets share a digest")
 	}
 }

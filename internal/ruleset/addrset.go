@@ -365,3 +365,28 @@ func (r AddrRange) Prefix() (netip.Prefix, bool) {
 	hostBits := bits.Len64(hi) + bits.Len64(lo)
 	return netip.PrefixFrom(r.First, r.First.BitLen()-hostBits), true
 }
+
+// Covers reports whether every address of o is in s.
+func (s AddrSet) Covers(o AddrSet) bool {
+	// Both are canonical (disjoint, non-adjacent ranges), so each range of o lies within one
+	// range of s or is not covered.
+	j := 0
+	for _, r := range o.v4 {
+		for j < len(s.v4) && uint32(s.v4[j]) < uint32(r>>32) {
+			j++
+		}
+		if j == len(s.v4) || s.v4[j]>>32 > r>>32 || uint32(s.v4[j]) < uint32(r) {
+			return false
+		}
+	}
+	j = 0
+	for _, r := range o.v6 {
+		for j < len(s.v6) && s.v6[j].last.compare(r.first) < 0 {
+			j++
+		}
+		if j == len(s.v6) || s.v6[j].first.compare(r.first) > 0 || s.v6[j].last.compare(r.last) < 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -178,3 +178,36 @@ func referenceUnion(rs []AddrRange, is4 bool) []AddrRange {
 	}
 	return out
 }
+
+func TestCoversIsSubset(t *testing.T) {
+	mk := func(elems ...string) AddrSet {
+		var b Builder
+		for _, e := range elems {
+			if p, err := netip.ParsePrefix(e); err == nil {
+				b.AddPrefix(p)
+			} else {
+				b.AddAddr(netip.MustParseAddr(e))
+			}
+		}
+		return b.Set()
+	}
+	cases := []struct {
+		s, o []string
+		want bool
+	}{
+		{nil, nil, true},
+		{[]string{"10.0.0.0/24"}, nil, true},
+		{nil, []string{"10.0.0.1"}, false},
+		{[]string{"10.0.0.0/24", "fd00::/64"}, []string{"10.0.0.1", "10.0.0.7", "fd00::9"}, true},
+		{[]string{"10.0.0.0/24"}, []string{"10.0.0.0/23"}, false},
+		{[]string{"10.0.0.1", "10.0.0.3"}, []string{"10.0.0.1", "10.0.0.2"}, false},
+		{[]string{"10.0.0.1", "10.0.0.3", "10.0.1.0/24"}, []string{"10.0.0.3", "10.0.1.7"}, true},
+		{[]string{"fd00::1"}, []string{"fd00::1", "fd00::2"}, false},
+		{[]string{"10.0.0.0/8"}, []string{"fd00::1"}, false},
+	}
+	for _, c := range cases {
+		if got := mk(c.s...).Covers(mk(c.o...)); got != c.want {
+			t.Errorf("%v covers %v = %v, want %v", c.s, c.o, got, c.want)
+		}
+	}
+}

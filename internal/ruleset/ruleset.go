@@ -4,6 +4,7 @@
 package ruleset
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 )
@@ -25,6 +26,17 @@ type RuleSet struct {
 	// Such an address is listed here and in none of the Targets' IPs: it is enforced with the
 	// stricter result of its claimants (see Claim).
 	Claims []Claim
+	// Local lists the addresses of every live local pod, isolated or not, sorted by Addr, each
+	// with its owner (claimed addresses once, with their claimants). The epochs of established
+	// flows are kept per local address (package epoch).
+	Local []LocalAddr
+}
+
+// LocalAddr is an address a live local pod owns.
+type LocalAddr struct {
+	Addr netip.Addr
+	// Pod is the owner, "namespace/name"; the claimants joined by "," when several claim it.
+	Pod string
 }
 
 // Claim is a local address that several live local pods claim, a broken cluster state that the
@@ -156,4 +168,14 @@ type Endpoint struct {
 	Addr     netip.Addr
 	Protocol Protocol
 	Port     uint16
+}
+
+// CompareEndpoints orders endpoints by address, protocol, then port (Rule.NamedPorts's order).
+// It compares the protocols only for equal addresses: a rule may resolve a named port on
+// thousands of pods.
+func CompareEndpoints(a, b Endpoint) int {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c
+	}
+	return cmp.Or(cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
 }

@@ -139,7 +139,7 @@ func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.
 			}
 		}
 	}
-	slices.SortFunc(r.NamedPorts, compareEndpoints)
+	slices.SortFunc(r.NamedPorts, ruleset.CompareEndpoints)
 	r.NamedPorts = slices.Compact(r.NamedPorts)
 	return r
 }

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 
@@ -32,15 +31,6 @@ func (t *translator) namedPortOwners(targets []*indexedPod, dests []peerResult, 
 		owners = dests[i].appendPods(owners)
 	}
 	return owners
-}
-
-// compareEndpoints orders endpoints by address, protocol and port. It compares the protocols
-// only for equal addresses: a rule may resolve a named port on thousands of pods.
-func compareEndpoints(a, b ruleset.Endpoint) int {
-	if c := a.Addr.Compare(b.Addr); c != 0 {
-		return c
-	}
-	return cmp.Or(cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
 }
 
 // portEntry translates one port entry into a numeric range, or a protocol and a port name.

@@ -92,6 +92,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	}
 	rs.Claims = t.ruleSetClaims(isolated)
 	rs.Edges = t.edges(in.PodCIDRs)
+	rs.Local = t.localAddrs()
 	slices.SortFunc(rs.Targets, func(a, b ruleset.Target) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
@@ -140,6 +141,26 @@ func (t *translator) edges(cidrs []netip.Prefix) ruleset.Edges {
 	slices.SortFunc(e.LocalPods, netip.Addr.Compare)
 	e.LocalPods = slices.Compact(e.LocalPods)
 	return e
+}
+
+// localAddrs returns the address of every live local pod with its owner, sorted, each once.
+func (t *translator) localAddrs() []ruleset.LocalAddr {
+	var out []ruleset.LocalAddr
+	for _, p := range t.local {
+		for _, a := range p.ips {
+			owner := p.src.Namespace() + "/" + p.src.Name()
+			if claimants := t.claims[a]; claimants != nil {
+				names := make([]string, len(claimants))
+				for i, c := range claimants {
+					names[i] = c.src.Namespace() + "/" + c.src.Name()
+				}
+				owner = strings.Join(names, ",")
+			}
+			out = append(out, ruleset.LocalAddr{Addr: a, Pod: owner})
+		}
+	}
+	slices.SortFunc(out, func(a, b ruleset.LocalAddr) int { return a.Addr.Compare(b.Addr) })
+	return slices.CompactFunc(out, func(a, b ruleset.LocalAddr) bool { return a.Addr == b.Addr })
 }
 
 // NodePodCIDRs returns the pod ranges of a Node: spec.podCIDRs, or the older spec.podCIDR when

@@ -45,7 +45,9 @@
 //
 // Endpoint.Serve starts in-process TCP and UDP servers inside a pod or external host (TCP: write
 // the endpoint's name and close; UDP: echo, prefixed with the name). Bed.Probe and Bed.ProbeMatrix
-// open connections from a source namespace concurrently, with short timeouts. All of this happens
+// open connections from a source namespace concurrently, with short timeouts. For connections
+// that live on while rules change, ServeEcho serves an echo that keeps each connection open and
+// can push to a client unasked, and Bed.DialStream opens a long-lived client (stream.go). All of this happens
 // in the test process on threads temporarily moved into the namespace (see Do); no helper
 // processes run, so there is nothing to leak besides the namespaces themselves.
 //

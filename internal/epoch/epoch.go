@@ -1,0 +1,318 @@
+// Package epoch decides which established flows must be judged again after a change.
+//
+// Every flow the rules accept is stamped with the current epoch in the high bits of its conntrack
+// mark (Mask). The fast path accepts an established or related packet whose stamp is still valid
+// for both ends of its connection: for each local pod address and direction, State keeps Since,
+// the oldest epoch whose verdicts still hold there. A stamp s is valid for an address while
+// Since <= s <= Current; a packet with a stamp outside the window of either end is judged again by
+// the policy chains, on its connection's tuple, and then re-stamped or dropped.
+//
+// Epochs are scoped per local address and direction, because that is the unit at which the
+// rules change: a pod's ingress (or egress) verdicts are those of its own policies. Next moves an
+// address's Since forward only when the change can have narrowed what that address allows in
+// that direction (a policy or rule removed, a peer or port dropped, isolation gained, another pod
+// now owning the address); a change that only widens (a pod joins a peer set, a rule or policy is
+// added, isolation ends) moves nothing, so no flow is judged again for it, and the flows of a pod
+// whose rules did not change are never re-judged because another pod's did.
+//
+// The package is pure: the reconciler keeps the State of its last successful apply and the
+// renderer writes it into the table.
+package epoch
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// The stamp occupies the high 20 bits of the 32-bit conntrack mark; the low 12 bits are left to
+// others, and every write keeps them (ct mark set ct mark and LowMask or stamp).
+const (
+	Shift   = 12
+	Mask    = uint32(0xfffff000)
+	LowMask = ^Mask
+	// Max is the largest epoch. Epochs count 1..Max and wrap to 1; 0 is never used, so an
+	// unstamped flow (mark 0 in these bits) is never current.
+	Max = Mask >> Shift
+)
+
+// Mark returns the mark bits that stamp epoch e.
+func Mark(e uint32) uint32 { return e << Shift }
+
+// Direction indexes Since.
+const (
+	Ingress = 0
+	Egress  = 1
+)
+
+// State is the epoch bookkeeping of one applied rule set.
+type State struct {
+	// Current is the epoch new stamps carry; 1..Max, 0 only in the zero State.
+	Current uint32
+	// Addrs holds every local address of the rule set (RuleSet.Local), sorted by address.
+	Addrs []Addr
+}
+
+// Addr is one local address and the oldest valid stamp per direction.
+type Addr struct {
+	Addr  netip.Addr
+	Owner string    // who owned it (RuleSet.Local's Pod); another owner re-validates everything
+	Since [2]uint32 // by Ingress / Egress
+}
+
+// Start returns the State of a first apply at epoch e (1..Max): no stamp older than e is trusted,
+// so every flow that predates the agent is judged once more at its next packet.
+func Start(e uint32, rs *ruleset.RuleSet) State {
+	e = normal(e)
+	st := State{Current: e, Addrs: make([]Addr, 0, len(rs.Local))}
+	for _, l := range rs.Local {
+		st.Addrs = append(st.Addrs, Addr{Addr: l.Addr, Owner: l.Pod, Since: [2]uint32{e, e}})
+	}
+	return st
+}
+
+// After returns the epoch that follows e.
+func After(e uint32) uint32 { return normal(e%Max + 1) }
+
+func normal(e uint32) uint32 {
+	if e == 0 || e > Max {
+		return 1
+	}
+	return e
+}
+
+// Next returns the State for applying rs after old was applied with prev. A zero prev means no
+// history: Start(1, rs). Equal rule sets give prev unchanged, so a re-apply (a repair) changes
+// nothing.
+func Next(prev State, old, rs *ruleset.RuleSet) State {
+	if prev.Current == 0 {
+		return Start(1, rs)
+	}
+	c := newComparison(old, rs)
+	next := State{Current: prev.Current, Addrs: make([]Addr, 0, len(rs.Local))}
+	var narrowed []int // indexes into next.Addrs/directions packed as 2*i+d
+	for _, l := range rs.Local {
+		a := Addr{Addr: l.Addr, Owner: l.Pod}
+		i, found := slices.BinarySearchFunc(prev.Addrs, l.Addr, func(x Addr, t netip.Addr) int { return x.Addr.Compare(t) })
+		if found && prev.Addrs[i].Owner == l.Pod {
+			a.Since = prev.Addrs[i].Since
+			for d := range 2 {
+				if c.narrowed(l.Addr, d) {
+					narrowed = append(narrowed, 2*len(next.Addrs)+d)
+				}
+			}
+		} else {
+			// A new address, or one another pod owned: no flow stamped before is this pod's.
+			narrowed = append(narrowed, 2*len(next.Addrs), 2*len(next.Addrs)+1)
+		}
+		next.Addrs = append(next.Addrs, a)
+	}
+	if len(narrowed) == 0 {
+		return next
+	}
+	next.Current = After(prev.Current)
+	for _, k := range narrowed {
+		next.Addrs[k/2].Since[k%2] = next.Current
+	}
+	// A window may only span half the epochs, so that the epochs of a wrap-around are never
+	// mistaken for recent ones: an address untouched for that long is judged again once.
+	for i := range next.Addrs {
+		for d := range 2 {
+			if age(next.Addrs[i].Since[d], next.Current) >= Max/2 {
+				next.Addrs[i].Since[d] = next.Current
+			}
+		}
+	}
+	return next
+}
+
+// age is how many epochs lie between since and cur, counting the wrap.
+func age(since, cur uint32) uint32 {
+	if since <= cur {
+		return cur - since
+	}
+	return Max - since + cur
+}
+
+// Windows returns the stamp ranges valid for an address whose oldest valid stamp is since, as
+// inclusive ranges of the whole 32-bit mark (whatever the low bits hold): one range, or two when
+// the window wraps.
+func Windows(since, cur uint32) [][2]uint32 {
+	since, cur = normal(since), normal(cur)
+	if since <= cur {
+		return [][2]uint32{{Mark(since), Mark(cur) | LowMask}}
+	}
+	return [][2]uint32{{Mark(1), Mark(cur) | LowMask}, {Mark(since), Mark(Max) | LowMask}}
+}
+
+// Lookup returns the Addr of a, if State lists it.
+func (s *State) Lookup(a netip.Addr) (Addr, bool) {
+	i, found := slices.BinarySearchFunc(s.Addrs, a, func(x Addr, t netip.Addr) int { return x.Addr.Compare(t) })
+	if !found {
+		return Addr{}, false
+	}
+	return s.Addrs[i], true
+}
+
+// comparison answers, per local address and direction, whether rs can allow less than old did.
+type comparison struct {
+	old, cur   view
+	policyDiff map[policyDirection]bool // narrowed, computed on first use
+	oldPol     map[ruleset.PolicyKey]*ruleset.Policy
+	curPol     map[ruleset.PolicyKey]*ruleset.Policy
+}
+
+type policyDirection struct {
+	key ruleset.PolicyKey
+	d   int
+}
+
+// view is, per address, what isolates it: the policies of each isolated claimant, per
+// direction (one claimant for a Target's address, several for a Claim).
+type view map[netip.Addr]*[2][]ruleset.ClaimantPolicies
+
+func viewOf(rs *ruleset.RuleSet) view {
+	v := make(view, len(rs.Targets)+len(rs.Claims))
+	for i := range rs.Targets {
+		t := &rs.Targets[i]
+		id := t.Namespace + "/" + t.Name
+		for _, a := range t.IPs {
+			e := &[2][]ruleset.ClaimantPolicies{}
+			if len(t.IngressPolicies) > 0 {
+				e[Ingress] = []ruleset.ClaimantPolicies{{Pod: id, Policies: t.IngressPolicies}}
+			}
+			if len(t.EgressPolicies) > 0 {
+				e[Egress] = []ruleset.ClaimantPolicies{{Pod: id, Policies: t.EgressPolicies}}
+			}
+			v[a] = e
+		}
+	}
+	for i := range rs.Claims {
+		c := &rs.Claims[i]
+		v[c.Addr] = &[2][]ruleset.ClaimantPolicies{c.Ingress, c.Egress}
+	}
+	return v
+}
+
+func policies(rs *ruleset.RuleSet) map[ruleset.PolicyKey]*ruleset.Policy {
+	m := make(map[ruleset.PolicyKey]*ruleset.Policy, len(rs.Policies))
+	for i := range rs.Policies {
+		m[rs.Policies[i].Key] = &rs.Policies[i]
+	}
+	return m
+}
+
+func newComparison(old, cur *ruleset.RuleSet) *comparison {
+	return &comparison{
+		old: viewOf(old), cur: viewOf(cur),
+		policyDiff: map[policyDirection]bool{},
+		oldPol:     policies(old), curPol: policies(cur),
+	}
+}
+
+// narrowed reports whether a's verdicts in direction d can be stricter under the new rules.
+func (c *comparison) narrowed(a netip.Addr, d int) bool {
+	var was, is []ruleset.ClaimantPolicies
+	if e := c.old[a]; e != nil {
+		was = e[d]
+	}
+	if e := c.cur[a]; e != nil {
+		is = e[d]
+	}
+	switch {
+	case len(is) == 0:
+		return false // not isolated: everything is allowed
+	case len(was) == 0:
+		return true // isolation gained
+	case len(was) != len(is):
+		return true // claimants came or went: an AND of more (or other) terms
+	}
+	for k := range is {
+		if was[k].Pod != is[k].Pod {
+			return true
+		}
+		for _, key := range was[k].Policies {
+			if _, kept := slices.BinarySearchFunc(is[k].Policies, key, comparePolicyKey); !kept {
+				return true // a policy no longer allows anything here
+			}
+			if c.policyNarrowed(key, d) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func comparePolicyKey(a, b ruleset.PolicyKey) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+}
+
+// policyNarrowed reports whether some flow the policy allowed in direction d under the old rules
+// is not allowed by it under the new ones: some old rule is not covered by a new rule.
+func (c *comparison) policyNarrowed(k ruleset.PolicyKey, d int) bool {
+	pd := policyDirection{k, d}
+	if v, ok := c.policyDiff[pd]; ok {
+		return v
+	}
+	was, is := rulesOf(c.oldPol[k], d), rulesOf(c.curPol[k], d)
+	narrowed := false
+	for i := range was {
+		covered := i < len(is) && covers(&is[i], &was[i])
+		for j := 0; !covered && j < len(is); j++ {
+			covered = j != i && covers(&is[j], &was[i])
+		}
+		if !covered {
+			narrowed = true
+			break
+		}
+	}
+	c.policyDiff[pd] = narrowed
+	return narrowed
+}
+
+func rulesOf(p *ruleset.Policy, d int) []ruleset.Rule {
+	if p == nil {
+		return nil
+	}
+	if d == Ingress {
+		return p.Ingress
+	}
+	return p.Egress
+}
+
+// covers reports whether rule r allows every flow rule o allows (sufficient, not necessary: a
+// false answer only costs a re-validation).
+func covers(r, o *ruleset.Rule) bool {
+	if !r.AnyPeer && (o.AnyPeer || !r.Peers.Covers(o.Peers)) {
+		return false
+	}
+	if r.AnyPort {
+		return true
+	}
+	if o.AnyPort {
+		return false
+	}
+	for _, p := range o.Ports {
+		if !slices.ContainsFunc(r.Ports, func(q ruleset.PortRange) bool { return portCovers(q, p) }) {
+			return false
+		}
+	}
+	for _, e := range o.NamedPorts {
+		if _, found := slices.BinarySearchFunc(r.NamedPorts, e, ruleset.CompareEndpoints); !found {
+			return false
+		}
+	}
+	return true
+}
+
+func portCovers(q, p ruleset.PortRange) bool {
+	if q.Protocol != p.Protocol {
+		return false
+	}
+	if q.First == 0 {
+		return true
+	}
+	return p.First != 0 && q.First <= p.First && p.Last <= q.Last
+}

@@ -1,0 +1,186 @@
+package epoch
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+var (
+	webKey  = ruleset.PolicyKey{Namespace: "shop", Name: "allow-web"}
+	denyKey = ruleset.PolicyKey{Namespace: "shop", Name: "deny"}
+	a1      = netip.MustParseAddr("10.0.1.1")
+	a2      = netip.MustParseAddr("10.0.1.2")
+)
+
+func peers(addrs ...string) ruleset.AddrSet {
+	var b ruleset.Builder
+	for _, a := range addrs {
+		b.AddAddr(netip.MustParseAddr(a))
+	}
+	return b.Set()
+}
+
+func tcp(first, last uint16) ruleset.PortRange {
+	return ruleset.PortRange{Protocol: ruleset.TCP, First: first, Last: last}
+}
+
+// cluster is the rule set of two local pods: web-1 (a1) isolated for ingress by allow-web, whose
+// rule is given, and web-2 (a2), isolated by deny alone. change edits it before it is returned.
+func cluster(change func(rs *ruleset.RuleSet)) *ruleset.RuleSet {
+	rs := &ruleset.RuleSet{
+		Targets: []ruleset.Target{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{a1}, IngressPolicies: []ruleset.PolicyKey{webKey}},
+			{Namespace: "shop", Name: "web-2", IPs: []netip.Addr{a2}, IngressPolicies: []ruleset.PolicyKey{denyKey}},
+		},
+		Policies: []ruleset.Policy{
+			{Key: webKey, Ingress: []ruleset.Rule{{Index: 0, Peers: peers("10.0.2.1", "10.0.2.2"), Ports: []ruleset.PortRange{tcp(80, 80)}}}},
+			{Key: denyKey, Ingress: []ruleset.Rule{}},
+		},
+		Local: []ruleset.LocalAddr{{Addr: a1, Pod: "shop/web-1"}, {Addr: a2, Pod: "shop/web-2"}},
+	}
+	if change != nil {
+		change(rs)
+	}
+	return rs
+}
+
+func webRule(rs *ruleset.RuleSet) *ruleset.Rule { return &rs.Policies[0].Ingress[0] }
+
+// TestNextAdvancesOnlyWhereAChangeCanNarrow pins how epochs are scoped: per local address and
+// direction, moved only by a change that can deny something that was allowed there.
+func TestNextAdvancesOnlyWhereAChangeCanNarrow(t *testing.T) {
+	const cur = 40
+	prev := State{Current: cur, Addrs: []Addr{
+		{Addr: a1, Owner: "shop/web-1", Since: [2]uint32{30, 31}},
+		{Addr: a2, Owner: "shop/web-2", Since: [2]uint32{20, 21}},
+	}}
+	unchanged := [2][2]uint32{{30, 31}, {20, 21}}
+	cases := []struct {
+		name   string
+		change func(rs *ruleset.RuleSet)
+		// want: Current, then Since of a1 and a2
+		current uint32
+		since   [2][2]uint32
+	}{
+		{"the same rule set changes nothing", nil, cur, unchanged},
+		{"a pod joining a peer set re-validates nothing", func(rs *ruleset.RuleSet) {
+			webRule(rs).Peers = peers("10.0.2.1", "10.0.2.2", "10.0.2.3")
+		}, cur, unchanged},
+		{"a new rule re-validates nothing", func(rs *ruleset.RuleSet) {
+			rs.Policies[0].Ingress = append([]ruleset.Rule{{Index: 0, AnyPeer: true, Ports: []ruleset.PortRange{tcp(443, 443)}}}, rs.Policies[0].Ingress...)
+		}, cur, unchanged},
+		{"a wider port range re-validates nothing", func(rs *ruleset.RuleSet) {
+			webRule(rs).Ports = []ruleset.PortRange{tcp(80, 90)}
+		}, cur, unchanged},
+		{"a second policy on an isolated pod re-validates nothing", func(rs *ruleset.RuleSet) {
+			rs.Targets[0].IngressPolicies = []ruleset.PolicyKey{webKey, denyKey}
+		}, cur, unchanged},
+		{"isolation lost re-validates nothing", func(rs *ruleset.RuleSet) {
+			rs.Targets = rs.Targets[1:]
+		}, cur, unchanged},
+		{"a peer leaving re-validates the pods the policy isolates, in that direction only", func(rs *ruleset.RuleSet) {
+			webRule(rs).Peers = peers("10.0.2.1")
+		}, cur + 1, [2][2]uint32{{cur + 1, 31}, {20, 21}}},
+		{"a port removed re-validates", func(rs *ruleset.RuleSet) {
+			webRule(rs).Ports = []ruleset.PortRange{tcp(81, 81)}
+		}, cur + 1, [2][2]uint32{{cur + 1, 31}, {20, 21}}},
+		{"a named port no longer resolving re-validates", func(rs *ruleset.RuleSet) {
+			webRule(rs).NamedPorts = nil
+		}, cur, unchanged}, // (there was none: nothing narrowed)
+		{"a policy no longer selecting the pod re-validates", func(rs *ruleset.RuleSet) {
+			rs.Targets[0].IngressPolicies = []ruleset.PolicyKey{denyKey}
+		}, cur + 1, [2][2]uint32{{cur + 1, 31}, {20, 21}}},
+		{"isolation gained re-validates that direction", func(rs *ruleset.RuleSet) {
+			rs.Targets[1].EgressPolicies = []ruleset.PolicyKey{denyKey}
+			rs.Policies[1].Egress = []ruleset.Rule{}
+		}, cur + 1, [2][2]uint32{{30, 31}, {20, cur + 1}}},
+		{"another pod on an address re-validates both directions", func(rs *ruleset.RuleSet) {
+			rs.Local[1].Pod = "shop/web-3"
+			rs.Targets[1].Name = "web-3"
+		}, cur + 1, [2][2]uint32{{30, 31}, {cur + 1, cur + 1}}},
+	}
+	old := cluster(nil)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Next(prev, old, cluster(c.change))
+			if got.Current != c.current {
+				t.Errorf("Current = %d, want %d", got.Current, c.current)
+			}
+			var since [2][2]uint32
+			for i, a := range []netip.Addr{a1, a2} {
+				if e, ok := got.Lookup(a); ok {
+					since[i] = e.Since
+				}
+			}
+			if since != c.since {
+				t.Errorf("Since = %v, want %v", since, c.since)
+			}
+		})
+	}
+}
+
+func TestNextGivesANewAddressTheNewEpoch(t *testing.T) {
+	old := cluster(nil)
+	rs := cluster(func(rs *ruleset.RuleSet) {
+		rs.Local = append(rs.Local, ruleset.LocalAddr{Addr: netip.MustParseAddr("10.0.1.3"), Pod: "shop/web-3"})
+	})
+	got := Next(Start(9, old), old, rs)
+	if got.Current != 10 {
+		t.Fatalf("Current = %d, want 10", got.Current)
+	}
+	if e, _ := got.Lookup(netip.MustParseAddr("10.0.1.3")); e.Since != [2]uint32{10, 10} {
+		t.Errorf("the new address: Since = %v, want [10 10]", e.Since)
+	}
+	if e, _ := got.Lookup(a1); e.Since != [2]uint32{9, 9} {
+		t.Errorf("an untouched address: Since = %v, want [9 9]", e.Since)
+	}
+}
+
+func TestNextWithoutHistoryStartsAtOne(t *testing.T) {
+	rs := cluster(nil)
+	if got := Next(State{}, &ruleset.RuleSet{}, rs); got.Current != 1 || len(got.Addrs) != 2 || got.Addrs[0].Since != [2]uint32{1, 1} {
+		t.Errorf("Next from nothing = %+v", got)
+	}
+}
+
+func TestEpochsWrapAroundAndOldWindowsAreRebased(t *testing.T) {
+	if After(Max) != 1 || After(1) != 2 || After(0) != 1 {
+		t.Errorf("After(Max), After(1), After(0) = %d, %d, %d", After(Max), After(1), After(0))
+	}
+	old := cluster(nil)
+	narrowed := cluster(func(rs *ruleset.RuleSet) { webRule(rs).Peers = peers("10.0.2.1") })
+	// web-2's window dates from half the epochs ago: rebased to the new epoch, so a stamp of
+	// the previous wrap can never fall in it.
+	prev := State{Current: Max, Addrs: []Addr{
+		{Addr: a1, Owner: "shop/web-1", Since: [2]uint32{Max - 3, Max - 3}},
+		{Addr: a2, Owner: "shop/web-2", Since: [2]uint32{Max/2 + 1, Max - 1}},
+	}}
+	got := Next(prev, old, narrowed)
+	want := []Addr{
+		{Addr: a1, Owner: "shop/web-1", Since: [2]uint32{1, Max - 3}},
+		{Addr: a2, Owner: "shop/web-2", Since: [2]uint32{1, Max - 1}},
+	}
+	if got.Current != 1 || !slices.Equal(got.Addrs, want) {
+		t.Errorf("Next = %+v, want Current 1 and %+v", got, want)
+	}
+}
+
+func TestWindows(t *testing.T) {
+	cases := []struct {
+		since, cur uint32
+		want       [][2]uint32
+	}{
+		{5, 7, [][2]uint32{{0x5000, 0x7fff}}},
+		{7, 7, [][2]uint32{{0x7000, 0x7fff}}},
+		// Wrapped: epoch 0 (an unstamped flow) is never in a window.
+		{Max - 1, 2, [][2]uint32{{0x1000, 0x2fff}, {0xffffe000, 0xffffffff}}},
+	}
+	for _, c := range cases {
+		if got := Windows(c.since, c.cur); !slices.Equal(got, c.want) {
+			t.Errorf("Windows(%d, %d) = %#x, want %#x", c.since, c.cur, got, c.want)
+		}
+	}
+}
