@@ -38,6 +38,7 @@ var runs = []run{
 	{pkg: "./test/perf/agent", bench: "^BenchmarkAgentMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
 	{pkg: "./test/perf/kernel", bench: "^BenchmarkApply$", args: []string{"-benchtime", "3x", "-count", "3"}},
 	{pkg: "./test/perf/kernel", bench: "^BenchmarkDatapath$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
+	{pkg: "./test/perf/kernel", bench: "^BenchmarkEstablished$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkEventToKernel$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 }
 
@@ -93,6 +94,8 @@ const (
 	ap150k = "BenchmarkApply/pods=150000,policies=10000"
 	mem150 = "BenchmarkAgentMemory/pods=150000,policies=10000"
 	event  = "BenchmarkEventToKernel/rate=50/s,duration=60s"
+	estBlk = "BenchmarkEstablished/bulk,change=100ms"
+	estFlw = "BenchmarkEstablished/flows=10000,change=100ms"
 )
 
 func le(v float64) target { return target{op: "<=", value: v} }
@@ -130,6 +133,15 @@ var rows = []row{
 	{label: "bulk TCP throughput, 50k peer entries", bench: "BenchmarkDatapath/peers=50000", unit: "tput-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: target{op: ">=", value: 0.95, text: "no measurable loss (≥ 0.95)"}},
 	{label: "  baseline", bench: "BenchmarkDatapath/peers=50000", unit: "base-Mbit/s", scale: 1, format: "%.0f", shown: "Mbit/s"},
 	{label: "bulk TCP throughput, 150k peer entries", bench: "BenchmarkDatapath/peers=150000", unit: "tput-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: target{op: ">=", value: 0.95, text: "no measurable loss (≥ 0.95)"}},
+	{label: "established bulk TCP, a narrowing change every 100 ms", bench: estBlk, unit: "tput-ratio", scale: 1, format: "%.3f", shown: "× keep", target: ge(0.97)},
+	{label: "  keep (established accepted unconditionally), same changes", bench: estBlk, unit: "base-Mbit/s", scale: 1, format: "%.0f", shown: "Mbit/s"},
+	{label: "  bytes per CPU second, revalidate ÷ keep", bench: estBlk, unit: "per-cpu-ratio", scale: 1, format: "%.3f"},
+	{label: "  packets judged again per change", bench: estBlk, unit: "rejudged/change", scale: 1, format: "%.1f"},
+	{label: "re-validation CPU, 10k flows × 1 msg/s, a narrowing change every 100 ms", bench: estFlw, unit: "reval-pct-core", scale: 1, format: "%.1f", shown: "% of a core", target: target{op: "<=", value: 5, text: "≤ 5 % of a core"}},
+	{label: "  packets judged again", bench: estFlw, unit: "rejudged/s", scale: 1, format: "%.0f", shown: "/s"},
+	{label: "  CPU per packet judged again", bench: estFlw, unit: "ns/rejudged", scale: 1, format: "%.0f", shown: "ns"},
+	{label: "  machine-wide system+irq+softirq, revalidate − keep", bench: estFlw, unit: "machine-pct-core", scale: 1, format: "%.1f", shown: "% of a core"},
+	{label: "  nft applies, revalidate − keep", bench: estFlw, unit: "apply-pct-core", scale: 1, format: "%.1f", shown: "% of a core"},
 	{label: "event to kernel, 50 pod events/s for 60 s: p50", bench: event, unit: "p50-ms", scale: 1, format: "%.0f", shown: "ms"},
 	{label: "  p99", bench: event, unit: "p99-ms", scale: 1, format: "%.0f", shown: "ms", target: le(1000)},
 	{label: "  events / applies", bench: event, unit: "events", scale: 1, format: "%.0f"},
@@ -138,7 +150,7 @@ var rows = []row{
 }
 
 func main() {
-	quick := flag.Bool("quick", false, "skip the long benchmarks (datapath, event to kernel)")
+	quick := flag.Bool("quick", false, "skip the long benchmarks (datapath, established flows, event to kernel)")
 	rawPath := flag.String("raw", "bin/bench/raw.txt", "where to keep the raw go test output (empty: nowhere)")
 	parse := flag.String("parse", "", "do not run anything: build the table from this raw go test output")
 	markdown := flag.Bool("markdown", false, "print the table as Markdown")

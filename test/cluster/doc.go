@@ -22,8 +22,9 @@
 // API server) for each node, takes the digest the rendered script carries in its base chain's
 // last rule, and polls `nft list chain inet flock-netpol filter-forward` in each node's
 // namespace until the kernel shows the same digest. Since the
-// digest covers the whole script, a match means the agent applied exactly what the current state
-// demands. Probe right after, and flush conntrack first (FlushConntrack) so that no entry of an
+// digest covers the whole script but the epochs of established connections (which depend on the
+// agent's history of applies), a match means the agent applied exactly the rules the current
+// state demands. Probe right after, and flush conntrack first (FlushConntrack) so that no entry of an
 // earlier state lets a flow pass as established.
 //
 // # Pod ranges, agents stopped and started, fresh nodes
