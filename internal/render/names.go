@@ -5,6 +5,8 @@ import (
 	"encoding/base32"
 	"fmt"
 	"strings"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
 // Fixed names in the table.
@@ -77,4 +79,57 @@ func ValidateTableName(name string) error {
 		}
 	}
 	return nil
+}
+
+// ruleSetName names a set of one policy rule: its peers ("peers") or named ports ("named").
+func ruleSetName(kind string, k ruleset.PolicyKey, d direction, index int, f family) string {
+	return generatedName(kind, fmt.Sprintf("%s/%s/%d", k, d.name, index), fmt.Sprintf("%s/%s%d", k, d.short, index), f.suffix)
+}
+
+// Names of what the table holds for a pod, a policy and a rule, as `nft list table` shows them
+// (for explanations that point into the table).
+
+func dir(in bool) direction {
+	if in {
+		return ingress
+	}
+	return egress
+}
+
+// PodChain names the chain of an isolated local pod in one direction.
+func PodChain(ingress bool, namespace, name string) string {
+	return podChainName(&ruleset.Target{Namespace: namespace, Name: name}, dir(ingress))
+}
+
+// PolicyChain names the chain of a policy's rules in one direction.
+func PolicyChain(ingress bool, k ruleset.PolicyKey) string { return policyChainName(dir(ingress), k) }
+
+// PeerSet names the peer set of a policy rule, per family.
+func PeerSet(ingress bool, k ruleset.PolicyKey, index int, v4 bool) string {
+	return ruleSetName("peers", k, dir(ingress), index, familyOf(v4))
+}
+
+// NamedPortSet names the named-port set of a policy rule, per family.
+func NamedPortSet(ingress bool, k ruleset.PolicyKey, index int, v4 bool) string {
+	return ruleSetName("named", k, dir(ingress), index, familyOf(v4))
+}
+
+// DispatchMap names the verdict map that sends a direction's isolated pods to their chains.
+func DispatchMap(ingress, v4 bool) string {
+	switch {
+	case ingress && v4:
+		return ingressMapV4
+	case ingress:
+		return ingressMapV6
+	case v4:
+		return egressMapV4
+	}
+	return egressMapV6
+}
+
+func familyOf(v4 bool) family {
+	if v4 {
+		return families[0]
+	}
+	return families[1]
 }

@@ -540,8 +540,6 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 // policySets declares the named sets of one ingress or egress rule: per family, its peers (when
 // it has peers of that family and a port they could use) and its resolved named ports.
 func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
-	readable := fmt.Sprintf("%s/%s%d", k, d.short, r.Index)
-	identity := fmt.Sprintf("%s/%s/%d", k, d.name, r.Index)
 	where := fmt.Sprintf("NetworkPolicy %s %s rule %d", k, d.name, r.Index)
 
 	sets := ruleSets{d: d}
@@ -557,16 +555,16 @@ func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) r
 			if r.Peers.Len(f.is4) == 0 || (!anyPortMatch && named == 0) {
 				continue // no peer of this family, or no port a peer could use
 			}
-			name := generatedName("peers", identity, readable, f.suffix)
+			name := ruleSetName("peers", k, d, r.Index, f)
 			e := s.set(name, f.addrType, " flags interval;", comment("%s: peers", where))
 			for pr := range r.Peers.Ranges(f.is4) {
-				e.write(appendRange(e.next(), pr))
+				e.write(pr.AppendTo(e.next()))
 			}
 			e.end()
 			sets.peers[fi] = name
 		}
 		if named > 0 {
-			name := generatedName("named", identity, readable, f.suffix)
+			name := ruleSetName("named", k, d, r.Index, f)
 			e := s.set(name, f.addrType+" . inet_proto . inet_service", "", comment("%s: named ports", where))
 			for _, ep := range r.NamedPorts {
 				if ep.Addr.Is4() == f.is4 {
@@ -659,20 +657,6 @@ func portMatches(r *ruleset.Rule, icmp ...string) []portMatch {
 	return out
 }
 
-// appendRange renders a range as an interval-set element: an address, a prefix when the range
-// is exactly one, or first-last.
-func appendRange(b []byte, r ruleset.AddrRange) []byte {
-	if r.First == r.Last {
-		return r.First.AppendTo(b)
-	}
-	if p, ok := r.Prefix(); ok {
-		return p.AppendTo(b)
-	}
-	b = r.First.AppendTo(b)
-	b = append(b, '-')
-	return r.Last.AppendTo(b)
-}
-
 func anonSet(elems []string) string {
 	if len(elems) == 1 {
 		return elems[0]
@@ -761,7 +745,7 @@ func (s *script) freshSets(rs *ruleset.RuleSet, ep *epoch.State) {
 					continue
 				}
 				if open && from.Less(l.Addr) {
-					e.write(appendAnyMark(appendRange(e.next(), ruleset.AddrRange{First: from, Last: l.Addr.Prev()})))
+					e.write(appendAnyMark(ruleset.AddrRange{First: from, Last: l.Addr.Prev()}.AppendTo(e.next())))
 				}
 				since := ep.Current
 				if a, ok := ep.Lookup(l.Addr); ok {
@@ -778,7 +762,7 @@ func (s *script) freshSets(rs *ruleset.RuleSet, ep *epoch.State) {
 				if !f.is4 {
 					last = netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})
 				}
-				e.write(appendAnyMark(appendRange(e.next(), ruleset.AddrRange{First: from, Last: last})))
+				e.write(appendAnyMark(ruleset.AddrRange{First: from, Last: last}.AppendTo(e.next())))
 			}
 			e.end()
 		}

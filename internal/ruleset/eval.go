@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -14,88 +15,195 @@ type Flow struct {
 	Port     uint16
 }
 
-// Allows reports whether the node lets the flow through, following the datapath the renderer
-// builds (see package render): an address of the node's pod ranges that no known pod owns is
-// closed; a local source isolated for egress must be allowed by one of its egress policies, and a
-// local destination isolated for ingress by one of its ingress policies; a pod may always reach
-// itself. An address several local pods claim (see Claim) must be allowed by one policy of every
-// claimant isolated in the direction. (Forged sources are not modelled: a Flow has no interface.) It is the reference the semantics tests check the translator
-// against, and a way to explain a verdict without a kernel.
-func (rs *RuleSet) Allows(f Flow) bool {
-	if rs.Edges.Closed(f.Src) || rs.Edges.Closed(f.Dst) {
-		return false
-	}
-	if f.Src == f.Dst {
-		return true
+// Allows reports whether the node lets the flow through (Explain(f).Allowed). It is the
+// reference the semantics tests check the translator against.
+func (rs *RuleSet) Allows(f Flow) bool { return rs.Explain(f).Allowed }
+
+// Verdict is how a node judges a flow, and why.
+type Verdict struct {
+	Allowed bool
+	// Closed is the address the node's edges close (an address of the node's pod ranges that
+	// no known pod owns), when one end is such an address.
+	Closed netip.Addr
+	// Self is true when the flow goes from an address to itself: a pod may always reach itself.
+	Self bool
+	// Sides are the isolated local ends the flow must pass, egress (the source) first, then
+	// ingress (the destination): one per isolated claimant of the address.
+	Sides []Side
+}
+
+// Side is one isolated local end of a flow.
+type Side struct {
+	Egress bool
+	Addr   netip.Addr
+	Pod    string // "namespace/name"
+	// Policies isolate the pod in this direction; one of their rules must allow the flow.
+	Policies []PolicyKey
+	Allowed  bool
+	// Matches are the rules that allow the flow.
+	Matches []RuleMatch
+	// NearMisses are, when no rule allows the flow, the rules whose peer or port matches (but
+	// not both).
+	NearMisses []RuleMatch
+}
+
+// RuleMatch is one rule of a policy as it applies to a flow.
+type RuleMatch struct {
+	Policy PolicyKey
+	Index  int
+	// Peer is what matched the flow's far end ("any peer", a range or an address); empty when
+	// it did not.
+	Peer string
+	// Port is what matched the flow's protocol and port ("any port", "tcp/80", "tcp/8000-8080",
+	// "udp (every port)", "named port tcp/8443 at 10.0.1.1"); empty when it did not.
+	Port string
+	// NamedPort is true when Port is a named port resolved at the destination.
+	NamedPort bool
+}
+
+// Explain judges the flow as the rendered datapath does (see package render): an address of the
+// node's pod ranges that no known pod owns is closed; a pod may always reach itself; a local
+// source isolated for egress must be allowed by one of its egress policies, and a local
+// destination isolated for ingress by one of its ingress policies. An address several local pods
+// claim (see Claim) must be allowed by one policy of every claimant isolated in the direction.
+// (Forged sources are not modelled: a Flow has no interface.)
+func (rs *RuleSet) Explain(f Flow) Verdict {
+	switch {
+	case rs.Edges.Closed(f.Src):
+		return Verdict{Closed: f.Src}
+	case rs.Edges.Closed(f.Dst):
+		return Verdict{Closed: f.Dst}
+	case f.Src == f.Dst:
+		return Verdict{Allowed: true, Self: true}
 	}
 	policies := make(map[PolicyKey]*Policy, len(rs.Policies))
 	for i := range rs.Policies {
 		policies[rs.Policies[i].Key] = &rs.Policies[i]
 	}
-	for i := range rs.Targets {
-		p := &rs.Targets[i]
-		if len(p.EgressPolicies) > 0 && slices.Contains(p.IPs, f.Src) && !anyAllows(p.EgressPolicies, policies, true, f) {
-			return false
+	v := Verdict{Allowed: true}
+	add := func(egress bool, addr netip.Addr, pod string, keys []PolicyKey) {
+		s := judge(egress, addr, pod, keys, policies, f)
+		v.Allowed = v.Allowed && s.Allowed
+		v.Sides = append(v.Sides, s)
+	}
+	for _, egress := range []bool{true, false} {
+		addr := f.Dst
+		if egress {
+			addr = f.Src
 		}
-		if len(p.IngressPolicies) > 0 && slices.Contains(p.IPs, f.Dst) && !anyAllows(p.IngressPolicies, policies, false, f) {
-			return false
+		for i := range rs.Targets {
+			p := &rs.Targets[i]
+			keys := p.IngressPolicies
+			if egress {
+				keys = p.EgressPolicies
+			}
+			if len(keys) > 0 && slices.Contains(p.IPs, addr) {
+				add(egress, addr, p.Namespace+"/"+p.Name, keys)
+			}
+		}
+		for i := range rs.Claims {
+			c := &rs.Claims[i]
+			claimants := c.Ingress
+			if egress {
+				claimants = c.Egress
+			}
+			if c.Addr == addr {
+				for _, cl := range claimants {
+					add(egress, addr, cl.Pod, cl.Policies)
+				}
+			}
 		}
 	}
-	for i := range rs.Claims {
-		c := &rs.Claims[i]
-		if c.Addr == f.Src && !everyAllows(c.Egress, policies, true, f) {
-			return false
-		}
-		if c.Addr == f.Dst && !everyAllows(c.Ingress, policies, false, f) {
-			return false
-		}
-	}
-	return true
+	return v
 }
 
-// everyAllows reports whether one policy of every isolated claimant allows the flow (true when no
-// claimant is isolated).
-func everyAllows(claimants []ClaimantPolicies, policies map[PolicyKey]*Policy, egress bool, f Flow) bool {
-	for _, c := range claimants {
-		if !anyAllows(c.Policies, policies, egress, f) {
-			return false
-		}
-	}
-	return true
-}
-
-func anyAllows(keys []PolicyKey, policies map[PolicyKey]*Policy, egress bool, f Flow) bool {
+// judge evaluates the rules of the policies isolating one end.
+func judge(egress bool, addr netip.Addr, pod string, keys []PolicyKey, policies map[PolicyKey]*Policy, f Flow) Side {
+	s := Side{Egress: egress, Addr: addr, Pod: pod, Policies: keys}
 	for _, k := range keys {
 		p := policies[k]
 		if p == nil {
-			continue
+			continue // an unknown policy allows nothing
 		}
 		rules, peer := p.Ingress, f.Src
 		if egress {
 			rules, peer = p.Egress, f.Dst
 		}
 		for i := range rules {
-			if rules[i].matches(peer, f) {
-				return true
+			m := rules[i].match(peer, f)
+			m.Policy, m.Index = k, rules[i].Index
+			switch {
+			case m.Peer != "" && m.Port != "":
+				s.Matches = append(s.Matches, m)
+			case m.Peer != "" || m.Port != "":
+				s.NearMisses = append(s.NearMisses, m)
 			}
 		}
 	}
-	return false
+	s.Allowed = len(s.Matches) > 0
+	if s.Allowed {
+		s.NearMisses = nil
+	}
+	return s
 }
 
-func (r *Rule) matches(peer netip.Addr, f Flow) bool {
-	if !r.AnyPeer && !r.Peers.Contains(peer) {
-		return false
+// match says what of the rule matches the flow whose far end is peer.
+func (r *Rule) match(peer netip.Addr, f Flow) RuleMatch {
+	var m RuleMatch
+	if r.AnyPeer {
+		m.Peer = "any peer"
+	} else {
+		for pr := range r.Peers.Ranges(peer.Is4()) {
+			if !peer.Less(pr.First) && !pr.Last.Less(peer) {
+				m.Peer = pr.String()
+				break
+			}
+		}
 	}
 	if r.AnyPort {
-		return true
+		m.Port = "any port"
+		return m
 	}
 	for _, pr := range r.Ports {
 		if pr.Protocol == f.Protocol && (pr.First == 0 || (pr.First <= f.Port && f.Port <= pr.Last)) {
-			return true
+			m.Port = pr.String()
+			return m
 		}
 	}
-	return slices.Contains(r.NamedPorts, Endpoint{Addr: f.Dst, Protocol: f.Protocol, Port: f.Port})
+	if slices.Contains(r.NamedPorts, Endpoint{Addr: f.Dst, Protocol: f.Protocol, Port: f.Port}) {
+		m.Port = fmt.Sprintf("named port %s/%d at %s", f.Protocol, f.Port, f.Dst)
+		m.NamedPort = true
+	}
+	return m
+}
+
+// String renders the range as an address, a prefix when it is exactly one, or first-last (as
+// nft writes an interval-set element).
+func (r AddrRange) String() string { return string(r.AppendTo(nil)) }
+
+// AppendTo appends the String form to b.
+func (r AddrRange) AppendTo(b []byte) []byte {
+	if r.First == r.Last {
+		return r.First.AppendTo(b)
+	}
+	if p, ok := r.Prefix(); ok {
+		return p.AppendTo(b)
+	}
+	b = r.First.AppendTo(b)
+	b = append(b, '-')
+	return r.Last.AppendTo(b)
+}
+
+// String renders the port entry as protocol/port, protocol/first-last, or "protocol (every
+// port)".
+func (p PortRange) String() string {
+	switch {
+	case p.First == 0:
+		return string(p.Protocol) + " (every port)"
+	case p.First == p.Last:
+		return fmt.Sprintf("%s/%d", p.Protocol, p.First)
+	}
+	return fmt.Sprintf("%s/%d-%d", p.Protocol, p.First, p.Last)
 }
 
 // Contains reports whether a is in the set.

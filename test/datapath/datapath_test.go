@@ -401,6 +401,9 @@ func (c *cluster) runSpec(t *testing.T, s specScenario) {
 			failed = true
 			t.Errorf("port %d: the model (translate + RuleSet.Allows per node) disagrees with the hand-written expectation; here \"observed\" is the model:\n%s", port, d)
 		}
+		if !c.checkExplained(t, s.policies, port, m) {
+			failed = true
+		}
 	}
 	if failed {
 		a.logScripts(t)
@@ -422,6 +425,9 @@ func (c *cluster) runModel(t *testing.T, s modelScenario) {
 		if d := m.Diff(want[port]); d != "" {
 			failed = true
 			t.Errorf("port %d: the kernel disagrees with the model (RuleSet.Allows of every node crossed):\n%s", port, d)
+		}
+		if !c.checkExplained(t, s.policies, port, m) {
+			failed = true
 		}
 	}
 	for _, spot := range s.spots {
