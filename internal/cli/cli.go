@@ -32,6 +32,7 @@ func commands() []command {
 		{"run", "run the agent: enforce NetworkPolicy for this node's pods", runAgent},
 		{"render", "print the nft script a node would apply, from manifest files (offline)", runRender},
 		{"explain", "say why a connection is allowed or denied, and by which policies and rules", runExplain},
+		{"trace", "follow real packets of a connection through the node's table (on a node, as root)", runTrace},
 		{"cleanup", "delete the agent's nft table (the uninstall step)", runCleanup},
 	}
 }

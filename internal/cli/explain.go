@@ -51,13 +51,7 @@ func runExplain(ctx context.Context, args []string, stdio IO) int {
 		return 2
 	}
 
-	var objs manifest.Objects
-	var err error
-	if len(files) > 0 {
-		objs, err = manifest.Load(files, stdio.Stdin, func(w string) { fmt.Fprintln(stdio.Stderr, "warning: "+w) })
-	} else {
-		objs, err = readCluster(ctx)
-	}
+	objs, err := loadObjects(ctx, files, stdio)
 	if err != nil {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol explain: %v\n", err)
 		return 2

@@ -436,3 +436,18 @@ func portNames(objs manifest.Objects, dst *corev1.Pod, proto ruleset.Protocol, p
 		return ""
 	}
 }
+
+// Resolve returns the address of "namespace/pod" (its IPv4 address, or IPv6 with v6) or of an
+// address given as such.
+func Resolve(objs manifest.Objects, s string, v6 bool) (netip.Addr, error) {
+	e, pod, err := endpoint(objs, s)
+	if err != nil || e.Addr.IsValid() {
+		return e.Addr, err
+	}
+	for _, a := range compact.NewPod(pod).IPs() {
+		if a.Is4() != v6 {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, inputErr("pod %s has no %s address", s, map[bool]string{false: "IPv4", true: "IPv6"}[v6])
+}

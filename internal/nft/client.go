@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -184,6 +185,43 @@ func (c *Client) Monitor(ctx context.Context, line func(string)) error {
 		return fmt.Errorf("the %T executor cannot stream a command's output", c.executor)
 	}
 	return st.Stream(ctx, append(slices.Clone(c.command), "monitor"), line)
+}
+
+// Session is a running `nft -i`: what it creates with the owner flag lives exactly as long as
+// the session (see Holder).
+type Session struct {
+	stdin io.WriteCloser
+	wait  func() error
+}
+
+// Session starts `<Command> -i`. The caller must Close it.
+func (c *Client) Session(ctx context.Context) (*Session, error) {
+	h, ok := c.executor.(Holder)
+	if !ok {
+		return nil, fmt.Errorf("the %T executor cannot hold a command open", c.executor)
+	}
+	in, wait, err := h.Hold(ctx, append(slices.Clone(c.command), "-i"))
+	if err != nil {
+		return nil, err
+	}
+	return &Session{stdin: in, wait: wait}, nil
+}
+
+// Send writes commands to the session. nft reports errors on its stderr only (returned by
+// Close); check the result by listing.
+func (s *Session) Send(commands []byte) error {
+	_, err := s.stdin.Write(commands)
+	return err
+}
+
+// Close ends the session: nft reads the end of its input and exits, and the kernel deletes what
+// it owned.
+func (s *Session) Close() error {
+	err := s.stdin.Close()
+	if werr := s.wait(); werr != nil {
+		return werr
+	}
+	return err
 }
 
 var families = []string{"ip", "ip6", "inet", "arp", "bridge", "netdev"}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"time"
 )
@@ -26,6 +27,15 @@ type Executor interface {
 // error, with the end of its stderr. The os/exec Executor implements it; Client.Monitor needs it.
 type Streamer interface {
 	Stream(ctx context.Context, argv []string, line func(string)) error
+}
+
+// Holder starts a long-lived command that reads from a pipe the caller writes to, for as long as
+// the caller keeps it open: `nft -i` holding a table created with the owner flag, which the
+// kernel deletes as soon as that nft process ends, however it ends. Closing stdin ends the
+// command; wait then returns its error, with the end of its stderr. The os/exec Executor
+// implements it; Client.Session needs it.
+type Holder interface {
+	Hold(ctx context.Context, argv []string) (stdin io.WriteCloser, wait func() error, err error)
 }
 
 // waitDelay bounds how long Run keeps waiting for the output pipes after the process was killed.
@@ -118,4 +128,34 @@ func (osExecutor) Stream(ctx context.Context, argv []string, line func(string)) 
 		err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return err
+}
+
+func (osExecutor) Hold(ctx context.Context, argv []string) (io.WriteCloser, func() error, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, nil, errors.New("exec: empty command")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr // nft -i echoes nothing useful; errors go to either
+	cmd.WaitDelay = waitDelay
+	killProcessGroupOnCancel(cmd)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	wait := func() error {
+		err := cmd.Wait()
+		if err != nil && stderr.Len() > 0 {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		return err
+	}
+	return in, wait, nil
 }

@@ -519,6 +519,7 @@ type policyDirection struct {
 type ruleSets struct {
 	peers, named [2]string
 	d            direction
+	key          ruleset.PolicyKey
 }
 
 // policyChain declares the sets of one policy's rules in one direction and writes the rules of
@@ -542,7 +543,7 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
 	where := fmt.Sprintf("NetworkPolicy %s %s rule %d", k, d.name, r.Index)
 
-	sets := ruleSets{d: d}
+	sets := ruleSets{d: d, key: k}
 	anyPortMatch := r.AnyPort || len(r.Ports) > 0
 	for fi, f := range families {
 		named := 0
@@ -583,6 +584,8 @@ func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) r
 // numeric ports, or one of the resolved named ports).
 func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSets) {
 	d := sets.d
+	// The comment names the rule in `nft list` and in `nft monitor trace` (flock-netpol trace).
+	verdict += " comment " + comment("%s %s rule %d", sets.key, d.name, r.Index)
 	if r.AnyPeer {
 		// Without peers one rule per port match covers both families.
 		for _, pm := range portMatches(r, "icmp", "ipv6-icmp") {
