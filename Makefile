@@ -67,6 +67,25 @@ test: envtest
 test: export KUBEBUILDER_ASSETS = $(abspath $(ENVTEST_ASSETS))
 endif
 
+# `make test` runs each fuzz target's seeds (testdata/fuzz/); this explores further, one target at a
+# time (go test -fuzz takes one), FUZZTIME each. As root every script is also checked with
+# `nft -c` in a network namespace of its own (unshare --net), which makes a run slow (~10 execs/s).
+FUZZTIME ?= 60s
+FUZZ_TARGETS ?= ./internal/translate:FuzzTranslate ./internal/render:FuzzRender
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 60s); a failing input is written to the package's testdata/fuzz/.
+	@for t in $(FUZZ_TARGETS); do \
+		echo "go test $${t%%:*} -run '^$$' -fuzz '^$${t##*:}$$' -fuzztime $(FUZZTIME)"; \
+		go test "$${t%%:*}" -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
+# The fault suite (test/cluster TestFaults) in its long form: 20+20 agent restarts, a crash loop
+# of 10, 10-minute API server outages. `make test` runs its short form (about 2.5 minutes).
+.PHONY: faults
+faults: envtest ## Fault suite, long form (root, ~25 min): restarts, crash loop, nft missing/hanging/refusing, API server lost, tampering, reboot; prints a table.
+	FLOCK_FAULTS=full FLOCK_REQUIRE_KERNEL_TESTS=1 KUBEBUILDER_ASSETS="$${KUBEBUILDER_ASSETS:-$(abspath $(ENVTEST_ASSETS))}" \
+		go test ./test/cluster/ -run '^TestFaults$$' -count=1 -v -timeout 60m
+
 BENCH_ARGS ?=
 .PHONY: bench
 bench: envtest ## Scale benchmarks, each figure next to its target (~15 min; apply and datapath need root). BENCH_ARGS=-quick skips the long ones.

@@ -38,7 +38,9 @@ var baseChain = struct {
 // identity (so truncating the readable part can never make two names collide), the readable part
 // (namespace/name...) cut to fit, then a suffix that is always kept. Kubernetes names only hold
 // [a-z0-9.-], and '/' separates them; all of that is valid in an nft identifier, which must start
-// with a letter (the prefix).
+// with a letter (the prefix). A name that never passed API validation (an object written straight
+// into etcd) may hold anything: every other byte of the readable part becomes '_', so that one
+// such object cannot make nft reject the whole script; the hash of the identity keeps names unique.
 func generatedName(prefix, identity, readable, suffix string) string {
 	sum := sha256.Sum256([]byte(prefix + "\x00" + identity))
 	h := base32.StdEncoding.EncodeToString(sum[:5]) // 8 characters, A-Z and 2-7
@@ -46,13 +48,23 @@ func generatedName(prefix, identity, readable, suffix string) string {
 	if room := maxNameLen - len(name) - len(suffix); len(readable) > room {
 		readable = readable[:max(room, 0)]
 	}
-	return name + readable + suffix
+	return name + strings.Map(identifierRune, readable) + suffix
 }
 
-var commentReplacer = strings.NewReplacer(`"`, "'", `\`, "/", "\n", " ")
+// identifierRune keeps the runes an nft identifier may hold after its first letter and turns any
+// other rune into '_'.
+func identifierRune(r rune) rune {
+	if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || strings.ContainsRune("/-_.", r) {
+		return r
+	}
+	return '_'
+}
+
+var commentReplacer = strings.NewReplacer(`"`, "'", `\`, "/", "\n", " ", "\x00", " ")
 
 // comment quotes s for an nft comment; quotes and backslashes cannot be escaped there, so they
-// are replaced.
+// are replaced, and so are newlines and NUL bytes, which end it (a name that never passed API
+// validation may hold them).
 func comment(format string, args ...any) string {
 	s := commentReplacer.Replace(fmt.Sprintf(format, args...))
 	if len(s) > 120 { // the kernel caps user data; comments are for people, so cut them short

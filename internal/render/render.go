@@ -685,9 +685,23 @@ func (s *script) edges(e *ruleset.Edges, antiSpoofing bool) {
 		var cidrs []netip.Prefix
 		for _, p := range e.PodCIDRs {
 			if p.Addr().Is4() == f.is4 {
-				cidrs = append(cidrs, p)
+				cidrs = append(cidrs, p.Masked())
 			}
 		}
+		// Overlapping elements would make nft reject the whole script ("conflicting intervals"):
+		// a range inside another (two pod ranges of a Node, or an override, that nest) is left
+		// out. Prefixes nest or are disjoint, so sorted by address, then length, a range overlaps
+		// a kept one only if it lies inside the last kept.
+		slices.SortFunc(cidrs, func(a, b netip.Prefix) int {
+			return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+		})
+		kept := cidrs[:0]
+		for _, p := range cidrs {
+			if n := len(kept); n == 0 || !kept[n-1].Contains(p.Addr()) {
+				kept = append(kept, p)
+			}
+		}
+		cidrs = kept
 		if len(cidrs) == 0 {
 			continue
 		}

@@ -46,7 +46,7 @@ const (
 // startAgent starts a new agent for node n with the cluster's binary and flags and the given
 // kubeconfig, and makes it n's current agent. It logs to <dir>/agent-<node>.log, and the agents
 // StartAgent starts later to agent-<node>.<run>.log. It does not wait for readiness.
-func (c *Cluster) startAgent(n *Node, kubeconfig string) (*agent, error) {
+func (c *Cluster) startAgent(n *Node, kubeconfig string, extra ...string) (*agent, error) {
 	health, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -76,7 +76,8 @@ func (c *Cluster) startAgent(n *Node, kubeconfig string) (*agent, error) {
 		"--anti-spoofing=" + strconv.FormatBool(agentAntiSpoofing),
 		"--close-unknown-pod-addresses=" + strconv.FormatBool(agentCloseUnknown),
 	}
-	a.cmd = exec.Command(c.binary, append(args, c.agentArgs...)...)
+	args = append(append(args, c.agentArgs...), extra...)
+	a.cmd = exec.Command(c.binary, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logFile, a.logFile
 	// Should this process die without stopping the agent (SIGKILL, a crash), the kernel kills the
 	// agent. The signal is tied to the thread that forks, hence the dedicated thread.

@@ -316,6 +316,11 @@ func cmpOr[T comparable](v, def T) T {
 // Nodes returns the nodes in the order of Options.Nodes.
 func (c *Cluster) Nodes() []*Node { return c.nodes }
 
+// EtcdURL is the client URL of the control plane's etcd (plain HTTP on 127.0.0.1), for tests
+// that write objects the API server would reject straight into its storage: keys
+// /registry/<resource>/<namespace>/<name>, values in the API server's protobuf encoding.
+func (c *Cluster) EtcdURL() string { return c.env.ControlPlane.Etcd.URL.String() }
+
 // Node returns the node called name, or nil.
 func (c *Cluster) Node(name string) *Node {
 	for _, n := range c.nodes {

@@ -3,9 +3,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,4 +205,112 @@ func (c *Cluster) writeUserKubeconfig(user string) (string, error) {
 	}
 	path := filepath.Join(c.Dir, "kubeconfig-"+user)
 	return path, os.WriteFile(path, b, 0o600)
+}
+
+// AgentStart says how StartAgentWith starts an agent, for fault tests.
+type AgentStart struct {
+	// Args are appended to the cluster's flags; a flag given again wins, e.g. "--nft" with a
+	// wrapper script, or "--nft-timeout".
+	Args []string
+	// Kubeconfig replaces the agents' admin kubeconfig (see KubeconfigVia). Empty: the cluster's.
+	Kubeconfig string
+	// NoWait returns as soon as the process runs, without waiting for /readyz (an agent that
+	// cannot apply never becomes ready).
+	NoWait bool
+}
+
+// StartAgentWith starts a new agent for node, whose agent must not be running, with the
+// cluster's flags plus s.Args, and waits until it is ready unless s.NoWait.
+func (c *Cluster) StartAgentWith(node string, s AgentStart) error {
+	n, err := c.restartable(node)
+	if err != nil {
+		return fmt.Errorf("cluster: StartAgentWith: %w", err)
+	}
+	kubeconfig := cmpOr(s.Kubeconfig, c.kubeconfig)
+	start := time.Now()
+	a, err := c.startAgent(n, kubeconfig, s.Args...)
+	if err != nil {
+		return fmt.Errorf("cluster: StartAgentWith: %w", err)
+	}
+	if s.NoWait {
+		return nil
+	}
+	if err := a.waitReady(time.Now().Add(c.readyTimeout)); err != nil {
+		return fmt.Errorf("cluster: StartAgentWith: agent of %s: %w\n%s", node, err, a.tail(40))
+	}
+	c.logf("cluster: started the agent of %s %v, ready in %v", node, s.Args, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// KillAgent ends the node's agent with SIGKILL, as a crash or an OOM kill would, and waits until
+// it has exited. Its table stays in the kernel; nft processes it had started may outlive it
+// (they run in process groups of their own), as they would on a real node.
+func (c *Cluster) KillAgent(node string) error {
+	n := c.Node(node)
+	if n == nil {
+		return fmt.Errorf("cluster: KillAgent: no node %q", node)
+	}
+	a := n.agent.Load()
+	if !a.running() {
+		return fmt.Errorf("cluster: KillAgent: the agent of %s is not running", node)
+	}
+	a.stopped.Store(true)
+	a.once.Do(func() { a.stopErr = errors.New("killed by KillAgent") }) // stop has nothing left to do
+	_ = a.cmd.Process.Kill()
+	<-a.exited
+	return nil
+}
+
+// AgentPID is the process id of the node's current agent (0 before the first start).
+func (n *Node) AgentPID() int {
+	if a := n.agent.Load(); a != nil && a.cmd.Process != nil {
+		return a.cmd.Process.Pid
+	}
+	return 0
+}
+
+// AgentReady asks the node's current agent's /readyz once: nil when it answers 200, else what
+// it answered.
+func (n *Node) AgentReady() error {
+	a := n.agent.Load()
+	if !a.running() {
+		return errors.New("the agent is not running")
+	}
+	hc := http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get("http://" + a.health + "/readyz?verbose")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// NFTCommand is the --nft value the agents of the node run with: nft inside the node's
+// namespace.
+func (n *Node) NFTCommand() string { return "ip netns exec " + n.NS.Namespace() + " nft" }
+
+// APIServerHost is the API server's host:port, as the agents' kubeconfig names it.
+func (c *Cluster) APIServerHost() string {
+	h := strings.TrimPrefix(strings.TrimPrefix(c.Config.Host, "https://"), "http://")
+	return strings.TrimSuffix(h, "/")
+}
+
+// KubeconfigVia writes an admin kubeconfig like the agents' that reaches the API server at
+// host:port instead (a proxy in front of it; the server's certificate must be valid for the
+// host) and returns its path.
+func (c *Cluster) KubeconfigVia(hostPort string) (string, error) {
+	b, err := os.ReadFile(c.kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	old := c.APIServerHost()
+	if !bytes.Contains(b, []byte(old)) {
+		return "", fmt.Errorf("cluster: KubeconfigVia: the kubeconfig does not name %s", old)
+	}
+	path := filepath.Join(c.Dir, "kubeconfig-via-"+strings.ReplaceAll(hostPort, ":", "-"))
+	return path, os.WriteFile(path, bytes.ReplaceAll(b, []byte(old), []byte(hostPort)), 0o600)
 }
