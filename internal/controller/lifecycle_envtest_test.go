@@ -408,7 +408,7 @@ var _ = Describe("The agent's lifecycle", func() {
 		applies := k.rec.Applies()
 		Expect(len(applies)).To(BeNumerically(">=", 2))
 		first, full := string(applies[0].Script), string(applies[len(applies)-1].Script)
-		Expect(first).To(ContainSubstring(cidr+","), "the bootstrap closes the node's pod range")
+		Expect(first).To(ContainSubstring("ip saddr "+cidr+" ip saddr != @local-pods-v4"), "the bootstrap closes the node's pod range")
 		Expect(first).NotTo(ContainSubstring("pod-in-"), "the bootstrap knows no pod")
 		Expect(full).To(ContainSubstring("pod-in-"), "the first full apply replaces it")
 		Expect(bootstraps()).To(Equal(before + 1))

@@ -175,10 +175,10 @@ func TestPodRangesComeFromTheNodeUnlessOverridden(t *testing.T) {
 		name     string
 		close    bool
 		override []netip.Prefix
-		want     []string // substrings of the applied script; nil means no pod-cidrs set
+		want     []string // substrings of the applied script; nil means no closed range
 	}{
-		{"from the Node", true, nil, []string{"10.0.0.0/24,", "fd00::/112,", "10.0.0.1,"}},
-		{"overridden", true, []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}, []string{"10.9.0.0/16,"}},
+		{"from the Node", true, nil, []string{"ip saddr 10.0.0.0/24 ip saddr != @local-pods-v4", "ip6 daddr fd00::/112 ", "10.0.0.1,"}},
+		{"overridden", true, []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}, []string{"ip daddr 10.9.0.0/16 ip daddr != @local-pods-v4"}},
 		{"closing off", false, nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -189,8 +189,8 @@ func TestPodRangesComeFromTheNodeUnlessOverridden(t *testing.T) {
 				t.Fatal(err)
 			}
 			script := string(k.last())
-			if has := strings.Contains(script, "pod-cidrs-v4"); has != (c.want != nil) {
-				t.Errorf("script has pod-cidrs-v4: %v, want %v", has, c.want != nil)
+			if has := strings.Contains(script, "!= @local-pods-v4"); has != (c.want != nil) {
+				t.Errorf("script closes a range: %v, want %v", has, c.want != nil)
 			}
 			for _, w := range c.want {
 				if !strings.Contains(script, w) {

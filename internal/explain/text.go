@@ -27,7 +27,7 @@ func Write(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "\nnode %s (%s):", n.Node, n.Role)
 		switch {
 		case n.Closed != "":
-			fmt.Fprintf(&b, " denied: %s is in the node's pod ranges but no known pod owns it (closed edge;\n  rules pod-cidrs / local-pods in chain filter-forward)\n", n.Closed)
+			fmt.Fprintf(&b, " denied: %s is in the node's pod ranges but no known pod owns it (closed edge;\n  the rules naming set local-pods in chain filter-forward)\n", n.Closed)
 			continue
 		case n.Self:
 			b.WriteString(" allowed: a pod may always reach itself\n")

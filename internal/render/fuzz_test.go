@@ -16,27 +16,6 @@ import (
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
-// nftChecker returns a client whose Check runs `nft -c -f -` in a network namespace of its own
-// (`unshare --net`: the namespace ends with the nft process, so nothing is left to clean up and
-// the host's ruleset is never consulted), or nil when this machine cannot run nft (not root, no
-// nft): the caller then checks only what needs no kernel. With FLOCK_REQUIRE_KERNEL_TESTS set a
-// missing kernel fails tb instead.
-func nftChecker(tb testing.TB) *nft.Client {
-	tb.Helper()
-	if err := testenv.CheckKernel(); err != nil {
-		if testenv.Required() {
-			tb.Fatalf("nft check: %v [FLOCK_REQUIRE_KERNEL_TESTS is set]", err)
-		}
-		tb.Logf("nft check: skipped, needs root and nft: %v", err)
-		return nil
-	}
-	c, err := nft.New(nft.Config{Command: []string{"unshare", "--net", "nft"}, Timeout: time.Minute})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
 // TestNamesThatNeverPassedValidationStayValidIdentifiers pins generatedName's and comment's rule:
 // a namespace, pod or policy name that the API server would have rejected (an object written
 // straight into etcd) cannot make nft reject the whole script: outside [a-zA-Z0-9/_.-] the
@@ -357,4 +336,19 @@ func TestNestedPodRangesAreOneElement(t *testing.T) {
 			t.Errorf("nft -c rejects nested pod ranges: %v", err)
 		}
 	}
+}
+
+// nftChecker returns a client that checks scripts with `nft -c` in a network namespace of its own
+// (testenv.NFTCheckCommand), or nil when this machine cannot run nft.
+func nftChecker(tb testing.TB) *nft.Client {
+	tb.Helper()
+	argv := testenv.NFTCheckCommand(tb)
+	if argv == nil {
+		return nil
+	}
+	c, err := nft.New(nft.Config{Command: argv, Timeout: time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }

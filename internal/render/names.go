@@ -19,7 +19,6 @@ const (
 	egressMapV6          = "egress-pods-v6"
 	ingressMapV4         = "ingress-pods-v4"
 	ingressMapV6         = "ingress-pods-v6"
-	podCIDRsSet          = "pod-cidrs"  // + family suffix
 	localPodsSet         = "local-pods" // + family suffix
 	freshSet             = "fresh"      // + "-in"/"-out" + family suffix
 	allowChain           = "allow"

@@ -557,11 +557,24 @@ func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) r
 				continue // no peer of this family, or no port a peer could use
 			}
 			name := ruleSetName("peers", k, d, r.Index, f)
-			e := s.set(name, f.addrType, " flags interval;", comment("%s: peers", where))
-			for pr := range r.Peers.Ranges(f.is4) {
-				e.write(pr.AppendTo(e.next()))
+			if addressesOnly(r.Peers, f.is4) {
+				e := s.set(name, f.addrType, "", comment("%s: peers", where))
+				for pr := range r.Peers.Ranges(f.is4) {
+					for a := pr.First; ; a = a.Next() {
+						e.write(a.AppendTo(e.next()))
+						if a == pr.Last {
+							break
+						}
+					}
+				}
+				e.end()
+			} else {
+				e := s.set(name, f.addrType, " flags interval;", comment("%s: peers", where))
+				for pr := range r.Peers.Ranges(f.is4) {
+					e.write(pr.AppendTo(e.next()))
+				}
+				e.end()
 			}
-			e.end()
 			sets.peers[fi] = name
 		}
 		if named > 0 {
@@ -676,7 +689,8 @@ func anonSet(elems []string) string {
 
 // edges writes the rules that close the node's edges, ahead of the established fast path so that
 // a flow opened through an edge before it was closed does not live on: forged sources (strict
-// reverse path), then addresses of the node's pod ranges that no known pod owns, per family.
+// reverse path), then addresses of the node's pod ranges that no known pod owns, per family and
+// range.
 func (s *script) edges(e *ruleset.Edges, antiSpoofing bool) {
 	if antiSpoofing {
 		s.rule(forwardChain, "fib saddr . iif oif missing counter drop comment "+comment("forged source: the route back leaves by another interface"))
@@ -705,22 +719,23 @@ func (s *script) edges(e *ruleset.Edges, antiSpoofing bool) {
 		if len(cidrs) == 0 {
 			continue
 		}
-		ranges, known := podCIDRsSet+f.suffix, localPodsSet+f.suffix
-		el := s.set(ranges, f.addrType, " flags interval;", comment("this node's pod ranges"))
-		for _, p := range cidrs {
-			el.write(p.AppendTo(el.next()))
-		}
-		el.end()
-		el = s.set(known, f.addrType, "", comment("addresses of every known local pod"))
+		// The ranges are written into the rules (a node has one or two per family), not into an
+		// interval set: the kernel uses a new interval set only some milliseconds after the
+		// transaction that creates it is live (see addressesOnly), which would open the edges
+		// after every apply.
+		known := localPodsSet + f.suffix
+		el := s.set(known, f.addrType, "", comment("addresses of every known local pod"))
 		for _, a := range e.LocalPods {
 			if a.Is4() == f.is4 {
 				el.write(a.AppendTo(el.next()))
 			}
 		}
 		el.end()
-		for _, field := range []string{"saddr", "daddr"} {
-			s.rule(forwardChain, fmt.Sprintf("%s %s @%s %s %s != @%s counter drop comment %s",
-				f.proto, field, ranges, f.proto, field, known, comment("unknown local pod address")))
+		for _, p := range cidrs {
+			for _, field := range []string{"saddr", "daddr"} {
+				s.rule(forwardChain, fmt.Sprintf("%s %s %s %s %s != @%s counter drop comment %s",
+					f.proto, field, p, f.proto, field, known, comment("unknown local pod address")))
+			}
 		}
 	}
 }
@@ -787,3 +802,29 @@ func (s *script) freshSets(rs *ruleset.RuleSet, ep *epoch.State) {
 }
 
 func appendAnyMark(b []byte) []byte { return append(b, " . 0x00000000-0xffffffff"...) }
+
+// maxHashRange is the widest range a peer set spells out address by address.
+const maxHashRange = 256
+
+// addressesOnly reports whether a peer set's ranges of one family are all narrow enough to be
+// declared as a plain hash set of addresses (pod addresses merge into short ranges; ipBlocks are
+// usually wide). A hash set is what the kernel can use the moment a transaction commits: Linux
+// (6.18 here) makes a new table's rules live before it has built the lookup structure of the
+// interval sets the same transaction created, so for a few milliseconds after every apply an
+// interval set matches nothing, and traffic its rule allows is dropped (new connections' first
+// packets, and established packets judged again).
+func addressesOnly(peers ruleset.AddrSet, is4 bool) bool {
+	for pr := range peers.Ranges(is4) {
+		a := pr.First
+		for range maxHashRange - 1 {
+			if a == pr.Last {
+				break
+			}
+			a = a.Next()
+		}
+		if a != pr.Last {
+			return false
+		}
+	}
+	return true
+}

@@ -140,7 +140,7 @@ func describeRule(chain, rule, verdict string) string {
 		return "established connection (--established=keep): accepted at once"
 	case chain == baseChain && strings.Contains(rule, "fib saddr . iif oif missing"):
 		return "forged source (the route back leaves by another interface): dropped"
-	case chain == baseChain && strings.Contains(rule, "@pod-cidrs"):
+	case chain == baseChain && strings.Contains(rule, "@local-pods"):
 		return "an address of the node's pod ranges that no known pod owns: dropped"
 	case strings.Contains(rule, "vmap @egress-pods"):
 		return fmt.Sprintf("the connection's source is pod %s, isolated for egress: chain %s", podOf(next), next)

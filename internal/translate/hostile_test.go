@@ -21,26 +21,6 @@ import (
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
-// nftChecker returns a client whose Check runs `nft -c -f -` in a network namespace of its own
-// (`unshare --net`: the namespace ends with the nft process, so nothing is left behind and the
-// host's ruleset is never consulted), or nil when this machine cannot run nft (not root, no nft);
-// with FLOCK_REQUIRE_KERNEL_TESTS set that fails tb instead. The translator's checks need neither.
-func nftChecker(tb testing.TB) *nft.Client {
-	tb.Helper()
-	if err := testenv.CheckKernel(); err != nil {
-		if testenv.Required() {
-			tb.Fatalf("nft check: %v [FLOCK_REQUIRE_KERNEL_TESTS is set]", err)
-		}
-		tb.Logf("nft check: skipped, needs root and nft: %v", err)
-		return nil
-	}
-	c, err := nft.New(nft.Config{Command: []string{"unshare", "--net", "nft"}, Timeout: 2 * time.Minute})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
 // hostileCase is one entry of the hostile corpus: objects that the API server would reject, or
 // that predate its validation, written straight into etcd. Every case isolates x/a (local) with a
 // policy of namespace x, and runs beside the guard policy y/guard, which must keep working.
@@ -342,4 +322,19 @@ func TestHostileInputFailsClosed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nftChecker returns a client that checks scripts with `nft -c` in a network namespace of its own
+// (testenv.NFTCheckCommand), or nil when this machine cannot run nft.
+func nftChecker(tb testing.TB) *nft.Client {
+	tb.Helper()
+	argv := testenv.NFTCheckCommand(tb)
+	if argv == nil {
+		return nil
+	}
+	c, err := nft.New(nft.Config{Command: argv, Timeout: time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }

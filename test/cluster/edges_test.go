@@ -79,7 +79,7 @@ func TestClosedEdges(t *testing.T) {
 	e.check(t, "default deny ingress in x", nil)
 	t.Logf("setup %v", time.Since(start).Round(time.Millisecond))
 
-	// Rule: filter-forward `ip saddr @pod-cidrs-v4 ip saddr != @local-pods-v4 drop` and its daddr
+	// Rule: filter-forward `ip saddr <pod range> ip saddr != @local-pods-v4 drop` and its daddr
 	// and IPv6 twins: an address of the node's pod ranges that no known local pod owns can neither
 	// send nor receive, whether the pod has no API object yet or one without an address; once the
 	// agent enforces its status.podIPs, policy alone decides.
@@ -157,7 +157,7 @@ func TestClosedEdges(t *testing.T) {
 
 	// Rule: the bootstrap table. A node without a table of ours is open; an agent starting there
 	// installs, before its caches sync, a table that drops forwarded traffic from and to the
-	// node's pod ranges (sets pod-cidrs-v4/-v6, no pod chains), and its first full apply replaces
+	// node's pod ranges (its rules name them; no pod chains), and its first full apply replaces
 	// it. The agent is started held (StartAgentHeld: it reads its Node but cannot list Pods,
 	// Namespaces or NetworkPolicies), so the window between the two is as long as the probes take.
 	t.Run("a fresh node is closed by the bootstrap table until the first full apply", func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestClosedEdges(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		for _, want := range []string{"set pod-cidrs-v4", "set pod-cidrs-v6", "10.1.1.0/24", "fd00:1:1::/64"} {
+		for _, want := range []string{"ip saddr 10.1.1.0/24 ip saddr != @local-pods-v4", "ip6 daddr fd00:1:1::/64 ip6 daddr != @local-pods-v6"} {
 			if !strings.Contains(boot, want) {
 				t.Errorf("the first table on the fresh node lacks %q:\n%s", want, boot)
 			}

@@ -5,8 +5,10 @@ package datapath
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,4 +104,49 @@ func TestTraceMapsPacketsToPodsPoliciesAndRules(t *testing.T) {
 	}
 	// Cut short (Ctrl-C): the table goes with the session.
 	run(xb, xa, false, time.Minute, true)
+}
+
+// TestTraceTableDiesWithItsSession pins why a killed trace leaves nothing behind: its marking
+// table is created with the owner flag by an `nft -i` session, and the kernel deletes it when
+// that nft process ends, even by SIGKILL (a killed trace closes the session's input, which ends
+// it just the same).
+func TestTraceTableDiesWithItsSession(t *testing.T) {
+	c := newCluster(t)
+	node := c.nodes[node1]
+	xa, xb := c.endpoint("x-a"), c.endpoint("x-b")
+	table := trace.TableName() + "-killed"
+	cmd := exec.Command("ip", "netns", "exec", node.Namespace(), "nft", "-i")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if _, err := in.Write(trace.Script(table, trace.Filter{Src: xb.Addr(false), Dst: xa.Addr(false), Protocol: "tcp", Port: 80})); err != nil {
+		t.Fatal(err)
+	}
+	has := func() bool {
+		out, _ := node.Run("", "nft", "list", "tables")
+		return strings.Contains(out, table)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !has() {
+		if time.Now().After(deadline) {
+			t.Fatal("the session never created its table")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline = time.Now().Add(5 * time.Second)
+	for has() {
+		if time.Now().After(deadline) {
+			t.Fatal("the table outlived its SIGKILLed session")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
