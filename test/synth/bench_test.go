@@ -2,9 +2,11 @@ package synth
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
@@ -78,4 +80,31 @@ func reportScript(b *testing.B, rs ruleset.RuleSet, script render.Script) {
 	b.ReportMetric(float64(script.Stats.Elements), "elements")
 	b.ReportMetric(float64(len(rs.Targets)), "isolated-pods")
 	b.ReportMetric(float64(len(rs.Policies)), "policies")
+}
+
+// BenchmarkEpochNext measures what the epochs of live connections add to a recompute at 150k pods:
+// epoch.Next between the rule set of the whole cluster and that of the cluster without one remote
+// pod (it leaves the peer sets it was in, so every policy holding it must be compared rule by
+// rule, peer sets included).
+func BenchmarkEpochNext(b *testing.B) {
+	if testing.Short() {
+		b.Skip("150k-pod cluster skipped in -short mode")
+	}
+	cl := Generate(Sized(150000, 10000))
+	in := input(cl)
+	old, _ := translate.Translate(in)
+	for i, p := range cl.Pods {
+		if p.Spec.NodeName != cl.LocalNode && len(p.Status.PodIPs) > 0 {
+			in.Pods = slices.Delete(slices.Clone(in.Pods), i, i+1)
+			break
+		}
+	}
+	rs, _ := translate.Translate(in)
+	prev := epoch.Start(1, &old)
+	var next epoch.State
+	b.ReportAllocs()
+	for b.Loop() {
+		next = epoch.Next(prev, &old, &rs)
+	}
+	b.ReportMetric(float64(next.Current), "epoch")
 }

@@ -36,6 +36,15 @@
 // TestMeasurementMachinery checks the same in a few seconds, plus that the baseline lets the
 // intruder in, and that the RSS figure is nft's own; it runs with the ordinary tests.
 //
+// BenchmarkEstablished measures what re-validating live connections (render.Revalidate) costs
+// while the rules change every 100 ms, against render.Keep under the same changes: bulk TCP
+// throughput through the router (tput-ratio, with per-cpu-ratio and the retransmissions of both
+// modes), and the CPU of 10,000 long-lived flows sending one message a second each
+// (reval-pct-core: the runtime of this process, of the flows' sink, a second copy of the test
+// binary run as TestEstablishedFlowSink because 20,000 sockets exceed the file limit, and of
+// ksoftirqd, median of per-pair differences). Every change narrows the server's ingress (one pod of
+// its peer namespace goes, the one removed before comes back), so its epoch moves each time.
+//
 // Each datapath sub-benchmark measures once, whatever b.N, and takes about half a minute; run
 // them all, as root, with
 //
