@@ -28,6 +28,7 @@ type Metrics struct {
 	Repairs             *prometheus.CounterVec // by cause
 	KernelCheckFailures prometheus.Counter
 	Epoch               prometheus.Gauge
+	IncrementalUpdates  *prometheus.CounterVec // by outcome
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered, for tests).
@@ -83,6 +84,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "kernel_check_failures_total",
 			Help: "Periodic checks of the kernel's table that could not run (nft failed for another reason than a missing table).",
 		}),
+		IncrementalUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "incremental_updates_total",
+			Help: "Changes applied as an update of the table in place, by outcome: applied, full_needed (the change redeclares a chain or set, or is larger than the limit, and replaced the whole table), failed (nft refused the update; the whole table replaced it).",
+		}, []string{"outcome"}),
 		Epoch: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "epoch",
 			Help: "Epoch of the last applied table (--established=revalidate): it moves on each change that can deny established connections, whose next packet is then judged again.",
@@ -91,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.ApplyDuration, m.Applies, m.ApplyFailures, m.LastSuccess, m.ScriptBytes,
 			m.Rules, m.Sets, m.SetElements, m.IsolatedPods, m.Policies, m.PolicyProblems, m.Repairs,
-			m.KernelCheckFailures, m.Epoch)
+			m.KernelCheckFailures, m.Epoch, m.IncrementalUpdates)
 	}
 	return m
 }

@@ -90,6 +90,10 @@ type Reconciler struct {
 	StuckAfter time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// IncrementalMaxShare bounds incremental updates: a change that would add or delete more than
+	// this share of the table's set elements is applied as a full replace. Zero means
+	// DefaultIncrementalMaxShare; a negative value always replaces the whole table.
+	IncrementalMaxShare float64
 
 	defaults   sync.Once
 	mu         sync.Mutex
@@ -108,14 +112,18 @@ type Reconciler struct {
 	epochs       epoch.State
 	lastRuleSet  ruleset.RuleSet
 	epochsSeeded bool
+	// lastScript is the full script of the last successful apply, from which the next change is
+	// applied as an incremental update (render.Diff).
+	lastScript []byte
 }
 
 // Defaults of the Reconciler's optional fields.
 const (
-	DefaultRetryBaseDelay = 500 * time.Millisecond
-	DefaultRetryMaxDelay  = 30 * time.Second
-	DefaultStuckAfter     = 5 * time.Minute
-	DefaultFullCheckEvery = 10
+	DefaultRetryBaseDelay      = 500 * time.Millisecond
+	DefaultRetryMaxDelay       = 30 * time.Second
+	DefaultStuckAfter          = 5 * time.Minute
+	DefaultFullCheckEvery      = 10
+	DefaultIncrementalMaxShare = 0.5
 )
 
 // setDefaults fills in the optional fields left zero, once, before the first use of any of them.
@@ -132,6 +140,9 @@ func (r *Reconciler) setDefaults() {
 		}
 		if r.StuckAfter <= 0 {
 			r.StuckAfter = DefaultStuckAfter
+		}
+		if r.IncrementalMaxShare == 0 {
+			r.IncrementalMaxShare = DefaultIncrementalMaxShare
 		}
 		if r.FullCheckEvery == 0 {
 			r.FullCheckEvery = DefaultFullCheckEvery
@@ -222,7 +233,16 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 	m := r.metrics()
 	r.noteApplying(script.Digest)
 	start := time.Now()
-	err := r.Applier.Apply(ctx, script.Text)
+	text, mode := r.update(script, trigger)
+	err := r.Applier.Apply(ctx, text)
+	if err != nil && mode == "incremental" {
+		// The kernel's table is not what the last script made it (or the update is wrong):
+		// the whole table repairs both, in this same reconcile.
+		m.IncrementalUpdates.WithLabelValues("failed").Inc()
+		r.Log.Error(err, "incremental update failed; replacing the whole table")
+		text, mode = script.Text, "full"
+		err = r.Applier.Apply(ctx, text)
+	}
 	elapsed := time.Since(start)
 	m.ApplyDuration.Observe(elapsed.Seconds())
 
@@ -236,7 +256,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 			"bytes", len(script.Text), "duration", elapsed.String())
 		return fmt.Errorf("apply: %w", err)
 	}
-	r.lastDigest, r.applied = script.Digest, true
+	r.lastDigest, r.applied, r.lastScript = script.Digest, true, script.Text
 	m.Epoch.Set(float64(d.Epochs.Current))
 	r.epochs, r.lastRuleSet = d.Epochs, rs
 	r.baseline = tableBaseline{} // a new table, even with the same digest (a repair), lists anew
@@ -261,10 +281,29 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 	m.IsolatedPods.WithLabelValues("egress").Set(float64(out))
 	m.Policies.Set(float64(len(rs.Policies)))
 	m.PolicyProblems.Set(float64(problems))
-	r.Log.Info("applied rules", "trigger", trigger, "digest", script.Digest, "isolatedIngress", in,
+	r.Log.Info("applied rules", "trigger", trigger, "mode", mode, "digest", script.Digest, "isolatedIngress", in,
 		"isolatedEgress", out, "policies", len(rs.Policies), "rules", st.Rules, "bytes", st.Bytes,
-		"duration", elapsed.String())
+		"appliedBytes", len(text), "duration", elapsed.String())
 	return nil
+}
+
+// update returns what to send for script: the incremental update from the last applied script
+// for an ordinary change, the whole script for anything else (the first apply, a repair, a change
+// too large or one that redeclares a chain or set).
+func (r *Reconciler) update(script render.Script, trigger string) (text []byte, mode string) {
+	if trigger != "change" || r.lastScript == nil || r.IncrementalMaxShare < 0 {
+		return script.Text, "full"
+	}
+	u, err := render.Diff(r.lastScript, script.Text, r.Table, r.IncrementalMaxShare)
+	if err != nil {
+		if !errors.Is(err, render.ErrNeedsFullApply) {
+			r.Log.Error(err, "cannot compute the incremental update; replacing the whole table")
+		}
+		r.metrics().IncrementalUpdates.WithLabelValues("full_needed").Inc()
+		return script.Text, "full"
+	}
+	r.metrics().IncrementalUpdates.WithLabelValues("applied").Inc()
+	return u.Text, "incremental"
 }
 
 // Desired is what the kernel should hold now.

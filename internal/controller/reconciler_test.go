@@ -467,3 +467,39 @@ func TestEpochsFollowTheTableInTheKernel(t *testing.T) {
 		}
 	})
 }
+
+// TestChangesAreAppliedInPlace pins when the agent updates the table in place: an ordinary change
+// after a successful apply goes as an incremental update (render.Diff); the first apply and a
+// repair replace the whole table.
+func TestChangesAreAppliedInPlace(t *testing.T) {
+	k := &fakeKernel{}
+	allow := objects.Policy("x/allow", objects.Ingress(objects.From(objects.Peer(objects.Selector("app", "client"), nil))))
+	client1 := objects.Pod("x/c1", objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.2.1"))
+	client2 := objects.Pod("x/c2", objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.2.2"))
+	r := newReconciler(t, k, nil, localPod(), allow, client1)
+	c := r.Source.(ReaderSource).Reader.(client.Client)
+	ctx := context.Background()
+	reconcile := func(req reconcile.Request) string {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		return string(k.last())
+	}
+	if first := reconcile(changeKey); !strings.Contains(first, "delete table inet flock-netpol") {
+		t.Errorf("the first apply is not a full replace:\n%s", first)
+	}
+	if err := c.Create(ctx, client2); err != nil {
+		t.Fatal(err)
+	}
+	update := reconcile(changeKey)
+	if !strings.HasPrefix(update, "# flock-netpol: incremental update") || !strings.Contains(update, "10.0.2.2") || strings.Contains(update, "delete table") {
+		t.Errorf("a new peer was not applied in place:\n%s", update)
+	}
+	k.mu.Lock()
+	k.table = nil // deleted behind the agent's back
+	k.mu.Unlock()
+	if repair := reconcile(resyncKey); !strings.Contains(repair, "delete table inet flock-netpol") {
+		t.Errorf("the repair is not a full replace:\n%s", repair)
+	}
+}

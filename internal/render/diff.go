@@ -1,0 +1,233 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// An incremental update turns the table one script installed into the table another script
+// installs, in one transaction, without recreating what both share: set and map elements are
+// added and deleted, chains whose rules changed are flushed and refilled, chains and sets that
+// appear or disappear are added or deleted. Sets and maps that stay keep their kernel objects,
+// which matters beyond the size of the transaction: a set a transaction creates is usable only some
+// milliseconds after the transaction's rules are live (see addressesOnly), while an existing set
+// keeps answering from its old elements until the new ones are in.
+//
+// The difference is computed from the two scripts' text, whose form this package fixes (see
+// script): one command per line, set and map elements one per line inside their declaration.
+
+// table is a rendered script's table as named objects.
+type table struct {
+	chains     map[string]*chainObj
+	chainOrder []string
+	sets       map[string]*setObj // sets and maps
+	setOrder   []string
+}
+
+type chainObj struct {
+	decl  string // the add chain line
+	rules []string
+}
+
+type setObj struct {
+	decl  string // the declaration line up to its elements
+	isMap bool
+	elems []string // without the trailing comma
+}
+
+// parseTable reads a script Render wrote.
+func parseTable(text []byte) (*table, error) {
+	t := &table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}}
+	var open *setObj
+	for line := range bytes.Lines(text) {
+		l := strings.TrimSuffix(string(line), "\n")
+		if open != nil {
+			if l == "}; }" {
+				open = nil
+				continue
+			}
+			open.elems = append(open.elems, strings.TrimSuffix(strings.TrimPrefix(l, "\t"), ","))
+			continue
+		}
+		f := strings.SplitN(l, " ", 6)
+		switch {
+		case l == "" || strings.HasPrefix(l, "#") || (len(f) >= 2 && f[1] == "table"):
+		case len(f) >= 5 && f[0] == "add" && f[1] == "chain":
+			name := f[4]
+			if t.chains[name] != nil {
+				return nil, fmt.Errorf("chain %s declared twice", name)
+			}
+			t.chains[name] = &chainObj{decl: l}
+			t.chainOrder = append(t.chainOrder, name)
+		case len(f) >= 5 && f[0] == "add" && (f[1] == "set" || f[1] == "map"):
+			name := f[4]
+			s := &setObj{decl: l, isMap: f[1] == "map"}
+			if head, ok := strings.CutSuffix(l, " elements = {"); ok {
+				s.decl, open = head, s
+			}
+			t.sets[name] = s
+			t.setOrder = append(t.setOrder, name)
+		case len(f) == 6 && f[0] == "add" && f[1] == "rule":
+			c := t.chains[f[4]]
+			if c == nil {
+				return nil, fmt.Errorf("rule for undeclared chain %s", f[4])
+			}
+			c.rules = append(c.rules, f[5])
+		default:
+			return nil, fmt.Errorf("unexpected line %q", l)
+		}
+	}
+	if open != nil {
+		return nil, errors.New("unterminated elements")
+	}
+	return t, nil
+}
+
+// ErrNeedsFullApply means that only a full replace gets from one script to the other: a chain's,
+// set's or map's declaration changed, or the change is larger than the limit.
+var ErrNeedsFullApply = errors.New("the change needs a full apply")
+
+// Update is an incremental update and what it holds.
+type Update struct {
+	Text []byte
+	// Elements counts the elements added and deleted; Chains the chains added, refilled or
+	// deleted; Sets the sets and maps added or deleted.
+	Elements, Chains, Sets int
+}
+
+// Diff returns the transaction that turns the table of script from into that of script to, both
+// rendered for tableName. When more than maxShare of to's elements would change, or a declaration
+// changed, it returns ErrNeedsFullApply.
+func Diff(from, to []byte, tableName string, maxShare float64) (Update, error) {
+	a, err := parseTable(from)
+	if err != nil {
+		return Update{}, fmt.Errorf("the previous script: %w", err)
+	}
+	b, err := parseTable(to)
+	if err != nil {
+		return Update{}, fmt.Errorf("the new script: %w", err)
+	}
+	var u Update
+	var addChains, addSets, elems, refill, flushGone, delSets, delChains bytes.Buffer
+	total := 0
+	for _, name := range b.chainOrder {
+		nc, oc := b.chains[name], a.chains[name]
+		switch {
+		case oc == nil:
+			addChains.WriteString(nc.decl + "\n")
+			writeRules(&refill, tableName, name, nc.rules)
+			u.Chains++
+		case oc.decl != nc.decl:
+			return Update{}, fmt.Errorf("%w: chain %s is declared differently", ErrNeedsFullApply, name)
+		case !slices.Equal(oc.rules, nc.rules):
+			fmt.Fprintf(&refill, "flush chain inet %s %s\n", tableName, name)
+			writeRules(&refill, tableName, name, nc.rules)
+			u.Chains++
+		}
+	}
+	for _, name := range a.chainOrder {
+		if b.chains[name] == nil {
+			fmt.Fprintf(&flushGone, "flush chain inet %s %s\n", tableName, name)
+			fmt.Fprintf(&delChains, "delete chain inet %s %s\n", tableName, name)
+			u.Chains++
+		}
+	}
+	for _, name := range b.setOrder {
+		cur, prev := b.sets[name], a.sets[name]
+		total += len(cur.elems)
+		switch {
+		case prev == nil:
+			addSets.WriteString(cur.decl)
+			if len(cur.elems) > 0 {
+				addSets.WriteString(" elements = {\n")
+				for _, e := range cur.elems {
+					addSets.WriteString("\t" + e + ",\n")
+				}
+				addSets.WriteString("}; }")
+			}
+			addSets.WriteString("\n")
+			u.Sets++
+			u.Elements += len(cur.elems)
+		case prev.decl != cur.decl:
+			return Update{}, fmt.Errorf("%w: set %s is declared differently", ErrNeedsFullApply, name)
+		default:
+			gone, added := elementDiff(prev, cur)
+			if len(gone) > 0 {
+				writeElements(&elems, "delete", tableName, name, gone)
+			}
+			if len(added) > 0 {
+				writeElements(&elems, "add", tableName, name, added)
+			}
+			u.Elements += len(gone) + len(added)
+		}
+	}
+	for _, name := range a.setOrder {
+		if b.sets[name] == nil {
+			kind := "set"
+			if a.sets[name].isMap {
+				kind = "map"
+			}
+			fmt.Fprintf(&delSets, "delete %s inet %s %s\n", kind, tableName, name)
+			u.Sets++
+		}
+	}
+	if float64(u.Elements) > maxShare*float64(max(total, 1)) {
+		return Update{}, fmt.Errorf("%w: %d of %d elements change", ErrNeedsFullApply, u.Elements, total)
+	}
+	// Order: what is referenced exists before what refers to it, and goes after it. New chains
+	// (empty) and sets first; element changes (map elements may jump to new chains; those to
+	// deleted chains go here); chains refilled; chains that go are emptied, then the sets and maps
+	// that go, then those chains.
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "# flock-netpol: incremental update, %d elements, %d chains, %d sets.\n", u.Elements, u.Chains, u.Sets)
+	for _, part := range []*bytes.Buffer{&addChains, &addSets, &elems, &refill, &flushGone, &delSets, &delChains} {
+		out.Write(part.Bytes())
+	}
+	u.Text = out.Bytes()
+	return u, nil
+}
+
+func writeRules(b *bytes.Buffer, tableName, chain string, rules []string) {
+	for _, r := range rules {
+		fmt.Fprintf(b, "add rule inet %s %s %s\n", tableName, chain, r)
+	}
+}
+
+// elementDiff returns the elements only in old (by key for a map, so that a key whose value
+// changed is deleted and added again) and those only in new.
+func elementDiff(old, new *setObj) (gone, added []string) {
+	have := make(map[string]bool, len(old.elems))
+	for _, e := range old.elems {
+		have[e] = true
+	}
+	want := make(map[string]bool, len(new.elems))
+	for _, e := range new.elems {
+		want[e] = true
+		if !have[e] {
+			added = append(added, e)
+		}
+	}
+	for _, e := range old.elems {
+		if !want[e] {
+			if old.isMap {
+				e, _, _ = strings.Cut(e, " : ")
+			}
+			gone = append(gone, e)
+		}
+	}
+	return gone, added
+}
+
+func writeElements(b *bytes.Buffer, verb, tableName, set string, elems []string) {
+	fmt.Fprintf(b, "%s element inet %s %s {", verb, tableName, set)
+	for i, e := range elems {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(" " + e)
+	}
+	b.WriteString(" }\n")
+}

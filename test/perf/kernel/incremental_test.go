@@ -1,0 +1,88 @@
+//go:build linux
+
+package kernel
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
+	"github.com/flock-net/flock-netpol/internal/epoch"
+	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/internal/translate"
+	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/synth"
+)
+
+// BenchmarkIncrementalApply times what one pod event costs the kernel side once the table is in
+// place: a remote pod that is a peer of some local pods' policies goes away, or comes back
+// (alternately), and the agent applies the difference (render.Diff) with `nft -f -`. ns/op is
+// Diff plus the apply; the full script's apply is BenchmarkApply. It reports the update's bytes
+// and elements.
+func BenchmarkIncrementalApply(b *testing.B) {
+	for _, size := range applySizes {
+		b.Run(fmt.Sprintf("pods=%d,policies=%d", size.pods, size.policies), func(b *testing.B) {
+			tb := requireKernel(b, "perf/kernel incremental apply benchmark")
+			if size.pods > 10000 && testing.Short() {
+				b.Skip("150k-pod cluster skipped in -short mode")
+			}
+			cl := synth.Generate(synth.Sized(size.pods, size.policies))
+			in := translate.Input{Node: cl.LocalNode, Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)}
+			// The remote pod that goes and comes back: the first one that is a peer somewhere.
+			full, _ := translate.Translate(in)
+			peer := -1
+			for i, p := range in.Pods {
+				if p.NodeHandle() != compact.Intern(cl.LocalNode) && len(p.IPs()) > 0 && p.OwnsAddresses() && inSomePeerSet(&full, p.IPs()[0]) {
+					peer = i
+					break
+				}
+			}
+			if peer < 0 {
+				b.Fatal("no remote pod is a peer")
+			}
+			without := in
+			without.Pods = slices.Delete(slices.Clone(in.Pods), peer, peer+1)
+			rsWithout, _ := translate.Translate(without)
+			st := epoch.Start(1, &full)
+			scripts := [2][]byte{render.Render(full, render.Options{Epochs: st}).Text}
+			st2 := epoch.Next(st, &full, &rsWithout)
+			scripts[1] = render.Render(rsWithout, render.Options{Epochs: st2}).Text
+
+			ns := netns.NewScratch(tb)
+			if err := applyScript(ns, scripts[0]); err != nil {
+				b.Fatal(err)
+			}
+			var bytes, elements int
+			i := 0
+			for b.Loop() {
+				u, err := render.Diff(scripts[i%2], scripts[(i+1)%2], render.DefaultTable, 0.5)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := applyScript(ns, u.Text); err != nil {
+					b.Fatalf("%v\n%s", err, u.Text)
+				}
+				bytes, elements = len(u.Text), u.Elements
+				i++
+			}
+			b.ReportMetric(float64(bytes), "bytes/update")
+			b.ReportMetric(float64(elements), "elements/update")
+		})
+	}
+}
+
+func inSomePeerSet(rs *ruleset.RuleSet, a netip.Addr) bool {
+	for _, p := range rs.Policies {
+		for _, rules := range [][]ruleset.Rule{p.Ingress, p.Egress} {
+			for _, r := range rules {
+				if !r.AnyPeer && r.Peers.Contains(a) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
