@@ -191,8 +191,9 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 			continue // every address of the pod is shared with another local pod: see rs.Claims
 		}
 		for _, d := range []direction{ingress, egress} {
-			if keys := policiesOf(pod, d); len(keys) > 0 {
-				s.chain(podChainName(pod, d), comment("%s of pod %s, isolated by %d policies", d.name, podID(pod), len(keys)))
+			// The comment names no count: a chain declared differently needs a full apply.
+			if len(policiesOf(pod, d)) > 0 {
+				s.chain(podChainName(pod, d), comment("%s of pod %s", d.name, podID(pod)))
 			}
 		}
 	}
