@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -816,16 +817,17 @@ const maxHashRange = 256
 // packets, and established packets judged again).
 func addressesOnly(peers ruleset.AddrSet, is4 bool) bool {
 	for pr := range peers.Ranges(is4) {
-		a := pr.First
-		for range maxHashRange - 1 {
-			if a == pr.Last {
-				break
-			}
-			a = a.Next()
-		}
-		if a != pr.Last {
+		if !narrow(pr) {
 			return false
 		}
 	}
 	return true
+}
+
+// narrow reports whether the range holds at most maxHashRange addresses.
+func narrow(r ruleset.AddrRange) bool {
+	f, l := r.First.As16(), r.Last.As16()
+	hi := func(b [16]byte) uint64 { return binary.BigEndian.Uint64(b[:8]) }
+	lo := func(b [16]byte) uint64 { return binary.BigEndian.Uint64(b[8:]) }
+	return hi(f) == hi(l) && lo(l)-lo(f) < maxHashRange
 }
