@@ -108,3 +108,34 @@ func BenchmarkEpochNext(b *testing.B) {
 	}
 	b.ReportMetric(float64(next.Current), "epoch")
 }
+
+// BenchmarkDiff measures render.Diff at 150k pods between the scripts of the whole cluster and
+// of the cluster without one remote pod: the Go side of an incremental update (the nft side is
+// test/perf/kernel's BenchmarkIncrementalApply).
+func BenchmarkDiff(b *testing.B) {
+	if testing.Short() {
+		b.Skip("150k-pod cluster skipped in -short mode")
+	}
+	cl := Generate(Sized(150000, 10000))
+	in := input(cl)
+	old, _ := translate.Translate(in)
+	for i, p := range cl.Pods {
+		if p.Spec.NodeName != cl.LocalNode && len(p.Status.PodIPs) > 0 {
+			in.Pods = slices.Delete(slices.Clone(in.Pods), i, i+1)
+			break
+		}
+	}
+	rs, _ := translate.Translate(in)
+	from := render.Render(old, render.Options{}).Text
+	to := render.Render(rs, render.Options{Epochs: epoch.Next(epoch.Start(1, &old), &old, &rs)}).Text
+	var u render.Update
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if u, err = render.Diff(from, to, render.DefaultTable, 0.5); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(u.Text)), "bytes/update")
+	b.ReportMetric(float64(u.Elements), "elements/update")
+}
