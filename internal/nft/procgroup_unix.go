@@ -18,6 +18,7 @@ import (
 // received all of it, so an interrupted apply changes nothing.
 func killProcessGroupOnCancel(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithParent(cmd.SysProcAttr)
 	cmd.Cancel = func() error {
 		// With Setpgid the group id equals the child's pid; a negative pid addresses the group.
 		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
