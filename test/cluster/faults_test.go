@@ -23,6 +23,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/test/cluster"
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // TestFaults is the fault suite (docs/operations.md, "What happens when"): one agent (node-1's)
@@ -769,9 +770,15 @@ func (f *faults) tamper(ctx context.Context) {
 			t.Fatalf("no ingress chain of x/a1 on node-1:\n%s", rules)
 		}
 		podIn := m[1]
+		// The table as a set of objects: a repair replaces it whole, which lists its objects in
+		// another order than the updates in place that built it.
 		listing := func() string {
-			out, _ := f.n1.NS.Run("", "nft", "-s", "list", "table", "inet", cluster.Table)
-			return out
+			out, _ := f.n1.NS.Run("", "nft", "-s", "-j", "list", "table", "inet", cluster.Table)
+			canon, err := testenv.CanonicalTable([]byte(out))
+			if err != nil {
+				return err.Error() + out
+			}
+			return canon
 		}
 		dropHandle := func() []string {
 			out, err := f.n1.NS.Run("", "nft", "-a", "list", "chain", "inet", cluster.Table, podIn)

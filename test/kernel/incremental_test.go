@@ -3,9 +3,7 @@
 package kernel
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"os/exec"
@@ -21,6 +19,7 @@ import (
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/synth"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // TestIncrementalUpdatesEqualFullApplies drives a generated cluster through random events (pods
@@ -110,68 +109,16 @@ func scratchClient(t *testing.T, ns string) *nft.Client {
 	return c
 }
 
-// listing returns the table of the namespace as canonical JSON: handles removed, set and map
-// elements sorted.
+// listing returns the table of the namespace in canonical form (testenv.CanonicalTable).
 func listing(t *testing.T, ns string) string {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "-j", "list", "table", "inet", render.DefaultTable).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	var v any
-	if err := json.Unmarshal(out, &v); err != nil {
+	canon, err := testenv.CanonicalTable(out)
+	if err != nil {
 		t.Fatal(err)
 	}
-	canon := canonical(v)
-	// Objects are listed in the order they were created, which differs between the two ways;
-	// rules keep their order within their chain (a stable sort by chain).
-	if m, ok := canon.(map[string]any); ok {
-		if objs, ok := m["nftables"].([]any); ok {
-			slices.SortStableFunc(objs, func(a, b any) int {
-				ka, na := objectKey(a)
-				kb, nb := objectKey(b)
-				return cmp.Or(cmp.Compare(ka, kb), cmp.Compare(na, nb))
-			})
-		}
-	}
-	b, _ := json.MarshalIndent(canon, "", " ")
-	return string(b)
-}
-
-// objectKey orders the listing's objects: kind, then the name (a rule's chain).
-func objectKey(v any) (string, string) {
-	m, _ := v.(map[string]any)
-	for kind, o := range m {
-		f, _ := o.(map[string]any)
-		name, _ := f["name"].(string)
-		if kind == "rule" {
-			name, _ = f["chain"].(string)
-		}
-		return kind, name
-	}
-	return "", ""
-}
-
-func canonical(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		delete(x, "handle")
-		for k, e := range x {
-			x[k] = canonical(e)
-		}
-		if elems, ok := x["elem"].([]any); ok {
-			slices.SortFunc(elems, func(a, b any) int {
-				ja, _ := json.Marshal(a)
-				jb, _ := json.Marshal(b)
-				return slices.Compare(ja, jb)
-			})
-		}
-		return x
-	case []any:
-		for i := range x {
-			x[i] = canonical(x[i])
-		}
-		return x
-	}
-	return v
+	return canon
 }

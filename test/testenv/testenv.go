@@ -4,11 +4,15 @@
 package testenv
 
 import (
+	"bytes"
+	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -120,4 +124,66 @@ func NFTCheckCommand(tb testing.TB) []string {
 		return nil
 	}
 	return []string{"unshare", "--net", "nft"}
+}
+
+// CanonicalTable returns the JSON listing of a table (`nft -j list table`) in a form that two
+// tables holding the same objects share whatever their history: handles removed, set and map
+// elements sorted, objects ordered by kind and name, rules kept in their order within their chain.
+// (nft lists objects in the order they were created, and a hash set's elements in the order its
+// table holds them, which differ between a table replaced whole and one updated in place.)
+func CanonicalTable(listing []byte) (string, error) {
+	var v any
+	if err := json.Unmarshal(listing, &v); err != nil {
+		return "", fmt.Errorf("nft -j output: %w", err)
+	}
+	v = canonical(v)
+	if m, ok := v.(map[string]any); ok {
+		if objs, ok := m["nftables"].([]any); ok {
+			slices.SortStableFunc(objs, func(a, b any) int {
+				ka, na := objectKey(a)
+				kb, nb := objectKey(b)
+				return cmp.Or(cmp.Compare(ka, kb), cmp.Compare(na, nb))
+			})
+		}
+	}
+	b, err := json.MarshalIndent(v, "", " ")
+	return string(b), err
+}
+
+func canonical(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		delete(x, "handle")
+		for k, e := range x {
+			x[k] = canonical(e)
+		}
+		if elems, ok := x["elem"].([]any); ok {
+			slices.SortFunc(elems, func(a, b any) int {
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				return bytes.Compare(ja, jb)
+			})
+		}
+		return x
+	case []any:
+		for i := range x {
+			x[i] = canonical(x[i])
+		}
+		return x
+	}
+	return v
+}
+
+// objectKey orders a listing's objects: kind, then name (a rule's chain).
+func objectKey(v any) (kind, name string) {
+	m, _ := v.(map[string]any)
+	for k, o := range m {
+		f, _ := o.(map[string]any)
+		name, _ = f["name"].(string)
+		if k == "rule" {
+			name, _ = f["chain"].(string)
+		}
+		return k, name
+	}
+	return "", ""
 }
