@@ -113,8 +113,10 @@ type Reconciler struct {
 	lastRuleSet  ruleset.RuleSet
 	epochsSeeded bool
 	// lastScript is the full script of the last successful apply, from which the next change is
-	// applied as an incremental update (render.Diff).
+	// applied as an incremental update (render.Diff); lastTable is it parsed, once, when needed.
 	lastScript []byte
+	lastTable  *render.Table
+	nextTable  *render.Table // the parsed script of the update being applied
 }
 
 // Defaults of the Reconciler's optional fields.
@@ -256,7 +258,10 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 			"bytes", len(script.Text), "duration", elapsed.String())
 		return fmt.Errorf("apply: %w", err)
 	}
-	r.lastDigest, r.applied, r.lastScript = script.Digest, true, script.Text
+	r.lastDigest, r.applied, r.lastScript, r.lastTable = script.Digest, true, script.Text, nil
+	if mode == "incremental" {
+		r.lastTable = r.nextTable // parsed for the update: the next one need not parse it again
+	}
 	m.Epoch.Set(float64(d.Epochs.Current))
 	r.epochs, r.lastRuleSet = d.Epochs, rs
 	r.baseline = tableBaseline{} // a new table, even with the same digest (a repair), lists anew
@@ -291,10 +296,11 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 // for an ordinary change, the whole script for anything else (the first apply, a repair, a change
 // too large or one that redeclares a chain or set).
 func (r *Reconciler) update(script render.Script, trigger string) (text []byte, mode string) {
+	r.nextTable = nil
 	if trigger != "change" || r.lastScript == nil || r.IncrementalMaxShare < 0 {
 		return script.Text, "full"
 	}
-	u, err := render.Diff(r.lastScript, script.Text, r.Table, r.IncrementalMaxShare)
+	u, err := r.diff(script)
 	if err != nil {
 		if !errors.Is(err, render.ErrNeedsFullApply) {
 			r.Log.Error(err, "cannot compute the incremental update; replacing the whole table")
@@ -304,6 +310,24 @@ func (r *Reconciler) update(script render.Script, trigger string) (text []byte, 
 	}
 	r.metrics().IncrementalUpdates.WithLabelValues("applied").Inc()
 	return u.Text, "incremental"
+}
+
+// diff parses the new script (and the last one, unless the last update left it parsed) and
+// returns the update between them.
+func (r *Reconciler) diff(script render.Script) (render.Update, error) {
+	if r.lastTable == nil {
+		t, err := render.ParseTable(r.lastScript)
+		if err != nil {
+			return render.Update{}, err
+		}
+		r.lastTable = t
+	}
+	next, err := render.ParseTable(script.Text)
+	if err != nil {
+		return render.Update{}, err
+	}
+	r.nextTable = next
+	return render.Diff(r.lastTable, next, r.Table, r.IncrementalMaxShare)
 }
 
 // Desired is what the kernel should hold now.

@@ -496,6 +496,14 @@ func TestChangesAreAppliedInPlace(t *testing.T) {
 	if !strings.HasPrefix(update, "# flock-netpol: incremental update") || !strings.Contains(update, "10.0.2.2") || strings.Contains(update, "delete table") {
 		t.Errorf("a new peer was not applied in place:\n%s", update)
 	}
+	// The next update starts from the table the last one left (kept parsed).
+	if err := c.Delete(ctx, client1); err != nil {
+		t.Fatal(err)
+	}
+	update = reconcile(changeKey)
+	if !strings.HasPrefix(update, "# flock-netpol: incremental update") || !strings.Contains(update, "delete element") || !strings.Contains(update, "10.0.2.1") {
+		t.Errorf("a peer that left was not applied in place:\n%s", update)
+	}
 	k.mu.Lock()
 	k.table = nil // deleted behind the agent's back
 	k.mu.Unlock()

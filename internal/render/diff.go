@@ -19,8 +19,9 @@ import (
 // The difference is computed from the two scripts' text, whose form this package fixes (see
 // script): one command per line, set and map elements one per line inside their declaration.
 
-// table is a rendered script's table as named objects.
-type table struct {
+// Table is a rendered script's table as named objects, the input of Diff. Parse a script once and
+// keep its Table for the next Diff.
+type Table struct {
 	chains     map[string]*chainObj
 	chainOrder []string
 	sets       map[string]*setObj // sets and maps
@@ -38,9 +39,9 @@ type setObj struct {
 	elems []string // without the trailing comma
 }
 
-// parseTable reads a script Render wrote.
-func parseTable(text []byte) (*table, error) {
-	t := &table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}}
+// ParseTable reads a script Render wrote.
+func ParseTable(text []byte) (*Table, error) {
+	t := &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}}
 	var open *setObj
 	for line := range bytes.Lines(text) {
 		l := strings.TrimSuffix(string(line), "\n")
@@ -98,18 +99,10 @@ type Update struct {
 	Elements, Chains, Sets int
 }
 
-// Diff returns the transaction that turns the table of script from into that of script to, both
-// rendered for tableName. When more than maxShare of to's elements would change, or a declaration
-// changed, it returns ErrNeedsFullApply.
-func Diff(from, to []byte, tableName string, maxShare float64) (Update, error) {
-	a, err := parseTable(from)
-	if err != nil {
-		return Update{}, fmt.Errorf("the previous script: %w", err)
-	}
-	b, err := parseTable(to)
-	if err != nil {
-		return Update{}, fmt.Errorf("the new script: %w", err)
-	}
+// Diff returns the transaction that turns the table of one script (from) into that of the next
+// (to), both rendered for tableName and parsed by ParseTable. When more than maxShare of to's
+// elements would change, or a declaration changed, it returns ErrNeedsFullApply.
+func Diff(a, b *Table, tableName string, maxShare float64) (Update, error) {
 	var u Update
 	var addChains, addSets, elems, refill, flushGone, delSets, delChains bytes.Buffer
 	total := 0

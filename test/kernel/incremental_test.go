@@ -72,7 +72,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			u, err := render.Diff(prev, script, render.DefaultTable, 1)
+			u, err := diffScripts(prev, script)
 			switch {
 			case errors.Is(err, render.ErrNeedsFullApply):
 				fallbacks++
@@ -121,4 +121,16 @@ func listing(t *testing.T, ns string) string {
 		t.Fatal(err)
 	}
 	return canon
+}
+
+func diffScripts(from, to []byte) (render.Update, error) {
+	a, err := render.ParseTable(from)
+	if err != nil {
+		return render.Update{}, err
+	}
+	b, err := render.ParseTable(to)
+	if err != nil {
+		return render.Update{}, err
+	}
+	return render.Diff(a, b, render.DefaultTable, 1)
 }

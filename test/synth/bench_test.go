@@ -109,7 +109,7 @@ func BenchmarkEpochNext(b *testing.B) {
 	b.ReportMetric(float64(next.Current), "epoch")
 }
 
-// BenchmarkDiff measures render.Diff at 150k pods between the scripts of the whole cluster and
+// BenchmarkDiff measures ParseTable of the new script and render.Diff at 150k pods between the scripts of the whole cluster and
 // of the cluster without one remote pod: the Go side of an incremental update (the nft side is
 // test/perf/kernel's BenchmarkIncrementalApply).
 func BenchmarkDiff(b *testing.B) {
@@ -128,11 +128,19 @@ func BenchmarkDiff(b *testing.B) {
 	rs, _ := translate.Translate(in)
 	from := render.Render(old, render.Options{}).Text
 	to := render.Render(rs, render.Options{Epochs: epoch.Next(epoch.Start(1, &old), &old, &rs)}).Text
+	prev, err := render.ParseTable(from)
+	if err != nil {
+		b.Fatal(err)
+	}
 	var u render.Update
 	b.ReportAllocs()
 	for b.Loop() {
-		var err error
-		if u, err = render.Diff(from, to, render.DefaultTable, 0.5); err != nil {
+		// As the agent does: the new script parsed, the previous one kept parsed.
+		next, err := render.ParseTable(to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if u, err = render.Diff(prev, next, render.DefaultTable, 0.5); err != nil {
 			b.Fatal(err)
 		}
 	}
