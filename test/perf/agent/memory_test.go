@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -284,6 +285,12 @@ func TestAgentMemoryChild(t *testing.T) {
 		getter[name] = ci.informer
 		lists += ci.lw.lists.Load()
 	}
+	// The agent also caches its own Node (one object, watched by name): an indexer holding it.
+	nodeInformer := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, &corev1.Node{}, 0, toolscache.Indexers{})
+	if err := nodeInformer.GetIndexer().Add(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: os.Getenv(childNodeEnv)}}); err != nil {
+		t.Fatal(err)
+	}
+	getter[fmt.Sprintf("%T", &corev1.Node{})] = nodeInformer
 	applier := &countingApplier{}
 	r := &controller.Reconciler{
 		Source:  controller.CacheSource{Informers: getter},
