@@ -1,6 +1,6 @@
 // Package cli implements the flock-netpol command line: the `run` agent, the offline `render`
-// command and `cleanup`. Each command parses its own flags and returns an exit code, so main
-// stays a one-liner and deferred cleanup always runs.
+// command, `explain` and `trace` for troubleshooting, and `cleanup`. Each command parses its own
+// flags and returns an exit code, so main stays a one-liner and deferred cleanup always runs.
 package cli
 
 import (
