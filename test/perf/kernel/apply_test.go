@@ -101,7 +101,10 @@ func BenchmarkApply(b *testing.B) {
 						b.Fatal(err)
 					}
 					if rss <= floor {
-						b.Fatalf("nft's peak RSS (%d KiB) is not above the measuring helper's own (%d KiB)", rss, floor)
+						// nft needed no more than the helper itself (small scripts since pod
+						// addresses went into hash sets): the figure is an upper bound.
+						b.Logf("nft's peak RSS (%d KiB) is not above the measuring helper's own (%d KiB): reporting the helper's as an upper bound", rss, floor)
+						rss = floor
 					}
 					peakKiB = max(peakKiB, rss)
 					b.StartTimer()
