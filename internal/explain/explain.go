@@ -113,11 +113,12 @@ func inputErr(format string, args ...any) error {
 // Explain answers q over the cluster objs. Each node is translated as the agent translates it,
 // with the node's pod ranges from its Node object (closed as with --close-unknown-pod-addresses).
 func Explain(objs manifest.Objects, q Query) (Report, error) {
-	from, fromPod, err := endpoint(objs, q.From)
+	pods := compact.NewPods(objs.Pods)
+	from, fromPod, err := endpoint(objs, pods, q.From)
 	if err != nil {
 		return Report{}, fmt.Errorf("--from: %w", err)
 	}
-	to, toPod, err := endpoint(objs, q.To)
+	to, toPod, err := endpoint(objs, pods, q.To)
 	if err != nil {
 		return Report{}, fmt.Errorf("--to: %w", err)
 	}
@@ -130,7 +131,6 @@ func Explain(objs manifest.Objects, q Query) (Report, error) {
 	}
 	r := Report{From: from, To: to, Protocol: string(proto), Port: port, PortName: name, Allowed: true}
 	f := ruleset.Flow{Src: from.Addr, Dst: to.Addr, Protocol: proto, Port: port}
-	pods := compact.NewPods(objs.Pods)
 	for _, node := range judges(from, to) {
 		in := translate.Input{Node: node.name, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: pods}
 		for _, n := range objs.Nodes {
@@ -294,13 +294,13 @@ func describe(r *ruleset.Rule) string {
 }
 
 // endpoint resolves "namespace/pod" or an address.
-func endpoint(objs manifest.Objects, s string) (Endpoint, *corev1.Pod, error) {
+// pods are objs.Pods in compact form, index for index.
+func endpoint(objs manifest.Objects, pods []*compact.Pod, s string) (Endpoint, *corev1.Pod, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		a = a.Unmap()
 		// An address a live pod owns is that pod.
-		for _, p := range objs.Pods {
-			cp := compact.NewPod(p)
-			if cp.OwnsAddresses() && slices.Contains(cp.IPs(), a) {
+		for i, p := range objs.Pods {
+			if cp := pods[i]; cp.OwnsAddresses() && slices.Contains(cp.IPs(), a) {
 				return Endpoint{Addr: a, Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName}, p, nil
 			}
 		}
@@ -317,9 +317,9 @@ func endpoint(objs manifest.Objects, s string) (Endpoint, *corev1.Pod, error) {
 	if !ok || ns == "" || name == "" {
 		return Endpoint{}, nil, inputErr("%q is neither an address nor namespace/pod", s)
 	}
-	for _, p := range objs.Pods {
+	for i, p := range objs.Pods {
 		if p.Namespace == ns && p.Name == name {
-			cp := compact.NewPod(p)
+			cp := pods[i]
 			if !cp.OwnsAddresses() {
 				return Endpoint{}, nil, inputErr("pod %s has no address of its own (hostNetwork, or finished): its traffic is the node's, which policy does not govern", s)
 			}
@@ -440,7 +440,7 @@ func portNames(objs manifest.Objects, dst *corev1.Pod, proto ruleset.Protocol, p
 // Resolve returns the address of "namespace/pod" (its IPv4 address, or IPv6 with v6) or of an
 // address given as such.
 func Resolve(objs manifest.Objects, s string, v6 bool) (netip.Addr, error) {
-	e, pod, err := endpoint(objs, s)
+	e, pod, err := endpoint(objs, compact.NewPods(objs.Pods), s)
 	if err != nil || e.Addr.IsValid() {
 		return e.Addr, err
 	}

@@ -8,12 +8,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flock-net/flock-netpol/internal/epoch"
-	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
-	"github.com/flock-net/flock-netpol/test/testenv"
+	"github.com/flock-net/flock-netpol/test/nftcheck"
 )
 
 // TestNamesThatNeverPassedValidationStayValidIdentifiers pins generatedName's and comment's rule:
@@ -46,7 +44,7 @@ func TestNamesThatNeverPassedValidationStayValidIdentifiers(t *testing.T) {
 			}
 		}
 	}
-	if c := nftChecker(t); c != nil {
+	if c := nftcheck.Client(t); c != nil {
 		if err := c.Check(context.Background(), script); err != nil {
 			t.Errorf("nft -c rejects the script of badly named objects: %v", err)
 		}
@@ -299,7 +297,7 @@ func FuzzRender(f *testing.F) {
 	f.Add([]byte("\x01\x01\x04\x00\x00\x00\x00\x04\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"))
 	f.Add(bytes.Repeat([]byte{0xff, 0x01, 0x7f, 0x80, 0x03}, 40))
 	f.Add(bytes.Repeat([]byte{0x05, 0x06, 0x07, 0x08}, 60))
-	checker := nftChecker(f)
+	checker := nftcheck.Client(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, opts := fuzzRuleSet(data)
 		a := Render(rs, opts)
@@ -331,24 +329,9 @@ func TestNestedPodRangesAreOneElement(t *testing.T) {
 			t.Errorf("the script lists %s, which lies inside another pod range", inner)
 		}
 	}
-	if c := nftChecker(t); c != nil {
+	if c := nftcheck.Client(t); c != nil {
 		if err := c.Check(context.Background(), []byte(script)); err != nil {
 			t.Errorf("nft -c rejects nested pod ranges: %v", err)
 		}
 	}
-}
-
-// nftChecker returns a client that checks scripts with `nft -c` in a network namespace of its own
-// (testenv.NFTCheckCommand), or nil when this machine cannot run nft.
-func nftChecker(tb testing.TB) *nft.Client {
-	tb.Helper()
-	argv := testenv.NFTCheckCommand(tb)
-	if argv == nil {
-		return nil
-	}
-	c, err := nft.New(nft.Config{Command: argv, Timeout: time.Minute})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/nftcheck"
 )
 
 // fuzzBytes hands out the fuzzer's bytes as small decisions; once they run out every decision is
@@ -389,7 +390,7 @@ func FuzzTranslate(f *testing.F) {
 	f.Add([]byte("\x03\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19"))
 	f.Add(bytes.Repeat([]byte{0x02, 0x07, 0x01, 0x03, 0x04, 0x00, 0x05, 0x03}, 30))
 	f.Add(bytes.Repeat([]byte{0x04, 0x01, 0x03, 0x02, 0x00, 0x06, 0x01}, 50))
-	checker := nftChecker(f)
+	checker := nftcheck.Client(f)
 	flowAddrs := make([]netip.Addr, len(fuzzFlowAddrs))
 	for i, s := range fuzzFlowAddrs {
 		flowAddrs[i] = netip.MustParseAddr(s)

@@ -7,18 +7,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/nftcheck"
 	"github.com/flock-net/flock-netpol/test/objects"
-	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // hostileCase is one entry of the hostile corpus: objects that the API server would reject, or
@@ -287,7 +285,7 @@ func hostileCorpus() []hostileCase {
 // evaluator and the renderer, and (as root) `nft -c -f -`: nothing panics, each case's own flows
 // and the guard's hold, and every script is one nft accepts.
 func TestHostileInputFailsClosed(t *testing.T) {
-	checker := nftChecker(t)
+	checker := nftcheck.Client(t)
 	for _, c := range hostileCorpus() {
 		t.Run(c.name, func(t *testing.T) {
 			c.policies = append(slices.Clone(c.policies), guard)
@@ -322,19 +320,4 @@ func TestHostileInputFailsClosed(t *testing.T) {
 			}
 		})
 	}
-}
-
-// nftChecker returns a client that checks scripts with `nft -c` in a network namespace of its own
-// (testenv.NFTCheckCommand), or nil when this machine cannot run nft.
-func nftChecker(tb testing.TB) *nft.Client {
-	tb.Helper()
-	argv := testenv.NFTCheckCommand(tb)
-	if argv == nil {
-		return nil
-	}
-	c, err := nft.New(nft.Config{Command: argv, Timeout: time.Minute})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
 }

@@ -1,6 +1,6 @@
 // Package testenv is what every test that needs the kernel or a control plane shares: whether CI
 // requires those tests to run, the check for root, ip and nft, a testing.TB whose skips fail, and
-// where the envtest binaries are, a command to check nft scripts. Test code only; the agent never imports it.
+// where the envtest binaries are. Test code only; the agent never imports it.
 package testenv
 
 import (
@@ -107,23 +107,6 @@ func Assets(dir string) (string, error) {
 		return "", fmt.Errorf("%s does not hold an executable %s; %s", dir, strings.Join(missing, " or "), how)
 	}
 	return dir, nil
-}
-
-// NFTCheckCommand returns the command that runs nft in a network namespace of its own
-// (`unshare --net nft`: the namespace ends with the nft process, so nothing is left behind and the
-// host's ruleset is never consulted), for checking scripts with `-c`, or nil when this machine
-// cannot run nft (not root, no nft), which tb logs; with FLOCK_REQUIRE_KERNEL_TESTS set that
-// fails tb instead.
-func NFTCheckCommand(tb testing.TB) []string {
-	tb.Helper()
-	if err := CheckKernel(); err != nil {
-		if Required() {
-			tb.Fatalf("nft check: %v [FLOCK_REQUIRE_KERNEL_TESTS is set]", err)
-		}
-		tb.Logf("nft check: skipped, needs root and nft: %v", err)
-		return nil
-	}
-	return []string{"unshare", "--net", "nft"}
 }
 
 // CanonicalTable returns the JSON listing of a table (`nft -j list table`) in a form that two
