@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
@@ -35,8 +36,12 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 		fmt.Fprintln(stdio.Stderr, "flock-netpol render: at least one -f PATH is required")
 		return 2
 	}
-	if err := render.ValidateTableName(*table); err != nil {
-		fmt.Fprintf(stdio.Stderr, "flock-netpol render: --table: %v\n", err)
+	tableErr := render.ValidateTableName(*table)
+	if tableErr != nil {
+		tableErr = fmt.Errorf("--table: %w", tableErr)
+	}
+	if err := errors.Join(tableErr, edges.validate()); err != nil {
+		fmt.Fprintf(stdio.Stderr, "flock-netpol render: invalid flags:\n%v\n", err)
 		return 2
 	}
 
@@ -47,7 +52,7 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol render: %v\n", err)
 		return 1
 	}
-	in := translate.Input{Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: compact.NewPods(objs.Pods)}
+	in := translate.Input{Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: compact.NewPods(objs.Pods), LogDrops: edges.logDrops}
 	if edges.closeUnknown {
 		in.PodCIDRs = edges.podCIDRs
 		for _, n := range objs.Nodes {
@@ -64,7 +69,7 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 	for _, p := range problems {
 		fmt.Fprintf(stdio.Stderr, "warning: %s (it matches nothing)\n", p)
 	}
-	if _, err := stdio.Stdout.Write(render.Render(rs, render.Options{Table: *table, AntiSpoofing: edges.antiSpoofing, Established: edges.established}).Text); err != nil {
+	if _, err := stdio.Stdout.Write(render.Render(rs, edges.renderOptions(*table)).Text); err != nil {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol render: writing the script: %v\n", err)
 		return 1
 	}

@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -46,6 +48,13 @@ type RunConfig struct {
 	AntiSpoofing             bool
 	// Established is how established connections are treated (--established).
 	Established render.Established
+	// LogDrops, LogGroup and LogRate are the drop logs' flags (--drop-log...).
+	LogDrops bool
+	LogGroup uint16
+	LogRate  int
+	// CounterInterval is how often the table's counters are read for the metrics; 0 turns
+	// the counter metrics off.
+	CounterInterval time.Duration
 
 	// Not flags: tests set these to retry quickly and to run several agents in one process
 	// (controller names are otherwise registered process-wide). Zero values are production's.
@@ -71,6 +80,9 @@ func (c RunConfig) Validate() error {
 	if c.ResyncPeriod < 0 {
 		errs = append(errs, fmt.Errorf("--resync-period must not be negative, got %s", c.ResyncPeriod))
 	}
+	if c.CounterInterval < 0 {
+		errs = append(errs, fmt.Errorf("--counter-interval must not be negative, got %s", c.CounterInterval))
+	}
 	return errors.Join(errs...)
 }
 
@@ -91,6 +103,7 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.BoolVar(&cfg.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9652", "address the /healthz and /readyz endpoints bind to")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
+	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one nft call); 0 turns those metrics off")
 	var edges edgeFlags
 	edges.register(fs)
 	config.RegisterFlags(fs)
@@ -100,7 +113,8 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 		return code
 	}
 	cfg.PodCIDRs, cfg.CloseUnknownPodAddresses, cfg.AntiSpoofing, cfg.Established = edges.podCIDRs, edges.closeUnknown, edges.antiSpoofing, edges.established
-	if err := cfg.Validate(); err != nil {
+	cfg.LogDrops, cfg.LogGroup, cfg.LogRate = edges.logDrops, uint16(edges.logGroup), edges.logRate
+	if err := errors.Join(edges.validate(), cfg.Validate()); err != nil {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol run: invalid flags:\n%v\n", err)
 		return 2
 	}
@@ -195,6 +209,9 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		PodCIDRs:                 cfg.PodCIDRs,
 		AntiSpoofing:             cfg.AntiSpoofing,
 		Established:              cfg.Established,
+		LogDrops:                 cfg.LogDrops,
+		LogGroup:                 cfg.LogGroup,
+		LogRate:                  cfg.LogRate,
 		Metrics:                  controller.DefaultMetrics(),
 		Log:                      log,
 		RetryBaseDelay:           cfg.RetryBaseDelay,
@@ -206,6 +223,19 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	// The drift monitor streams `nft monitor`; a test's executor may not stream.
 	if _, streams := executor.(nft.Streamer); executor == nil || streams {
 		r.Monitor = nftClient
+	}
+	if cfg.CounterInterval > 0 {
+		r.Counters = controller.NewRuleCounters(nftClient, cfg.Table, log.WithName("counters"))
+		if err := metrics.Registry.Register(r.Counters); err != nil {
+			// Only a second agent in one process (tests) meets this: the first one's are served.
+			log.Error(err, "the counter metrics of this agent are not served")
+		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			r.Counters.Run(ctx, cfg.CounterInterval)
+			return nil
+		})); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the controller: %w", err)

@@ -90,6 +90,14 @@ type Reconciler struct {
 	StuckAfter time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// LogDrops logs the drops of every local pod (translate.Input.LogDrops); LogGroup and
+	// LogRate are the drop logs' NFLOG group and rate (render.Options).
+	LogDrops bool
+	LogGroup uint16
+	LogRate  int
+	// Counters, when set, exports the table's named counters; the reconciler tells it about
+	// every apply (see RuleCounters).
+	Counters *RuleCounters
 	// IncrementalMaxShare bounds incremental updates: a change that would add or delete more than
 	// this share of the table's set elements is applied as a full replace. Zero means
 	// DefaultIncrementalMaxShare; a negative value always replaces the whole table.
@@ -236,6 +244,12 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 	r.noteApplying(script.Digest)
 	start := time.Now()
 	text, mode := r.update(script, trigger)
+	r.mu.Lock()
+	applied := r.applied
+	r.mu.Unlock()
+	if mode == "full" && applied && r.Counters != nil {
+		r.Counters.Replacing(ctx)
+	}
 	err := r.Applier.Apply(ctx, text)
 	if err != nil && mode == "incremental" {
 		// The kernel's table is not what the last script made it (or the update is wrong):
@@ -243,7 +257,16 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 		m.IncrementalUpdates.WithLabelValues("failed").Inc()
 		r.Log.Error(err, "incremental update failed; replacing the whole table")
 		text, mode = script.Text, "full"
+		if r.Counters != nil {
+			r.Counters.Replacing(ctx)
+		}
 		err = r.Applier.Apply(ctx, text)
+	}
+	if err == nil && r.Counters != nil {
+		if mode == "full" {
+			r.Counters.Replaced()
+		}
+		r.Counters.Applied(script.Counters)
 	}
 	elapsed := time.Since(start)
 	m.ApplyDuration.Observe(elapsed.Seconds())
@@ -379,7 +402,8 @@ func (r *Reconciler) Desired(ctx context.Context) (Desired, error) {
 
 // RenderOptions are the options the reconciler renders with, for the given epochs.
 func (r *Reconciler) RenderOptions(epochs epoch.State) render.Options {
-	return render.Options{Table: r.Table, AntiSpoofing: r.AntiSpoofing, Established: r.Established, Epochs: epochs}
+	return render.Options{Table: r.Table, AntiSpoofing: r.AntiSpoofing, Established: r.Established, Epochs: epochs,
+		LogGroup: r.LogGroup, LogRate: r.LogRate}
 }
 
 // seedEpochs makes this run's first epoch follow the one of the table a previous run left in the
@@ -479,7 +503,7 @@ func (r *Reconciler) input(ctx context.Context) (translate.Input, error) {
 	if err != nil {
 		return translate.Input{}, fmt.Errorf("reading from the cache: %w", err)
 	}
-	in.Node = r.Node
+	in.Node, in.LogDrops = r.Node, r.LogDrops
 	return in, nil
 }
 

@@ -13,7 +13,31 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
+	"github.com/flock-net/flock-netpol/internal/translate"
 )
+
+// TestStripKeepsOnlyTheAgentsAnnotations pins that the cache keeps the annotations the translator
+// reads (a policy's mode, a namespace's drop logs) and drops every other.
+func TestStripKeepsOnlyTheAgentsAnnotations(t *testing.T) {
+	full := metav1.ObjectMeta{Namespace: "x", Name: "a", CreationTimestamp: metav1.Unix(1, 0), Annotations: map[string]string{
+		translate.ModeAnnotation: translate.ModeAudit, translate.DropLogAnnotation: "true", "kubectl.kubernetes.io/last-applied-configuration": "{...}"}}
+	want := map[string]string{translate.ModeAnnotation: translate.ModeAudit, translate.DropLogAnnotation: "true"}
+	for _, c := range []struct {
+		strip func(any) (any, error)
+		obj   client.Object
+	}{
+		{StripNamespace, &corev1.Namespace{ObjectMeta: full}},
+		{StripNetworkPolicy, &networkingv1.NetworkPolicy{ObjectMeta: full}},
+	} {
+		out, err := c.strip(c.obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.(client.Object).GetAnnotations(); !reflect.DeepEqual(got, want) {
+			t.Errorf("stripped %T has annotations %v, want %v", c.obj, got, want)
+		}
+	}
+}
 
 // TestStripIsIdempotent pins what keeps the initial sync from holding two stripped copies of
 // every object: client-go transforms each object twice, and the second strip must hand back

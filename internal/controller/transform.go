@@ -3,6 +3,7 @@ package controller
 import (
 	"reflect"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
+	"github.com/flock-net/flock-netpol/internal/translate"
 )
 
 // CacheOptions returns the cache settings the agent needs: every object is stripped down to what
@@ -41,16 +43,27 @@ func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Pod{}}}}
 }
 
-// meta keeps the identity the cache needs (resourceVersion for watches, uid for deletes) and the
-// labels; annotations and managed fields, often the bulk of an object, are dropped, and so is
-// creationTimestamp, which marks the result as stripped (see stripped).
+// meta keeps the identity the cache needs (resourceVersion for watches, uid for deletes), the
+// labels and the agent's own annotations (translate.AnnotationPrefix); other annotations and
+// managed fields, often the bulk of an object, are dropped, and so is creationTimestamp, which
+// marks the result as stripped (see stripped).
 func meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	var ours map[string]string
+	for k, v := range m.Annotations {
+		if strings.HasPrefix(k, translate.AnnotationPrefix) {
+			if ours == nil {
+				ours = map[string]string{}
+			}
+			ours[k] = v
+		}
+	}
 	return metav1.ObjectMeta{
 		Name:              m.Name,
 		Namespace:         m.Namespace,
 		UID:               m.UID,
 		ResourceVersion:   m.ResourceVersion,
 		Labels:            m.Labels,
+		Annotations:       ours,
 		DeletionTimestamp: m.DeletionTimestamp,
 	}
 }

@@ -73,12 +73,15 @@ type NodeReport struct {
 	Sides []SideReport `json:"sides"`
 }
 
-// SideReport is one local end: egress of the source, ingress of the destination.
+// SideReport is one local end: egress of the source, ingress of the destination. A local end
+// with policies in audit mode has a second SideReport, with Audit set, when they judge the
+// connection (see ruleset.Verdict.Audits): Allowed then says whether they would allow it.
 type SideReport struct {
 	Direction string `json:"direction"`
 	Pod       string `json:"pod"`
 	Isolated  bool   `json:"isolated"`
-	// Policies isolate the pod in this direction.
+	Audit     bool   `json:"audit,omitempty"`
+	// Policies isolate the pod in this direction (audit: are in audit mode).
 	Policies   []string     `json:"policies,omitempty"`
 	Allowed    bool         `json:"allowed"`
 	Matches    []RuleReport `json:"allowedBy,omitempty"`
@@ -202,6 +205,13 @@ func nodeReport(rs *ruleset.RuleSet, f ruleset.Flow, j judge, from, to Endpoint,
 		}
 		if !isolated {
 			nr.Sides = append(nr.Sides, SideReport{Direction: direction(egress), Pod: end.Pod, Allowed: true})
+		}
+		for _, a := range v.Audits {
+			if a.Egress == egress {
+				sr := sideReport(a, rules, f, names)
+				sr.Audit, sr.Isolated = true, isolated
+				nr.Sides = append(nr.Sides, sr)
+			}
 		}
 	}
 	return nr

@@ -29,9 +29,9 @@ func load(t *testing.T, paths ...string) manifest.Objects {
 }
 
 // TestExplainGolden pins readable answers for the bundled examples (plus a second policy on the
-// web tier): the text an operator reads.
+// web tier, and the audit-mode example): the text an operator reads.
 func TestExplainGolden(t *testing.T) {
-	objs := load(t, "../../examples", "testdata/monitoring.yaml")
+	objs := load(t, "../../examples", "../../examples/audit", "testdata/monitoring.yaml")
 	cases := []struct {
 		name string
 		q    Query
@@ -46,6 +46,8 @@ func TestExplainGolden(t *testing.T) {
 		{"named-port-on-web-2", Query{From: "fd00:200::1", To: "shop/web-2", Port: "http"}, true},
 		{"ip-block-except", Query{From: "shop/api-1", To: "169.254.169.254", Port: "443"}, false},
 		{"ip-block", Query{From: "shop/api-1", To: "8.8.8.8", Port: "443"}, true},
+		// monitoring/default-deny is in audit mode (examples/audit).
+		{"audit-would-drop", Query{From: "10.200.0.1", To: "monitoring/prometheus-0", Port: "9090"}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -43,8 +43,12 @@ func Write(w io.Writer, r Report) error {
 }
 
 func writeSide(b *strings.Builder, s SideReport) {
+	if s.Audit {
+		writeAudit(b, s)
+		return
+	}
 	if !s.Isolated {
-		fmt.Fprintf(b, "  %s of %s: not isolated (no policy selects it for %s): allowed\n", s.Direction, s.Pod, s.Direction)
+		fmt.Fprintf(b, "  %s of %s: not isolated (no enforced policy selects it for %s): allowed\n", s.Direction, s.Pod, s.Direction)
 		return
 	}
 	fmt.Fprintf(b, "  %s of %s: isolated by %s\n", s.Direction, s.Pod, strings.Join(s.Policies, ", "))
@@ -66,6 +70,29 @@ func writeSide(b *strings.Builder, s SideReport) {
 			what = fmt.Sprintf("the port matches (%s), the peer does not", m.Port)
 		}
 		fmt.Fprintf(b, "      %s %s rule %d: %s; it allows %s\n", m.Policy, s.Direction, m.Rule, what, m.Allows)
+		writeWhere(b, m)
+	}
+}
+
+// writeAudit says what the policies in audit mode of one end would do: allow the connection
+// (which the enforced policies refuse), or drop it (which nothing isolating refuses).
+func writeAudit(b *strings.Builder, s SideReport) {
+	policies := strings.Join(s.Policies, ", ")
+	switch {
+	case s.Allowed && s.Isolated:
+		fmt.Fprintf(b, "    audit mode: %s would allow it (counted in the rule's counter; still denied):\n", policies)
+	case s.Allowed:
+		fmt.Fprintf(b, "  %s of %s, audit mode: %s would allow it:\n", s.Direction, s.Pod, policies)
+	case s.Isolated:
+		fmt.Fprintf(b, "    audit mode: no %s rule of %s would allow it either\n", s.Direction, policies)
+		return
+	default:
+		fmt.Fprintf(b, "  %s of %s, audit mode: %s would DROP it (no %s rule matches); it is allowed, and counted\n    as would-drop (logged when drop logs are on)\n",
+			s.Direction, s.Pod, policies, s.Direction)
+		return
+	}
+	for _, m := range s.Matches {
+		fmt.Fprintf(b, "      %s %s rule %d: %s, %s\n", m.Policy, s.Direction, m.Rule, peer(m.Peer), m.Port)
 		writeWhere(b, m)
 	}
 }

@@ -9,6 +9,7 @@ package nft
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,26 @@ func TestKernelMissingBinary(t *testing.T) {
 	if err == nil || IsNotFound(err) || IsCommandNotFound(err) {
 		t.Errorf("missing namespace: err = %v, IsNotFound = %v, IsCommandNotFound = %v; want an error and both false",
 			err, IsNotFound(err), IsCommandNotFound(err))
+	}
+}
+
+// TestKernelCountersReadsNamedCounters pins Counters against real nft: every named counter of the
+// table, by name, with the packets and bytes the kernel holds (set here by the declaration), and
+// IsNotFound without the table.
+func TestKernelCountersReadsNamedCounters(t *testing.T) {
+	c := newNetnsClient(t)
+	if _, err := c.Counters(context.Background(), "inet", "flocktest"); !IsNotFound(err) {
+		t.Fatalf("Counters without the table: err = %v; want IsNotFound", err)
+	}
+	mustApply(t, c, "add table inet flocktest\n"+
+		"add counter inet flocktest rule-X-x/p/in0 { packets 3 bytes 180; comment \"x/p ingress rule 0\"; }\n"+
+		"add counter inet flocktest denied-in-Y-x/a\n")
+	got, err := c.Counters(context.Background(), "inet", "flocktest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Counter{"rule-X-x/p/in0": {Packets: 3, Bytes: 180}, "denied-in-Y-x/a": {}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Counters = %v, want %v", got, want)
 	}
 }

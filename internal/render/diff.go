@@ -26,6 +26,15 @@ type Table struct {
 	chainOrder []string
 	sets       map[string]*setObj // sets and maps
 	setOrder   []string
+	objects    map[string]*statefulObj // counters and limits, by kind and name
+	objOrder   []string
+}
+
+// statefulObj is a named counter or limit: declared once, its state (a counter's packets) lives
+// in the kernel for as long as the object does.
+type statefulObj struct {
+	kind, name string
+	decl       string
 }
 
 type chainObj struct {
@@ -41,7 +50,7 @@ type setObj struct {
 
 // ParseTable reads a script Render wrote.
 func ParseTable(text []byte) (*Table, error) {
-	t := &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}}
+	t := &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}, objects: map[string]*statefulObj{}}
 	var open *setObj
 	for line := range bytes.Lines(text) {
 		l := strings.TrimSuffix(string(line), "\n")
@@ -71,6 +80,13 @@ func ParseTable(text []byte) (*Table, error) {
 			}
 			t.sets[name] = s
 			t.setOrder = append(t.setOrder, name)
+		case len(f) >= 5 && f[0] == "add" && (f[1] == "counter" || f[1] == "limit"):
+			key := f[1] + " " + f[4]
+			if t.objects[key] != nil {
+				return nil, fmt.Errorf("%s declared twice", key)
+			}
+			t.objects[key] = &statefulObj{kind: f[1], name: f[4], decl: l}
+			t.objOrder = append(t.objOrder, key)
 		case len(f) == 6 && f[0] == "add" && f[1] == "rule":
 			c := t.chains[f[4]]
 			if c == nil {
@@ -104,7 +120,7 @@ type Update struct {
 // elements would change, or a declaration changed, it returns ErrNeedsFullApply.
 func Diff(a, b *Table, tableName string, maxShare float64) (Update, error) {
 	var u Update
-	var addChains, addSets, elems, refill, flushGone, delSets, delChains bytes.Buffer
+	var addChains, addSets, elems, refill, flushGone, delSets, delObjects, delChains bytes.Buffer
 	total := 0
 	for _, name := range b.chainOrder {
 		nc, oc := b.chains[name], a.chains[name]
@@ -167,16 +183,32 @@ func Diff(a, b *Table, tableName string, maxShare float64) (Update, error) {
 			u.Sets++
 		}
 	}
+	// Counters and limits that stay keep their state (a counter goes on counting); new ones are
+	// added with the sets, those that go are deleted once no rule refers to them.
+	for _, key := range b.objOrder {
+		cur, prev := b.objects[key], a.objects[key]
+		switch {
+		case prev == nil:
+			addSets.WriteString(cur.decl + "\n")
+		case prev.decl != cur.decl:
+			return Update{}, fmt.Errorf("%w: %s is declared differently", ErrNeedsFullApply, key)
+		}
+	}
+	for _, key := range a.objOrder {
+		if o := a.objects[key]; b.objects[key] == nil {
+			fmt.Fprintf(&delObjects, "delete %s inet %s %s\n", o.kind, tableName, o.name)
+		}
+	}
 	if float64(u.Elements) > maxShare*float64(max(total, 1)) {
 		return Update{}, fmt.Errorf("%w: %d of %d elements change", ErrNeedsFullApply, u.Elements, total)
 	}
 	// Order: what is referenced exists before what refers to it, and goes after it. New chains
 	// (empty) and sets first; element changes (map elements may jump to new chains; those to
-	// deleted chains go here); chains refilled; chains that go are emptied, then the sets and maps
-	// that go, then those chains.
+	// deleted chains go here); chains refilled; chains that go are emptied, then the sets, maps,
+	// counters and limits that go, then those chains.
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "# flock-netpol: incremental update, %d elements, %d chains, %d sets.\n", u.Elements, u.Chains, u.Sets)
-	for _, part := range []*bytes.Buffer{&addChains, &addSets, &elems, &refill, &flushGone, &delSets, &delChains} {
+	for _, part := range []*bytes.Buffer{&addChains, &addSets, &elems, &refill, &flushGone, &delSets, &delObjects, &delChains} {
 		out.Write(part.Bytes())
 	}
 	u.Text = out.Bytes()

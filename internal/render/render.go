@@ -30,6 +30,11 @@ type Options struct {
 	// Epochs are the stamps that Revalidate trusts (package epoch). The zero value is
 	// epoch.Start(1, rs): only flows stamped by this very table are trusted.
 	Epochs epoch.State
+	// LogGroup is the NFLOG group that drop logs go to (for the pods whose Target.LogDrops is
+	// set), and LogRate the most lines per second the node sends it, with bursts of twice as
+	// many; zero means DefaultLogGroup and DefaultLogRate.
+	LogGroup uint16
+	LogRate  int
 }
 
 // Established is how established and related packets are treated.
@@ -123,6 +128,8 @@ type script struct {
 	out               bytes.Buffer // header, chains, sets
 	maps, base, rules bytes.Buffer
 	stats             Stats
+	counters          []Counter
+	logGroup          uint16
 	// epochParts are the parts of out and rules that hold epochs (the stamp, the fast path, the
 	// fresh sets), which the digest leaves out (see stampDigest).
 	epochParts []part
@@ -149,6 +156,8 @@ type Script struct {
 	// Digest is the digest stamped into the comment of the base chain's last rule (see digest.go).
 	Digest string
 	Stats  Stats
+	// Counters are the table's named counters, in the order declared.
+	Counters []Counter
 }
 
 // Stats counts what a script installs, for metrics and benchmarks.
@@ -161,7 +170,7 @@ type Stats struct {
 
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) Script {
-	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept"}
+	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept", logGroup: cmp.Or(opts.LogGroup, DefaultLogGroup)}
 	revalidate := opts.Established != Keep
 	ep := opts.Epochs
 	if ep.Current == 0 {
@@ -173,13 +182,29 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	fmt.Fprintf(&s.out, "add table inet %s\ndelete table inet %s\n", s.table, s.table)
 	fmt.Fprintf(&s.out, "add table inet %s { comment %s; }\n", s.table, comment("managed by flock-netpol; changes are overwritten"))
 
+	reports := reportChains(&rs)
 	for i := range rs.Policies {
 		p := &rs.Policies[i]
+		mode := ""
+		if p.Audit {
+			mode = " (audit mode: isolates nothing)"
+		}
 		for _, d := range []direction{ingress, egress} {
 			if len(rulesOf(p, d)) > 0 {
-				s.chain(policyChainName(d, p.Key), comment("%s rules of NetworkPolicy %s", d.name, p.Key))
+				s.chain(policyChainName(d, p.Key), comment("%s rules of NetworkPolicy %s%s", d.name, p.Key, mode))
+				if reports[policyDirection{p.Key, d.short}] {
+					s.chain(reportChainName(d, p.Key), comment("counts what %s rules of NetworkPolicy %s (audit mode) would allow", d.name, p.Key))
+				}
+				s.ruleCounters(p, d)
 			}
 		}
+	}
+	logs := false
+	for i := range rs.Targets {
+		logs = logs || rs.Targets[i].LogDrops
+	}
+	if logs {
+		s.dropLogObjects(cmp.Or(opts.LogRate, DefaultLogRate))
 	}
 	s.chain(ingressDispatchChain, comment("sends traffic to isolated local pods through their ingress chains"))
 	if revalidate {
@@ -193,8 +218,10 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		}
 		for _, d := range []direction{ingress, egress} {
 			// The comment names no count: a chain declared differently needs a full apply.
-			if len(policiesOf(pod, d)) > 0 {
+			isolated, audited := len(policiesOf(pod, d)) > 0, len(auditsOf(pod, d)) > 0
+			if isolated || audited {
 				s.chain(podChainName(pod, d), comment("%s of pod %s", d.name, podID(pod)))
+				s.podCounter(pod, d, !isolated)
 			}
 		}
 	}
@@ -222,6 +249,12 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 			if declared != nil {
 				declared[policyDirection{p.Key, d.short}] = sets
 			}
+			if reports[policyDirection{p.Key, d.short}] {
+				rules := rulesOf(p, d)
+				for j := range rules {
+					s.policyRules(reportChainName(d, p.Key), "return", &rules[j], sets[j], true)
+				}
+			}
 		}
 	}
 
@@ -231,13 +264,11 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		if len(pod.IPs) == 0 {
 			continue
 		}
-		if len(pod.IngressPolicies) > 0 {
-			name := s.podChain(pod, ingress, pod.IngressPolicies, byKey)
-			addMapElements(&inElems, pod.IPs, name)
+		if len(pod.IngressPolicies)+len(pod.AuditIngress) > 0 {
+			addMapElements(&inElems, pod.IPs, s.podChain(pod, ingress, byKey))
 		}
-		if len(pod.EgressPolicies) > 0 {
-			name := s.podChain(pod, egress, pod.EgressPolicies, byKey)
-			addMapElements(&outElems, pod.IPs, name)
+		if len(pod.EgressPolicies)+len(pod.AuditEgress) > 0 {
+			addMapElements(&outElems, pod.IPs, s.podChain(pod, egress, byKey))
 		}
 	}
 	for i := range rs.Claims {
@@ -296,7 +327,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		skip = append(skip, [2]int{offset[p.buf] + p.start, offset[p.buf] + p.end})
 	}
 	slices.SortFunc(skip, func(a, b [2]int) int { return a[0] - b[0] })
-	return Script{Text: text, Digest: stampDigest(text, skip), Stats: s.stats}
+	return Script{Text: text, Digest: stampDigest(text, skip), Stats: s.stats, Counters: s.counters}
 }
 
 // setsSize estimates the bytes of the set commands, so that the output buffer is allocated once
@@ -412,20 +443,75 @@ func policiesOf(pod *ruleset.Target, d direction) []ruleset.PolicyKey {
 	return pod.EgressPolicies
 }
 
-// podChain writes the rules of the chain of one isolated pod in one direction and returns the
-// chain's name.
-func (s *script) podChain(pod *ruleset.Target, d direction, keys []ruleset.PolicyKey, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
+// podChain writes the rules of the chain of one local pod that policies isolate or audit in one
+// direction, and returns the chain's name.
+//
+// An isolated pod's chain tries its policies' chains (a rule that allows ends in the direction's
+// verdict); then, for a new packet, the report chains of its audit policies, which count what
+// each would allow and return; then it logs and counts the drop, and drops:
+//
+//	pod-in-x/a: ip saddr 10.0.1.9 fib saddr . iif oif exists goto allow
+//	            jump pol-in-x/p
+//	            ct state new jump audit-in-x/q
+//	            <log rules>
+//	            ct state new counter name "denied-in-x/a" drop
+//	            counter drop
+//
+// A pod that only audit policies select is not isolated: its chain tries their chains, whose
+// rules allow as an enforced policy's do, and what none allows is logged, counted as what the
+// audit policies would drop, and allowed all the same.
+func (s *script) podChain(pod *ruleset.Target, d direction, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
 	name := podChainName(pod, d)
+	keys, audits := policiesOf(pod, d), auditsOf(pod, d)
+	isolated := len(keys) > 0
 	s.ownAddressRules(name, d, pod.IPs)
-	for _, k := range keys {
+	hasRules := func(k ruleset.PolicyKey) bool {
 		p := byKey[k]
-		if p == nil || len(rulesOf(p, d)) == 0 {
-			continue // the policy isolates but allows nothing in this direction
-		}
-		s.rule(name, "jump "+policyChainName(d, k))
+		return p != nil && len(rulesOf(p, d)) > 0 // else the policy allows nothing in this direction
 	}
-	s.rule(name, "counter drop")
+	for _, k := range keys {
+		if hasRules(k) {
+			s.rule(name, "jump "+policyChainName(d, k))
+		}
+	}
+	for _, k := range audits {
+		switch {
+		case !hasRules(k):
+		case isolated:
+			s.rule(name, "ct state new jump "+reportChainName(d, k))
+		default:
+			s.rule(name, "jump "+policyChainName(d, k))
+		}
+	}
+	if pod.LogDrops {
+		s.logRules(name, !isolated, d)
+	}
+	counter := fmt.Sprintf("ct state new counter name %q", podCounterName(!isolated, pod, d))
+	if isolated {
+		s.rule(name, counter+" drop")
+		s.rule(name, "counter drop")
+	} else {
+		s.rule(name, counter)
+		s.rule(name, s.verdict(d))
+	}
 	return name
+}
+
+// reportChains returns the policies in audit mode, per direction, that need a report chain: those
+// auditing a pod that enforced policies isolate in the same direction.
+func reportChains(rs *ruleset.RuleSet) map[policyDirection]bool {
+	out := map[policyDirection]bool{}
+	for i := range rs.Targets {
+		pod := &rs.Targets[i]
+		for _, d := range []direction{ingress, egress} {
+			if len(policiesOf(pod, d)) > 0 {
+				for _, k := range auditsOf(pod, d) {
+					out[policyDirection{k, d.short}] = true
+				}
+			}
+		}
+	}
+	return out
 }
 
 // ownAddressRules writes the rules that let a pod reach itself, also through a Service address
@@ -494,7 +580,7 @@ func (s *script) claimChains(c *ruleset.Claim, d direction, byKey map[ruleset.Po
 			}
 			rules, sets := rulesOf(p, d), declared[policyDirection{key, d.short}]
 			for i := range rules {
-				s.policyRules(chain, verdict, &rules[i], sets[i])
+				s.policyRules(chain, verdict, &rules[i], sets[i], false)
 			}
 		}
 		s.rule(chain, "counter drop")
@@ -535,7 +621,7 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 	sets := make([]ruleSets, len(rules))
 	for i := range rules {
 		sets[i] = s.policySets(p.Key, d, &rules[i])
-		s.policyRules(chain, s.verdict(d), &rules[i], sets[i])
+		s.policyRules(chain, s.verdict(d), &rules[i], sets[i], false)
 	}
 	return sets
 }
@@ -596,15 +682,28 @@ func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) r
 
 // policyRules writes one ingress or egress rule into chain with the given verdict, using the
 // sets policySets declared for it: (any peer, or the rule's peer set) and (any port, one of the
-// numeric ports, or one of the resolved named ports).
-func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSets) {
+// numeric ports, or one of the resolved named ports). A match counts in the rule's counter when
+// the packet is new: in a chain that only new packets enter (onlyNew), each match is one rule
+// with the counter; otherwise it is two, one for the packets of established connections judged
+// again, which do not count, and one for new packets, which do (a rule cannot count only some of
+// the packets it matches).
+func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
 	d := sets.d
 	// The comment names the rule in `nft list` and in `nft monitor trace` (flock-netpol trace).
 	verdict += " comment " + comment("%s %s rule %d", sets.key, d.name, r.Index)
+	counted := fmt.Sprintf("counter name %q %s", ruleCounterName(sets.key, d, r.Index), verdict)
+	rule := func(match string) {
+		if onlyNew {
+			s.rule(chain, match+counted)
+			return
+		}
+		s.rule(chain, "ct state != new "+match+verdict)
+		s.rule(chain, "ct state new "+match+counted)
+	}
 	if r.AnyPeer {
 		// Without peers one rule per port match covers both families.
 		for _, pm := range portMatches(r, "icmp", "ipv6-icmp") {
-			s.rule(chain, pm.l4+pm.conn+verdict)
+			rule(pm.l4 + pm.conn)
 		}
 	}
 	for fi, f := range families {
@@ -615,7 +714,7 @@ func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSe
 			}
 			peerMatch = fmt.Sprintf("%s %s saddr @%s ", d.peer, f.proto, sets.peers[fi])
 			for _, pm := range portMatches(r, f.icmp) {
-				s.rule(chain, pm.l4+peerMatch+pm.conn+verdict)
+				rule(pm.l4 + peerMatch + pm.conn)
 			}
 		}
 		// Named ports: the connection's destination (the target pod for ingress, the destination
@@ -626,8 +725,10 @@ func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSe
 		// An ICMP error related to such a connection is judged by the rules without named ports
 		// only.
 		if sets.named[fi] != "" {
-			s.rule(chain, fmt.Sprintf("%sct direction original %s daddr . meta l4proto . th dport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
-			s.rule(chain, fmt.Sprintf("%sct direction reply %s saddr . meta l4proto . th sport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
+			rule(fmt.Sprintf("%sct direction original %s daddr . meta l4proto . th dport @%s ", peerMatch, f.proto, sets.named[fi]))
+			if !onlyNew { // a reply is never new: this one never counts
+				s.rule(chain, fmt.Sprintf("%sct direction reply %s saddr . meta l4proto . th sport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
+			}
 		}
 	}
 }

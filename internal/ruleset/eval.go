@@ -30,13 +30,21 @@ type Verdict struct {
 	// Sides are the isolated local ends the flow must pass, egress (the source) first, then
 	// ingress (the destination): one per isolated claimant of the address.
 	Sides []Side
+	// Audits are the local ends whose policies in audit mode (Policy.Audit) judge the flow,
+	// in the same order: where the end is not isolated in the direction (then an Audit side
+	// that does not allow means "would drop"), or where its isolating policies refuse the flow
+	// (then one that allows means "would allow"); the destination's only when the source's
+	// chains let the flow out. They never change Allowed.
+	Audits []Side
 }
 
 // Side is one isolated local end of a flow.
 type Side struct {
 	Egress bool
-	Addr   netip.Addr
-	Pod    string // "namespace/name"
+	// Audit is true for a side of Verdict.Audits: Policies are in audit mode.
+	Audit bool
+	Addr  netip.Addr
+	Pod   string // "namespace/name"
 	// Policies isolate the pod in this direction; one of their rules must allow the flow.
 	Policies []PolicyKey
 	Allowed  bool
@@ -66,6 +74,7 @@ type RuleMatch struct {
 // source isolated for egress must be allowed by one of its egress policies, and a local
 // destination isolated for ingress by one of its ingress policies. An address several local pods
 // claim (see Claim) must be allowed by one policy of every claimant isolated in the direction.
+// Policies in audit mode only report (Verdict.Audits); a claimed address has none.
 // (Forged sources are not modelled: a Flow has no interface.)
 func (rs *RuleSet) Explain(f Flow) Verdict {
 	switch {
@@ -81,24 +90,36 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 		policies[rs.Policies[i].Key] = &rs.Policies[i]
 	}
 	v := Verdict{Allowed: true}
-	add := func(egress bool, addr netip.Addr, pod string, keys []PolicyKey) {
-		s := judge(egress, addr, pod, keys, policies, f)
-		v.Allowed = v.Allowed && s.Allowed
-		v.Sides = append(v.Sides, s)
-	}
 	for _, egress := range []bool{true, false} {
+		passed := v.Allowed // the flow got past the source's chains (always true for egress)
 		addr := f.Dst
 		if egress {
 			addr = f.Src
 		}
 		for i := range rs.Targets {
 			p := &rs.Targets[i]
-			keys := p.IngressPolicies
+			keys, audit := p.IngressPolicies, p.AuditIngress
 			if egress {
-				keys = p.EgressPolicies
+				keys, audit = p.EgressPolicies, p.AuditEgress
 			}
-			if len(keys) > 0 && slices.Contains(p.IPs, addr) {
-				add(egress, addr, p.Namespace+"/"+p.Name, keys)
+			if !slices.Contains(p.IPs, addr) {
+				continue
+			}
+			pod := p.Namespace + "/" + p.Name
+			isolated := len(keys) > 0
+			var s Side
+			if isolated {
+				s = judge(egress, addr, pod, keys, policies, f)
+				v.Allowed = v.Allowed && s.Allowed
+				v.Sides = append(v.Sides, s)
+			}
+			// Audit policies are consulted where the enforced ones leave the flow undecided by
+			// isolation (the pod is not isolated) or refuse it (would they allow it?), on a flow
+			// that reaches the pod's chains at all: one refused on the way out never does.
+			if len(audit) > 0 && passed && (!isolated || !s.Allowed) {
+				a := judge(egress, addr, pod, audit, policies, f)
+				a.Audit = true
+				v.Audits = append(v.Audits, a)
 			}
 		}
 		for i := range rs.Claims {
@@ -109,7 +130,9 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 			}
 			if c.Addr == addr {
 				for _, cl := range claimants {
-					add(egress, addr, cl.Pod, cl.Policies)
+					s := judge(egress, addr, cl.Pod, cl.Policies, policies, f)
+					v.Allowed = v.Allowed && s.Allowed
+					v.Sides = append(v.Sides, s)
 				}
 			}
 		}

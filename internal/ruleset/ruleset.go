@@ -13,7 +13,7 @@ import (
 // same cluster state always yields an equal RuleSet whatever order the objects arrived in.
 type RuleSet struct {
 	// Targets are the node's local pods that at least one policy isolates (for ingress, egress or
-	// both), sorted by Namespace, then Name. Pods no policy selects are not listed: their traffic
+	// both) or audits, sorted by Namespace, then Name. Pods no policy selects are not listed: their traffic
 	// is not policed.
 	Targets []Target
 	// Policies are the NetworkPolicies that select at least one of the Targets, sorted by Namespace,
@@ -108,6 +108,16 @@ type Target struct {
 	IngressPolicies []PolicyKey
 	// EgressPolicies is the same for egress.
 	EgressPolicies []PolicyKey
+	// AuditIngress lists the policies in audit mode (Policy.Audit) that select the pod for
+	// ingress, sorted. They do not isolate it: the datapath only counts, and logs when LogDrops
+	// is set, what they would allow and, when the pod is not isolated otherwise, what they would
+	// drop.
+	AuditIngress []PolicyKey
+	// AuditEgress is the same for egress.
+	AuditEgress []PolicyKey
+	// LogDrops asks for a log line (NFLOG) for the first packet of each connection the pod's
+	// policies drop, or its audit policies would drop.
+	LogDrops bool
 }
 
 // Policy is one NetworkPolicy as it applies to this node's pods. A policy that isolates a
@@ -119,6 +129,10 @@ type Policy struct {
 	Ingress []Rule
 	// Egress is the same for egress.
 	Egress []Rule
+	// Audit is true for a policy in audit mode: it isolates nothing, and its rules only count
+	// (and log) what they would allow or drop. Such a policy is listed in its pods' AuditIngress
+	// and AuditEgress, never in their IngressPolicies or EgressPolicies.
+	Audit bool
 }
 
 // Rule is one ingress or egress rule of a policy: traffic from (ingress) or to (egress) one of the

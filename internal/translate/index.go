@@ -45,6 +45,7 @@ type nsView struct {
 	// labels are the Namespace object's labels, nil when there is no object; the name label is
 	// answered from name (see Lookup).
 	labels   map[string]string
+	dropLogs bool          // the Namespace asks for drop logs (DropLogAnnotation)
 	pods     []*indexedPod // pods that own an address, in input order
 	size     int           // len(pods), counted before pods is filled
 	local    []*indexedPod // the local ones among them, in input order
@@ -87,7 +88,8 @@ func (t *translator) namespace(ns string) *nsView {
 
 func (t *translator) loadNamespaces(nss []*corev1.Namespace) {
 	for _, ns := range nss {
-		t.namespace(ns.Name).labels = ns.Labels // a later duplicate wins, as a map insert would
+		v := t.namespace(ns.Name) // a later duplicate wins, as a map insert would
+		v.labels, v.dropLogs = ns.Labels, dropLogs(ns)
 	}
 }
 

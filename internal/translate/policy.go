@@ -36,7 +36,7 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 	}
 
 	ingress, egress := t.policyTypes(obj, np)
-	pol := ruleset.Policy{Key: key}
+	pol := ruleset.Policy{Key: key, Audit: t.auditMode(obj, np)}
 	if ingress {
 		pol.Ingress = []ruleset.Rule{}
 		for i, r := range np.Spec.Ingress {

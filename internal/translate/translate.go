@@ -27,6 +27,9 @@ type Input struct {
 	// Traffic from or to an address inside them that no local pod owns is closed (see
 	// ruleset.Edges). Empty means no such check.
 	PodCIDRs []netip.Prefix
+	// LogDrops turns on drop logs for every local pod (ruleset.Target.LogDrops); without it,
+	// only the pods of namespaces annotated with DropLogAnnotation log their drops.
+	LogDrops bool
 }
 
 // Problem is a value the translator could not honour. The element holding it matches nothing.
@@ -76,14 +79,19 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 		for _, p := range targets {
 			rp := isolated[p]
 			if rp == nil {
-				rp = &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: t.ownIPs(p)} // the rule set owns its slices
+				rp = &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: t.ownIPs(p), // the rule set owns its slices
+					LogDrops: in.LogDrops || p.ns.dropLogs}
 				isolated[p] = rp
 			}
+			in, out := &rp.IngressPolicies, &rp.EgressPolicies
+			if pol.Audit {
+				in, out = &rp.AuditIngress, &rp.AuditEgress
+			}
 			if pol.Ingress != nil {
-				rp.IngressPolicies = append(rp.IngressPolicies, pol.Key)
+				*in = append(*in, pol.Key)
 			}
 			if pol.Egress != nil {
-				rp.EgressPolicies = append(rp.EgressPolicies, pol.Key)
+				*out = append(*out, pol.Key)
 			}
 		}
 	}

@@ -23,8 +23,8 @@ import (
 )
 
 // TestIncrementalUpdatesEqualFullApplies drives a generated cluster through random events (pods
-// deleted, created again, relabelled; policies deleted and restored) and applies each new script
-// two ways: in one namespace as the incremental update from the previous script (render.Diff;
+// deleted, created again, relabelled; policies deleted, switched between audit and enforce mode;
+// namespaces' drop logs turned on and off) and applies each new script two ways: in one namespace as the incremental update from the previous script (render.Diff;
 // a full apply where it says one is needed), in another as a full replace. After every step the
 // two tables must be the same (`nft -j list table`, set elements as sets, handles aside).
 func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
@@ -34,7 +34,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	cfg := synth.Sized(300, 30)
 	cfg.Nodes, cfg.LocalPods = 3, 80
 	cl := synth.Generate(cfg)
-	pods, policies := slices.Clone(cl.Pods), slices.Clone(cl.Policies)
+	pods, policies, namespaces := slices.Clone(cl.Pods), slices.Clone(cl.Policies), slices.Clone(cl.Namespaces)
 	rng := rand.New(rand.NewPCG(3, 4))
 
 	var prevRS ruleset.RuleSet
@@ -43,7 +43,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	incremental, fallbacks := 0, 0
 	for step := range 40 {
 		if step > 0 {
-			switch i := rng.IntN(len(pods)); rng.IntN(4) {
+			switch i := rng.IntN(len(pods)); rng.IntN(6) {
 			case 0: // a pod goes
 				pods = slices.Delete(pods, i, i+1)
 			case 1: // and comes back (the generator's pod, maybe already there: then relabelled)
@@ -59,9 +59,28 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 					j := rng.IntN(len(policies))
 					policies = slices.Delete(policies, j, j+1)
 				}
+			case 4: // a policy switches between audit and enforce mode: report chains and
+				// counters come and go
+				j := rng.IntN(len(policies))
+				np := policies[j].DeepCopy()
+				mode := translate.ModeAudit
+				if np.Annotations[translate.ModeAnnotation] == mode {
+					mode = translate.ModeEnforce
+				}
+				np.Annotations = map[string]string{translate.ModeAnnotation: mode}
+				policies[j] = np
+			case 5: // a namespace turns drop logs on or off: the limit and the dynamic sets
+				j := rng.IntN(len(namespaces))
+				ns := namespaces[j].DeepCopy()
+				on := "true"
+				if ns.Annotations[translate.DropLogAnnotation] == on {
+					on = "false"
+				}
+				ns.Annotations = map[string]string{translate.DropLogAnnotation: on}
+				namespaces[j] = ns
 			}
 		}
-		rs, _ := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(pods)})
+		rs, _ := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: policies, Namespaces: namespaces, Pods: compact.NewPods(pods)})
 		st = epoch.Next(st, &prevRS, &rs)
 		script := render.Render(rs, render.Options{Epochs: st, AntiSpoofing: true}).Text
 		if err := full.Apply(ctx, script); err != nil {

@@ -189,3 +189,13 @@ func Named(proto corev1.Protocol, name string) networkingv1.NetworkPolicyPort {
 	p := intstr.FromString(name)
 	return networkingv1.NetworkPolicyPort{Protocol: protocol(proto), Port: &p}
 }
+
+// Annotated sets an annotation of the policy (its mode, for one).
+func Annotated(key, value string) PolicyOption {
+	return func(np *networkingv1.NetworkPolicy) {
+		if np.Annotations == nil {
+			np.Annotations = map[string]string{}
+		}
+		np.Annotations[key] = value
+	}
+}
