@@ -24,7 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/controller"
+	"github.com/flock-net/flock-netpol/internal/droplog"
 	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
@@ -52,6 +54,10 @@ type RunConfig struct {
 	LogDrops bool
 	LogGroup uint16
 	LogRate  int
+	// DropLogReader reads the drop-log group and writes its lines (--drop-log-reader), in the
+	// network namespace of the file DropLogNetns names (--drop-log-netns; empty: the agent's).
+	DropLogReader bool
+	DropLogNetns  string
 	// CounterInterval is how often the table's counters are read for the metrics; 0 turns
 	// the counter metrics off.
 	CounterInterval time.Duration
@@ -103,6 +109,8 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.BoolVar(&cfg.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9652", "address the /healthz and /readyz endpoints bind to")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
+	fs.BoolVar(&cfg.DropLogReader, "drop-log-reader", true, "read the drop-log group (--drop-log-group) and write one log line per logged packet; turn off when another program (e.g. ulogd) reads the group")
+	fs.StringVar(&cfg.DropLogNetns, "drop-log-netns", "", "the network namespace whose drop-log group to read, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's; empty: the agent's own")
 	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one nft call); 0 turns those metrics off")
 	var edges edgeFlags
 	edges.register(fs)
@@ -237,6 +245,22 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 			return nil, err
 		}
 	}
+	if cfg.DropLogReader {
+		src := r.Source
+		resolver := &droplog.RuleSetResolver{
+			RuleSet: r.AppliedRuleSet,
+			Pods: func() ([]*compact.Pod, error) {
+				in, err := src.Objects(context.Background())
+				return in.Pods, err
+			},
+		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			readDropLogs(ctx, cfg, resolver, r.Metrics, log.WithName("drop-log"))
+			return nil
+		})); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the controller: %w", err)
 	}
@@ -247,6 +271,43 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		return nil, err
 	}
 	return &Agent{Manager: mgr, Reconciler: r, nft: nftClient, cfg: cfg, log: log}, nil
+}
+
+// readDropLogs reads the drop-log group until ctx ends, opening it again (after a growing pause)
+// whenever it cannot be bound or reading fails: drop logs are worth a retry, never the agent.
+func readDropLogs(ctx context.Context, cfg RunConfig, res droplog.Resolver, m *controller.Metrics, log logr.Logger) {
+	stats := func(kind string, n int) { m.DropLog.WithLabelValues(kind).Add(float64(n)) }
+	delay := time.Second
+	for ctx.Err() == nil {
+		err := func() error {
+			fd := 0
+			if cfg.DropLogNetns != "" {
+				f, err := os.Open(cfg.DropLogNetns)
+				if err != nil {
+					return fmt.Errorf("opening --drop-log-netns: %w", err)
+				}
+				defer f.Close()
+				fd = int(f.Fd())
+			}
+			r, err := droplog.Open(cfg.LogGroup, fd)
+			if err != nil {
+				return err
+			}
+			log.Info("reading drop logs", "group", cfg.LogGroup)
+			delay = time.Second
+			return r.Run(ctx, res, log, stats)
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error(err, "drop logs are not read; retrying", "after", delay.String())
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+		delay = min(2*delay, 5*time.Minute)
+	}
 }
 
 // bootstrapTimeout bounds the start-up read of this node's Node object for its pod ranges.

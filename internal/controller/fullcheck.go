@@ -22,11 +22,17 @@ type tableBaseline struct {
 	hash   [sha256.Size]byte
 }
 
-// counterValues matches what changes in a listing without anyone changing the table.
-var counterValues = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+// What changes in a listing without anyone changing the table: the values of counters (a rule's
+// "counter packets N bytes M", a named counter's "packets N bytes M" line), and the elements that
+// packets add to the drop-log sets (render's dynamic sets, named drop-log-v4 and drop-log-v6).
+var (
+	counterValues = regexp.MustCompile(`(counter )?packets \d+ bytes \d+`)
+	dynamicElems  = regexp.MustCompile(`(set drop-log-v[46] \{[^}]*?)\s*elements = \{[^}]*\}`)
+)
 
-// tableHash returns the hash of a listing with the counters' values taken out.
+// tableHash returns the hash of a listing with what traffic changes taken out.
 func tableHash(listing string) [sha256.Size]byte {
+	listing = dynamicElems.ReplaceAllString(listing, "$1")
 	return sha256.Sum256([]byte(counterValues.ReplaceAllLiteralString(listing, "counter")))
 }
 

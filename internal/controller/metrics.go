@@ -29,6 +29,7 @@ type Metrics struct {
 	KernelCheckFailures prometheus.Counter
 	Epoch               prometheus.Gauge
 	IncrementalUpdates  *prometheus.CounterVec // by outcome
+	DropLog             *prometheus.CounterVec // by kind (droplog's Stat*)
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered, for tests).
@@ -92,11 +93,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "epoch",
 			Help: "Epoch of the last applied table (--established=revalidate): it moves on each change that can deny established connections, whose next packet is then judged again.",
 		}),
+		DropLog: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "drop_log_packets_total",
+			Help: "Packets of the drop-log group, by kind: drop and audit (logged), lost (the reader's buffer was full), unparsed; overrun counts the times the kernel reported a full buffer.",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ApplyDuration, m.Applies, m.ApplyFailures, m.LastSuccess, m.ScriptBytes,
 			m.Rules, m.Sets, m.SetElements, m.IsolatedPods, m.Policies, m.PolicyProblems, m.Repairs,
-			m.KernelCheckFailures, m.Epoch, m.IncrementalUpdates)
+			m.KernelCheckFailures, m.Epoch, m.IncrementalUpdates, m.DropLog)
 	}
 	return m
 }

@@ -353,6 +353,18 @@ func (r *Reconciler) diff(script render.Script) (render.Update, error) {
 	return render.Diff(r.lastTable, next, r.Table, r.IncrementalMaxShare)
 }
 
+// AppliedRuleSet returns the rule set of the last successful apply, nil before the first. The
+// caller must not modify it.
+func (r *Reconciler) AppliedRuleSet() *ruleset.RuleSet {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.applied {
+		return nil
+	}
+	rs := r.lastRuleSet
+	return &rs
+}
+
 // Desired is what the kernel should hold now.
 type Desired struct {
 	// Node is this node's Node object; nil when there is none, and then nothing else is set.

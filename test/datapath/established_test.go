@@ -58,13 +58,17 @@ type agent struct {
 	c           *cluster
 	established render.Established
 	nodes       map[string]*nodeApply
+	// logDrops turns drop logs on for every pod (--drop-log), to logGroup.
+	logDrops bool
+	logGroup uint16
 }
 
 // nodeApply is what the agent remembers of a node's last apply.
 type nodeApply struct {
-	st     epoch.State
-	rs     ruleset.RuleSet
-	script string
+	st       epoch.State
+	rs       ruleset.RuleSet
+	script   string
+	counters []render.Counter
 }
 
 func (c *cluster) newAgent(t *testing.T, established render.Established) *agent {
@@ -88,16 +92,17 @@ func (a *agent) apply(t *testing.T, policies []*networkingv1.NetworkPolicy, pods
 	t.Helper()
 	for _, n := range nodeNames {
 		prev := a.nodes[n]
-		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods)})
+		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods), LogDrops: a.logDrops})
 		for _, p := range problems {
 			t.Errorf("translate for %s reported a problem: %s", n, p)
 		}
 		st := epoch.Next(prev.st, &prev.rs, &rs)
-		script := string(render.Render(rs, render.Options{Established: a.established, Epochs: st, AntiSpoofing: true}).Text)
+		out := render.Render(rs, render.Options{Established: a.established, Epochs: st, AntiSpoofing: true, LogGroup: a.logGroup})
+		script := string(out.Text)
 		if out, err := a.c.nodes[n].Run(script, "nft", "-f", "-"); err != nil {
 			t.Fatalf("%s: nft rejected the rendered script: %v\n%s\n%s", n, err, out, script)
 		}
-		*prev = nodeApply{st: st, rs: rs, script: script}
+		*prev = nodeApply{st: st, rs: rs, script: script, counters: out.Counters}
 	}
 }
 

@@ -111,7 +111,9 @@ func Assets(dir string) (string, error) {
 
 // CanonicalTable returns the JSON listing of a table (`nft -j list table`) in a form that two
 // tables holding the same objects share whatever their history: handles removed, set and map
-// elements sorted, objects ordered by kind and name, rules kept in their order within their chain.
+// elements sorted, objects ordered by kind and name, rules kept in their order within their chain,
+// and what traffic changes left out: the values of named counters, the elements that packets add
+// to dynamic sets.
 // (nft lists objects in the order they were created, and a hash set's elements in the order its
 // table holds them, which differ between a table replaced whole and one updated in place.)
 func CanonicalTable(listing []byte) (string, error) {
@@ -122,6 +124,9 @@ func CanonicalTable(listing []byte) (string, error) {
 	v = canonical(v)
 	if m, ok := v.(map[string]any); ok {
 		if objs, ok := m["nftables"].([]any); ok {
+			for _, o := range objs {
+				stateless(o)
+			}
 			slices.SortStableFunc(objs, func(a, b any) int {
 				ka, na := objectKey(a)
 				kb, nb := objectKey(b)
@@ -155,6 +160,20 @@ func canonical(v any) any {
 		return x
 	}
 	return v
+}
+
+// stateless removes from one object of a listing what traffic changes.
+func stateless(v any) {
+	m, _ := v.(map[string]any)
+	if c, ok := m["counter"].(map[string]any); ok {
+		delete(c, "packets")
+		delete(c, "bytes")
+	}
+	if set, ok := m["set"].(map[string]any); ok {
+		if flags, _ := set["flags"].([]any); slices.Contains(flags, any("dynamic")) {
+			delete(set, "elem")
+		}
+	}
 }
 
 // objectKey orders a listing's objects: kind, then name (a rule's chain).

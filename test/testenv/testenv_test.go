@@ -60,3 +60,23 @@ func TestAssetsSaysWhatIsMissing(t *testing.T) {
 		t.Errorf("Assets(\"\") with KUBEBUILDER_ASSETS=%s = %q, %v", dir, got, err)
 	}
 }
+
+// TestCanonicalTableLeavesOutWhatTrafficChanges pins that two listings of one table, before and
+// after traffic moved its named counters and filled its dynamic sets, compare equal.
+func TestCanonicalTableLeavesOutWhatTrafficChanges(t *testing.T) {
+	before := `{"nftables": [{"counter": {"family": "inet", "name": "c", "table": "t", "handle": 1, "packets": 0, "bytes": 0}},
+		{"set": {"family": "inet", "name": "d", "table": "t", "type": "ipv4_addr", "handle": 2, "flags": ["dynamic", "timeout"]}}]}`
+	after := `{"nftables": [{"counter": {"family": "inet", "name": "c", "table": "t", "handle": 1, "packets": 7, "bytes": 420}},
+		{"set": {"family": "inet", "name": "d", "table": "t", "type": "ipv4_addr", "handle": 2, "flags": ["dynamic", "timeout"], "elem": ["10.0.0.1"]}}]}`
+	a, err := CanonicalTable([]byte(before))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := CanonicalTable([]byte(after))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Errorf("the listings differ:\n%s\n%s", a, b)
+	}
+}
