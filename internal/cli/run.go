@@ -54,10 +54,12 @@ type RunConfig struct {
 	LogDrops bool
 	LogGroup uint16
 	LogRate  int
-	// DropLogReader reads the drop-log group and writes its lines (--drop-log-reader), in the
-	// network namespace of the file DropLogNetns names (--drop-log-netns; empty: the agent's).
+	// DropLogReader reads the drop-log group and writes its lines (--drop-log-reader).
 	DropLogReader bool
-	DropLogNetns  string
+	// Netns names, as a file, the network namespace of the node's table when --nft runs nft
+	// in another one than the agent's (--netns): what the agent reads over netlink (counters,
+	// drop logs) is read there. Empty: the agent's own.
+	Netns string
 	// CounterInterval is how often the table's counters are read for the metrics; 0 turns
 	// the counter metrics off.
 	CounterInterval time.Duration
@@ -110,7 +112,7 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9652", "address the /healthz and /readyz endpoints bind to")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
 	fs.BoolVar(&cfg.DropLogReader, "drop-log-reader", true, "read the drop-log group (--drop-log-group) and write one log line per logged packet; turn off when another program (e.g. ulogd) reads the group")
-	fs.StringVar(&cfg.DropLogNetns, "drop-log-netns", "", "the network namespace whose drop-log group to read, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's; empty: the agent's own")
+	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the counters and drop logs are read there; empty: the agent's own")
 	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one nft call); 0 turns those metrics off")
 	var edges edgeFlags
 	edges.register(fs)
@@ -232,8 +234,16 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	if _, streams := executor.(nft.Streamer); executor == nil || streams {
 		r.Monitor = nftClient
 	}
+	netnsFD := 0
+	if cfg.Netns != "" {
+		f, err := os.Open(cfg.Netns) // kept open for the agent's lifetime: the readers dial through it
+		if err != nil {
+			return nil, fmt.Errorf("--netns: %w", err)
+		}
+		netnsFD = int(f.Fd())
+	}
 	if cfg.CounterInterval > 0 {
-		r.Counters = controller.NewRuleCounters(nftClient, cfg.Table, log.WithName("counters"))
+		r.Counters = controller.NewRuleCounters(nft.NetlinkCounters{NetNS: netnsFD}, cfg.Table, log.WithName("counters"))
 		if err := metrics.Registry.Register(r.Counters); err != nil {
 			// Only a second agent in one process (tests) meets this: the first one's are served.
 			log.Error(err, "the counter metrics of this agent are not served")
@@ -255,7 +265,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 			},
 		}
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-			readDropLogs(ctx, cfg, resolver, r.Metrics, log.WithName("drop-log"))
+			readDropLogs(ctx, cfg.LogGroup, netnsFD, resolver, r.Metrics, log.WithName("drop-log"))
 			return nil
 		})); err != nil {
 			return nil, err
@@ -275,25 +285,16 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 
 // readDropLogs reads the drop-log group until ctx ends, opening it again (after a growing pause)
 // whenever it cannot be bound or reading fails: drop logs are worth a retry, never the agent.
-func readDropLogs(ctx context.Context, cfg RunConfig, res droplog.Resolver, m *controller.Metrics, log logr.Logger) {
+func readDropLogs(ctx context.Context, group uint16, netnsFD int, res droplog.Resolver, m *controller.Metrics, log logr.Logger) {
 	stats := func(kind string, n int) { m.DropLog.WithLabelValues(kind).Add(float64(n)) }
 	delay := time.Second
 	for ctx.Err() == nil {
 		err := func() error {
-			fd := 0
-			if cfg.DropLogNetns != "" {
-				f, err := os.Open(cfg.DropLogNetns)
-				if err != nil {
-					return fmt.Errorf("opening --drop-log-netns: %w", err)
-				}
-				defer f.Close()
-				fd = int(f.Fd())
-			}
-			r, err := droplog.Open(cfg.LogGroup, fd)
+			r, err := droplog.Open(group, netnsFD)
 			if err != nil {
 				return err
 			}
-			log.Info("reading drop logs", "group", cfg.LogGroup)
+			log.Info("reading drop logs", "group", group)
 			delay = time.Second
 			return r.Run(ctx, res, log, stats)
 		}()

@@ -393,8 +393,9 @@ type process struct {
 }
 
 // runBinary starts `flock-netpol run` against the test API server and kills it (by PID) when the
-// spec ends if it is still running.
-func runBinary(node, nftFlag string) *process {
+// spec ends if it is still running. netns names the namespace of the table (empty: none; then
+// nothing is read over netlink: no drop logs, no counters).
+func runBinary(node, nftFlag, netns string) *process {
 	createNode(node)
 	p := &process{output: &logBuffer{}, exited: make(chan struct{}), probe: freeAddr()}
 	p.cmd = exec.Command(agentBinary(), "run",
@@ -404,6 +405,11 @@ func runBinary(node, nftFlag string) *process {
 		"--health-probe-bind-address", p.probe,
 		"--metrics-bind-address", "0",
 	)
+	if netns != "" {
+		p.cmd.Args = append(p.cmd.Args, "--netns", "/var/run/netns/"+netns)
+	} else {
+		p.cmd.Args = append(p.cmd.Args, "--drop-log-reader=false", "--counter-interval=0")
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	Expect(p.cmd.Start()).To(Succeed())
 	go func() {

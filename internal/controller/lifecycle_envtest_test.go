@@ -311,7 +311,7 @@ var _ = Describe("The agent's lifecycle", func() {
 			createPod(ns, "web", c.ip(1), objects.OnNode(c.node))
 			createPolicy(ns, "web", objects.IsolateIngress(objects.Ingress()))
 			agentBinary() // build outside the timeouts below
-			p := runBinary(c.node, "/nonexistent/nft")
+			p := runBinary(c.node, "/nonexistent/nft", "")
 
 			Eventually(func() (int, error) { return p.status("/healthz") }, 30*time.Second, poll).Should(Equal(200))
 			Eventually(p.output.String, timeout, poll).Should(And(
@@ -473,7 +473,7 @@ var _ = Describe("The agent's lifecycle", func() {
 		createPod(ns, "client", c.ip(3), objects.OnNode(c.node), objects.Labels("app", "client"))
 		createPolicy(ns, "web", objects.Selecting("app", "web"), objects.IsolateIngress(objects.Ingress(objects.From(objects.PodsLabelled("app", "client")))))
 		agentBinary()
-		p := runBinary(c.node, k.nftFlag())
+		p := runBinary(c.node, k.nftFlag(), k.ns)
 
 		Eventually(func() (int, error) { return p.status("/readyz") }, 30*time.Second, poll).Should(Equal(200))
 		v := k.mustView()

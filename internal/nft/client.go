@@ -2,7 +2,6 @@ package nft
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -147,51 +146,6 @@ func (c *Client) ListTable(ctx context.Context, family, table string) (string, e
 		return "", fmt.Errorf("nft table name %q is not a valid identifier", table)
 	}
 	return c.run(ctx, []string{"list", "table", family, table}, nil)
-}
-
-// Counter is the state of one named counter.
-type Counter struct {
-	Packets, Bytes uint64
-}
-
-// Counters returns the named counters of a table, by name, from `<Command> -j list counters
-// table <family> <table>`: one call, which reads the counters and nothing else of the table. A
-// missing table is an *Error for which IsNotFound is true.
-func (c *Client) Counters(ctx context.Context, family, table string) (map[string]Counter, error) {
-	if !slices.Contains(families, family) {
-		return nil, fmt.Errorf("nft family %q is not one of %s", family, strings.Join(families, ", "))
-	}
-	if !identifier.MatchString(table) {
-		return nil, fmt.Errorf("nft table name %q is not a valid identifier", table)
-	}
-	out, err := c.run(ctx, []string{"-j", "list", "counters", "table", family, table}, nil)
-	if err != nil {
-		return nil, err
-	}
-	return parseCounters(out)
-}
-
-// parseCounters reads the counters of `nft -j list counters`.
-func parseCounters(out string) (map[string]Counter, error) {
-	var doc struct {
-		Nftables []struct {
-			Counter *struct {
-				Name    string `json:"name"`
-				Packets uint64 `json:"packets"`
-				Bytes   uint64 `json:"bytes"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return nil, fmt.Errorf("reading nft's counters: %w", err)
-	}
-	counters := make(map[string]Counter, len(doc.Nftables))
-	for _, o := range doc.Nftables {
-		if o.Counter != nil {
-			counters[o.Counter.Name] = Counter{Packets: o.Counter.Packets, Bytes: o.Counter.Bytes}
-		}
-	}
-	return counters, nil
 }
 
 // ListChain returns the output of `<Command> list chain <family> <table> <chain>`: much cheaper

@@ -9,6 +9,7 @@ package nft
 import (
 	"context"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -231,18 +232,30 @@ func TestKernelMissingBinary(t *testing.T) {
 	}
 }
 
-// TestKernelCountersReadsNamedCounters pins Counters against real nft: every named counter of the
-// table, by name, with the packets and bytes the kernel holds (set here by the declaration), and
-// IsNotFound without the table.
-func TestKernelCountersReadsNamedCounters(t *testing.T) {
-	c := newNetnsClient(t)
-	if _, err := c.Counters(context.Background(), "inet", "flocktest"); !IsNotFound(err) {
-		t.Fatalf("Counters without the table: err = %v; want IsNotFound", err)
+// TestKernelNetlinkCountersReadsNamedCounters pins NetlinkCounters against the kernel: every named
+// counter of the table, by name, with the packets and bytes the kernel holds (set here by the
+// declaration), none of another table or of another kind of object, and none without the table.
+func TestKernelNetlinkCountersReadsNamedCounters(t *testing.T) {
+	ns := netns.NewScratch(t)
+	c, err := New(Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	read := NetlinkCounters{NetNS: int(f.Fd())}
+	if got, err := read.Counters(context.Background(), "inet", "flocktest"); err != nil || len(got) != 0 {
+		t.Fatalf("Counters without the table = %v, %v; want none", got, err)
 	}
 	mustApply(t, c, "add table inet flocktest\n"+
 		"add counter inet flocktest rule-X-x/p/in0 { packets 3 bytes 180; comment \"x/p ingress rule 0\"; }\n"+
-		"add counter inet flocktest denied-in-Y-x/a\n")
-	got, err := c.Counters(context.Background(), "inet", "flocktest")
+		"add counter inet flocktest denied-in-Y-x/a\n"+
+		"add limit inet flocktest drop-log { rate 5/second; }\n"+
+		"add table inet other\nadd counter inet other rule-X-x/p/in0 { packets 9 bytes 9; }\n")
+	got, err := read.Counters(context.Background(), "inet", "flocktest")
 	if err != nil {
 		t.Fatal(err)
 	}

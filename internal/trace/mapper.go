@@ -152,8 +152,14 @@ func describeRule(chain, rule, verdict string) string {
 		return "the destination is not isolated for ingress here: allowed"
 	case chain == "allow":
 		return "accepted; the connection is stamped with the current epoch"
-	case strings.HasPrefix(chain, "pod-") && strings.HasPrefix(next, "pol-"):
+	case strings.HasPrefix(chain, "pod-") && (strings.HasPrefix(next, "pol-") || strings.HasPrefix(next, "audit-")):
 		return "" // entering a policy's chain; a rule there that matches says so
+	case strings.Contains(rule, "log prefix"):
+		return "logged (drop logs)"
+	case strings.HasPrefix(chain, "audit-") && comment != "":
+		return fmt.Sprintf("audit mode: %s would allow it (counted); the enforced policies decide", comment)
+	case strings.HasPrefix(chain, "pod-") && strings.Contains(rule, `counter name "would-drop-`):
+		return fmt.Sprintf("no rule of the policies in audit mode selecting %s matched: it would be dropped (counted), and is allowed", podOf(chain))
 	case strings.HasPrefix(chain, "pod-") && strings.Contains(rule, "fib saddr . iif oif exists"),
 		strings.HasPrefix(chain, "pod-out-") && strings.HasPrefix(rule, "ct reply ") && !strings.Contains(rule, "@"):
 		return fmt.Sprintf("pod %s reaching itself: allowed", podOf(chain))

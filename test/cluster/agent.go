@@ -70,6 +70,9 @@ func (c *Cluster) startAgent(n *Node, kubeconfig string, extra ...string) (*agen
 		"--kubeconfig", kubeconfig,
 		"--node-name", n.Name,
 		"--nft", "ip netns exec " + n.NS.Namespace() + " nft",
+		// What the agent reads over netlink (counters, drop logs, the drift monitor) is read in
+		// the node's namespace too, never in the host's.
+		"--netns", "/var/run/netns/" + n.NS.Namespace(),
 		"--health-probe-bind-address", health,
 		"--metrics-bind-address", "0",
 		"--zap-devel",
