@@ -230,10 +230,6 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		// the loop itself is stuck and a restart is the remedy.
 		StuckAfter: 3*cfg.NFTTimeout + time.Minute,
 	}
-	// The drift monitor streams `nft monitor`; a test's executor may not stream.
-	if _, streams := executor.(nft.Streamer); executor == nil || streams {
-		r.Monitor = nftClient
-	}
 	netnsFD := 0
 	if cfg.Netns != "" {
 		f, err := os.Open(cfg.Netns) // kept open for the agent's lifetime: the readers dial through it
@@ -241,6 +237,14 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 			return nil, fmt.Errorf("--netns: %w", err)
 		}
 		netnsFD = int(f.Fd())
+	}
+	// The drift monitor reads the kernel's nftables notifications in the table's namespace. A
+	// test's executor that stands in for nft (without --netns) streams its own monitor, or none.
+	switch _, streams := executor.(nft.Streamer); {
+	case executor == nil || cfg.Netns != "":
+		r.Monitor = nft.NetlinkMonitor{NetNS: netnsFD}
+	case streams:
+		r.Monitor = nftClient
 	}
 	if cfg.CounterInterval > 0 {
 		r.Counters = controller.NewRuleCounters(nft.NetlinkCounters{NetNS: netnsFD}, cfg.Table, log.WithName("counters"))

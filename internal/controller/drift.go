@@ -13,22 +13,26 @@ import (
 	"github.com/flock-net/flock-netpol/internal/render"
 )
 
-// Monitor streams the lines of `nft monitor` in the node's network namespace. *nft.Client
-// implements it.
+// Monitor streams the kernel's nftables changes in the node's network namespace, one line per
+// change in the format of `nft monitor`. nft.NetlinkMonitor implements it (and *nft.Client, by
+// running `nft monitor`, for tests whose executor stands in for nft).
 type Monitor interface {
 	Monitor(ctx context.Context, line func(string)) error
 }
 
-// Drift detection. `nft monitor` prints every change any process commits to the namespace's
-// ruleset, one object per line, and ends each transaction with a line
-// "# new generation N by process PID (CMD)". A transaction of ours adds the base chain's last rule,
+// Drift detection. The kernel notifies every change any process commits to the namespace's
+// ruleset; the monitor prints each as `nft monitor` would, one object per line, and ends each
+// transaction with a line "# new generation N by process PID (CMD)". (The agent reads the
+// notifications itself rather than running `nft monitor`: nft 1.0.6 reads garbage, and often
+// crashes, printing an element of a set with a concatenated interval key, such as the fresh
+// sets, so its monitor died after most applies.) A transaction of ours adds the base chain's last rule,
 // whose comment carries the digest of the script (see package render); a transaction that touches
 // our table without adding a digest of ours is someone else's change (a flushed chain or map, a
 // deleted element or table, an inserted rule) and is repaired at once with a full apply. The PID
 // is no help: the kernel reports it as the host sees it, not as the agent's container does.
 //
-// nft drops events it cannot keep up with ("# ERROR: We lost some netlink events!", seen with
-// transactions of some 100,000 elements): what happened is then unknown, and the agent asks the
+// Events that the monitor cannot keep up with are lost ("# ERROR: We lost some netlink events!",
+// seen with transactions of some 100,000 elements): what happened is then unknown, and the agent asks the
 // periodic check to run now (it compares the kernel's digest), rather than re-applying blindly,
 // which on such a table would only lose events again.
 
@@ -125,7 +129,7 @@ func (r *Reconciler) watchDrift(ctx context.Context, work chan<- event.TypedGene
 				r.Log.Info("another process changed the table; repairing it", "change", b.first)
 				send(driftKey.Name)
 			case kind == batchLost && r.resyncEnabled():
-				r.Log.Info("nft monitor lost events; checking the table now")
+				r.Log.Info("the monitor lost events; checking the table now")
 				send(resyncKey.Name)
 			}
 		})
@@ -133,7 +137,7 @@ func (r *Reconciler) watchDrift(ctx context.Context, work chan<- event.TypedGene
 			return
 		}
 		// Changes made while no monitor ran are unseen: check once the monitor is back.
-		r.Log.Error(err, "nft monitor stopped; restarting it and checking the table", "after", delay.String())
+		r.Log.Error(err, "the monitor stopped; restarting it and checking the table", "after", delay.String())
 		if time.Since(start) > time.Minute {
 			delay = time.Second
 		}

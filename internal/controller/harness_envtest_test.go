@@ -145,8 +145,12 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 		createNode(node, cfg.podCIDRs...)
 	}
 	var executor nft.Executor = k.rec
-	if cfg.noMonitor {
-		executor = struct{ nft.Executor }{k.rec} // hides Stream: the agent runs no nft monitor
+	netns := "" // a real kernel's namespace: the agent's netlink monitor watches it
+	switch {
+	case cfg.noMonitor:
+		executor = struct{ nft.Executor }{k.rec} // hides Stream: the agent runs no monitor
+	case k.ns != "":
+		netns = "/var/run/netns/" + k.ns
 	}
 	a := &agent{logs: &logBuffer{}, done: make(chan error, 1)}
 	log := newLogger("agent["+node+"]", a.logs)
@@ -165,6 +169,7 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 		SkipNameValidation:       true,
 		CloseUnknownPodAddresses: len(cfg.podCIDRs) > 0,
 		AntiSpoofing:             len(cfg.podCIDRs) > 0,
+		Netns:                    netns,
 	}, log, executor)
 	Expect(err).NotTo(HaveOccurred())
 	mgr := built.Manager

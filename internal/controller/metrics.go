@@ -79,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "repairs_total",
-			Help: "Full applies that repaired the table after another process changed it, by cause: monitor (nft monitor showed the change) or resync (the periodic check found the table missing or different).",
+			Help: "Full applies that repaired the table after another process changed it, by cause: monitor (the monitor of the kernel's changes showed it) or resync (the periodic check found the table missing or different).",
 		}, []string{"cause"}),
 		KernelCheckFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "kernel_check_failures_total",

@@ -65,8 +65,8 @@ type Reconciler struct {
 	// Established is how established connections are treated (render.Established); the zero
 	// value re-validates them after every change that can deny them.
 	Established render.Established
-	// Monitor, when set, watches the kernel's changes (`nft monitor`): a change to the table by
-	// another process is repaired at once (see drift.go).
+	// Monitor, when set, watches the kernel's changes: a change to the table by another process
+	// is repaired at once (see drift.go).
 	Monitor Monitor
 	// Inspector, when set together with ResyncPeriod, lets the agent check every ResyncPeriod
 	// that the kernel still holds the table it last applied, and repair it when not.
