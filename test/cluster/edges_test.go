@@ -232,7 +232,7 @@ func TestClosedEdges(t *testing.T) {
 	})
 
 	// Rule: drift repair (docs/operations.md, "Changes made by others"): any change to the table
-	// by another process, seen through `nft monitor`, is repaired by a full apply; within a second
+	// by another process, seen through the kernel's notifications, is repaired by a full apply; within a second
 	// a flow the policy denies is denied again and one it allows passes.
 	t.Run("a change to the table by another process is repaired, with traffic", func(t *testing.T) {
 		allow := &networkingv1.NetworkPolicy{
@@ -290,12 +290,12 @@ func TestClosedEdges(t *testing.T) {
 		podIn := m[1]
 		for _, tc := range []struct {
 			change []string
-			shows  string // in the first line `nft monitor` prints of it
+			shows  string // in the first line the agent's monitor prints of it
 		}{
-			// nft monitor shows a deleted table as the deletion of everything in it.
+			// The kernel notifies a deleted table as the deletion of everything in it.
 			{[]string{"delete", "table", "inet", cluster.Table}, "delete "},
 			{[]string{"flush", "chain", "inet", cluster.Table, podIn}, "delete rule inet " + cluster.Table + " " + podIn},
-			{[]string{"insert", "rule", "inet", cluster.Table, podIn, "accept"}, "insert rule inet " + cluster.Table + " " + podIn + " accept"},
+			{[]string{"insert", "rule", "inet", cluster.Table, podIn, "accept"}, "insert rule inet " + cluster.Table + " " + podIn + " "},
 		} {
 			change := tc.change
 			what := "nft " + strings.Join(change, " ")
@@ -327,7 +327,7 @@ func TestClosedEdges(t *testing.T) {
 					break
 				}
 			}
-			// The agent saw this change: its log names the first line `nft monitor` showed of it.
+			// The agent saw this change: its log names the first line its monitor showed of it.
 			if err := waitLog(n1, logRepair, seen, 5*time.Second); err != nil {
 				t.Errorf("%s: %v", what, err)
 			} else {
