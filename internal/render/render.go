@@ -684,9 +684,10 @@ func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) r
 // sets policySets declared for it: (any peer, or the rule's peer set) and (any port, one of the
 // numeric ports, or one of the resolved named ports). A match counts in the rule's counter when
 // the packet is new: in a chain that only new packets enter (onlyNew), each match is one rule
-// with the counter; otherwise it is two, one for the packets of established connections judged
-// again, which do not count, and one for new packets, which do (a rule cannot count only some of
-// the packets it matches).
+// with the counter; otherwise it is two, one for new packets, which count, and one for the packets
+// of established connections judged again, which do not (a rule cannot count only some of the
+// packets it matches). The new packets' rule comes first: they are nearly all the packets these
+// chains see, and each then meets one rule, not two.
 func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
 	d := sets.d
 	// The comment names the rule in `nft list` and in `nft monitor trace` (flock-netpol trace).
@@ -697,8 +698,8 @@ func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSe
 			s.rule(chain, match+counted)
 			return
 		}
-		s.rule(chain, "ct state != new "+match+verdict)
 		s.rule(chain, "ct state new "+match+counted)
+		s.rule(chain, "ct state != new "+match+verdict)
 	}
 	if r.AnyPeer {
 		// Without peers one rule per port match covers both families.
