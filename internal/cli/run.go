@@ -57,8 +57,8 @@ type RunConfig struct {
 	// DropLogReader reads the drop-log group and writes its lines (--drop-log-reader).
 	DropLogReader bool
 	// Netns names, as a file, the network namespace of the node's table when --nft runs nft
-	// in another one than the agent's (--netns): what the agent reads over netlink (counters,
-	// drop logs) is read there. Empty: the agent's own.
+	// in another one than the agent's (--netns): what the agent reads over netlink (the drift
+	// monitor, counters, drop logs) is read there. Empty: the agent's own.
 	Netns string
 	// CounterInterval is how often the table's counters are read for the metrics; 0 turns
 	// the counter metrics off.
@@ -112,8 +112,8 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9652", "address the /healthz and /readyz endpoints bind to")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
 	fs.BoolVar(&cfg.DropLogReader, "drop-log-reader", true, "read the drop-log group (--drop-log-group) and write one log line per logged packet; turn off when another program (e.g. ulogd) reads the group")
-	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the counters and drop logs are read there; empty: the agent's own")
-	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one nft call); 0 turns those metrics off")
+	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the drift monitor, the counters and the drop logs are read there; empty: the agent's own")
+	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one netlink dump); 0 turns those metrics off")
 	var edges edgeFlags
 	edges.register(fs)
 	config.RegisterFlags(fs)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 
+	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
@@ -364,7 +365,7 @@ func TestKernelOverrunIsCountedAndReadPast(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A small buffer, so that a few thousand packets overflow it.
-	if err := setReadBuffer(r.conn, 16<<10); err != nil {
+	if err := nft.SetReadBuffer(r.conn, 16<<10); err != nil {
 		t.Fatal(err)
 	}
 	socks := udpSockets(t, ns, netip.AddrPortFrom(lo4, 9999), 40001, 40002)

@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/go-logr/logr"
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // readBuffer is the socket's receive buffer: what the kernel may queue for the reader before it
@@ -49,7 +49,7 @@ func Open(group uint16, netnsFD int) (*Reader, error) {
 		return nil, fmt.Errorf("droplog: opening a netfilter netlink socket: %w", err)
 	}
 	r := &Reader{conn: conn, group: group}
-	if err := setReadBuffer(conn, readBuffer); err != nil {
+	if err := nft.SetReadBuffer(conn, readBuffer); err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("droplog: setting the receive buffer to %d bytes: %w", readBuffer, err)
 	}
@@ -182,21 +182,4 @@ func (r *Reader) handle(m netlink.Message, res Resolver, log logr.Logger, stats 
 		stats(StatDrop, 1)
 	}
 	ev.Log(log)
-}
-
-// setReadBuffer sets the socket's receive buffer to n bytes. SO_RCVBUFFORCE goes past
-// net.core.rmem_max (often 208 KiB) with CAP_NET_ADMIN in the initial user namespace, which a
-// privileged agent has; without it, the plain setting is capped at rmem_max.
-func setReadBuffer(c *netlink.Conn, n int) error {
-	rc, err := c.SyscallConn()
-	if err == nil {
-		var serr error
-		err = rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
-		})
-		if err == nil && serr == nil {
-			return nil
-		}
-	}
-	return c.SetReadBuffer(n)
 }

@@ -58,7 +58,7 @@ func (m NetlinkMonitor) monitor(ctx context.Context, line func(string), readBuff
 		return fmt.Errorf("nftables monitor: opening a netfilter netlink socket: %w", err)
 	}
 	defer func() { _ = conn.Close() }()
-	if err := setMonitorReadBuffer(conn, readBuffer); err != nil {
+	if err := SetReadBuffer(conn, readBuffer); err != nil {
 		return fmt.Errorf("nftables monitor: setting the receive buffer to %d bytes: %w", readBuffer, err)
 	}
 	if err := conn.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
@@ -99,10 +99,11 @@ func (m NetlinkMonitor) monitor(ctx context.Context, line func(string), readBuff
 	}
 }
 
-// setMonitorReadBuffer sets the socket's receive buffer to n bytes. SO_RCVBUFFORCE goes past
+// SetReadBuffer sets a netlink socket's receive buffer to n bytes: what the kernel may queue for
+// a reader of its notifications before it drops them. SO_RCVBUFFORCE goes past
 // net.core.rmem_max (often 208 KiB) with CAP_NET_ADMIN in the initial user namespace, which a
 // privileged agent has; without it, the plain setting is capped at rmem_max.
-func setMonitorReadBuffer(c *netlink.Conn, n int) error {
+func SetReadBuffer(c *netlink.Conn, n int) error {
 	rc, err := c.SyscallConn()
 	if err == nil {
 		var serr error
