@@ -10,9 +10,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/go-logr/logr"
 	"github.com/mdlayher/netlink"
+
+	"github.com/flock-net/flock-netpol/internal/nft"
 )
 
 // readBuffer is the socket's receive buffer: what the kernel may queue for the reader before it
