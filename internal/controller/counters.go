@@ -56,7 +56,7 @@ type RuleCounters struct {
 // NewRuleCounters returns the exporter; register it (it is a prometheus.Collector) and run Run.
 func NewRuleCounters(reader CounterReader, table string, log logr.Logger) *RuleCounters {
 	const ns = "flocknetpol"
-	rule := []string{"namespace", "policy", "direction", "rule"}
+	rule := []string{"namespace", "policy", "direction", "rule", "mode"}
 	pod := []string{"namespace", "pod", "direction"}
 	return &RuleCounters{
 		Reader: reader, Table: table, Log: log,
@@ -108,7 +108,11 @@ func (c *RuleCounters) Collect(ch chan<- prometheus.Metric) {
 		}
 		switch info.Kind {
 		case render.CounterRule:
-			labels := []string{info.Namespace, info.Object, dir, strconv.Itoa(info.Rule)}
+			mode := "enforce"
+			if info.Audit {
+				mode = "audit"
+			}
+			labels := []string{info.Namespace, info.Object, dir, strconv.Itoa(info.Rule), mode}
 			ch <- prometheus.MustNewConstMetric(c.rulePkts, prometheus.CounterValue, float64(v.Packets), labels...)
 			ch <- prometheus.MustNewConstMetric(c.ruleBytes, prometheus.CounterValue, float64(v.Bytes), labels...)
 		case render.CounterDenied:
@@ -120,18 +124,25 @@ func (c *RuleCounters) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Applied records the counters of a table the kernel now holds. An incremental apply keeps the
-// values of the counters that stay; those that went are forgotten.
+// values of the counters that stay; those that went are forgotten, and so is what a counter
+// counted before its series changed (a policy switched between audit and enforce mode: the
+// kernel's counter keeps its name, the metric's mode label changes).
 func (c *RuleCounters) Applied(counters []render.Counter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.info = counters
-	keep := make(map[string]bool, len(counters))
+	keep := make(map[string]render.Counter, len(counters))
 	for _, k := range counters {
-		keep[k.Name] = true
+		keep[k.Name] = k
 	}
+	for _, k := range c.info {
+		if now, ok := keep[k.Name]; ok && now != k {
+			delete(c.base, k.Name)
+		}
+	}
+	c.info = counters
 	for _, m := range []map[string]nft.Counter{c.base, c.last} {
 		for name := range m {
-			if !keep[name] {
+			if _, ok := keep[name]; !ok {
 				delete(m, name)
 			}
 		}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +64,7 @@ flocknetpol_pod_audit_denied_packets_total{direction="egress",namespace="x",pod=
 flocknetpol_pod_denied_packets_total{direction="ingress",namespace="x",pod="a"} %d
 # HELP flocknetpol_rule_packets_total Connections a policy rule let through (or, in audit mode, would have): the first packet of each.
 # TYPE flocknetpol_rule_packets_total counter
-flocknetpol_rule_packets_total{direction="ingress",namespace="x",policy="p",rule="0"} %d
+flocknetpol_rule_packets_total{direction="ingress",mode="enforce",namespace="x",policy="p",rule="0"} %d
 `
 
 func expectMetrics(t *testing.T, c *RuleCounters, audit, denied, rule int) {
@@ -107,6 +108,26 @@ func TestCountersStayMonotonicAcrossFullApplies(t *testing.T) {
 	kernel.set("would-drop-out-C-x/b", 4)
 	readNow(t, c)
 	expectMetrics(t, c, 4, 2, 10)
+
+	// The policy switches to audit mode (a full apply): its rule's series is a new one, from zero.
+	kernel.set("rule-A-x/p/in0", 3)
+	readNow(t, c)
+	c.Replacing(context.Background())
+	kernel.values = map[string]nft.Counter{"would-drop-out-C-x/b": {Packets: 4, Bytes: 240}}
+	c.Replaced()
+	audited := slices.Clone(testCounters)
+	audited[0].Audit = true
+	c.Applied(audited)
+	readNow(t, c)
+	want := `
+# HELP flocknetpol_rule_packets_total Connections a policy rule let through (or, in audit mode, would have): the first packet of each.
+# TYPE flocknetpol_rule_packets_total counter
+flocknetpol_rule_packets_total{direction="ingress",mode="audit",namespace="x",policy="p",rule="0"} 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "flocknetpol_rule_packets_total"); err != nil {
+		t.Error(err)
+	}
+	c.Applied(testCounters)
 
 	// A counter that leaves the table leaves the metrics.
 	c.Applied(testCounters[:1])
