@@ -1,0 +1,225 @@
+//go:build linux
+
+package agent
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
+	"github.com/flock-net/flock-netpol/internal/controller"
+	"github.com/flock-net/flock-netpol/internal/nft"
+	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/translate"
+	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/synth"
+	"github.com/flock-net/flock-netpol/test/testenv"
+)
+
+// streamSource is an in-process event source for the reconciler: the synthetic cluster in
+// memory, changed by events. It numbers the events, and notes which ones a recompute read.
+type streamSource struct {
+	mu     sync.Mutex
+	in     translate.Input
+	node   *corev1.Node
+	seq    int // events so far
+	read   int // the events the last Objects call saw
+	source []*corev1.Pod
+}
+
+func (s *streamSource) Objects(context.Context) (translate.Input, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.in
+	in.Pods = slices.Clone(s.in.Pods) // events replace pods in place
+	s.read = s.seq
+	return in, nil
+}
+
+func (s *streamSource) Node(context.Context, string) (*corev1.Node, error) { return s.node, nil }
+
+// relabel is one pod event: a remote pod's tier label (what the synthetic policies' pod peers
+// select) toggles between its own value and one no policy selects, so the peer sets that hold the
+// pod lose it, or get it back.
+func (s *streamSource) relabel(i int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.source[i].DeepCopy()
+	if v, ok := p.Labels["tier"]; ok {
+		if moved, found := strings.CutSuffix(v, "-moved"); found {
+			p.Labels["tier"] = moved
+		} else {
+			p.Labels["tier"] = v + "-moved"
+		}
+	}
+	s.source[i] = p
+	s.in.Pods[i] = compact.NewPod(p)
+	s.seq++
+	return s.seq
+}
+
+// cpuSeconds is the CPU time of this process and of its reaped children (nft) so far.
+func cpuSeconds() float64 {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
+}
+
+// BenchmarkEventStream drives a sustained stream of pod events through the real reconciler at
+// cluster scale: 150k pods / 10k policies in memory (an in-process event source: envtest cannot
+// hold that many pods on two cores), 50 relabels per second of remote pods in the namespaces of
+// the local pods (the peers of this node's policies), the real nft in a throwaway network namespace. Events coalesce as the controller's
+// queue makes them: one recompute runs at a time, and one more follows if events arrived while it
+// ran. Per event, the time from the event to the return of the first apply whose recompute read
+// it (p50-ms, p99-ms, max-ms): the kernel is never further behind than the recompute in progress
+// plus the next one. Also the recomputes, the applies (a recompute whose rule set did not change
+// applies nothing: most remote pods are in no peer set of this node's policies), and the CPU of
+// the agent and its nft processes per second of wall time (cpu-pct-core). Two variants: "incremental" (the agent's default: changes applied
+// in place) and "full" (every change replaces the whole table, the old behaviour). The drive
+// lasts 60 s, FLOCK_PERF_DURATION when set, 10 s with -short.
+func BenchmarkEventStream(b *testing.B) {
+	for _, mode := range []string{"incremental", "full"} {
+		b.Run("pods=150000,policies=10000,rate=50/s,"+mode, func(b *testing.B) {
+			tb := testenv.RequireKernel(b, "perf/agent event stream")
+			d, err := driveDuration()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ns := netns.NewScratch(tb)
+			client, err := nft.New(nft.Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Timeout: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cl := synth.Generate(synth.Sized(150000, 10000))
+			src := &streamSource{
+				in:     translate.Input{Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)},
+				node:   &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cl.LocalNode}},
+				source: slices.Clone(cl.Pods),
+			}
+			// Pods of other nodes in the namespaces of the local pods: the peers of the policies
+			// this node enforces.
+			local := map[string]bool{}
+			for _, p := range cl.Pods {
+				if p.Spec.NodeName == cl.LocalNode {
+					local[p.Namespace] = true
+				}
+			}
+			var remote []int
+			for i, p := range cl.Pods {
+				if p.Spec.NodeName != cl.LocalNode && local[p.Namespace] && p.Labels["tier"] != "" && len(p.Status.PodIPs) > 0 && !p.Spec.HostNetwork {
+					remote = append(remote, i)
+				}
+			}
+			share := 0.0
+			if mode == "full" {
+				share = -1
+			}
+			r := &controller.Reconciler{Source: src, Node: cl.LocalNode, Table: render.DefaultTable, Applier: client,
+				Metrics: controller.NewMetrics(nil), Log: logr.Discard(), IncrementalMaxShare: share}
+			key := reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
+			ctx := context.Background()
+			if _, err := r.Reconcile(ctx, key); err != nil { // the first apply, not measured
+				b.Fatal(err)
+			}
+
+			var (
+				mu         sync.Mutex
+				at         []time.Time // event times, by sequence number - 1
+				lat        []time.Duration
+				recomputes int
+			)
+			dirty := make(chan struct{}, 1)
+			done := make(chan struct{})
+			stopped := make(chan struct{})
+			go func() { // the controller's worker: one recompute at a time, coalescing
+				defer close(stopped)
+				seen := 0
+				for {
+					select {
+					case <-dirty:
+					case <-done:
+						return
+					}
+					if _, err := r.Reconcile(ctx, key); err != nil {
+						b.Error(err)
+						return
+					}
+					end := time.Now()
+					src.mu.Lock()
+					read := src.read
+					src.mu.Unlock()
+					mu.Lock()
+					recomputes++
+					for ; seen < read; seen++ {
+						lat = append(lat, end.Sub(at[seen]))
+					}
+					mu.Unlock()
+				}
+			}()
+
+			rng := rand.New(rand.NewPCG(1, 2))
+			applied := func() float64 { return testutil.ToFloat64(r.Metrics.Applies.WithLabelValues("change")) }
+			applies0 := applied()
+			cpu0, wall0 := cpuSeconds(), time.Now()
+			tick := time.NewTicker(time.Second / 50)
+			for time.Since(wall0) < d {
+				<-tick.C
+				mu.Lock()
+				at = append(at, time.Now())
+				mu.Unlock()
+				src.relabel(remote[rng.IntN(len(remote))])
+				select {
+				case dirty <- struct{}{}:
+				default:
+				}
+			}
+			tick.Stop()
+			// Let the last events through, then stop the worker.
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				mu.Lock()
+				n := len(lat)
+				mu.Unlock()
+				if n == len(at) {
+					break
+				}
+			}
+			wall, cpu := time.Since(wall0), cpuSeconds()-cpu0
+			close(done)
+			<-stopped
+			applies := applied() - applies0
+			for b.Loop() {
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(lat) != len(at) {
+				b.Fatalf("%d of %d events never reached the kernel", len(at)-len(lat), len(at))
+			}
+			slices.Sort(lat)
+			ms := func(x time.Duration) float64 { return float64(x) / float64(time.Millisecond) }
+			b.Logf("%s: %d events in %v, %d recomputes, %.0f applies (the other recomputes changed nothing on this node); event to kernel p50 %v, p99 %v, max %v; CPU %.1f s over %v",
+				mode, len(at), d, recomputes, applies, percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1], cpu, wall.Round(time.Millisecond))
+			b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+			b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+			b.ReportMetric(float64(len(at)), "events")
+			b.ReportMetric(float64(recomputes), "recomputes")
+			b.ReportMetric(applies, "applies")
+			b.ReportMetric(100*cpu/wall.Seconds(), "cpu-pct-core")
+		})
+	}
+}
