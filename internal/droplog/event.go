@@ -247,6 +247,7 @@ func (e Event) Log(l logr.Logger) {
 	}
 	ports := e.Protocol == "tcp" || e.Protocol == "udp" || e.Protocol == "sctp"
 	kv := []any{
+		"time", e.Time.UTC().Format(time.RFC3339Nano), // the kernel's, when it said
 		"direction", e.direction(),
 		"protocol", e.Protocol,
 		"src", endpoint(e.Src, ports),

@@ -424,6 +424,7 @@ func TestLog(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := logLine(t, c.e)
+			c.want["time"] = ts.UTC().Format(time.RFC3339Nano)
 			for k, v := range c.want {
 				if got[k] != v {
 					t.Errorf("%s = %#v, want %#v", k, got[k], v)

@@ -83,15 +83,15 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 					LogDrops: in.LogDrops || p.ns.dropLogs}
 				isolated[p] = rp
 			}
-			in, out := &rp.IngressPolicies, &rp.EgressPolicies
+			ingress, egress := &rp.IngressPolicies, &rp.EgressPolicies
 			if pol.Audit {
-				in, out = &rp.AuditIngress, &rp.AuditEgress
+				ingress, egress = &rp.AuditIngress, &rp.AuditEgress
 			}
 			if pol.Ingress != nil {
-				*in = append(*in, pol.Key)
+				*ingress = append(*ingress, pol.Key)
 			}
 			if pol.Egress != nil {
-				*out = append(*out, pol.Key)
+				*egress = append(*egress, pol.Key)
 			}
 		}
 	}
