@@ -174,6 +174,10 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 	Expect(err).NotTo(HaveOccurred())
 	mgr := built.Manager
 	a.r = built.Reconciler
+	if !k.real {
+		// The fake kernel takes every script for the whole table: it knows full replaces only.
+		a.r.IncrementalMaxShare = -1
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -161,8 +162,12 @@ var _ = Describe("The agent's lifecycle", func() {
 		wg.Wait()
 		written := time.Since(start)
 
-		Eventually(func() string { return string(k.rec.LastGood()) }, 60*time.Second, 50*time.Millisecond).
-			Should(HavePrefix(fmt.Sprintf("# flock-netpol: %d isolated pods,", pods)))
+		Eventually(func(g Gomega) {
+			v := k.view(g)
+			for i := range pods {
+				g.Expect(v.PodChain("in", ns, fmt.Sprintf("burst-%d", i))).NotTo(BeEmpty())
+			}
+		}, 60*time.Second, 50*time.Millisecond).Should(Succeed())
 		converged := time.Since(start)
 		Eventually(a.podEvents.Load, timeout, poll).Should(BeNumerically(">=", 2*pods))
 		events := a.podEvents.Load()
@@ -267,14 +272,25 @@ var _ = Describe("The agent's lifecycle", func() {
 			mark := k.rec.Count()
 			createPod(ns, "web-2", c.ip(2), objects.OnNode(c.node), objects.Labels("app", "web"))
 
-			Eventually(func() int { return k.rec.Count() - mark }, timeout, poll).Should(BeNumerically(">=", 5))
+			// A failed update in place is followed at once, in the same reconcile, by a full
+			// replace: the retries are the reconciles, each ending in a full replace.
+			fullSince := func() []applyRecord {
+				var out []applyRecord
+				for _, f := range k.rec.Applies()[mark:] {
+					if !bytes.HasPrefix(f.Script, []byte("# flock-netpol: incremental update")) {
+						out = append(out, f)
+					}
+				}
+				return out
+			}
+			Eventually(func() int { return len(fullSince()) }, timeout, poll).Should(BeNumerically(">=", 5))
 			Expect(a.ready()).To(MatchError(ContainSubstring(complaint)))
 			Expect(k.current()).To(Equal(before), "the previous table stays in force")
 			Expect(a.logs.String()).To(ContainSubstring(complaint), "nft's stderr is logged")
-			failed := k.rec.Applies()[mark:]
-			for _, f := range failed {
+			for _, f := range k.rec.Applies()[mark:] {
 				Expect(f.Err).To(HaveOccurred())
 			}
+			failed := fullSince()
 			g := gaps(failed)
 			AddReportEntry("retry gaps after a failed apply (base 50ms)", fmt.Sprint(g))
 			expectBackoff(g, base, 4)

@@ -168,6 +168,27 @@ func TestEpochsWrapAroundAndOldWindowsAreRebased(t *testing.T) {
 	}
 }
 
+// TestHorizonMovesOncePerBlock pins the newer end of the fresh windows: the end of the current
+// epoch's block of Block epochs, never past Max, so that windows stay put while the epoch moves
+// within a block; and a wrapped window still ends at the horizon after the wrap.
+func TestHorizonMovesOncePerBlock(t *testing.T) {
+	for _, c := range []struct{ cur, want uint32 }{
+		{1, Block}, {Block, Block}, {Block + 1, 2 * Block}, {Max - 1, Max}, {Max, Max},
+	} {
+		if got := Horizon(c.cur); got != c.want {
+			t.Errorf("Horizon(%d) = %d, want %d", c.cur, got, c.want)
+		}
+	}
+	for cur := uint32(1); cur <= Block; cur++ {
+		if got := Windows(1, Horizon(cur)); !slices.Equal(got, Windows(1, Block)) {
+			t.Fatalf("the window of an address moved with the epoch inside a block: at %d %#x", cur, got)
+		}
+	}
+	if got, want := Windows(Max-1, Horizon(2)), [][2]uint32{{Mark(1), Mark(Block) | LowMask}, {Mark(Max - 1), Mark(Max) | LowMask}}; !slices.Equal(got, want) {
+		t.Errorf("wrapped window = %#x, want %#x", got, want)
+	}
+}
+
 func TestWindows(t *testing.T) {
 	cases := []struct {
 		since, cur uint32

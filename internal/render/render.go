@@ -862,8 +862,8 @@ func (s *script) dispatch(chain, field, mapV4, mapV6 string) {
 }
 
 // freshSets declares, per family and direction, the stamps that are still valid at each address:
-// a local address with its window of epochs (epoch.Windows), every other address with any mark
-// (this node does not police the far end's pod). An established packet whose connection's source
+// a local address with its window of epochs (epoch.Windows, up to epoch.Horizon), every other
+// address with any mark (this node does not police the far end's pod). An established packet whose connection's source
 // and stamp are in fresh-out, and whose connection's destination and stamp are in fresh-in, is
 // accepted at once.
 func (s *script) freshSets(rs *ruleset.RuleSet, ep *epoch.State) {
@@ -887,7 +887,7 @@ func (s *script) freshSets(rs *ruleset.RuleSet, ep *epoch.State) {
 				if a, ok := ep.Lookup(l.Addr); ok {
 					since = a.Since[di]
 				}
-				for _, w := range epoch.Windows(since, ep.Current) {
+				for _, w := range epoch.Windows(since, epoch.Horizon(ep.Current)) {
 					e.write(fmt.Appendf(l.Addr.AppendTo(e.next()), " . 0x%08x-0x%08x", w[0], w[1]))
 				}
 				from = l.Addr.Next()

@@ -129,9 +129,10 @@ var goldenCases = []struct {
 		},
 	}, Options{}},
 	// Established flows re-validated (the default): at epoch 7, web-1's ingress stamps are valid
-	// from epoch 5 and its egress stamps only at 7; web-2 (not isolated) keeps stamps from epoch 2
-	// on; fd00::1:1's ingress window wraps around (from epoch 1048570 through Max, then 1..7).
-	// Every other address takes any mark.
+	// from epoch 5 and its egress stamps only from 7; web-2 (not isolated) keeps stamps from epoch
+	// 2 on; fd00::1:1's ingress window wraps around (from epoch 1048570 through Max, then on). Every
+	// window ends at the horizon of epoch 7, 64 (epoch.Horizon). Every other address takes any
+	// mark.
 	{"established-epochs", ruleset.RuleSet{
 		Targets: []ruleset.Target{
 			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{denyKey}, EgressPolicies: []ruleset.PolicyKey{dnsKey}},
