@@ -11,6 +11,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/fuzzbytes"
 	"github.com/flock-net/flock-netpol/test/nftcheck"
 )
 
@@ -51,74 +52,59 @@ func TestNamesThatNeverPassedValidationStayValidIdentifiers(t *testing.T) {
 	}
 }
 
-// fuzzReader hands out the fuzzer's bytes as small decisions; once they run out every decision is
-// zero, so any input, even an empty one, builds a valid rule set.
-type fuzzReader struct{ b []byte }
+// fuzzReader builds values out of the fuzzer's bytes (fuzzbytes).
+type fuzzReader struct{ *fuzzbytes.Reader }
 
-func (r *fuzzReader) byte() byte {
-	if len(r.b) == 0 {
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-// n returns a number in [0, max).
-func (r *fuzzReader) n(max int) int { return int(r.byte()) % max }
-
-func (r *fuzzReader) bool() bool { return r.byte()&1 == 1 }
-
-func (r *fuzzReader) uint16() uint16 { return uint16(r.byte())<<8 | uint16(r.byte()) }
+func (r *fuzzReader) uint16() uint16 { return uint16(r.Byte())<<8 | uint16(r.Byte()) }
 
 // name returns one of a few names, a bad one (see TestNamesThatNeverPassedValidationStayValidIdentifiers)
 // or a few of the fuzzer's raw bytes.
 func (r *fuzzReader) name() string {
 	names := []string{"a", "web", "x.y-z", strings.Repeat("long", 40), `q"uote`, "sp ace", "nul\x00", "ünï"}
-	if i := r.n(len(names) + 1); i < len(names) {
+	if i := r.N(len(names) + 1); i < len(names) {
 		return names[i]
 	}
-	n := r.n(12)
+	n := r.N(12)
 	s := make([]byte, n)
 	for i := range s {
-		s[i] = r.byte()
+		s[i] = r.Byte()
 	}
 	return string(s)
 }
 
 // addr returns an address of a small pool (two /24s and two /112s), or a random one.
 func (r *fuzzReader) addr() netip.Addr {
-	switch r.n(4) {
+	switch r.N(4) {
 	case 0:
-		return netip.AddrFrom4([4]byte{10, 0, byte(r.n(2)), r.byte()})
+		return netip.AddrFrom4([4]byte{10, 0, byte(r.N(2)), r.Byte()})
 	case 1:
-		return netip.AddrFrom16([16]byte{0: 0xfd, 13: byte(r.n(2)), 14: 0, 15: r.byte()})
+		return netip.AddrFrom16([16]byte{0: 0xfd, 13: byte(r.N(2)), 14: 0, 15: r.Byte()})
 	case 2:
-		return netip.AddrFrom4([4]byte{r.byte(), r.byte(), r.byte(), r.byte()})
+		return netip.AddrFrom4([4]byte{r.Byte(), r.Byte(), r.Byte(), r.Byte()})
 	}
 	var b [16]byte
 	for i := range b {
-		b[i] = r.byte()
+		b[i] = r.Byte()
 	}
 	return netip.AddrFrom16(b)
 }
 
 func (r *fuzzReader) prefix() netip.Prefix {
 	a := r.addr()
-	return netip.PrefixFrom(a, r.n(a.BitLen()+1)).Masked()
+	return netip.PrefixFrom(a, r.N(a.BitLen()+1)).Masked()
 }
 
 func (r *fuzzReader) protocol() ruleset.Protocol {
-	return []ruleset.Protocol{ruleset.TCP, ruleset.UDP, ruleset.SCTP}[r.n(3)]
+	return []ruleset.Protocol{ruleset.TCP, ruleset.UDP, ruleset.SCTP}[r.N(3)]
 }
 
 // rule builds one rule. ownAddrs are the local addresses, where named ports of ingress rules live.
 func (r *fuzzReader) rule(index int, ownAddrs []netip.Addr) ruleset.Rule {
-	rule := ruleset.Rule{Index: index, AnyPeer: r.n(4) == 0, AnyPort: r.n(4) == 0}
+	rule := ruleset.Rule{Index: index, AnyPeer: r.N(4) == 0, AnyPort: r.N(4) == 0}
 	if !rule.AnyPeer {
 		var b ruleset.Builder
-		for range r.n(6) {
-			if r.bool() {
+		for range r.N(6) {
+			if r.Bool() {
 				b.AddAddr(r.addr())
 			} else {
 				b.AddPrefix(r.prefix())
@@ -127,12 +113,12 @@ func (r *fuzzReader) rule(index int, ownAddrs []netip.Addr) ruleset.Rule {
 		rule.Peers = b.Set()
 	}
 	if !rule.AnyPort {
-		for range r.n(4) {
+		for range r.N(4) {
 			pr := ruleset.PortRange{Protocol: r.protocol()}
-			if !r.bool() {
+			if !r.Bool() {
 				pr.First = max(r.uint16(), 1)
 				pr.Last = pr.First
-				if r.bool() {
+				if r.Bool() {
 					pr.Last = max(pr.First, r.uint16())
 				}
 			}
@@ -140,10 +126,10 @@ func (r *fuzzReader) rule(index int, ownAddrs []netip.Addr) ruleset.Rule {
 				rule.Ports = append(rule.Ports, pr)
 			}
 		}
-		for range r.n(4) {
+		for range r.N(4) {
 			a := r.addr()
-			if len(ownAddrs) > 0 && r.bool() {
-				a = ownAddrs[r.n(len(ownAddrs))]
+			if len(ownAddrs) > 0 && r.Bool() {
+				a = ownAddrs[r.N(len(ownAddrs))]
 			}
 			rule.NamedPorts = append(rule.NamedPorts, ruleset.Endpoint{Addr: a, Protocol: r.protocol(), Port: max(r.uint16(), 1)})
 		}
@@ -157,15 +143,15 @@ func (r *fuzzReader) rule(index int, ownAddrs []netip.Addr) ruleset.Rule {
 // and addresses, every referenced policy present) from the fuzzer's bytes, and the options to
 // render it with.
 func fuzzRuleSet(data []byte) (ruleset.RuleSet, Options) {
-	r := &fuzzReader{b: data}
+	r := &fuzzReader{fuzzbytes.New(data)}
 	var rs ruleset.RuleSet
-	opts := Options{AntiSpoofing: r.bool()}
-	if r.bool() {
+	opts := Options{AntiSpoofing: r.Bool()}
+	if r.Bool() {
 		opts.Established = Keep
 	}
 
 	var keys []ruleset.PolicyKey
-	for range r.n(5) {
+	for range r.N(5) {
 		k := ruleset.PolicyKey{Namespace: r.name(), Name: r.name()}
 		if !slices.Contains(keys, k) {
 			keys = append(keys, k)
@@ -182,20 +168,20 @@ func fuzzRuleSet(data []byte) (ruleset.RuleSet, Options) {
 		return netip.Addr{}
 	}
 	targets := map[string]bool{}
-	for range r.n(5) {
+	for range r.N(5) {
 		t := ruleset.Target{Namespace: r.name(), Name: r.name()}
 		if targets[podID(&t)] {
 			continue
 		}
 		targets[podID(&t)] = true
-		for range 1 + r.n(2) {
+		for range 1 + r.N(2) {
 			if a := fresh(); a.IsValid() {
 				t.IPs = append(t.IPs, a)
 			}
 		}
 		slices.SortFunc(t.IPs, netip.Addr.Compare)
 		for _, k := range keys {
-			switch r.n(4) {
+			switch r.N(4) {
 			case 1:
 				t.IngressPolicies = append(t.IngressPolicies, k)
 			case 2:
@@ -209,7 +195,7 @@ func fuzzRuleSet(data []byte) (ruleset.RuleSet, Options) {
 			rs.Targets = append(rs.Targets, t)
 		}
 	}
-	for range r.n(3) {
+	for range r.N(3) {
 		c := ruleset.Claim{Addr: fresh()}
 		if !c.Addr.IsValid() {
 			continue
@@ -217,11 +203,11 @@ func fuzzRuleSet(data []byte) (ruleset.RuleSet, Options) {
 		c.Claimants = []string{"c/" + r.name(), "c/" + r.name() + "~"}
 		slices.Sort(c.Claimants)
 		for _, pod := range c.Claimants {
-			if len(keys) > 0 && r.bool() {
-				c.Ingress = append(c.Ingress, ruleset.ClaimantPolicies{Pod: pod, Policies: []ruleset.PolicyKey{keys[r.n(len(keys))]}})
+			if len(keys) > 0 && r.Bool() {
+				c.Ingress = append(c.Ingress, ruleset.ClaimantPolicies{Pod: pod, Policies: []ruleset.PolicyKey{keys[r.N(len(keys))]}})
 			}
-			if len(keys) > 0 && r.bool() {
-				c.Egress = append(c.Egress, ruleset.ClaimantPolicies{Pod: pod, Policies: []ruleset.PolicyKey{keys[r.n(len(keys))]}})
+			if len(keys) > 0 && r.Bool() {
+				c.Egress = append(c.Egress, ruleset.ClaimantPolicies{Pod: pod, Policies: []ruleset.PolicyKey{keys[r.N(len(keys))]}})
 			}
 		}
 		rs.Claims = append(rs.Claims, c)
@@ -236,21 +222,21 @@ func fuzzRuleSet(data []byte) (ruleset.RuleSet, Options) {
 	}
 	for _, k := range keys {
 		p := ruleset.Policy{Key: k}
-		if r.n(3) > 0 {
+		if r.N(3) > 0 {
 			p.Ingress = []ruleset.Rule{}
-			for i := range r.n(4) {
+			for i := range r.N(4) {
 				p.Ingress = append(p.Ingress, r.rule(i, own))
 			}
 		}
-		if r.n(3) > 0 {
+		if r.N(3) > 0 {
 			p.Egress = []ruleset.Rule{}
-			for i := range r.n(4) {
+			for i := range r.N(4) {
 				p.Egress = append(p.Egress, r.rule(i, nil))
 			}
 		}
 		rs.Policies = append(rs.Policies, p)
 	}
-	for range r.n(3) {
+	for range r.N(3) {
 		rs.Edges.PodCIDRs = append(rs.Edges.PodCIDRs, r.prefix())
 	}
 	if len(rs.Edges.PodCIDRs) > 0 {
@@ -282,8 +268,8 @@ func fuzzRuleSet(data []byte) (ruleset.RuleSet, Options) {
 	})
 	rs.Edges.PodCIDRs = slices.Compact(rs.Edges.PodCIDRs)
 	slices.SortFunc(rs.Edges.LocalPods, netip.Addr.Compare)
-	if r.bool() {
-		opts.Epochs = epoch.Start(uint32(r.byte())+1, &rs)
+	if r.Bool() {
+		opts.Epochs = epoch.Start(uint32(r.Byte())+1, &rs)
 	}
 	return rs, opts
 }

@@ -18,25 +18,9 @@ import (
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/fuzzbytes"
 	"github.com/flock-net/flock-netpol/test/nftcheck"
 )
-
-// fuzzBytes hands out the fuzzer's bytes as small decisions; once they run out every decision is
-// zero, so any input builds a valid set of objects.
-type fuzzBytes struct{ b []byte }
-
-func (r *fuzzBytes) byte() byte {
-	if len(r.b) == 0 {
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *fuzzBytes) n(max int) int { return int(r.byte()) % max }
-
-func pick[T any](r *fuzzBytes, xs ...T) T { return xs[r.n(len(xs))] }
 
 // The vocabulary of the generated objects: few values, so that selectors and addresses meet, and
 // some that never pass API validation.
@@ -54,24 +38,27 @@ var (
 	fuzzProtocols = []corev1.Protocol{"", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP, "ICMP"}
 )
 
+// fuzzBytes builds values out of the fuzzer's bytes (fuzzbytes).
+type fuzzBytes struct{ *fuzzbytes.Reader }
+
 func (r *fuzzBytes) labelMap() map[string]string {
 	m := map[string]string{}
-	for range r.n(3) {
-		m[pick(r, fuzzKeys...)] = pick(r, fuzzValues...)
+	for range r.N(3) {
+		m[fuzzbytes.Pick(r.Reader, fuzzKeys...)] = fuzzbytes.Pick(r.Reader, fuzzValues...)
 	}
 	return m
 }
 
 func (r *fuzzBytes) selector() *metav1.LabelSelector {
 	s := &metav1.LabelSelector{}
-	if r.n(2) == 0 {
+	if r.N(2) == 0 {
 		s.MatchLabels = r.labelMap()
 	}
-	for range r.n(2) {
-		op := pick(r, metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn, metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist, "Like")
-		req := metav1.LabelSelectorRequirement{Key: pick(r, fuzzKeys...), Operator: op}
-		for range r.n(3) {
-			req.Values = append(req.Values, pick(r, fuzzValues...))
+	for range r.N(2) {
+		op := fuzzbytes.Pick(r.Reader, metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn, metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist, "Like")
+		req := metav1.LabelSelectorRequirement{Key: fuzzbytes.Pick(r.Reader, fuzzKeys...), Operator: op}
+		for range r.N(3) {
+			req.Values = append(req.Values, fuzzbytes.Pick(r.Reader, fuzzValues...))
 		}
 		s.MatchExpressions = append(s.MatchExpressions, req)
 	}
@@ -80,7 +67,7 @@ func (r *fuzzBytes) selector() *metav1.LabelSelector {
 
 func (r *fuzzBytes) peer() networkingv1.NetworkPolicyPeer {
 	var p networkingv1.NetworkPolicyPeer
-	switch r.n(6) {
+	switch r.N(6) {
 	case 0:
 		p.PodSelector = r.selector()
 	case 1:
@@ -88,11 +75,11 @@ func (r *fuzzBytes) peer() networkingv1.NetworkPolicyPeer {
 	case 2:
 		p.PodSelector, p.NamespaceSelector = r.selector(), r.selector()
 	case 3, 4:
-		p.IPBlock = &networkingv1.IPBlock{CIDR: pick(r, fuzzCIDRs...)}
-		for range r.n(3) {
-			p.IPBlock.Except = append(p.IPBlock.Except, pick(r, fuzzCIDRs...))
+		p.IPBlock = &networkingv1.IPBlock{CIDR: fuzzbytes.Pick(r.Reader, fuzzCIDRs...)}
+		for range r.N(3) {
+			p.IPBlock.Except = append(p.IPBlock.Except, fuzzbytes.Pick(r.Reader, fuzzCIDRs...))
 		}
-		if r.n(8) == 0 {
+		if r.N(8) == 0 {
 			p.PodSelector = r.selector()
 		}
 	}
@@ -101,19 +88,19 @@ func (r *fuzzBytes) peer() networkingv1.NetworkPolicyPeer {
 
 func (r *fuzzBytes) port() networkingv1.NetworkPolicyPort {
 	var p networkingv1.NetworkPolicyPort
-	if proto := pick(r, fuzzProtocols...); proto != "" {
+	if proto := fuzzbytes.Pick(r.Reader, fuzzProtocols...); proto != "" {
 		p.Protocol = &proto
 	}
-	switch r.n(4) {
+	switch r.N(4) {
 	case 1, 2:
-		v := intstr.FromInt32(pick[int32](r, 53, 80, 81, 8080, 0, 70000))
+		v := intstr.FromInt32(fuzzbytes.Pick[int32](r.Reader, 53, 80, 81, 8080, 0, 70000))
 		p.Port = &v
 	case 3:
-		v := intstr.FromString(pick(r, fuzzPortNames...))
+		v := intstr.FromString(fuzzbytes.Pick(r.Reader, fuzzPortNames...))
 		p.Port = &v
 	}
-	if r.n(4) == 0 {
-		e := pick[int32](r, 79, 81, 90, 65536)
+	if r.N(4) == 0 {
+		e := fuzzbytes.Pick[int32](r.Reader, 79, 81, 90, 65536)
 		p.EndPort = &e
 	}
 	return p
@@ -123,58 +110,58 @@ func (r *fuzzBytes) port() networkingv1.NetworkPolicyPort {
 // (local or remote, live or not, with good, bad or shared addresses and named ports) and up to
 // four policies whose selectors, peers and ports may hold anything the API types can.
 func fuzzInput(data []byte) Input {
-	r := &fuzzBytes{b: data}
+	r := &fuzzBytes{fuzzbytes.New(data)}
 	in := Input{Node: localNode}
 	for _, ns := range fuzzNamespaces {
 		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: r.labelMap()}}
 		in.Namespaces = append(in.Namespaces, n)
 	}
 	var pods []*corev1.Pod
-	for i := range 1 + r.n(8) {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pick(r, fuzzNamespaces...), Name: fmt.Sprintf("p%d", i), Labels: r.labelMap()}}
-		p.Spec.NodeName = pick(r, localNode, localNode, remoteNode)
-		p.Status.Phase = pick(r, corev1.PodRunning, corev1.PodRunning, corev1.PodRunning, corev1.PodSucceeded)
-		p.Spec.HostNetwork = r.n(8) == 0
-		for range 1 + r.n(2) {
-			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: pick(r, fuzzAddrs...)})
+	for i := range 1 + r.N(8) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: fuzzbytes.Pick(r.Reader, fuzzNamespaces...), Name: fmt.Sprintf("p%d", i), Labels: r.labelMap()}}
+		p.Spec.NodeName = fuzzbytes.Pick(r.Reader, localNode, localNode, remoteNode)
+		p.Status.Phase = fuzzbytes.Pick(r.Reader, corev1.PodRunning, corev1.PodRunning, corev1.PodRunning, corev1.PodSucceeded)
+		p.Spec.HostNetwork = r.N(8) == 0
+		for range 1 + r.N(2) {
+			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: fuzzbytes.Pick(r.Reader, fuzzAddrs...)})
 		}
 		c := corev1.Container{Name: "main"}
-		for range r.n(3) {
-			c.Ports = append(c.Ports, corev1.ContainerPort{Name: pick(r, fuzzPortNames...), Protocol: pick(r, fuzzProtocols...), ContainerPort: pick[int32](r, 53, 80, 8080, 9090, 0)})
+		for range r.N(3) {
+			c.Ports = append(c.Ports, corev1.ContainerPort{Name: fuzzbytes.Pick(r.Reader, fuzzPortNames...), Protocol: fuzzbytes.Pick(r.Reader, fuzzProtocols...), ContainerPort: fuzzbytes.Pick[int32](r.Reader, 53, 80, 8080, 9090, 0)})
 		}
 		p.Spec.Containers = []corev1.Container{c}
 		pods = append(pods, p)
 	}
 	in.Pods = compact.NewPods(pods)
-	for i := range r.n(5) {
-		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: pick(r, fuzzNamespaces...), Name: fmt.Sprintf("np%d", i)}}
+	for i := range r.N(5) {
+		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: fuzzbytes.Pick(r.Reader, fuzzNamespaces...), Name: fmt.Sprintf("np%d", i)}}
 		np.Spec.PodSelector = *r.selector()
-		for range r.n(3) {
-			np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, pick[networkingv1.PolicyType](r, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress, networkingv1.PolicyTypeIngress, "Sideways"))
+		for range r.N(3) {
+			np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, fuzzbytes.Pick[networkingv1.PolicyType](r.Reader, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress, networkingv1.PolicyTypeIngress, "Sideways"))
 		}
-		for range r.n(3) {
+		for range r.N(3) {
 			var rule networkingv1.NetworkPolicyIngressRule
-			for range r.n(3) {
+			for range r.N(3) {
 				rule.From = append(rule.From, r.peer())
 			}
-			for range r.n(3) {
+			for range r.N(3) {
 				rule.Ports = append(rule.Ports, r.port())
 			}
 			np.Spec.Ingress = append(np.Spec.Ingress, rule)
 		}
-		for range r.n(3) {
+		for range r.N(3) {
 			var rule networkingv1.NetworkPolicyEgressRule
-			for range r.n(3) {
+			for range r.N(3) {
 				rule.To = append(rule.To, r.peer())
 			}
-			for range r.n(3) {
+			for range r.N(3) {
 				rule.Ports = append(rule.Ports, r.port())
 			}
 			np.Spec.Egress = append(np.Spec.Egress, rule)
 		}
 		in.Policies = append(in.Policies, np)
 	}
-	if r.n(3) == 0 {
+	if r.N(3) == 0 {
 		in.PodCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/30"), netip.MustParsePrefix("fd00::/126")}
 	}
 	return in
