@@ -166,11 +166,15 @@ type Agent struct {
 	nft        *nft.Client
 	cfg        RunConfig
 	log        logr.Logger
+	netns      *os.File // --netns, nil without
 }
 
 // Run installs the bootstrap table when the node has no table (see bootstrap), then runs the
 // manager until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.netns != nil {
+		defer func() { _ = a.netns.Close() }()
+	}
 	a.bootstrap(ctx)
 	return a.Manager.Start(ctx)
 }
@@ -231,12 +235,12 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		StuckAfter: 3*cfg.NFTTimeout + time.Minute,
 	}
 	netnsFD := 0
+	var netnsFile *os.File // kept open while the agent runs: the netlink readers dial through it
 	if cfg.Netns != "" {
-		f, err := os.Open(cfg.Netns) // kept open for the agent's lifetime: the readers dial through it
-		if err != nil {
+		if netnsFile, err = os.Open(cfg.Netns); err != nil {
 			return nil, fmt.Errorf("--netns: %w", err)
 		}
-		netnsFD = int(f.Fd())
+		netnsFD = int(netnsFile.Fd())
 	}
 	// The drift monitor reads the kernel's nftables notifications in the table's namespace. A
 	// test's executor that stands in for nft (without --netns) streams its own monitor, or none.
@@ -284,7 +288,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	if err := mgr.AddReadyzCheck("applied", r.ReadyCheck); err != nil {
 		return nil, err
 	}
-	return &Agent{Manager: mgr, Reconciler: r, nft: nftClient, cfg: cfg, log: log}, nil
+	return &Agent{Manager: mgr, Reconciler: r, nft: nftClient, cfg: cfg, log: log, netns: netnsFile}, nil
 }
 
 // readDropLogs reads the drop-log group until ctx ends, opening it again (after a growing pause)

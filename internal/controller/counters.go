@@ -161,21 +161,17 @@ func (c *RuleCounters) Replacing(ctx context.Context) {
 }
 
 // Replaced records that a full apply succeeded: the new table's counters start from zero. After
-// Replacing, what the old ones held (that read, or the last periodic one when it failed) is added
-// to the base; without (the run's first apply, whose old table another run counted), nothing is.
+// Replacing, what the old ones held (that read, over the last periodic one) is added to the base;
+// without (the run's first apply, whose old table another run counted), nothing is.
 func (c *RuleCounters) Replaced() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.replacing {
-		held := c.taken
-		if held == nil {
-			held = c.last
+		if c.taken != nil {
+			c.absorb(c.taken)
 		}
-		for name, v := range held {
-			b := c.base[name]
-			b.Packets += v.Packets
-			b.Bytes += v.Bytes
-			c.base[name] = b
+		for name, v := range c.last {
+			c.fold(name, v)
 		}
 	}
 	c.last, c.taken, c.replacing = map[string]nft.Counter{}, nil, false
@@ -216,8 +212,29 @@ func (c *RuleCounters) store(gen int, read map[string]nft.Counter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen == c.gen {
-		c.last = read
+		c.absorb(read)
 	}
+}
+
+// absorb takes a read of the kernel's counters as the last one. A counter that went down was
+// reset behind the agent's back (its table deleted and replaced, `nft reset counters`): what it
+// had counted goes into the base. One the read lacks (its table deleted) keeps its last value.
+// Either way the metrics never go down. The caller holds mu.
+func (c *RuleCounters) absorb(read map[string]nft.Counter) {
+	for name, v := range read {
+		if l := c.last[name]; v.Packets < l.Packets || v.Bytes < l.Bytes {
+			c.fold(name, l)
+		}
+		c.last[name] = v
+	}
+}
+
+// fold adds what a counter had counted to the base. The caller holds mu.
+func (c *RuleCounters) fold(name string, v nft.Counter) {
+	b := c.base[name]
+	b.Packets += v.Packets
+	b.Bytes += v.Bytes
+	c.base[name] = b
 }
 
 func (c *RuleCounters) read(ctx context.Context) (map[string]nft.Counter, error) {

@@ -136,6 +136,33 @@ flocknetpol_rule_packets_total{direction="ingress",mode="audit",namespace="x",po
 	}
 }
 
+// TestCountersStayMonotonicWhenAnotherProcessResetsThem pins the metrics against what the agent
+// did not do: its table deleted (a read finds no counters) and then repaired, and counters reset
+// behind its back (a read finds less than the last).
+func TestCountersStayMonotonicWhenAnotherProcessResetsThem(t *testing.T) {
+	kernel := &fakeCounters{values: map[string]nft.Counter{}}
+	c := NewRuleCounters(kernel, "flock-netpol", logr.Discard())
+	c.Replaced()
+	c.Applied(testCounters)
+	kernel.set("rule-A-x/p/in0", 5)
+	readNow(t, c)
+	expectMetrics(t, c, 0, 0, 5)
+
+	kernel.values = map[string]nft.Counter{} // the table deleted by another process
+	readNow(t, c)
+	expectMetrics(t, c, 0, 0, 5)
+	c.Replacing(context.Background()) // the repair
+	c.Replaced()
+	c.Applied(testCounters)
+	kernel.set("rule-A-x/p/in0", 2)
+	readNow(t, c)
+	expectMetrics(t, c, 0, 0, 7)
+
+	kernel.set("rule-A-x/p/in0", 1) // `nft reset counters`, then one more connection
+	readNow(t, c)
+	expectMetrics(t, c, 0, 0, 8)
+}
+
 // TestACounterReadSpanningAFullApplyIsDiscarded pins that a periodic read of the old table, which
 // lands after a replace, does not count the old values a second time.
 func TestACounterReadSpanningAFullApplyIsDiscarded(t *testing.T) {
