@@ -30,6 +30,58 @@ type RuleSet struct {
 	// with its owner (claimed addresses once, with their claimants). The epochs of established
 	// flows are kept per local address (package epoch).
 	Local []LocalAddr
+	// ClusterPolicies are the ClusterNetworkPolicies that have a subject among the Targets, in
+	// evaluation order: the Admin tier first, then the Baseline tier; within a tier by ascending
+	// priority, then by name (the API leaves the order within one priority to the implementation).
+	ClusterPolicies []ClusterPolicy
+}
+
+// Tier is the tier of a ClusterNetworkPolicy. The Admin tier is consulted before NetworkPolicy,
+// the Baseline tier after it (only for traffic no NetworkPolicy isolates).
+type Tier string
+
+const (
+	AdminTier    Tier = "Admin"
+	BaselineTier Tier = "Baseline"
+)
+
+// Action is what a ClusterNetworkPolicy rule does with the traffic it matches.
+type Action string
+
+const (
+	// Accept ends the evaluation of the direction and allows (an allowed egress still needs the
+	// destination's ingress).
+	Accept Action = "Accept"
+	// Deny ends the evaluation and drops.
+	Deny Action = "Deny"
+	// Pass skips the rest of the tier: from the Admin tier to NetworkPolicy, from the Baseline
+	// tier to the default (allow).
+	Pass Action = "Pass"
+)
+
+// ClusterPolicy is one ClusterNetworkPolicy as it applies to this node's pods.
+type ClusterPolicy struct {
+	Name     string
+	Tier     Tier
+	Priority int32
+	// Ingress holds the policy's ingress rules in the policy's order; a policy with none does
+	// not affect ingress.
+	Ingress []ClusterRule
+	// Egress is the same for egress.
+	Egress []ClusterRule
+}
+
+// Key returns the key naming the policy in Targets and counters: no namespace, the name.
+func (p *ClusterPolicy) Key() PolicyKey { return PolicyKey{Name: p.Name} }
+
+// ClusterRule is one rule of a ClusterNetworkPolicy: Action for the traffic that Rule matches.
+// Rule has the same meaning as in a NetworkPolicy (peers, numeric and named ports), except that
+// AnyPeer is only set for a rule that fails closed (see translate).
+type ClusterRule struct {
+	Rule
+	Action Action
+	// Name is the rule's name in the policy, possibly empty.
+	Name string
 }
 
 // LocalAddr is an address a live local pod owns.
@@ -118,6 +170,15 @@ type Target struct {
 	// LogDrops asks for a log line (NFLOG) for the first packet of each connection the pod's
 	// policies drop, or its audit policies would drop.
 	LogDrops bool
+	// AdminIngress lists the Admin tier ClusterNetworkPolicies that select the pod as a subject
+	// and have ingress rules, by name, in evaluation order (RuleSet.ClusterPolicies's order).
+	AdminIngress []string
+	// AdminEgress is the same for egress.
+	AdminEgress []string
+	// BaselineIngress lists the Baseline tier ones the same way.
+	BaselineIngress []string
+	// BaselineEgress is the same for egress.
+	BaselineEgress []string
 }
 
 // Policy is one NetworkPolicy as it applies to this node's pods. A policy that isolates a

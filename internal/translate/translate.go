@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
@@ -30,6 +32,12 @@ type Input struct {
 	// LogDrops turns on drop logs for every local pod (ruleset.Target.LogDrops); without it,
 	// only the pods of namespaces annotated with DropLogAnnotation log their drops.
 	LogDrops bool
+	// ClusterPolicies are the cluster's ClusterNetworkPolicies (policy.networking.k8s.io
+	// v1alpha2); empty when the CRD is not installed.
+	ClusterPolicies []*v1alpha2.ClusterNetworkPolicy
+	// Nodes are the cluster's Nodes, for the `nodes` egress peers of ClusterNetworkPolicies: only
+	// their names, labels and status.addresses are read.
+	Nodes []*corev1.Node
 }
 
 // Problem is a value the translator could not honour. The element holding it matches nothing.
