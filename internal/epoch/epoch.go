@@ -22,6 +22,7 @@ package epoch
 import (
 	"cmp"
 	"net/netip"
+	"reflect"
 	"slices"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -179,6 +180,77 @@ type comparison struct {
 	policyDiff map[policyDirection]bool // narrowed, computed on first use
 	oldPol     map[ruleset.PolicyKey]*ruleset.Policy
 	curPol     map[ruleset.PolicyKey]*ruleset.Policy
+	// ClusterNetworkPolicies, when either rule set has some.
+	oldTiers, curTiers     tiers
+	oldCluster, curCluster map[string]*ruleset.ClusterPolicy
+}
+
+// tiers is, per address, the ClusterNetworkPolicies that judge it per direction: the Admin
+// tier's, then the Baseline tier's.
+type tiers map[netip.Addr]*[2][]string
+
+func tiersOf(rs *ruleset.RuleSet) (tiers, map[string]*ruleset.ClusterPolicy) {
+	if len(rs.ClusterPolicies) == 0 {
+		return nil, nil
+	}
+	byName := make(map[string]*ruleset.ClusterPolicy, len(rs.ClusterPolicies))
+	for i := range rs.ClusterPolicies {
+		byName[rs.ClusterPolicies[i].Name] = &rs.ClusterPolicies[i]
+	}
+	v := tiers{}
+	for i := range rs.Targets {
+		t := &rs.Targets[i]
+		in := slices.Concat(t.AdminIngress, []string{"|"}, t.BaselineIngress)
+		out := slices.Concat(t.AdminEgress, []string{"|"}, t.BaselineEgress)
+		if len(in)+len(out) > 2 {
+			for _, a := range t.IPs {
+				v[a] = &[2][]string{in, out}
+			}
+		}
+	}
+	return v, byName
+}
+
+// clusterNarrowed reports whether a's verdicts in direction d can be stricter where
+// ClusterNetworkPolicies judge it, under the old rules or the new: since a Deny can override
+// any allow, any change to what judges the address there counts (the tiers that select it, the
+// rules of those policies, the NetworkPolicies between the tiers). ok is false when no
+// ClusterNetworkPolicy judged or judges a in d: the caller decides.
+func (c *comparison) clusterNarrowed(a netip.Addr, d int, was, is []ruleset.ClaimantPolicies) (narrowed, ok bool) {
+	var wasT, isT []string
+	if e := c.oldTiers[a]; e != nil {
+		wasT = e[d]
+	}
+	if e := c.curTiers[a]; e != nil {
+		isT = e[d]
+	}
+	if len(wasT) <= 1 && len(isT) <= 1 { // absent, or "|" alone: no policy in either tier
+		return false, false
+	}
+	if !slices.Equal(wasT, isT) || !reflect.DeepEqual(was, is) {
+		return true, true
+	}
+	for _, name := range isT {
+		if o, n := c.oldCluster[name], c.curCluster[name]; o != nil && n != nil &&
+			(o.Tier != n.Tier || o.Priority != n.Priority || !reflect.DeepEqual(clusterRulesOf(o, d), clusterRulesOf(n, d))) {
+			return true, true
+		}
+	}
+	for _, cl := range is {
+		for _, key := range cl.Policies {
+			if !reflect.DeepEqual(rulesOf(c.oldPol[key], d), rulesOf(c.curPol[key], d)) {
+				return true, true
+			}
+		}
+	}
+	return false, true
+}
+
+func clusterRulesOf(p *ruleset.ClusterPolicy, d int) []ruleset.ClusterRule {
+	if d == Ingress {
+		return p.Ingress
+	}
+	return p.Egress
 }
 
 type policyDirection struct {
@@ -222,11 +294,14 @@ func policies(rs *ruleset.RuleSet) map[ruleset.PolicyKey]*ruleset.Policy {
 }
 
 func newComparison(old, cur *ruleset.RuleSet) *comparison {
-	return &comparison{
+	c := &comparison{
 		old: viewOf(old), cur: viewOf(cur),
 		policyDiff: map[policyDirection]bool{},
 		oldPol:     policies(old), curPol: policies(cur),
 	}
+	c.oldTiers, c.oldCluster = tiersOf(old)
+	c.curTiers, c.curCluster = tiersOf(cur)
+	return c
 }
 
 // narrowed reports whether a's verdicts in direction d can be stricter under the new rules.
@@ -237,6 +312,9 @@ func (c *comparison) narrowed(a netip.Addr, d int) bool {
 	}
 	if e := c.cur[a]; e != nil {
 		is = e[d]
+	}
+	if narrowed, ok := c.clusterNarrowed(a, d, was, is); ok {
+		return narrowed
 	}
 	switch {
 	case len(is) == 0:

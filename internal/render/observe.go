@@ -75,6 +75,9 @@ type Counter struct {
 	Rule int
 	// Audit is true for a CounterRule of a policy in audit mode.
 	Audit bool
+	// Tier is set for a CounterRule of a ClusterNetworkPolicy ("Admin" or "Baseline"; Namespace
+	// is then empty), with the rule's Action ("Accept", "Deny", "Pass").
+	Tier, Action string
 }
 
 func ruleCounterName(k ruleset.PolicyKey, d direction, index int) string {

@@ -102,14 +102,15 @@ func (s *script) verdict(d direction) string {
 type family struct {
 	suffix   string // "-v4" / "-v6"
 	proto    string // "ip" / "ip6"
+	nfproto  string // "ipv4" / "ipv6"
 	addrType string // nft set key type
 	icmp     string // the family's ICMP protocol
 	is4      bool
 }
 
 var families = []family{
-	{"-v4", "ip", "ipv4_addr", "icmp", true},
-	{"-v6", "ip6", "ipv6_addr", "ipv6-icmp", false},
+	{"-v4", "ip", "ipv4", "ipv4_addr", "icmp", true},
+	{"-v6", "ip6", "ipv6", "ipv6_addr", "ipv6-icmp", false},
 }
 
 // script accumulates the commands of one transaction, grouped so that every object exists before
@@ -199,6 +200,15 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 			}
 		}
 	}
+	for i := range rs.ClusterPolicies {
+		p := &rs.ClusterPolicies[i]
+		for _, d := range []direction{ingress, egress} {
+			if len(clusterRulesOf(p, d)) > 0 {
+				s.chain(clusterChainName(d, p.Name), comment("%s rules of ClusterNetworkPolicy %s (%s tier, priority %d)", d.name, p.Name, p.Tier, p.Priority))
+				s.clusterRuleCounters(p, d)
+			}
+		}
+	}
 	logs := false
 	for i := range rs.Targets {
 		logs = logs || rs.Targets[i].LogDrops
@@ -219,8 +229,13 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		for _, d := range []direction{ingress, egress} {
 			// The comment names no count: a chain declared differently needs a full apply.
 			isolated, audited := len(policiesOf(pod, d)) > 0, len(auditsOf(pod, d)) > 0
-			if isolated || audited {
+			if len(adminOf(pod, d)) > 0 {
+				s.chain(adminChainName(pod, d), comment("%s of pod %s: Admin tier", d.name, podID(pod)))
+			}
+			if isolated || audited || len(baselineOf(pod, d)) > 0 || len(adminOf(pod, d)) > 0 {
 				s.chain(podChainName(pod, d), comment("%s of pod %s", d.name, podID(pod)))
+			}
+			if isolated || (audited && len(baselineOf(pod, d)) == 0) {
 				s.podCounter(pod, d, !isolated)
 			}
 		}
@@ -252,38 +267,60 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 			if reports[policyDirection{p.Key, d.short}] {
 				rules := rulesOf(p, d)
 				for j := range rules {
-					s.policyRules(reportChainName(d, p.Key), "return", &rules[j], sets[j], true)
+					s.policyRules(reportChainName(d, p.Key), both("return"), &rules[j], sets[j], true)
 				}
 			}
 		}
 	}
 
-	var inElems, outElems [2][]string
+	for i := range rs.ClusterPolicies {
+		p := &rs.ClusterPolicies[i]
+		for _, d := range []direction{ingress, egress} {
+			s.clusterPolicyChain(p, d)
+		}
+	}
+
+	var inElems, outElems, passIn, passOut [2][]string
 	for i := range rs.Targets {
 		pod := &rs.Targets[i]
 		if len(pod.IPs) == 0 {
 			continue
 		}
-		if len(pod.IngressPolicies)+len(pod.AuditIngress) > 0 {
-			addMapElements(&inElems, pod.IPs, s.podChain(pod, ingress, byKey))
-		}
-		if len(pod.EgressPolicies)+len(pod.AuditEgress) > 0 {
-			addMapElements(&outElems, pod.IPs, s.podChain(pod, egress, byKey))
+		for _, d := range []direction{ingress, egress} {
+			elems, pass := &inElems, &passIn
+			if d == egress {
+				elems, pass = &outElems, &passOut
+			}
+			if len(policiesOf(pod, d))+len(auditsOf(pod, d))+len(adminOf(pod, d))+len(baselineOf(pod, d)) == 0 {
+				continue
+			}
+			chain := s.podChain(pod, d, byKey)
+			if len(adminOf(pod, d)) > 0 {
+				addMapElements(pass, pod.IPs, "goto", chain)
+				chain = s.adminChain(pod, d)
+			}
+			addMapElements(elems, pod.IPs, "jump", chain)
 		}
 	}
 	for i := range rs.Claims {
 		c := &rs.Claims[i]
 		if len(c.Ingress) > 0 {
-			addMapElements(&inElems, []netip.Addr{c.Addr}, s.claimChains(c, ingress, byKey, declared))
+			addMapElements(&inElems, []netip.Addr{c.Addr}, "jump", s.claimChains(c, ingress, byKey, declared))
 		}
 		if len(c.Egress) > 0 {
-			addMapElements(&outElems, []netip.Addr{c.Addr}, s.claimChains(c, egress, byKey, declared))
+			addMapElements(&outElems, []netip.Addr{c.Addr}, "jump", s.claimChains(c, egress, byKey, declared))
 		}
 	}
 	s.verdictMap(egressMapV4, families[0], outElems[0], "local pods isolated for egress, by source address")
 	s.verdictMap(egressMapV6, families[1], outElems[1], "local pods isolated for egress, by source address")
 	s.verdictMap(ingressMapV4, families[0], inElems[0], "local pods isolated for ingress, by destination address")
 	s.verdictMap(ingressMapV6, families[1], inElems[1], "local pods isolated for ingress, by destination address")
+	if hasAdminTier(&rs) {
+		s.verdictMap(passMapName(egress, families[0]), families[0], passOut[0], "where an Admin tier Pass continues, by source address")
+		s.verdictMap(passMapName(egress, families[1]), families[1], passOut[1], "where an Admin tier Pass continues, by source address")
+		s.verdictMap(passMapName(ingress, families[0]), families[0], passIn[0], "where an Admin tier Pass continues, by destination address")
+		s.verdictMap(passMapName(ingress, families[1]), families[1], passIn[1], "where an Admin tier Pass continues, by destination address")
+	}
 
 	s.dispatch(ingressDispatchChain, "daddr", ingressMapV4, ingressMapV6)
 	s.rule(ingressDispatchChain, s.accept)
@@ -415,13 +452,13 @@ func (e *elements) end() {
 	e.b.WriteString(" }\n")
 }
 
-func addMapElements(elems *[2][]string, ips []netip.Addr, chain string) {
+func addMapElements(elems *[2][]string, ips []netip.Addr, verdict, chain string) {
 	for _, a := range ips {
 		i := 0
 		if !a.Is4() {
 			i = 1
 		}
-		elems[i] = append(elems[i], a.String()+" : jump "+chain)
+		elems[i] = append(elems[i], a.String()+" : "+verdict+" "+chain)
 	}
 }
 
@@ -462,9 +499,11 @@ func policiesOf(pod *ruleset.Target, d direction) []ruleset.PolicyKey {
 // audit policies would drop, and allowed all the same.
 func (s *script) podChain(pod *ruleset.Target, d direction, byKey map[ruleset.PolicyKey]*ruleset.Policy) string {
 	name := podChainName(pod, d)
-	keys, audits := policiesOf(pod, d), auditsOf(pod, d)
+	keys, audits, baseline := policiesOf(pod, d), auditsOf(pod, d), baselineOf(pod, d)
 	isolated := len(keys) > 0
-	s.ownAddressRules(name, d, pod.IPs)
+	if len(adminOf(pod, d)) == 0 {
+		s.ownAddressRules(name, d, pod.IPs) // else the Admin tier chain has done it
+	}
 	hasRules := func(k ruleset.PolicyKey) bool {
 		p := byKey[k]
 		return p != nil && len(rulesOf(p, d)) > 0 // else the policy allows nothing in this direction
@@ -474,37 +513,51 @@ func (s *script) podChain(pod *ruleset.Target, d direction, byKey map[ruleset.Po
 			s.rule(name, "jump "+policyChainName(d, k))
 		}
 	}
+	// Audit policies only report where something else decides: the enforced policies, or the
+	// Baseline tier (whose Deny an audit policy's allowing rule must not override).
+	reportOnly := isolated || len(baseline) > 0
 	for _, k := range audits {
 		switch {
 		case !hasRules(k):
-		case isolated:
+		case reportOnly:
 			s.rule(name, "ct state new jump "+reportChainName(d, k))
 		default:
 			s.rule(name, "jump "+policyChainName(d, k))
 		}
 	}
-	if pod.LogDrops {
-		s.logRules(name, !isolated, d)
-	}
-	counter := fmt.Sprintf("ct state new counter name %q", podCounterName(!isolated, pod, d))
-	if isolated {
-		s.rule(name, counter+" drop")
+	switch {
+	case isolated:
+		if pod.LogDrops {
+			s.logRules(name, false, d)
+		}
+		s.rule(name, fmt.Sprintf("ct state new counter name %q drop", podCounterName(false, pod, d)))
 		s.rule(name, "counter drop")
-	} else {
-		s.rule(name, counter)
+	case len(baseline) > 0:
+		for _, n := range baseline {
+			s.rule(name, "jump "+clusterChainName(d, n))
+		}
+		s.rule(name, s.verdict(d))
+	case len(audits) > 0:
+		if pod.LogDrops {
+			s.logRules(name, true, d)
+		}
+		s.rule(name, fmt.Sprintf("ct state new counter name %q", podCounterName(true, pod, d)))
+		s.rule(name, s.verdict(d))
+	default: // only the Admin tier, which passed
 		s.rule(name, s.verdict(d))
 	}
 	return name
 }
 
 // reportChains returns the policies in audit mode, per direction, that need a report chain: those
-// auditing a pod that enforced policies isolate in the same direction.
+// auditing a pod that enforced policies isolate in the same direction, or that the Baseline tier
+// judges.
 func reportChains(rs *ruleset.RuleSet) map[policyDirection]bool {
 	out := map[policyDirection]bool{}
 	for i := range rs.Targets {
 		pod := &rs.Targets[i]
 		for _, d := range []direction{ingress, egress} {
-			if len(policiesOf(pod, d)) > 0 {
+			if len(policiesOf(pod, d))+len(baselineOf(pod, d)) > 0 {
 				for _, k := range auditsOf(pod, d) {
 					out[policyDirection{k, d.short}] = true
 				}
@@ -580,7 +633,7 @@ func (s *script) claimChains(c *ruleset.Claim, d direction, byKey map[ruleset.Po
 			}
 			rules, sets := rulesOf(p, d), declared[policyDirection{key, d.short}]
 			for i := range rules {
-				s.policyRules(chain, verdict, &rules[i], sets[i], false)
+				s.policyRules(chain, both(verdict), &rules[i], sets[i], false)
 			}
 		}
 		s.rule(chain, "counter drop")
@@ -620,16 +673,16 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 	chain := policyChainName(d, p.Key)
 	sets := make([]ruleSets, len(rules))
 	for i := range rules {
-		sets[i] = s.policySets(p.Key, d, &rules[i])
-		s.policyRules(chain, s.verdict(d), &rules[i], sets[i], false)
+		sets[i] = s.policySets("NetworkPolicy", p.Key, d, &rules[i])
+		s.policyRules(chain, both(s.verdict(d)), &rules[i], sets[i], false)
 	}
 	return sets
 }
 
 // policySets declares the named sets of one ingress or egress rule: per family, its peers (when
 // it has peers of that family and a port they could use) and its resolved named ports.
-func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
-	where := fmt.Sprintf("NetworkPolicy %s %s rule %d", k, d.name, r.Index)
+func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
+	where := fmt.Sprintf("%s %s %s rule %d", kind, k, d.name, r.Index)
 
 	sets := ruleSets{d: d, key: k}
 	anyPortMatch := r.AnyPort || len(r.Ports) > 0
@@ -688,23 +741,31 @@ func (s *script) policySets(k ruleset.PolicyKey, d direction, r *ruleset.Rule) r
 // of established connections judged again, which do not (a rule cannot count only some of the
 // packets it matches). The new packets' rule comes first: they are nearly all the packets these
 // chains see, and each then meets one rule, not two.
-func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
+func (s *script) policyRules(chain string, v verdicts, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
 	d := sets.d
 	// The comment names the rule in `nft list` and in `nft monitor trace` (flock-netpol trace).
-	verdict += " comment " + comment("%s %s rule %d", sets.key, d.name, r.Index)
-	counted := fmt.Sprintf("counter name %q %s", ruleCounterName(sets.key, d, r.Index), verdict)
-	rule := func(match string) {
+	why := " comment " + comment("%s %s rule %d", sets.key, d.name, r.Index)
+	counter := fmt.Sprintf("counter name %q ", ruleCounterName(sets.key, d, r.Index))
+	rule := func(match string, fi int) {
 		if onlyNew {
-			s.rule(chain, match+counted)
+			s.rule(chain, match+counter+v[fi]+why)
 			return
 		}
-		s.rule(chain, "ct state new "+match+counted)
-		s.rule(chain, "ct state != new "+match+verdict)
+		s.rule(chain, "ct state new "+match+counter+v[fi]+why)
+		s.rule(chain, "ct state != new "+match+v[fi]+why)
 	}
 	if r.AnyPeer {
-		// Without peers one rule per port match covers both families.
-		for _, pm := range portMatches(r, "icmp", "ipv6-icmp") {
-			rule(pm.l4 + pm.conn)
+		if v[0] == v[1] {
+			// Without peers one rule per port match covers both families.
+			for _, pm := range portMatches(r, "icmp", "ipv6-icmp") {
+				rule(pm.l4+pm.conn, 0)
+			}
+		} else {
+			for fi, f := range families {
+				for _, pm := range portMatches(r, f.icmp) {
+					rule("meta nfproto "+f.nfproto+" "+pm.l4+pm.conn, fi)
+				}
+			}
 		}
 	}
 	for fi, f := range families {
@@ -715,7 +776,7 @@ func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSe
 			}
 			peerMatch = fmt.Sprintf("%s %s saddr @%s ", d.peer, f.proto, sets.peers[fi])
 			for _, pm := range portMatches(r, f.icmp) {
-				rule(pm.l4 + peerMatch + pm.conn)
+				rule(pm.l4+peerMatch+pm.conn, fi)
 			}
 		}
 		// Named ports: the connection's destination (the target pod for ingress, the destination
@@ -726,13 +787,19 @@ func (s *script) policyRules(chain, verdict string, r *ruleset.Rule, sets ruleSe
 		// An ICMP error related to such a connection is judged by the rules without named ports
 		// only.
 		if sets.named[fi] != "" {
-			rule(fmt.Sprintf("%sct direction original %s daddr . meta l4proto . th dport @%s ", peerMatch, f.proto, sets.named[fi]))
+			rule(fmt.Sprintf("%sct direction original %s daddr . meta l4proto . th dport @%s ", peerMatch, f.proto, sets.named[fi]), fi)
 			if !onlyNew { // a reply is never new: this one never counts
-				s.rule(chain, fmt.Sprintf("%sct direction reply %s saddr . meta l4proto . th sport @%s %s", peerMatch, f.proto, sets.named[fi], verdict))
+				s.rule(chain, fmt.Sprintf("%sct direction reply %s saddr . meta l4proto . th sport @%s %s%s", peerMatch, f.proto, sets.named[fi], v[fi], why))
 			}
 		}
 	}
 }
+
+// verdicts is what a rule does with a match, per family (families order): the same verdict for
+// both, except for an Admin tier Pass, which looks up the family's pass map.
+type verdicts [2]string
+
+func both(v string) verdicts { return verdicts{v, v} }
 
 // appendEndpoint renders a named-port element: address . protocol . port.
 func appendEndpoint(b []byte, e ruleset.Endpoint) []byte {

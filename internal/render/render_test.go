@@ -166,6 +166,42 @@ var goldenCases = []struct {
 		},
 		Local: []ruleset.LocalAddr{{Addr: ip("10.0.1.1"), Pod: "shop/web-1"}, {Addr: ip("10.0.1.2"), Pod: "shop/web-2"}, {Addr: ip("fd00::1:1"), Pod: "shop/web-1"}},
 	}, Options{LogGroup: 7, LogRate: 20}},
+	// ClusterNetworkPolicy tiers. web-1: Admin tier (block-db denies ingress from 10.0.2.7,
+	// pass-dns passes UDP 53 egress and fails closed for ingress with a Deny of everything),
+	// then NetworkPolicy allow-web isolates its ingress. web-2: Admin tier egress accept-web
+	// (Accept to 10.200.0.0/16 tcp 443, named port 8443), no NetworkPolicy, then the Baseline
+	// tier: baseline-deny denies ingress from every pod of 10.0.2.0/24 except what passes.
+	{"cluster-tiers", ruleset.RuleSet{
+		Targets: []ruleset.Target{
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{webKey},
+				AdminIngress: []string{"block-db", "pass-dns"}, AdminEgress: []string{"pass-dns"}},
+			{Namespace: "shop", Name: "web-2", IPs: []netip.Addr{ip("10.0.1.2")},
+				AdminEgress: []string{"accept-web"}, BaselineIngress: []string{"baseline-deny"}},
+		},
+		Policies: []ruleset.Policy{
+			{Key: webKey, Ingress: []ruleset.Rule{{Index: 0, Peers: set("10.0.2.0/24"), AnyPort: true}}},
+		},
+		ClusterPolicies: []ruleset.ClusterPolicy{
+			{Name: "block-db", Tier: ruleset.AdminTier, Priority: 5, Ingress: []ruleset.ClusterRule{
+				{Rule: ruleset.Rule{Index: 0, Peers: set("10.0.2.7", "fd00::2:7"), AnyPort: true}, Action: ruleset.Deny, Name: "no-db"},
+			}},
+			{Name: "pass-dns", Tier: ruleset.AdminTier, Priority: 10, Ingress: []ruleset.ClusterRule{
+				{Rule: ruleset.Rule{Index: 0, AnyPeer: true, AnyPort: true}, Action: ruleset.Deny},
+			}, Egress: []ruleset.ClusterRule{
+				{Rule: ruleset.Rule{Index: 0, AnyPeer: true, Ports: []ruleset.PortRange{{Protocol: ruleset.UDP, First: 53, Last: 53}}}, Action: ruleset.Pass},
+				{Rule: ruleset.Rule{Index: 1, Peers: set("10.0.2.0/24"), AnyPort: true}, Action: ruleset.Pass},
+			}},
+			{Name: "accept-web", Tier: ruleset.AdminTier, Priority: 10, Egress: []ruleset.ClusterRule{
+				{Rule: ruleset.Rule{Index: 0, Peers: set("10.200.0.0/16", "10.0.2.9"), Ports: []ruleset.PortRange{{Protocol: ruleset.TCP, First: 443, Last: 443}},
+					NamedPorts: []ruleset.Endpoint{{Addr: ip("10.0.2.9"), Protocol: ruleset.TCP, Port: 8443}}}, Action: ruleset.Accept},
+			}},
+			{Name: "baseline-deny", Tier: ruleset.BaselineTier, Priority: 0, Ingress: []ruleset.ClusterRule{
+				{Rule: ruleset.Rule{Index: 0, Peers: set("10.0.2.3"), AnyPort: true}, Action: ruleset.Pass},
+				{Rule: ruleset.Rule{Index: 1, Peers: set("10.0.2.0/24"), AnyPort: true}, Action: ruleset.Deny},
+			}},
+		},
+		Local: []ruleset.LocalAddr{{Addr: ip("10.0.1.1"), Pod: "shop/web-1"}, {Addr: ip("10.0.1.2"), Pod: "shop/web-2"}, {Addr: ip("fd00::1:1"), Pod: "shop/web-1"}},
+	}, Options{}},
 	// The same with established flows kept: no stamps, no windows, one fast path.
 	{"established-keep", ruleset.RuleSet{
 		Targets: []ruleset.Target{

@@ -38,13 +38,18 @@ type Verdict struct {
 	Audits []Side
 }
 
-// Side is one isolated local end of a flow.
+// Side is one local end of a flow and how one tier judged it there: the NetworkPolicies that
+// isolate it (Tier empty), or a ClusterNetworkPolicy rule that matched (Tier set).
 type Side struct {
 	Egress bool
 	// Audit is true for a side of Verdict.Audits: Policies are in audit mode.
 	Audit bool
 	Addr  netip.Addr
 	Pod   string // "namespace/name"
+	// Tier is AdminTier or BaselineTier when a ClusterNetworkPolicy rule of that tier judged the
+	// flow: Matches holds that one rule; Allowed is false for Deny, true for Accept and Pass (a
+	// Pass in the Admin tier hands the flow to NetworkPolicy, which judges it in the next Side).
+	Tier Tier
 	// Policies isolate the pod in this direction; one of their rules must allow the flow.
 	Policies []PolicyKey
 	Allowed  bool
@@ -67,6 +72,11 @@ type RuleMatch struct {
 	Port string
 	// NamedPort is true when Port is a named port resolved at the destination.
 	NamedPort bool
+	// ClusterPolicy names the ClusterNetworkPolicy of the rule, with its Action and rule Name;
+	// empty for a NetworkPolicy rule (Policy).
+	ClusterPolicy string
+	Action        Action
+	Name          string
 }
 
 // Explain judges the flow as the rendered datapath does (see package render): an address of the
@@ -89,6 +99,13 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 	for i := range rs.Policies {
 		policies[rs.Policies[i].Key] = &rs.Policies[i]
 	}
+	var cluster map[string]*ClusterPolicy
+	if len(rs.ClusterPolicies) > 0 {
+		cluster = make(map[string]*ClusterPolicy, len(rs.ClusterPolicies))
+		for i := range rs.ClusterPolicies {
+			cluster[rs.ClusterPolicies[i].Name] = &rs.ClusterPolicies[i]
+		}
+	}
 	v := Verdict{Allowed: true}
 	for _, egress := range []bool{true, false} {
 		passed := v.Allowed // the flow got past the source's chains (always true for egress)
@@ -106,6 +123,18 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 				continue
 			}
 			pod := p.Namespace + "/" + p.Name
+			admin, baseline := p.AdminIngress, p.BaselineIngress
+			if egress {
+				admin, baseline = p.AdminEgress, p.BaselineEgress
+			}
+			// The Admin tier first: Accept and Deny decide, Pass hands over to NetworkPolicy.
+			if s, ok := judgeTier(egress, addr, pod, AdminTier, admin, cluster, f); ok {
+				v.Allowed = v.Allowed && s.Allowed
+				v.Sides = append(v.Sides, s)
+				if s.Matches[0].Action != Pass {
+					continue
+				}
+			}
 			isolated := len(keys) > 0
 			var s Side
 			if isolated {
@@ -120,6 +149,14 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 				a := judge(egress, addr, pod, audit, policies, f)
 				a.Audit = true
 				v.Audits = append(v.Audits, a)
+			}
+			// The Baseline tier judges only what NetworkPolicy does not isolate; a Pass there
+			// hands over to the default, which allows.
+			if !isolated {
+				if s, ok := judgeTier(egress, addr, pod, BaselineTier, baseline, cluster, f); ok {
+					v.Allowed = v.Allowed && s.Allowed
+					v.Sides = append(v.Sides, s)
+				}
 			}
 		}
 		for i := range rs.Claims {
@@ -138,6 +175,31 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 		}
 	}
 	return v
+}
+
+// judgeTier evaluates the ClusterNetworkPolicies of one tier that select one end, in order:
+// the first rule that matches the flow decides. ok is false when none matches.
+func judgeTier(egress bool, addr netip.Addr, pod string, tier Tier, names []string, cluster map[string]*ClusterPolicy, f Flow) (Side, bool) {
+	for _, name := range names {
+		p := cluster[name]
+		if p == nil {
+			continue
+		}
+		rules, peer := p.Ingress, f.Src
+		if egress {
+			rules, peer = p.Egress, f.Dst
+		}
+		for i := range rules {
+			r := &rules[i]
+			m := r.match(peer, f)
+			if m.Peer == "" || m.Port == "" {
+				continue
+			}
+			m.Index, m.ClusterPolicy, m.Action, m.Name = r.Index, name, r.Action, r.Name
+			return Side{Egress: egress, Addr: addr, Pod: pod, Tier: tier, Allowed: r.Action != Deny, Matches: []RuleMatch{m}}, true
+		}
+	}
+	return Side{}, false
 }
 
 // judge evaluates the rules of the policies isolating one end.

@@ -139,13 +139,18 @@ func (e *Edges) Closed(a netip.Addr) bool {
 	return false
 }
 
-// PolicyKey names a NetworkPolicy.
+// PolicyKey names a NetworkPolicy, or a ClusterNetworkPolicy (no Namespace).
 type PolicyKey struct {
 	Namespace string
 	Name      string
 }
 
-func (k PolicyKey) String() string { return k.Namespace + "/" + k.Name }
+func (k PolicyKey) String() string {
+	if k.Namespace == "" {
+		return k.Name
+	}
+	return k.Namespace + "/" + k.Name
+}
 
 // Target is a local pod that is isolated in at least one direction.
 type Target struct {

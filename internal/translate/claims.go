@@ -229,11 +229,21 @@ func (t *translator) ruleSetClaims(isolated map[*indexedPod]*ruleset.Target) []r
 			id := podName(p)
 			c.Claimants = append(c.Claimants, id)
 			if rp := isolated[p]; rp != nil {
-				if len(rp.IngressPolicies) > 0 {
-					c.Ingress = append(c.Ingress, ruleset.ClaimantPolicies{Pod: id, Policies: slices.Clone(rp.IngressPolicies)})
+				// A claimant that ClusterNetworkPolicies select in a direction allows nothing
+				// there: their tiers cannot be told apart per claimant on one address, and the
+				// closed reading of a broken state is to refuse.
+				in, out := slices.Clone(rp.IngressPolicies), slices.Clone(rp.EgressPolicies)
+				if len(rp.AdminIngress)+len(rp.BaselineIngress) > 0 {
+					in = []ruleset.PolicyKey{}
 				}
-				if len(rp.EgressPolicies) > 0 {
-					c.Egress = append(c.Egress, ruleset.ClaimantPolicies{Pod: id, Policies: slices.Clone(rp.EgressPolicies)})
+				if len(rp.AdminEgress)+len(rp.BaselineEgress) > 0 {
+					out = []ruleset.PolicyKey{}
+				}
+				if in != nil {
+					c.Ingress = append(c.Ingress, ruleset.ClaimantPolicies{Pod: id, Policies: in})
+				}
+				if out != nil {
+					c.Egress = append(c.Egress, ruleset.ClaimantPolicies{Pod: id, Policies: out})
 				}
 			}
 		}

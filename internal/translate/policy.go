@@ -79,31 +79,36 @@ func (t *translator) policyTypes(obj string, np *networkingv1.NetworkPolicy) (in
 
 // rule translates one ingress (from) or egress (to) rule.
 func (t *translator) rule(obj, path, ns string, index int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, targets []*indexedPod, egress bool) ruleset.Rule {
-	r := ruleset.Rule{Index: index, AnyPeer: len(peers) == 0, AnyPort: len(ports) == 0}
-
 	peerField := "from"
 	if egress {
 		peerField = "to"
 	}
-	var sets []ruleset.AddrSet
-	var dests []peerResult // egress: what each peer matched, for the pods that own named ports
+	var results []peerResult
 	for i := range peers {
 		res, err := t.peer(ns, &peers[i])
 		if err != nil {
 			t.report(obj, "%s.%s[%d] matches nothing: %v", path, peerField, i, err)
 			continue
 		}
-		sets = append(sets, res.addrs)
-		if egress {
-			dests = append(dests, res)
-		}
+		results = append(results, res)
 	}
-	if len(sets) == 1 {
-		r.Peers = sets[0] // already canonical: no need to merge it again
+	return t.ruleOf(obj, path, index, len(peers) == 0, results, ports, targets, egress)
+}
+
+// ruleOf builds a rule from what its peers match (anyPeer: the rule names none) and its port
+// entries. targets are the pods the rule's policy selects (the owners of ingress named ports).
+func (t *translator) ruleOf(obj, path string, index int, anyPeer bool, results []peerResult, ports []networkingv1.NetworkPolicyPort, targets []*indexedPod, egress bool) ruleset.Rule {
+	r := ruleset.Rule{Index: index, AnyPeer: anyPeer, AnyPort: len(ports) == 0}
+	var dests []peerResult // egress: what each peer matched, for the pods that own named ports
+	if egress {
+		dests = results
+	}
+	if len(results) == 1 {
+		r.Peers = results[0].addrs // already canonical: no need to merge it again
 	} else {
 		var b ruleset.Builder
-		for _, set := range sets {
-			b.AddSet(set)
+		for _, res := range results {
+			b.AddSet(res.addrs)
 		}
 		r.Peers = b.Set()
 	}

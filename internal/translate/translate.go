@@ -77,6 +77,10 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	})
 
 	isolated := map[*indexedPod]*ruleset.Target{}
+	newTarget := func(p *indexedPod) *ruleset.Target {
+		return &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: t.ownIPs(p), // the rule set owns its slices
+			LogDrops: in.LogDrops || p.ns.dropLogs}
+	}
 	var rs ruleset.RuleSet
 	for _, np := range policies {
 		pol, targets, ok := t.policy(np)
@@ -87,8 +91,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 		for _, p := range targets {
 			rp := isolated[p]
 			if rp == nil {
-				rp = &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: t.ownIPs(p), // the rule set owns its slices
-					LogDrops: in.LogDrops || p.ns.dropLogs}
+				rp = newTarget(p)
 				isolated[p] = rp
 			}
 			ingress, egress := &rp.IngressPolicies, &rp.EgressPolicies
@@ -102,6 +105,10 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 				*egress = append(*egress, pol.Key)
 			}
 		}
+	}
+	if len(in.ClusterPolicies) > 0 {
+		t.nodes = in.Nodes
+		rs.ClusterPolicies = t.clusterPolicies(in.ClusterPolicies, isolated, newTarget)
 	}
 	for _, rp := range isolated {
 		rs.Targets = append(rs.Targets, *rp)
@@ -129,6 +136,7 @@ type translator struct {
 	conflicts  []netip.Addr                    // the keys of claims, sorted
 	peers      map[string]peerResult
 	builder    ruleset.Builder // reused for every peer: its memory grows to the largest one
+	nodes      []*corev1.Node  // for the nodes peers of ClusterNetworkPolicies
 	problems   []Problem
 }
 
