@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -58,10 +59,14 @@ type semanticsCase struct {
 	flows      []flow
 	// v4Only skips the IPv6 run (cases whose pods have hand-written addresses).
 	v4Only bool
+	// cluster are ClusterNetworkPolicies, nodes the Nodes their nodes peers select.
+	cluster []*v1alpha2.ClusterNetworkPolicy
+	nodes   []*corev1.Node
 }
 
 func (c semanticsCase) input() Input {
-	in := Input{Node: localNode, Policies: c.policies, Namespaces: c.namespaces, Pods: compact.NewPods(c.pods)}
+	in := Input{Node: localNode, Policies: c.policies, Namespaces: c.namespaces, Pods: compact.NewPods(c.pods),
+		ClusterPolicies: c.cluster, Nodes: c.nodes}
 	if in.Namespaces == nil {
 		in.Namespaces = standardNamespaces()
 	}

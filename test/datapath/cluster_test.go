@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/render"
@@ -168,9 +169,9 @@ type applied struct {
 // apply translates and renders the policies for each node, applies each node's script in its
 // namespace (the script replaces the table in one transaction), and flushes the nodes' conntrack
 // tables so that no connection of an earlier scenario is let through as established.
-func (c *cluster) apply(t *testing.T, policies []*networkingv1.NetworkPolicy) *applied {
+func (c *cluster) apply(t *testing.T, policies []*networkingv1.NetworkPolicy, cluster ...*v1alpha2.ClusterNetworkPolicy) *applied {
 	t.Helper()
-	a := translateAll(policies)
+	a := translateAll(policies, cluster...)
 	for _, n := range nodeNames {
 		if out, err := c.nodes[n].Run(a.scripts[n], "nft", "-f", "-"); err != nil {
 			a.logScripts(t)
@@ -192,14 +193,14 @@ func (c *cluster) apply(t *testing.T, policies []*networkingv1.NetworkPolicy) *a
 }
 
 // translateAll runs the agent's pure stages for every node: translate, then render.
-func translateAll(policies []*networkingv1.NetworkPolicy) *applied {
+func translateAll(policies []*networkingv1.NetworkPolicy, cluster ...*v1alpha2.ClusterNetworkPolicy) *applied {
 	var pods []*corev1.Pod
 	for i := range podDefs {
 		pods = append(pods, podDefs[i].object())
 	}
 	a := &applied{rs: map[string]ruleset.RuleSet{}, scripts: map[string]string{}, problems: map[string][]translate.Problem{}}
 	for _, n := range nodeNames {
-		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods)})
+		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods), ClusterPolicies: cluster})
 		a.rs[n], a.scripts[n], a.problems[n] = rs, string(render.Render(rs, render.Options{}).Text), problems
 	}
 	return a

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/objects"
@@ -104,6 +105,7 @@ var specScenarios = []specScenario{
 type modelScenario struct {
 	name     string
 	policies []*networkingv1.NetworkPolicy
+	cluster  []*v1alpha2.ClusterNetworkPolicy
 	spots    []string
 }
 
@@ -371,7 +373,7 @@ func TestDatapath(t *testing.T) {
 	for _, s := range specScenarios {
 		t.Run("spec/"+s.name, func(t *testing.T) { ran++; c.runSpec(t, s) })
 	}
-	for _, s := range modelScenarios {
+	for _, s := range append(modelScenarios, clusterScenarios...) {
 		t.Run("model/"+s.name, func(t *testing.T) { ran++; c.runModel(t, s) })
 	}
 	t.Logf("%d scenarios, %v in all (topology included)", ran, time.Since(start).Round(time.Millisecond))
@@ -401,7 +403,7 @@ func (c *cluster) runSpec(t *testing.T, s specScenario) {
 			failed = true
 			t.Errorf("port %d: the model (translate + RuleSet.Allows per node) disagrees with the hand-written expectation; here \"observed\" is the model:\n%s", port, d)
 		}
-		if !c.checkExplained(t, s.policies, port, m) {
+		if !c.checkExplained(t, s.policies, nil, port, m) {
 			failed = true
 		}
 	}
@@ -413,7 +415,7 @@ func (c *cluster) runSpec(t *testing.T, s specScenario) {
 
 func (c *cluster) runModel(t *testing.T, s modelScenario) {
 	start := time.Now()
-	a := c.apply(t, s.policies)
+	a := c.apply(t, s.policies, s.cluster...)
 	got, want := c.probeExpecting(t, func(port uint16) verdicts { return c.model(a, port) })
 	failed := false
 	var reachable, blocked int
@@ -426,7 +428,7 @@ func (c *cluster) runModel(t *testing.T, s modelScenario) {
 			failed = true
 			t.Errorf("port %d: the kernel disagrees with the model (RuleSet.Allows of every node crossed):\n%s", port, d)
 		}
-		if !c.checkExplained(t, s.policies, port, m) {
+		if !c.checkExplained(t, s.policies, s.cluster, port, m) {
 			failed = true
 		}
 	}
@@ -452,7 +454,7 @@ func (c *cluster) runModel(t *testing.T, s modelScenario) {
 			}
 		}
 	}
-	if s.policies != nil && blocked == 0 {
+	if (s.policies != nil || s.cluster != nil) && blocked == 0 {
 		t.Errorf("the scenario blocks nothing; it does not exercise its policies")
 	}
 	if failed {
