@@ -123,6 +123,11 @@ func TestClusterNetworkPolicyTiers(t *testing.T) {
 			flows: []flow{allowed("y/b", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
 		},
 		{
+			name:    "a Baseline policy judges only its subjects",
+			cluster: clusterPolicies(baseline("deny-y", 1, "y", inRule(deny, nsPeer("*")))),
+			flows:   []flow{denied("z/a", "y/a", "tcp", 80), allowed("z/a", "x/a", "tcp", 80)},
+		},
+		{
 			name:    "an Admin tier Pass reaches the Baseline tier when NetworkPolicy does not isolate",
 			cluster: clusterPolicies(admin("pass-all", 1, "x", inRule(pass, nsPeer("*"))), baseline("deny-z", 1, "x", inRule(deny, nsPeer("z")))),
 			flows:   []flow{allowed("y/b", "x/a", "tcp", 80), denied("z/a", "x/a", "tcp", 80)},
