@@ -83,6 +83,9 @@ type SideReport struct {
 	Audit     bool   `json:"audit,omitempty"`
 	// Policies isolate the pod in this direction (audit: are in audit mode).
 	Policies   []string     `json:"policies,omitempty"`
+	// Tier is "Admin" or "Baseline" when a ClusterNetworkPolicy rule of that tier judged the
+	// connection here: Matches holds it, with its action (Isolated is then false).
+	Tier string `json:"tier,omitempty"`
 	Allowed    bool         `json:"allowed"`
 	Matches    []RuleReport `json:"allowedBy,omitempty"`
 	NearMisses []RuleReport `json:"nearMisses,omitempty"`
@@ -98,6 +101,10 @@ type RuleReport struct {
 	// Peer and Port are what matched ("" for what did not).
 	Peer string `json:"peer,omitempty"`
 	Port string `json:"port,omitempty"`
+	// Action is a ClusterNetworkPolicy rule's action ("Accept", "Deny", "Pass"), Name its name;
+	// Policy is then the ClusterNetworkPolicy's name.
+	Action string `json:"action,omitempty"`
+	Name   string `json:"name,omitempty"`
 	// Allows describes the rule's peers and ports, for near misses.
 	Allows string `json:"allows,omitempty"`
 	// Chain and Sets implement the rule in the table.
@@ -188,6 +195,15 @@ func nodeReport(rs *ruleset.RuleSet, f ruleset.Flow, j judge, from, to Endpoint,
 			rules[ruleKey{p.Key, true, p.Egress[j].Index}] = &p.Egress[j]
 		}
 	}
+	for i := range rs.ClusterPolicies { // keyed by name alone: a NetworkPolicy's key has a namespace
+		p := &rs.ClusterPolicies[i]
+		for j := range p.Ingress {
+			rules[ruleKey{ruleset.PolicyKey{Name: p.Name}, false, p.Ingress[j].Index}] = &p.Ingress[j].Rule
+		}
+		for j := range p.Egress {
+			rules[ruleKey{ruleset.PolicyKey{Name: p.Name}, true, p.Egress[j].Index}] = &p.Egress[j].Rule
+		}
+	}
 	for _, egress := range []bool{true, false} {
 		end, local := to, j.dst
 		if egress {
@@ -196,14 +212,15 @@ func nodeReport(rs *ruleset.RuleSet, f ruleset.Flow, j judge, from, to Endpoint,
 		if !local {
 			continue
 		}
-		isolated := false
+		isolated, decided := false, false // by NetworkPolicy; by a tier
 		for _, s := range v.Sides {
 			if s.Egress == egress {
-				isolated = true
+				isolated = isolated || s.Tier == ""
+				decided = decided || (s.Tier != "" && (s.Tier == ruleset.BaselineTier || s.Matches[0].Action != ruleset.Pass))
 				nr.Sides = append(nr.Sides, sideReport(s, rules, f, names))
 			}
 		}
-		if !isolated {
+		if !isolated && !decided {
 			nr.Sides = append(nr.Sides, SideReport{Direction: direction(egress), Pod: end.Pod, Allowed: true})
 		}
 		for _, a := range v.Audits {
@@ -233,8 +250,11 @@ func direction(egress bool) string {
 func sideReport(s ruleset.Side, rules map[ruleKey]*ruleset.Rule, f ruleset.Flow, names namer) SideReport {
 	ns, name, _ := strings.Cut(s.Pod, "/")
 	sr := SideReport{
-		Direction: direction(s.Egress), Pod: s.Pod, Isolated: true, Allowed: s.Allowed,
+		Direction: direction(s.Egress), Pod: s.Pod, Isolated: s.Tier == "", Allowed: s.Allowed, Tier: string(s.Tier),
 		Map: render.DispatchMap(!s.Egress, s.Addr.Is4()), Chain: render.PodChain(!s.Egress, ns, name),
+	}
+	if s.Tier == ruleset.AdminTier {
+		sr.Chain = render.AdminChain(!s.Egress, ns, name)
 	}
 	for _, k := range s.Policies {
 		sr.Policies = append(sr.Policies, k.String())
@@ -242,6 +262,11 @@ func sideReport(s ruleset.Side, rules map[ruleKey]*ruleset.Rule, f ruleset.Flow,
 	report := func(m ruleset.RuleMatch) RuleReport {
 		rr := RuleReport{Policy: m.Policy.String(), Rule: m.Index, Peer: m.Peer, Port: m.Port,
 			Chain: render.PolicyChain(!s.Egress, m.Policy)}
+		if m.ClusterPolicy != "" {
+			m.Policy = ruleset.PolicyKey{Name: m.ClusterPolicy}
+			rr.Policy, rr.Action, rr.Name = m.ClusterPolicy, string(m.Action), m.Name
+			rr.Chain = render.ClusterChain(!s.Egress, m.ClusterPolicy)
+		}
 		r := rules[ruleKey{m.Policy, s.Egress, m.Index}]
 		if r == nil {
 			return rr

@@ -47,6 +47,10 @@ func writeSide(b *strings.Builder, s SideReport) {
 		writeAudit(b, s)
 		return
 	}
+	if s.Tier != "" {
+		writeTier(b, s)
+		return
+	}
 	if !s.Isolated {
 		fmt.Fprintf(b, "  %s of %s: not isolated (no enforced policy selects it for %s): allowed\n", s.Direction, s.Pod, s.Direction)
 		return
@@ -95,6 +99,22 @@ func writeAudit(b *strings.Builder, s SideReport) {
 		fmt.Fprintf(b, "      %s %s rule %d: %s, %s\n", m.Policy, s.Direction, m.Rule, peer(m.Peer), m.Port)
 		writeWhere(b, m)
 	}
+}
+
+// writeTier says which ClusterNetworkPolicy rule judged one end, and what it did.
+func writeTier(b *strings.Builder, s SideReport) {
+	m := s.Matches[0]
+	did := map[string]string{"Accept": "accepts it", "Deny": "DENIES it", "Pass": "passes it to NetworkPolicy"}[m.Action]
+	if m.Action == "Pass" && s.Tier == "Baseline" {
+		did = "passes it on to the default: allowed"
+	}
+	rule := fmt.Sprintf("rule %d", m.Rule)
+	if m.Name != "" {
+		rule += fmt.Sprintf(" (%q)", m.Name)
+	}
+	fmt.Fprintf(b, "  %s of %s: %s tier: ClusterNetworkPolicy %s %s %s %s: %s, %s\n", s.Direction, s.Pod, s.Tier, m.Policy, s.Direction, rule, did, peer(m.Peer), m.Port)
+	fmt.Fprintf(b, "    nft: map %s -> chain %s\n", s.Map, s.Chain)
+	writeWhere(b, m)
 }
 
 func writeWhere(b *strings.Builder, m RuleReport) {

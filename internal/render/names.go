@@ -112,6 +112,14 @@ func PodChain(ingress bool, namespace, name string) string {
 	return podChainName(&ruleset.Target{Namespace: namespace, Name: name}, dir(ingress))
 }
 
+// AdminChain names the chain of a local pod's Admin tier in one direction.
+func AdminChain(ingress bool, namespace, name string) string {
+	return adminChainName(&ruleset.Target{Namespace: namespace, Name: name}, dir(ingress))
+}
+
+// ClusterChain names the chain of a ClusterNetworkPolicy's rules in one direction.
+func ClusterChain(ingress bool, name string) string { return clusterChainName(dir(ingress), name) }
+
 // PolicyChain names the chain of a policy's rules in one direction.
 func PolicyChain(ingress bool, k ruleset.PolicyKey) string { return policyChainName(dir(ingress), k) }
 

@@ -152,16 +152,27 @@ func describeRule(chain, rule, verdict string) string {
 		return "the destination is not isolated for ingress here: allowed"
 	case chain == "allow":
 		return "accepted; the connection is stamped with the current epoch"
-	case strings.HasPrefix(chain, "pod-") && (strings.HasPrefix(next, "pol-") || strings.HasPrefix(next, "audit-")):
+	case (strings.HasPrefix(chain, "pod-") || strings.HasPrefix(chain, "adm-")) &&
+		(strings.HasPrefix(next, "pol-") || strings.HasPrefix(next, "audit-") || strings.HasPrefix(next, "cnp-")):
 		return "" // entering a policy's chain; a rule there that matches says so
+	case strings.HasPrefix(chain, "cnp-") && strings.Contains(rule, "vmap @pass-"):
+		return fmt.Sprintf("ClusterNetworkPolicy %s passes it: the rest of the Admin tier is skipped, NetworkPolicy decides", comment)
+	case strings.HasPrefix(chain, "cnp-") && verdict == "drop":
+		return fmt.Sprintf("denied by ClusterNetworkPolicy %s", comment)
+	case strings.HasPrefix(chain, "cnp-") && comment != "":
+		return fmt.Sprintf("accepted by ClusterNetworkPolicy %s", comment)
+	case strings.HasPrefix(chain, "adm-") && strings.HasPrefix(next, "pod-"):
+		return fmt.Sprintf("no Admin tier rule selecting %s matched: NetworkPolicy decides", podOf(chain))
+	case strings.HasPrefix(chain, "pod-") && (rule == "goto allow" || rule == "goto ingress-dispatch" || rule == "accept"):
+		return fmt.Sprintf("no policy selecting %s decided (not isolated by NetworkPolicy, no Baseline rule matched): allowed", podOf(chain))
 	case strings.Contains(rule, "log prefix"):
 		return "logged (drop logs)"
 	case strings.HasPrefix(chain, "audit-") && comment != "":
 		return fmt.Sprintf("audit mode: %s would allow it (counted); the enforced policies decide", comment)
 	case strings.HasPrefix(chain, "pod-") && strings.Contains(rule, `counter name "would-drop-`):
 		return fmt.Sprintf("no rule of the policies in audit mode selecting %s matched: it would be dropped (counted), and is allowed", podOf(chain))
-	case strings.HasPrefix(chain, "pod-") && strings.Contains(rule, "fib saddr . iif oif exists"),
-		strings.HasPrefix(chain, "pod-out-") && strings.HasPrefix(rule, "ct reply ") && !strings.Contains(rule, "@"):
+	case (strings.HasPrefix(chain, "pod-") || strings.HasPrefix(chain, "adm-")) && strings.Contains(rule, "fib saddr . iif oif exists"),
+		(strings.HasPrefix(chain, "pod-out-") || strings.HasPrefix(chain, "adm-out-")) && strings.HasPrefix(rule, "ct reply ") && !strings.Contains(rule, "@"):
 		return fmt.Sprintf("pod %s reaching itself: allowed", podOf(chain))
 	case (strings.HasPrefix(chain, "pod-") || strings.HasPrefix(chain, "claim-")) && strings.HasSuffix(rule, "drop"):
 		dir := "ingress"
@@ -177,7 +188,7 @@ func describeRule(chain, rule, verdict string) string {
 
 // podOf reads the pod from a chain name: pod-in-<hash>-<namespace>/<name> (cut when long).
 func podOf(chain string) string {
-	for _, prefix := range []string{"pod-in-", "pod-out-", "claim-in-", "claim-out-"} {
+	for _, prefix := range []string{"pod-in-", "pod-out-", "adm-in-", "adm-out-", "claim-in-", "claim-out-"} {
 		if rest, ok := strings.CutPrefix(chain, prefix); ok {
 			if _, readable, ok := strings.Cut(rest, "-"); ok {
 				return readable

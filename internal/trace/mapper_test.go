@@ -1,0 +1,27 @@
+package trace
+
+import "testing"
+
+// TestClusterNetworkPolicySteps pins how a trace names the steps of the ClusterNetworkPolicy
+// tiers (the chains of package render's cluster.go).
+func TestClusterNetworkPolicySteps(t *testing.T) {
+	for _, c := range []struct{ chain, rule, verdict, want string }{
+		{"adm-in-UIXIE7Z4-shop/web-1", "jump cnp-in-63BDCAZY-block-db", "jump cnp-in-63BDCAZY-block-db", ""},
+		{"cnp-in-63BDCAZY-block-db", `ct state new ct original ip saddr @peers-CXJB2KBW-block-db/in0-v4 counter packets 0 bytes 0 drop comment "block-db ingress rule 0"`, "drop",
+			"denied by ClusterNetworkPolicy block-db ingress rule 0"},
+		{"cnp-out-4YIXQADW-pass-dns", `ct state new ct reply ip saddr @peers-P6PHGMAW-pass-dns/out1-v4 counter packets 0 bytes 0 ct original ip saddr vmap @pass-out-v4 comment "pass-dns egress rule 1"`, "goto pod-out-3HPGUNFE-shop/web-1",
+			"ClusterNetworkPolicy pass-dns egress rule 1 passes it: the rest of the Admin tier is skipped, NetworkPolicy decides"},
+		{"cnp-out-HUB3UU6Q-accept-web", `ct state new ct reply ip saddr @peers-3VKMZFOC-accept-web/out0-v4 goto ingress-dispatch comment "accept-web egress rule 0"`, "goto ingress-dispatch",
+			"accepted by ClusterNetworkPolicy accept-web egress rule 0"},
+		{"adm-in-UIXIE7Z4-shop/web-1", "goto pod-in-EN3T6OWG-shop/web-1", "goto pod-in-EN3T6OWG-shop/web-1",
+			"no Admin tier rule selecting shop/web-1 matched: NetworkPolicy decides"},
+		{"adm-in-UIXIE7Z4-shop/web-1", "ct original ip saddr 10.0.1.1 fib saddr . iif oif exists goto allow", "goto allow", "pod shop/web-1 reaching itself: allowed"},
+		{"pod-in-NEBJYBDV-shop/web-2", "jump cnp-in-BJLSFCNP-baseline-deny", "jump cnp-in-BJLSFCNP-baseline-deny", ""},
+		{"pod-in-NEBJYBDV-shop/web-2", "goto allow", "goto allow",
+			"no policy selecting shop/web-2 decided (not isolated by NetworkPolicy, no Baseline rule matched): allowed"},
+	} {
+		if got := describeRule(c.chain, c.rule, c.verdict); got != c.want {
+			t.Errorf("%s: %s\n got %q\nwant %q", c.chain, c.rule, got, c.want)
+		}
+	}
+}
