@@ -82,10 +82,10 @@ type SideReport struct {
 	Isolated  bool   `json:"isolated"`
 	Audit     bool   `json:"audit,omitempty"`
 	// Policies isolate the pod in this direction (audit: are in audit mode).
-	Policies   []string     `json:"policies,omitempty"`
+	Policies []string `json:"policies,omitempty"`
 	// Tier is "Admin" or "Baseline" when a ClusterNetworkPolicy rule of that tier judged the
 	// connection here: Matches holds it, with its action (Isolated is then false).
-	Tier string `json:"tier,omitempty"`
+	Tier       string       `json:"tier,omitempty"`
 	Allowed    bool         `json:"allowed"`
 	Matches    []RuleReport `json:"allowedBy,omitempty"`
 	NearMisses []RuleReport `json:"nearMisses,omitempty"`
