@@ -14,6 +14,9 @@ const (
 	DefaultTable = "flock-netpol"
 
 	forwardChain         = "filter-forward"
+	inputChain           = "filter-input" // only with ClusterNetworkPolicies that police a pod's egress
+	nodeMapV4            = "node-egress-v4"
+	nodeMapV6            = "node-egress-v6"
 	ingressDispatchChain = "ingress-dispatch"
 	egressMapV4          = "egress-pods-v4"
 	egressMapV6          = "egress-pods-v6"

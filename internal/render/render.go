@@ -280,7 +280,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		}
 	}
 
-	var inElems, outElems, passIn, passOut [2][]string
+	var inElems, outElems, passIn, passOut, toNode [2][]string
 	for i := range rs.Targets {
 		pod := &rs.Targets[i]
 		if len(pod.IPs) == 0 {
@@ -300,6 +300,9 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 				chain = s.adminChain(pod, d)
 			}
 			addMapElements(elems, pod.IPs, "jump", chain)
+			if d == egress && len(adminOf(pod, d))+len(baselineOf(pod, d)) > 0 {
+				addMapElements(&toNode, pod.IPs, "jump", chain)
+			}
 		}
 	}
 	for i := range rs.Claims {
@@ -315,6 +318,11 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	s.verdictMap(egressMapV6, families[1], outElems[1], "local pods isolated for egress, by source address")
 	s.verdictMap(ingressMapV4, families[0], inElems[0], "local pods isolated for ingress, by destination address")
 	s.verdictMap(ingressMapV6, families[1], inElems[1], "local pods isolated for ingress, by destination address")
+	policeNode := len(toNode[0])+len(toNode[1]) > 0
+	if policeNode {
+		s.verdictMap(nodeMapV4, families[0], toNode[0], "local pods whose ClusterNetworkPolicies police their traffic to this node, by source address")
+		s.verdictMap(nodeMapV6, families[1], toNode[1], "local pods whose ClusterNetworkPolicies police their traffic to this node, by source address")
+	}
 	if hasAdminTier(&rs) {
 		s.verdictMap(passMapName(egress, families[0]), families[0], passOut[0], "where an Admin tier Pass continues, by source address")
 		s.verdictMap(passMapName(egress, families[1]), families[1], passOut[1], "where an Admin tier Pass continues, by source address")
@@ -334,23 +342,30 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
 		s.table, baseChain.name, baseChain.typ, baseChain.hook, baseChain.priority, baseChain.policy,
 		comment("flock-netpol: NetworkPolicy for the pods of this node"))
-	s.edges(&rs.Edges, opts.AntiSpoofing)
-	if revalidate {
-		s.epochPart(&s.rules, func() {
-			s.rule(forwardChain, fmt.Sprintf("ct state established,related ct mark and 0x%08x == 0x%08x accept comment %s",
-				epoch.Mask, epoch.Mark(ep.Current), comment("%s%d", epochPrefix, ep.Current)))
-		})
-		for _, f := range families {
-			s.rule(forwardChain, fmt.Sprintf("ct state established,related ct original %s saddr . ct mark @%s ct reply %s saddr . ct mark @%s accept",
-				f.proto, freshSet+"-out"+f.suffix, f.proto, freshSet+"-in"+f.suffix))
-		}
-	} else {
-		s.rule(forwardChain, "ct state established,related accept")
+	if policeNode {
+		fmt.Fprintf(&s.base, "add chain inet %s %s { type filter hook input priority filter; policy accept; comment %s; }\n",
+			s.table, inputChain, comment("flock-netpol: ClusterNetworkPolicy for local pods' traffic to this node"))
 	}
+	s.edges(&rs.Edges, opts.AntiSpoofing)
+	s.fastPath(forwardChain, revalidate, ep.Current)
 	s.dispatch(forwardChain, "saddr", egressMapV4, egressMapV6)
 	// The last rule carries the script's digest: it shows in `nft list chain` (the periodic check)
 	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
 	s.rule(forwardChain, "jump "+ingressDispatchChain+" comment "+comment("%s", digestPlaceholder))
+	if policeNode {
+		// A local pod's traffic to this node: only its ClusterNetworkPolicy tiers judge it (the
+		// pod's chains accept what NetworkPolicy would, see podChain). Packets without
+		// conntrack take the same path as new ones.
+		s.fastPath(inputChain, revalidate, ep.Current)
+		for _, f := range families {
+			m := nodeMapV4
+			if !f.is4 {
+				m = nodeMapV6
+			}
+			s.rule(inputChain, fmt.Sprintf("ct state invalid,untracked %s saddr vmap @%s", f.proto, m))
+			s.rule(inputChain, fmt.Sprintf("ct original %s saddr vmap @%s", f.proto, m))
+		}
+	}
 
 	offset := map[*bytes.Buffer]int{&s.out: 0}
 	for _, b := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
@@ -365,6 +380,23 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	}
 	slices.SortFunc(skip, func(a, b [2]int) int { return a[0] - b[0] })
 	return Script{Text: text, Digest: stampDigest(text, skip), Stats: s.stats, Counters: s.counters}
+}
+
+// fastPath writes the rules that accept the packets of established connections at once: whose
+// stamp is the current epoch, or still valid at both ends (revalidate); all of them otherwise.
+func (s *script) fastPath(chain string, revalidate bool, current uint32) {
+	if !revalidate {
+		s.rule(chain, "ct state established,related accept")
+		return
+	}
+	s.epochPart(&s.rules, func() {
+		s.rule(chain, fmt.Sprintf("ct state established,related ct mark and 0x%08x == 0x%08x accept comment %s",
+			epoch.Mask, epoch.Mark(current), comment("%s%d", epochPrefix, current)))
+	})
+	for _, f := range families {
+		s.rule(chain, fmt.Sprintf("ct state established,related ct original %s saddr . ct mark @%s ct reply %s saddr . ct mark @%s accept",
+			f.proto, freshSet+"-out"+f.suffix, f.proto, freshSet+"-in"+f.suffix))
+	}
 }
 
 // setsSize estimates the bytes of the set commands, so that the output buffer is allocated once
@@ -503,6 +535,12 @@ func (s *script) podChain(pod *ruleset.Target, d direction, byKey map[ruleset.Po
 	isolated := len(keys) > 0
 	if len(adminOf(pod, d)) == 0 {
 		s.ownAddressRules(name, d, pod.IPs) // else the Admin tier chain has done it
+	}
+	if d == egress && len(adminOf(pod, d))+len(baselineOf(pod, d)) > 0 && (isolated || len(audits) > 0) {
+		// Reached from the input hook (only there is the destination one of the node's own
+		// addresses): NetworkPolicy always allows a pod its own node, and decides for a pod it
+		// isolates, so the Baseline tier is not consulted either.
+		s.rule(name, "fib daddr type local "+s.accept)
 	}
 	hasRules := func(k ruleset.PolicyKey) bool {
 		p := byKey[k]

@@ -168,18 +168,19 @@ var goldenCases = []struct {
 	}, Options{LogGroup: 7, LogRate: 20}},
 	// ClusterNetworkPolicy tiers. web-1: Admin tier (block-db denies ingress from 10.0.2.7,
 	// pass-dns passes UDP 53 egress and fails closed for ingress with a Deny of everything),
-	// then NetworkPolicy allow-web isolates its ingress. web-2: Admin tier egress accept-web
+	// then NetworkPolicy allow-web isolates its ingress and its egress (its chain accepts traffic
+	// to the node, which only the input hook's dispatch sends it). web-2: Admin tier egress accept-web
 	// (Accept to 10.200.0.0/16 tcp 443, named port 8443), no NetworkPolicy, then the Baseline
 	// tier: baseline-deny denies ingress from every pod of 10.0.2.0/24 except what passes.
 	{"cluster-tiers", ruleset.RuleSet{
 		Targets: []ruleset.Target{
-			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{webKey},
+			{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1"), ip("fd00::1:1")}, IngressPolicies: []ruleset.PolicyKey{webKey}, EgressPolicies: []ruleset.PolicyKey{webKey},
 				AdminIngress: []string{"block-db", "pass-dns"}, AdminEgress: []string{"pass-dns"}},
 			{Namespace: "shop", Name: "web-2", IPs: []netip.Addr{ip("10.0.1.2")},
 				AdminEgress: []string{"accept-web"}, BaselineIngress: []string{"baseline-deny"}},
 		},
 		Policies: []ruleset.Policy{
-			{Key: webKey, Ingress: []ruleset.Rule{{Index: 0, Peers: set("10.0.2.0/24"), AnyPort: true}}},
+			{Key: webKey, Ingress: []ruleset.Rule{{Index: 0, Peers: set("10.0.2.0/24"), AnyPort: true}}, Egress: []ruleset.Rule{}},
 		},
 		ClusterPolicies: []ruleset.ClusterPolicy{
 			{Name: "block-db", Tier: ruleset.AdminTier, Priority: 5, Ingress: []ruleset.ClusterRule{

@@ -106,6 +106,8 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 			cluster[rs.ClusterPolicies[i].Name] = &rs.ClusterPolicies[i]
 		}
 	}
+	// Traffic from a local pod to this node's own addresses is policed by the tiers only.
+	_, toNode := slices.BinarySearchFunc(rs.NodeAddrs, f.Dst, netip.Addr.Compare)
 	v := Verdict{Allowed: true}
 	for _, egress := range []bool{true, false} {
 		passed := v.Allowed // the flow got past the source's chains (always true for egress)
@@ -136,6 +138,17 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 				}
 			}
 			isolated := len(keys) > 0
+			if egress && toNode {
+				// NetworkPolicy always allows a pod its own node (and Baseline is not consulted
+				// for a pod it isolates); only the tiers police this path (the input hook).
+				if !isolated {
+					if s, ok := judgeTier(egress, addr, pod, BaselineTier, baseline, cluster, f); ok {
+						v.Allowed = v.Allowed && s.Allowed
+						v.Sides = append(v.Sides, s)
+					}
+				}
+				continue
+			}
 			var s Side
 			if isolated {
 				s = judge(egress, addr, pod, keys, policies, f)
@@ -165,7 +178,7 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 			if egress {
 				claimants = c.Egress
 			}
-			if c.Addr == addr {
+			if c.Addr == addr && !(egress && toNode) {
 				for _, cl := range claimants {
 					s := judge(egress, addr, cl.Pod, cl.Policies, policies, f)
 					v.Allowed = v.Allowed && s.Allowed

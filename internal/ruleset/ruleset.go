@@ -34,6 +34,11 @@ type RuleSet struct {
 	// evaluation order: the Admin tier first, then the Baseline tier; within a tier by ascending
 	// priority, then by name (the API leaves the order within one priority to the implementation).
 	ClusterPolicies []ClusterPolicy
+	// NodeAddrs are this node's own addresses (its Node's status.addresses), sorted. A local
+	// pod's traffic to them takes the input hook, where NetworkPolicy never polices it (the pod's
+	// own node is always allowed) and only the ClusterNetworkPolicy tiers of the pod's egress
+	// judge it (a nodes or networks peer can name the node).
+	NodeAddrs []netip.Addr
 }
 
 // Tier is the tier of a ClusterNetworkPolicy. The Admin tier is consulted before NetworkPolicy,

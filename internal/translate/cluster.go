@@ -283,20 +283,42 @@ func numberedPort(n int32) *intstr.IntOrString {
 	return &v
 }
 
-// nodePeer returns the addresses of the Nodes the selector matches: every address of their
-// status.addresses that is an IP (InternalIP, ExternalIP; host names are not).
+// nodeAddrs returns the addresses of the Node called name, sorted.
+func nodeAddrs(nodes []*corev1.Node, name string) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range nodes {
+		if n.Name == name {
+			out = appendNodeAddrs(out, n)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// appendNodeAddrs appends every address of a Node's status.addresses that is an IP
+// (InternalIP, ExternalIP; host names are not).
+func appendNodeAddrs(dst []netip.Addr, n *corev1.Node) []netip.Addr {
+	for _, a := range n.Status.Addresses {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(a.Address)); err == nil {
+			dst = append(dst, ip.Unmap())
+		}
+	}
+	return dst
+}
+
+// nodePeer returns the addresses of the Nodes the selector matches.
 func (t *translator) nodePeer(sel *metav1.LabelSelector) (peerResult, error) {
 	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
 		return peerResult{}, fmt.Errorf("invalid nodes selector: %w", err)
 	}
 	var b ruleset.Builder
+	var addrs []netip.Addr
 	for _, n := range t.nodes {
 		if s.Matches(labels.Set(n.Labels)) {
-			for _, a := range n.Status.Addresses {
-				if ip, err := netip.ParseAddr(strings.TrimSpace(a.Address)); err == nil {
-					b.AddAddr(ip.Unmap())
-				}
+			addrs = appendNodeAddrs(addrs[:0], n)
+			for _, a := range addrs {
+				b.AddAddr(a)
 			}
 		}
 	}

@@ -225,6 +225,44 @@ func TestClusterNetworkPolicyTiers(t *testing.T) {
 	})
 }
 
+// A pod's traffic to its own node takes the node's input hook: NetworkPolicy never polices it
+// (the upstream rule), but a nodes or networks peer of a ClusterNetworkPolicy can name the node,
+// and the API's user story is to block pods from ports of cluster nodes (NPEP-126). Here the
+// local node's address is the plan's "out" address.
+func TestClusterNetworkPolicyPoliceTrafficToTheOwnNode(t *testing.T) {
+	ownNode := []*corev1.Node{objects.Node(localNode, []string{"role", "worker"}, outside4.String(), outside6.String())}
+	denyOutX := objects.Policy("x/deny-out", objects.IsolateEgress())
+	runSemantics(t, []semanticsCase{
+		{
+			name:     "NetworkPolicy egress isolation never blocks a pod's own node",
+			policies: policies(denyOutX),
+			nodes:    ownNode,
+			flows:    []flow{allowed("x/a", "out", "tcp", 10250), denied("x/a", "z/a", "tcp", 80)},
+		},
+		{
+			name:     "an Admin tier Deny of nodes peers blocks the pod's own node",
+			policies: policies(denyOutX),
+			nodes:    ownNode,
+			cluster:  clusterPolicies(admin("no-kubelet", 1, "x", outRule(deny, objects.NodesPeer(objects.Selector()), objects.TCPPort(10250)))),
+			flows:    []flow{denied("x/a", "out", "tcp", 10250), allowed("x/a", "out", "tcp", 53), allowed("y/a", "out", "tcp", 10250)},
+		},
+		{
+			name:     "after an Admin Pass, NetworkPolicy allows the own node: Baseline is not consulted for an isolated pod",
+			policies: policies(denyOutX),
+			nodes:    ownNode,
+			cluster: clusterPolicies(admin("pass-nodes", 1, "x", outRule(pass, objects.NodesPeer(objects.Selector()))),
+				baseline("no-nodes", 1, "x", outRule(deny, objects.NodesPeer(objects.Selector())))),
+			flows: []flow{allowed("x/a", "out", "tcp", 10250)},
+		},
+		{
+			name:    "a pod NetworkPolicy does not isolate meets the Baseline tier on the way to its own node",
+			nodes:   ownNode,
+			cluster: clusterPolicies(baseline("no-node-net", 1, "x", outRule(deny, objects.NetworksPeer("10.200.0.0/16", "fd00:200::/32")))),
+			flows:   []flow{denied("x/a", "out", "udp", 53), allowed("y/a", "out", "udp", 53)},
+		},
+	})
+}
+
 // The API: a peer the implementation does not know (no field set, or one it does not support)
 // fails closed: an Accept rule matches nothing, a Deny or Pass rule is a "Deny all" rule.
 func TestClusterNetworkPolicyUnknownPeersFailClosed(t *testing.T) {

@@ -110,6 +110,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 		t.nodes = in.Nodes
 		rs.ClusterPolicies = t.clusterPolicies(in.ClusterPolicies, isolated, newTarget)
 	}
+	rs.NodeAddrs = nodeAddrs(in.Nodes, in.Node)
 	for _, rp := range isolated {
 		rs.Targets = append(rs.Targets, *rp)
 	}
