@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"strconv"
 	"sync"
@@ -56,7 +57,7 @@ type RuleCounters struct {
 // NewRuleCounters returns the exporter; register it (it is a prometheus.Collector) and run Run.
 func NewRuleCounters(reader CounterReader, table string, log logr.Logger) *RuleCounters {
 	const ns = "flocknetpol"
-	rule := []string{"namespace", "policy", "direction", "rule", "mode"}
+	rule := []string{"namespace", "policy", "direction", "rule", "mode", "tier", "action"}
 	pod := []string{"namespace", "pod", "direction"}
 	return &RuleCounters{
 		Reader: reader, Table: table, Log: log,
@@ -71,7 +72,9 @@ func NewRuleCounters(reader CounterReader, table string, log logr.Logger) *RuleC
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 10),
 		}),
 		rulePkts: prometheus.NewDesc(ns+"_rule_packets_total",
-			"Connections a policy rule let through (or, in audit mode, would have): the first packet of each.", rule, nil),
+			"Connections a policy rule matched: a NetworkPolicy rule let them through (or, in audit mode, would have; "+
+				"tier NetworkPolicy, action Allow), a ClusterNetworkPolicy rule applied its action (tier Admin or Baseline, "+
+				"namespace empty); the first packet of each.", rule, nil),
 		ruleBytes: prometheus.NewDesc(ns+"_rule_bytes_total",
 			"Bytes of the first packets counted by flocknetpol_rule_packets_total.", rule, nil),
 		denied: prometheus.NewDesc(ns+"_pod_denied_packets_total",
@@ -112,7 +115,8 @@ func (c *RuleCounters) Collect(ch chan<- prometheus.Metric) {
 			if info.Audit {
 				mode = "audit"
 			}
-			labels := []string{info.Namespace, info.Object, dir, strconv.Itoa(info.Rule), mode}
+			tier, action := cmp.Or(info.Tier, "NetworkPolicy"), cmp.Or(info.Action, "Allow")
+			labels := []string{info.Namespace, info.Object, dir, strconv.Itoa(info.Rule), mode, tier, action}
 			ch <- prometheus.MustNewConstMetric(c.rulePkts, prometheus.CounterValue, float64(v.Packets), labels...)
 			ch <- prometheus.MustNewConstMetric(c.ruleBytes, prometheus.CounterValue, float64(v.Bytes), labels...)
 		case render.CounterDenied:

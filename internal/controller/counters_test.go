@@ -62,9 +62,9 @@ flocknetpol_pod_audit_denied_packets_total{direction="egress",namespace="x",pod=
 # HELP flocknetpol_pod_denied_packets_total New packets a local pod's policies dropped: no rule of the policies isolating it allowed them.
 # TYPE flocknetpol_pod_denied_packets_total counter
 flocknetpol_pod_denied_packets_total{direction="ingress",namespace="x",pod="a"} %d
-# HELP flocknetpol_rule_packets_total Connections a policy rule let through (or, in audit mode, would have): the first packet of each.
+# HELP flocknetpol_rule_packets_total Connections a policy rule matched: a NetworkPolicy rule let them through (or, in audit mode, would have; tier NetworkPolicy, action Allow), a ClusterNetworkPolicy rule applied its action (tier Admin or Baseline, namespace empty); the first packet of each.
 # TYPE flocknetpol_rule_packets_total counter
-flocknetpol_rule_packets_total{direction="ingress",mode="enforce",namespace="x",policy="p",rule="0"} %d
+flocknetpol_rule_packets_total{action="Allow",direction="ingress",mode="enforce",namespace="x",policy="p",rule="0",tier="NetworkPolicy"} %d
 `
 
 func expectMetrics(t *testing.T, c *RuleCounters, audit, denied, rule int) {
@@ -120,9 +120,9 @@ func TestCountersStayMonotonicAcrossFullApplies(t *testing.T) {
 	c.Applied(audited)
 	readNow(t, c)
 	want := `
-# HELP flocknetpol_rule_packets_total Connections a policy rule let through (or, in audit mode, would have): the first packet of each.
+# HELP flocknetpol_rule_packets_total Connections a policy rule matched: a NetworkPolicy rule let them through (or, in audit mode, would have; tier NetworkPolicy, action Allow), a ClusterNetworkPolicy rule applied its action (tier Admin or Baseline, namespace empty); the first packet of each.
 # TYPE flocknetpol_rule_packets_total counter
-flocknetpol_rule_packets_total{direction="ingress",mode="audit",namespace="x",policy="p",rule="0"} 0
+flocknetpol_rule_packets_total{action="Allow",direction="ingress",mode="audit",namespace="x",policy="p",rule="0",tier="NetworkPolicy"} 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "flocknetpol_rule_packets_total"); err != nil {
 		t.Error(err)
@@ -179,4 +179,23 @@ func TestACounterReadSpanningAFullApplyIsDiscarded(t *testing.T) {
 	c.Replaced()
 	c.store(gen, stale) // ...that completes after the replace
 	expectMetrics(t, c, 0, 0, 5)
+}
+
+// TestClusterNetworkPolicyRuleCountersNameTheirTierAndAction pins the labels of a
+// ClusterNetworkPolicy rule's series: no namespace, its tier and its action.
+func TestClusterNetworkPolicyRuleCountersNameTheirTierAndAction(t *testing.T) {
+	kernel := &fakeCounters{values: map[string]nft.Counter{}}
+	c := NewRuleCounters(kernel, "flock-netpol", logr.Discard())
+	c.Replaced()
+	c.Applied([]render.Counter{{Name: "rule-D-no-db/in0", Kind: render.CounterRule, Object: "no-db", Rule: 0, Tier: "Admin", Action: "Deny"}})
+	kernel.set("rule-D-no-db/in0", 3)
+	readNow(t, c)
+	want := `
+# HELP flocknetpol_rule_packets_total ` + strings.TrimPrefix(`# HELP flocknetpol_rule_packets_total Connections a policy rule matched: a NetworkPolicy rule let them through (or, in audit mode, would have; tier NetworkPolicy, action Allow), a ClusterNetworkPolicy rule applied its action (tier Admin or Baseline, namespace empty); the first packet of each.`, "# HELP flocknetpol_rule_packets_total ") + `
+# TYPE flocknetpol_rule_packets_total counter
+flocknetpol_rule_packets_total{action="Deny",direction="ingress",mode="enforce",namespace="",policy="no-db",rule="0",tier="Admin"} 3
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "flocknetpol_rule_packets_total"); err != nil {
+		t.Error(err)
+	}
 }
