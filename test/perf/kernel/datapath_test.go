@@ -25,6 +25,7 @@ import (
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // Address plan. The bed (test/netns) has one node, "router", with three pods: the server, the
@@ -108,6 +109,34 @@ func datapathInput(n int) translate.Input {
 	return in
 }
 
+// withClusterPolicies adds k ClusterNetworkPolicies in the Admin tier whose subject is the
+// server's namespace, the worst case for a new connection, which walks all of them: k-1 deny
+// TCP from the pods of a namespace of their own (two pods each, on other nodes: the client's
+// connection matches none of them), and the last, at the highest priority value, passes the
+// clients' namespace on to NetworkPolicy, whose policy then allows it. The Baseline tier is not
+// consulted for a pod that NetworkPolicy isolates, so putting policies there would cost nothing.
+func withClusterPolicies(in *translate.Input, k int) {
+	subject := &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": serverNS}}
+	for i := range k - 1 {
+		name := fmt.Sprintf("blocked-%d", i)
+		in.Namespaces = append(in.Namespaces, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels: map[string]string{"kubernetes.io/metadata.name": name, "team": name}}})
+		for j := range 2 {
+			a := netip.AddrFrom4([4]byte{10, 32, byte(i), byte(j + 1)})
+			in.Pods = append(in.Pods, compact.NewPod(&corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: fmt.Sprintf("p-%d", j)},
+				Spec:       corev1.PodSpec{NodeName: "elsewhere"},
+				Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: a.String(), PodIPs: []corev1.PodIP{{IP: a.String()}}},
+			}))
+		}
+		in.ClusterPolicies = append(in.ClusterPolicies, objects.AdminPolicy(name, int32(i), subject,
+			objects.ClusterIngress(objects.Deny, objects.NamespacesPeer(&metav1.LabelSelector{MatchLabels: map[string]string{"team": name}}), objects.TCPPort(0))))
+	}
+	in.ClusterPolicies = append(in.ClusterPolicies, objects.AdminPolicy("pass-clients", int32(k), subject,
+		objects.ClusterIngress(objects.Pass, objects.NamespacesPeer(&metav1.LabelSelector{MatchLabels: map[string]string{clientsLabel: clientsValue}}),
+			objects.TCPPort(int32(serverAddr.Port())))))
+}
+
 // bench is the three-namespace set-up: client and intruder pods, the router, the server pod,
 // the rendered ruleset and the scripts that switch between it and the baseline.
 type bench struct {
@@ -130,13 +159,21 @@ type bench struct {
 }
 
 // newBench builds the topology for n peers and applies the rendered ruleset on the router.
-func newBench(tb testing.TB, n int) *bench {
+func newBench(tb testing.TB, n int) *bench { return newBenchWith(tb, n, 0) }
+
+// newBenchWith is newBench with cnps ClusterNetworkPolicies selecting the server (see
+// withClusterPolicies).
+func newBenchWith(tb testing.TB, n, cnps int) *bench {
 	tb.Helper()
 	tb = requireKernel(tb, "perf/kernel datapath")
 	clientAddr := peerAddr(n/2, n)
 	intruderAddr := clientAddr.Next()
 
-	rs, problems := translate.Translate(datapathInput(n))
+	in := datapathInput(n)
+	if cnps > 0 {
+		withClusterPolicies(&in, cnps)
+	}
+	rs, problems := translate.Translate(in)
 	if len(problems) > 0 {
 		tb.Fatalf("%d translation problems, first: %v", len(problems), problems[0])
 	}
@@ -146,8 +183,12 @@ func newBench(tb testing.TB, n int) *bench {
 	if err := b.parseScript(); err != nil {
 		tb.Fatal(err)
 	}
-	if b.peers != n {
-		tb.Fatalf("the rendered script has %d element lines holding a client address, want one per client pod (%d): did the renderer merge neighbours?", b.peers, n)
+	want := n
+	if cnps > 0 {
+		want = 2 * n // the passing ClusterNetworkPolicy's peer set holds the clients too
+	}
+	if b.peers != want {
+		tb.Fatalf("the rendered script has %d element lines holding a client address, want %d (one per client pod and peer set): did the renderer merge neighbours?", b.peers, want)
 	}
 
 	b.bed = netns.NewBed(tb)
@@ -405,9 +446,15 @@ func (b *bench) measure() datapathFigures {
 // ruleset for a pod whose ingress peer set has n entries, against the same router with only a
 // `ct state established,related accept` forward chain. See the package doc.
 func BenchmarkDatapath(b *testing.B) {
-	for _, n := range []int{1000, 10000, 50000, 150000} {
-		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
-			bn := newBench(b, n)
+	type shape struct{ peers, cnps int }
+	for _, sh := range []shape{{1000, 0}, {10000, 0}, {50000, 0}, {50000, 100}, {150000, 0}} {
+		name := fmt.Sprintf("peers=%d", sh.peers)
+		if sh.cnps > 0 {
+			name += fmt.Sprintf(",clusterpolicies=%d", sh.cnps)
+		}
+		n := sh.peers
+		b.Run(name, func(b *testing.B) {
+			bn := newBenchWith(b, n, sh.cnps)
 			if _, err := bn.checkEnforced(200); err != nil {
 				b.Fatal(err)
 			}
