@@ -205,3 +205,57 @@ func TestWindows(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterNetworkPolicyChangesNarrow pins that under ClusterNetworkPolicy tiers any change to
+// what judges an address counts as narrowing in that direction (a Deny can override any allow,
+// so even an added policy or rule can refuse a live flow), and nothing else moves.
+func TestClusterNetworkPolicyChangesNarrow(t *testing.T) {
+	const cur = 40
+	prev := State{Current: cur, Addrs: []Addr{
+		{Addr: a1, Owner: "shop/web-1", Since: [2]uint32{30, 31}},
+		{Addr: a2, Owner: "shop/web-2", Since: [2]uint32{20, 21}},
+	}}
+	withTier := func(change func(rs *ruleset.RuleSet)) *ruleset.RuleSet {
+		return cluster(func(rs *ruleset.RuleSet) {
+			rs.ClusterPolicies = []ruleset.ClusterPolicy{{Name: "block", Tier: ruleset.AdminTier, Priority: 1,
+				Ingress: []ruleset.ClusterRule{{Rule: ruleset.Rule{Index: 0, Peers: peers("10.0.3.1"), AnyPort: true}, Action: ruleset.Deny}}}}
+			rs.Targets[0].AdminIngress = []string{"block"}
+			if change != nil {
+				change(rs)
+			}
+		})
+	}
+	unchanged := [2][2]uint32{{30, 31}, {20, 21}}
+	a1In := [2][2]uint32{{cur + 1, 31}, {20, 21}}
+	for _, c := range []struct {
+		name     string
+		old, cur *ruleset.RuleSet
+		since    [2][2]uint32
+	}{
+		{"the same tiers change nothing", withTier(nil), withTier(nil), unchanged},
+		{"a policy gained by the tier narrows", cluster(nil), withTier(nil), a1In},
+		{"a policy lost by the tier narrows (a Pass or an Accept may have let it pass a Deny)", withTier(nil), cluster(nil), a1In},
+		{"a peer added to a Deny rule narrows", withTier(nil), withTier(func(rs *ruleset.RuleSet) {
+			rs.ClusterPolicies[0].Ingress[0].Peers = peers("10.0.3.1", "10.0.3.2")
+		}), a1In},
+		{"a NetworkPolicy change under a tier narrows", withTier(nil), withTier(func(rs *ruleset.RuleSet) {
+			webRule(rs).Peers = peers("10.0.2.1", "10.0.2.2", "10.0.2.3")
+		}), a1In},
+		{"a change of another direction's policies does not", withTier(nil), withTier(func(rs *ruleset.RuleSet) {
+			rs.ClusterPolicies[0].Egress = []ruleset.ClusterRule{{Rule: ruleset.Rule{Index: 0, AnyPeer: true, AnyPort: true}, Action: ruleset.Accept}}
+		}), unchanged},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := Next(prev, c.old, c.cur)
+			var since [2][2]uint32
+			for i, a := range []netip.Addr{a1, a2} {
+				if e, ok := got.Lookup(a); ok {
+					since[i] = e.Since
+				}
+			}
+			if since != c.since {
+				t.Errorf("Since = %v, want %v", since, c.since)
+			}
+		})
+	}
+}

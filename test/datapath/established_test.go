@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
@@ -61,6 +62,8 @@ type agent struct {
 	// logDrops turns drop logs on for every pod (--drop-log), to logGroup.
 	logDrops bool
 	logGroup uint16
+	// cluster are the ClusterNetworkPolicies of the next apply.
+	cluster []*v1alpha2.ClusterNetworkPolicy
 }
 
 // nodeApply is what the agent remembers of a node's last apply.
@@ -92,7 +95,8 @@ func (a *agent) apply(t *testing.T, policies []*networkingv1.NetworkPolicy, pods
 	t.Helper()
 	for _, n := range nodeNames {
 		prev := a.nodes[n]
-		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods), LogDrops: a.logDrops})
+		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods), LogDrops: a.logDrops,
+			ClusterPolicies: a.cluster})
 		for _, p := range problems {
 			t.Errorf("translate for %s reported a problem: %s", n, p)
 		}
@@ -603,4 +607,24 @@ func TestEstablishedConnectionDoesNotOutliveItsPod(t *testing.T) {
 	ag.apply(t, policies, podObjects([]string{"x/a"}, a2))
 	both(func() { expectCut(t, "x/a2 owns x/a's addresses", live...) },
 		func() { c.expectNew(t, "x/a2 owns x/a's addresses", false, live...) })
+}
+
+// TestEstablishedCutByAClusterNetworkPolicyDeny pins that live connections follow the Admin
+// tier like NetworkPolicy: an Admin Deny added for x/b into namespace x cuts x/b's live
+// connections to x/a (same node) at their next packet, and leaves y/b's (another node) alone.
+func TestEstablishedCutByAClusterNetworkPolicyDeny(t *testing.T) {
+	c := newCluster(t)
+	xa, xb, yb := c.endpoint("x-a"), c.endpoint("x-b"), c.endpoint("y-b")
+	c.bed.ServeEcho(xa, echoPort)
+	ag := c.newAgent(t, render.Revalidate)
+	ag.apply(t, nil, podObjects(nil))
+	cut := conns([]netns.Endpoint{xb}, []string{"udp", "tcp"}, toPod(xa))
+	kept := conns([]netns.Endpoint{yb}, []string{"udp", "tcp"}, toPod(xa))
+	c.open(t, append(cut, kept...)...)
+
+	ag.cluster = []*v1alpha2.ClusterNetworkPolicy{objects.AdminPolicy("no-x-b", 1, objects.Selector("ns", "x"),
+		objects.ClusterIngress(objects.Deny, objects.PodsPeer(objects.Selector("ns", "x"), objects.Selector("pod", "b"))))}
+	ag.apply(t, nil, podObjects(nil))
+	both(func() { expectCut(t, "admin deny", cut...) }, func() { expectFlowing(t, "admin deny", kept...) })
+	c.expectNew(t, "admin deny", false, cut...)
 }
