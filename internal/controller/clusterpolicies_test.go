@@ -98,7 +98,7 @@ func TestStripClusterNetworkPolicyKeepsTheSpecOnly(t *testing.T) {
 }
 
 func TestStripNodeKeepsLabelsRangesAndAddresses(t *testing.T) {
-	in := fullNode("n1", "192.168.0.1", "fd00:ff::1")
+	in := fullNode("n1", "10.254.0.1", "fd00:254::1")
 	out, err := StripNode(in)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestStripNodeAndClusterNetworkPolicyAreIdempotent(t *testing.T) {
 	for _, c := range []struct {
 		strip func(any) (any, error)
 		obj   client.Object
-	}{{StripNode, fullNode("n1", "192.168.0.1")}, {StripClusterNetworkPolicy, cnp("p", 1)}} {
+	}{{StripNode, fullNode("n1", "10.254.0.1")}, {StripClusterNetworkPolicy, cnp("p", 1)}} {
 		once, _ := c.strip(c.obj)
 		if once == any(c.obj) {
 			t.Errorf("%T from the API server was returned unstripped", c.obj)
@@ -146,14 +146,14 @@ func TestOnlyRelevantNodeAndPolicyUpdatesEnqueue(t *testing.T) {
 		old, new client.Object
 		relevant bool
 	}{
-		{"a node heartbeat", fullNode("n1", "192.168.0.1"), with(fullNode("n1", "192.168.0.1"), func(n *corev1.Node) {
+		{"a node heartbeat", fullNode("n1", "10.254.0.1"), with(fullNode("n1", "10.254.0.1"), func(n *corev1.Node) {
 			n.ResourceVersion = "8"
 			n.Status.Conditions[0].LastHeartbeatTime = metav1.Unix(200, 0)
 			n.Status.Images = append(n.Status.Images, corev1.ContainerImage{Names: []string{"other"}})
 			n.Annotations["node.alpha.kubernetes.io/ttl"] = "30"
 		}), false},
 		{"a node label", fullNode("n1"), with(fullNode("n1"), func(n *corev1.Node) { n.Labels["role"] = "web" }), true},
-		{"a node address", fullNode("n1", "192.168.0.1"), fullNode("n1", "192.168.0.2"), true},
+		{"a node address", fullNode("n1", "10.254.0.1"), fullNode("n1", "10.254.0.2"), true},
 		{"a node's pod ranges", fullNode("n1"), with(fullNode("n1"), func(n *corev1.Node) { n.Spec.PodCIDRs = n.Spec.PodCIDRs[:1] }), true},
 		{"a policy's status", cnp("p", 1), with(cnp("p", 1), func(p *v1alpha2.ClusterNetworkPolicy) {
 			p.ResourceVersion = "8"
@@ -230,8 +230,8 @@ func TestCacheOptionsFollowTheCRD(t *testing.T) {
 // that otherwise their informers are not even asked for (the CNP one would never sync).
 func TestCacheSourceReadsClusterPoliciesAndNodesOnlyWhenAsked(t *testing.T) {
 	pol, _ := StripClusterNetworkPolicy(cnp("p", 1))
-	n1, _ := StripNode(fullNode("n1", "192.168.0.1"))
-	n2, _ := StripNode(fullNode("n2", "192.168.0.2"))
+	n1, _ := StripNode(fullNode("n1", "10.254.0.1"))
+	n2, _ := StripNode(fullNode("n2", "10.254.0.2"))
 	m := informers{}
 	for _, c := range []struct {
 		kind   client.Object
