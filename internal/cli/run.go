@@ -100,8 +100,10 @@ func (c RunConfig) Validate() error {
 
 func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs := newFlagSet("run", "[flags]",
-		"Runs the agent for one node: watches NetworkPolicies, Namespaces and Pods and keeps the\n"+
-			"node's nft table in line with them, replacing it in one transaction on every change.\n"+
+		"Runs the agent for one node: watches NetworkPolicies, Namespaces and Pods (and\n"+
+			"ClusterNetworkPolicies and every Node, when the ClusterNetworkPolicy CRD is installed as the\n"+
+			"agent starts; installed later, it takes a restart) and keeps the node's nft table in line\n"+
+			"with them, replacing it in one transaction on every change.\n"+
 			"The table is never flushed at startup and stays in place on exit; `flock-netpol cleanup`\n"+
 			"removes it. The kubeconfig comes from --kubeconfig, $KUBECONFIG, the in-cluster service\n"+
 			"account, or ~/.kube/config, in that order.",
