@@ -147,7 +147,7 @@ $(if $(filter true,$(INSTALL_CNP_CRD)),(cd "$$tmp/config/default" && "$(KUSTOMIZ
 endef
 
 .PHONY: build-installer
-build-installer: manifests kustomize ## Write dist/install.yaml, the whole install with the image $(IMG).
+build-installer: manifests kustomize ## Write dist/install.yaml, the whole install with the image $(IMG); INSTALL_CNP_CRD=true adds the ClusterNetworkPolicy CRD.
 	mkdir -p dist
 	$(render-install) > dist/install.yaml.tmp && mv dist/install.yaml.tmp dist/install.yaml
 
@@ -158,7 +158,7 @@ ifndef ignore-not-found
 endif
 
 .PHONY: deploy
-deploy: manifests kustomize ## Install the agent with the image $(IMG) into the current kubeconfig's cluster.
+deploy: manifests kustomize ## Install the agent with the image $(IMG) into the current kubeconfig's cluster; INSTALL_CNP_CRD=true adds the ClusterNetworkPolicy CRD.
 	$(render-install) | $(KUBECTL) apply -f -
 
 # The agent leaves its nft table in force when it stops: after undeploy every node keeps its last
