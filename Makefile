@@ -105,6 +105,17 @@ run: fmt vet ## Run the agent against the current kubeconfig (NODE_NAME must be 
 manifests: controller-gen ## Regenerate config/rbac/role.yaml from the +kubebuilder:rbac markers.
 	"$(CONTROLLER_GEN)" rbac:roleName=manager-role paths="./..." output:rbac:artifacts:config=config/rbac
 
+# The ClusterNetworkPolicy CRD is vendored, byte for byte, from the Go module
+# sigs.k8s.io/network-policy-api at the version go.mod requires; test/deploy fails while the copy
+# differs from the module's file.
+CNP_CRD ?= policy.networking.k8s.io_clusternetworkpolicies.yaml
+CNP_COMPONENT ?= config/components/clusternetworkpolicy
+
+.PHONY: sync-crds
+sync-crds: ## Copy the ClusterNetworkPolicy CRD of sigs.k8s.io/network-policy-api (the go.mod version) into config/components/clusternetworkpolicy.
+	go mod download sigs.k8s.io/network-policy-api
+	install -m 0644 "$$(go list -m -f '{{.Dir}}' sigs.k8s.io/network-policy-api)/config/crd/standard/$(CNP_CRD)" "$(CNP_COMPONENT)/$(CNP_CRD)"
+
 CONTAINER_TOOL ?= docker
 KUBECTL ?= kubectl
 PLATFORMS ?= linux/amd64,linux/arm64
@@ -121,16 +132,22 @@ docker-push: ## Push the agent image $(IMG).
 docker-buildx: ## Build and push $(IMG) for $(PLATFORMS).
 	$(CONTAINER_TOOL) buildx build --platform=$(PLATFORMS) --push -t $(IMG) .
 
-# Prints config/default rendered with the image $(IMG). The image is set on a throwaway copy of
-# config/, so the committed config/manager/kustomization.yaml never changes.
+# INSTALL_CNP_CRD=true adds the ClusterNetworkPolicy CRD ($(CNP_COMPONENT)) to the install of
+# `make deploy` and `make build-installer`. Leave it unset when something else installs the CRD.
+INSTALL_CNP_CRD ?=
+
+# Prints config/default rendered with the image $(IMG) (and the CRD component with
+# INSTALL_CNP_CRD=true). Both are set on a throwaway copy of config/, so the committed
+# kustomizations never change.
 define render-install
 tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -R config "$$tmp/" && \
 (cd "$$tmp/config/manager" && "$(KUSTOMIZE)" edit set image controller=$(IMG)) && \
+$(if $(filter true,$(INSTALL_CNP_CRD)),(cd "$$tmp/config/default" && "$(KUSTOMIZE)" edit add component ../components/clusternetworkpolicy) &&) \
 "$(KUSTOMIZE)" build "$$tmp/config/default"
 endef
 
 .PHONY: build-installer
-build-installer: manifests kustomize ## Write dist/install.yaml, the whole install with the image $(IMG).
+build-installer: manifests kustomize ## Write dist/install.yaml, the whole install with the image $(IMG); INSTALL_CNP_CRD=true adds the ClusterNetworkPolicy CRD.
 	mkdir -p dist
 	$(render-install) > dist/install.yaml.tmp && mv dist/install.yaml.tmp dist/install.yaml
 
@@ -141,11 +158,12 @@ ifndef ignore-not-found
 endif
 
 .PHONY: deploy
-deploy: manifests kustomize ## Install the agent with the image $(IMG) into the current kubeconfig's cluster.
+deploy: manifests kustomize ## Install the agent with the image $(IMG) into the current kubeconfig's cluster; INSTALL_CNP_CRD=true adds the ClusterNetworkPolicy CRD.
 	$(render-install) | $(KUBECTL) apply -f -
 
 # The agent leaves its nft table in force when it stops: after undeploy every node keeps its last
-# rules until `flock-netpol cleanup` runs on it.
+# rules until `flock-netpol cleanup` runs on it. The ClusterNetworkPolicy CRD stays too, even when
+# INSTALL_CNP_CRD put it there: deleting it would delete every ClusterNetworkPolicy.
 .PHONY: undeploy
 undeploy: kustomize ## Remove the agent (nft tables stay on the nodes). ignore-not-found=true ignores missing objects.
 	"$(KUSTOMIZE)" build config/default | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -

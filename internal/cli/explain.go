@@ -9,9 +9,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/explain"
 	"github.com/flock-net/flock-netpol/internal/manifest"
@@ -28,7 +32,8 @@ func runExplain(ctx context.Context, args []string, stdio IO) int {
 			"POD is namespace/name; ADDR an IP address (a pod's address names that pod). PORT is a number\n"+
 			"or a container port name of the destination pod; PROTO tcp (default), udp or sctp. The\n"+
 			"cluster comes from manifests (-f, as for render) or, without -f, from the API server, read\n"+
-			"once. Exit status: 0 allowed, 1 denied, 2 bad usage or input.",
+			"once (its ClusterNetworkPolicies too, when their CRD is installed). Exit status: 0 allowed,\n"+
+			"1 denied, 2 bad usage or input.",
 		stdio.Stderr)
 	var q explain.Query
 	var files stringList
@@ -78,13 +83,18 @@ func runExplain(ctx context.Context, args []string, stdio IO) int {
 	return 0
 }
 
-// readCluster lists what the translator reads, once, from the API server the kubeconfig names.
+// readCluster lists what the translator reads, once, from the API server the kubeconfig names:
+// ClusterNetworkPolicies only when the API server serves them (their CRD is installed).
 func readCluster(ctx context.Context) (manifest.Objects, error) {
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return manifest.Objects{}, fmt.Errorf("no cluster to read (pass -f, or --kubeconfig): %w", err)
 	}
-	c, err := client.New(restCfg, client.Options{})
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha2.Install(scheme)); err != nil {
+		return manifest.Objects{}, err
+	}
+	c, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return manifest.Objects{}, err
 	}
@@ -102,6 +112,10 @@ func readCluster(ctx context.Context) (manifest.Objects, error) {
 			errs = append(errs, fmt.Errorf("listing %T: %w", l, err))
 		}
 	}
+	var cnps v1alpha2.ClusterNetworkPolicyList
+	if err := c.List(ctx, &cnps); err != nil && !meta.IsNoMatchError(err) {
+		errs = append(errs, fmt.Errorf("listing %T: %w", &cnps, err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return manifest.Objects{}, err
 	}
@@ -117,6 +131,9 @@ func readCluster(ctx context.Context) (manifest.Objects, error) {
 	}
 	for i := range pols.Items {
 		objs.Policies = append(objs.Policies, &pols.Items[i])
+	}
+	for i := range cnps.Items {
+		objs.ClusterPolicies = append(objs.ClusterPolicies, &cnps.Items[i])
 	}
 	return objs, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/manifest"
@@ -13,11 +14,12 @@ import (
 
 func runRender(_ context.Context, args []string, stdio IO) int {
 	fs := newFlagSet("render", "--node NAME -f PATH [-f PATH ...] [--table NAME] [--pod-cidrs CIDRS]",
-		"Reads Namespaces, Pods, Nodes and NetworkPolicies from manifest files (YAML or JSON,\n"+
-			"multi-document, kind: List too) and prints the nft script that node would apply, without a\n"+
-			"cluster. The node's pod ranges come from --pod-cidrs or its Node object. Other\n"+
-			"kinds are skipped with a warning; values a policy cannot honour are reported on stderr and\n"+
-			"match nothing. Apply the output with `nft -f -` (as root), or check it with `nft -c -f -`.",
+		"Reads Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies\n"+
+			"(policy.networking.k8s.io/v1alpha2) from manifest files (YAML or JSON, multi-document,\n"+
+			"kind: List too) and prints the nft script that node would apply, without a cluster. The\n"+
+			"node's pod ranges come from --pod-cidrs or its Node object. Other kinds are skipped with a\n"+
+			"warning; values a policy cannot honour are reported on stderr and match nothing. Apply the\n"+
+			"output with `nft -f -` (as root), or check it with `nft -c -f -`.",
 		stdio.Stderr)
 	var files stringList
 	node := fs.String("node", "", "the node to render for (spec.nodeName of its pods); required")
@@ -52,19 +54,7 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol render: %v\n", err)
 		return 1
 	}
-	in := translate.Input{Node: *node, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: compact.NewPods(objs.Pods), LogDrops: edges.logDrops}
-	if edges.closeUnknown {
-		in.PodCIDRs = edges.podCIDRs
-		for _, n := range objs.Nodes {
-			if n.Name == *node && len(in.PodCIDRs) == 0 {
-				cidrs, err := translate.NodePodCIDRs(n)
-				if err != nil {
-					fmt.Fprintf(stdio.Stderr, "warning: %v\n", err)
-				}
-				in.PodCIDRs = cidrs
-			}
-		}
-	}
+	in := renderInput(objs, *node, &edges, stdio.Stderr)
 	rs, problems := translate.Translate(in)
 	for _, p := range problems {
 		fmt.Fprintf(stdio.Stderr, "warning: %s (it matches nothing)\n", p)
@@ -74,4 +64,32 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 		return 1
 	}
 	return 0
+}
+
+// renderInput is the translator's input for node from the objects read, as the agent would read
+// them from its cache with the ClusterNetworkPolicy CRD installed: every ClusterNetworkPolicy and
+// every Node of the files. A bad pod range of the node's Node is warned about on stderr.
+func renderInput(objs manifest.Objects, node string, edges *edgeFlags, stderr io.Writer) translate.Input {
+	in := translate.Input{
+		Node:            node,
+		Policies:        objs.Policies,
+		Namespaces:      objs.Namespaces,
+		Pods:            compact.NewPods(objs.Pods),
+		LogDrops:        edges.logDrops,
+		ClusterPolicies: objs.ClusterPolicies,
+		Nodes:           objs.Nodes,
+	}
+	if edges.closeUnknown {
+		in.PodCIDRs = edges.podCIDRs
+		for _, n := range objs.Nodes {
+			if n.Name == node && len(in.PodCIDRs) == 0 {
+				cidrs, err := translate.NodePodCIDRs(n)
+				if err != nil {
+					fmt.Fprintf(stderr, "warning: %v\n", err)
+				}
+				in.PodCIDRs = cidrs
+			}
+		}
+	}
+	return in
 }

@@ -3,9 +3,12 @@ package cli
 import (
 	"bytes"
 	"flag"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +145,75 @@ func TestRunConfigValidateReportsEveryProblem(t *testing.T) {
 	}
 	if err := (RunConfig{NodeName: "n", Table: "t", NFT: "nft", NFTTimeout: 1, ResyncPeriod: time.Minute}).Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+// clusterManifests hold a ClusterNetworkPolicy and two Nodes beside a pod of n1.
+const clusterManifests = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: deny-db}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {}}
+  egress:
+  - action: Deny
+    to: [{namespaces: {matchLabels: {team: db}}}]
+---
+apiVersion: v1
+kind: NodeList
+items:
+- metadata: {name: n1, labels: {role: web}}
+  spec: {podCIDRs: [10.0.0.0/24]}
+  status: {addresses: [{type: InternalIP, address: 10.254.0.1}]}
+- metadata: {name: n2, labels: {role: infra}}
+  status: {addresses: [{type: InternalIP, address: 10.254.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x}
+spec: {nodeName: n1}
+status: {phase: Running, podIPs: [{ip: 10.0.0.1}]}
+`
+
+// TestRenderReadsClusterNetworkPolicies pins that render reads ClusterNetworkPolicies (no
+// "skipping" warning) and hands them, with every Node of the manifests, to the translator.
+func TestRenderReadsClusterNetworkPolicies(t *testing.T) {
+	code, out, stderr := runCLI(clusterManifests, "render", "--node", "n1", "-f", "-")
+	if code != 0 || !strings.Contains(out, "add table inet flock-netpol") {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "skipping") {
+		t.Errorf("render skipped an object:\n%s", stderr)
+	}
+
+	objs, err := manifest.Load([]string{"-"}, strings.NewReader(clusterManifests), func(w string) { t.Errorf("warning: %s", w) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edges edgeFlags
+	fs := flag.NewFlagSet("render", flag.ContinueOnError)
+	edges.register(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	in := renderInput(objs, "n1", &edges, io.Discard)
+	if len(in.ClusterPolicies) != 1 || in.ClusterPolicies[0].Name != "deny-db" || in.ClusterPolicies[0].Spec.Priority != 10 {
+		t.Errorf("ClusterPolicies = %v, want deny-db", in.ClusterPolicies)
+	}
+	var nodes []string
+	for _, n := range in.Nodes {
+		nodes = append(nodes, n.Name+"="+n.Status.Addresses[0].Address)
+	}
+	if want := []string{"n1=10.254.0.1", "n2=10.254.0.2"}; !slices.Equal(nodes, want) {
+		t.Errorf("Nodes = %v, want every Node of the manifests: %v", nodes, want)
+	}
+	if len(in.Pods) != 1 || in.Node != "n1" || fmt.Sprint(in.PodCIDRs) != "[10.0.0.0/24]" {
+		t.Errorf("input = %+v, want n1's pod and pod range", in)
+	}
+
+	_, _, help := runCLI("", "render", "--help")
+	if !strings.Contains(help, "ClusterNetworkPolicies") {
+		t.Errorf("render --help does not say it reads ClusterNetworkPolicies:\n%s", help)
 	}
 }

@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -23,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/controller"
@@ -96,8 +100,10 @@ func (c RunConfig) Validate() error {
 
 func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs := newFlagSet("run", "[flags]",
-		"Runs the agent for one node: watches NetworkPolicies, Namespaces and Pods and keeps the\n"+
-			"node's nft table in line with them, replacing it in one transaction on every change.\n"+
+		"Runs the agent for one node: watches NetworkPolicies, Namespaces and Pods (and\n"+
+			"ClusterNetworkPolicies and every Node, when the ClusterNetworkPolicy CRD is installed as the\n"+
+			"agent starts; installed later, it takes a restart) and keeps the node's nft table in line\n"+
+			"with them, replacing it in one transaction on every change.\n"+
 			"The table is never flushed at startup and stays in place on exit; `flock-netpol cleanup`\n"+
 			"removes it. The kubeconfig comes from --kubeconfig, $KUBECONFIG, the in-cluster service\n"+
 			"account, or ~/.kube/config, in that order.",
@@ -194,13 +200,41 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	// Known whether or not the cluster serves them; they are watched only when it does.
+	if err := v1alpha2.Install(scheme); err != nil {
+		return nil, err
+	}
+	// The manager is given the mapper that answered whether ClusterNetworkPolicy is served, so
+	// that it reuses that discovery rather than doing its own. Like the manager's own discovery
+	// (the cache looks up every type it is given), this needs the API server: without it the
+	// agent exits, and its restart tries again, while the kernel keeps the last table.
+	httpClient, err := rest.HTTPClientFor(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the API server's HTTP client: %w", err)
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(restCfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("creating the REST mapper: %w", err)
+	}
+	clusterPolicies, err := controller.ClusterPoliciesInstalled(mapper)
+	if err != nil {
+		return nil, err
+	}
+	if clusterPolicies {
+		log.Info("enforcing ClusterNetworkPolicy: its CRD is installed; watching ClusterNetworkPolicies and every Node",
+			"crd", controller.ClusterNetworkPolicyCRD, "version", v1alpha2.GroupVersion.Version)
+	} else {
+		log.Info("ClusterNetworkPolicy is not enforced: its CRD is not installed; the agent looks for it only at startup, so restart the agent after installing it",
+			"crd", controller.ClusterNetworkPolicyCRD, "version", v1alpha2.GroupVersion.Version)
+	}
 	metricsOpts := metricsserver.Options{BindAddress: cfg.MetricsBindAddress, SecureServing: cfg.MetricsSecure}
 	if cfg.MetricsSecure {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  controller.CacheOptions(cfg.NodeName),
+		MapperProvider:         func(*rest.Config, *http.Client) (meta.RESTMapper, error) { return mapper, nil },
+		Cache:                  controller.CacheOptions(cfg.NodeName, clusterPolicies),
 		Client:                 controller.ClientOptions(),
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: cfg.HealthProbeBindAddress,
@@ -213,8 +247,9 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	r := &controller.Reconciler{
-		Source:                   controller.CacheSource{Informers: mgr.GetCache()},
+		Source:                   controller.CacheSource{Informers: mgr.GetCache(), ClusterPolicies: clusterPolicies},
 		Node:                     cfg.NodeName,
+		ClusterPolicies:          clusterPolicies,
 		Table:                    cfg.Table,
 		Applier:                  flagHintApplier{nftClient},
 		Inspector:                nftClient,

@@ -96,6 +96,13 @@ type agentConfig struct {
 	noNode              bool
 	noMonitor           bool
 	podCIDRs            []string // the Node's spec.podCIDRs; set: the agent closes its edges
+	wrapSource          func(controller.Source) controller.Source
+}
+
+// withSource puts wrap's Source between the reconciler and the one cli.NewAgent made, before the
+// manager starts: a spec can watch what every recompute reads.
+func withSource(wrap func(controller.Source) controller.Source) agentOption {
+	return func(c *agentConfig) { c.wrapSource = wrap }
 }
 
 func withRetry(base, maxDelay time.Duration) agentOption {
@@ -177,6 +184,9 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 	if !k.real {
 		// The fake kernel takes every script for the whole table: it knows full replaces only.
 		a.r.IncrementalMaxShare = -1
+	}
+	if cfg.wrapSource != nil {
+		a.r.Source = cfg.wrapSource(a.r.Source)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

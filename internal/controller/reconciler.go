@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/nft"
@@ -50,6 +51,12 @@ type Reconciler struct {
 	Source Source
 	// Node is this node's name.
 	Node string
+	// ClusterPolicies watches ClusterNetworkPolicies too, for a recompute at each change of one.
+	// Set it only when their CRD is installed (ClusterPoliciesInstalled), together with the
+	// cache's (CacheOptions, which then holds every Node) and the Source's
+	// (CacheSource.ClusterPolicies): a watch on a resource the API server does not serve never
+	// syncs, and the agent would never apply.
+	ClusterPolicies bool
 	// Table is the nft table to own (family inet).
 	Table string
 	// Applier runs the script.
@@ -178,6 +185,7 @@ func enqueueChange(context.Context, client.Object) []reconcile.Request {
 
 // +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy.networking.k8s.io,resources=clusternetworkpolicies,verbs=get;list;watch
 
 // Reconcile lists everything from the cache, translates, renders and applies when the script
 // changed (or, for the resync item, when the kernel no longer holds it). A failed apply returns
@@ -565,9 +573,9 @@ func (r *Reconciler) LiveCheck(_ *http.Request) error {
 	return nil
 }
 
-// SetupWithManager registers the controller: NetworkPolicies, Namespaces and Pods all map to the
-// change key; one initial event makes sure the first apply happens even in an empty cluster, and
-// starts the resync cycle.
+// SetupWithManager registers the controller: NetworkPolicies, Namespaces, Pods and Nodes (and
+// ClusterNetworkPolicies when ClusterPolicies is set) all map to the change key; one initial
+// event makes sure the first apply happens even in an empty cluster, and starts the resync cycle.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	initial := make(chan event.TypedGenericEvent[*corev1.Namespace], 1)
 	initial <- event.TypedGenericEvent[*corev1.Namespace]{Object: &corev1.Namespace{}}
@@ -587,7 +595,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return err
 		}
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("flock-netpol").
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: 1,
@@ -596,7 +604,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&networkingv1.NetworkPolicy{}, h, builderPredicates()).
 		Watches(&corev1.Namespace{}, h, builderPredicates()).
 		Watches(&corev1.Pod{}, h, builderPredicates()).
-		Watches(&corev1.Node{}, h, builderPredicates()).
+		Watches(&corev1.Node{}, h, builderPredicates())
+	if r.ClusterPolicies {
+		// The controller waits for this watch to sync, like the others, before its first
+		// reconcile: the first apply already holds every ClusterNetworkPolicy.
+		b = b.Watches(&v1alpha2.ClusterNetworkPolicy{}, h, builderPredicates())
+	}
+	return b.
 		WatchesRawSource(source.Channel(initial, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *corev1.Namespace) []reconcile.Request { return startKeys }))).
 		WatchesRawSource(source.Channel(work, handler.TypedEnqueueRequestsFromMapFunc(

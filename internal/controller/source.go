@@ -10,6 +10,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/translate"
@@ -40,6 +41,11 @@ type InformerGetter interface {
 // mutated. The translator only reads them, and nothing keeps them past the recompute.
 type CacheSource struct {
 	Informers InformerGetter
+	// ClusterPolicies makes Objects read ClusterNetworkPolicies and every Node too. The cache
+	// must then hold them (CacheOptions with clusterPolicies set): otherwise the Node informer
+	// holds this node's Node only, and asking for the ClusterNetworkPolicy informer would wait
+	// for a resource the API server does not serve.
+	ClusterPolicies bool
 }
 
 var _ Source = CacheSource{}
@@ -57,6 +63,15 @@ func (s CacheSource) Objects(ctx context.Context) (translate.Input, error) {
 		return translate.Input{}, err
 	}
 	if in.Pods, err = fromIndexer(ctx, s.Informers, &corev1.Pod{}, as[*compact.Pod]); err != nil {
+		return translate.Input{}, err
+	}
+	if !s.ClusterPolicies {
+		return in, nil
+	}
+	if in.ClusterPolicies, err = fromIndexer(ctx, s.Informers, &v1alpha2.ClusterNetworkPolicy{}, as[*v1alpha2.ClusterNetworkPolicy]); err != nil {
+		return translate.Input{}, err
+	}
+	if in.Nodes, err = fromIndexer(ctx, s.Informers, &corev1.Node{}, as[*corev1.Node]); err != nil {
 		return translate.Input{}, err
 	}
 	return in, nil
@@ -77,15 +92,11 @@ func as[T any](item any) (T, bool) {
 // fromIndexer lists the cached objects of obj's type without copying them, as pick finds them
 // in each cached item.
 func fromIndexer[T any](ctx context.Context, g InformerGetter, obj client.Object, pick func(any) (T, bool)) ([]T, error) {
-	inf, err := g.GetInformer(ctx, obj)
+	ix, err := indexerOf(ctx, g, obj)
 	if err != nil {
-		return nil, fmt.Errorf("getting the %T informer: %w", obj, err)
+		return nil, err
 	}
-	ix, ok := inf.(indexed)
-	if !ok {
-		return nil, fmt.Errorf("the %T informer (%T) exposes no indexer", obj, inf)
-	}
-	items := ix.GetIndexer().List()
+	items := ix.List()
 	out := make([]T, 0, len(items))
 	for _, it := range items {
 		o, ok := pick(it)
@@ -97,25 +108,50 @@ func fromIndexer[T any](ctx context.Context, g InformerGetter, obj client.Object
 	return out, nil
 }
 
-// Node implements Source, from the Node informer, which watches this node only (see
-// CacheOptions): it holds at most one Node.
+// indexerOf returns the indexer of obj's informer, once the informer has synced.
+func indexerOf(ctx context.Context, g InformerGetter, obj client.Object) (toolscache.Indexer, error) {
+	inf, err := g.GetInformer(ctx, obj)
+	if err != nil {
+		return nil, fmt.Errorf("getting the %T informer: %w", obj, err)
+	}
+	ix, ok := inf.(indexed)
+	if !ok {
+		return nil, fmt.Errorf("the %T informer (%T) exposes no indexer", obj, inf)
+	}
+	return ix.GetIndexer(), nil
+}
+
+// Node implements Source, from the Node informer, by key: it holds this node's Node only, or
+// every Node when ClusterPolicies is set (see CacheOptions), and a recompute must not scan
+// thousands of Nodes for its own.
 func (s CacheSource) Node(ctx context.Context, name string) (*corev1.Node, error) {
-	nodes, err := fromIndexer(ctx, s.Informers, &corev1.Node{}, as[*corev1.Node])
+	ix, err := indexerOf(ctx, s.Informers, &corev1.Node{})
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range nodes {
-		if n.Name == name {
-			return n, nil
-		}
+	// A Node is cluster-scoped: its cache key is its name.
+	item, found, err := ix.GetByKey(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading Node %s from the cache: %w", name, err)
 	}
-	return nil, nil
+	if !found {
+		return nil, nil
+	}
+	n, ok := item.(*corev1.Node)
+	if !ok {
+		return nil, fmt.Errorf("the *v1.Node cache holds a %T", item)
+	}
+	return n, nil
 }
 
 // ReaderSource lists the objects through a client.Reader (tests use a fake client). It asks
 // for no deep copy, but a Reader copies each struct into the list anyway; CacheSource does not.
 type ReaderSource struct {
 	Reader client.Reader
+	// ClusterPolicies makes Objects list ClusterNetworkPolicies and every Node too, as
+	// CacheSource.ClusterPolicies does. The Reader's scheme must know policy.networking.k8s.io
+	// v1alpha2, and the API server must serve it.
+	ClusterPolicies bool
 }
 
 var _ Source = ReaderSource{}
@@ -123,11 +159,17 @@ var _ Source = ReaderSource{}
 // Objects implements Source.
 func (s ReaderSource) Objects(ctx context.Context) (translate.Input, error) {
 	var (
-		pols networkingv1.NetworkPolicyList
-		nss  corev1.NamespaceList
-		pods corev1.PodList
+		pols  networkingv1.NetworkPolicyList
+		nss   corev1.NamespaceList
+		pods  corev1.PodList
+		cnps  v1alpha2.ClusterNetworkPolicyList
+		nodes corev1.NodeList
 	)
-	for _, l := range []client.ObjectList{&pols, &nss, &pods} {
+	lists := []client.ObjectList{&pols, &nss, &pods}
+	if s.ClusterPolicies {
+		lists = append(lists, &cnps, &nodes)
+	}
+	for _, l := range lists {
 		if err := s.Reader.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
 			return translate.Input{}, fmt.Errorf("listing %T: %w", l, err)
 		}
@@ -141,6 +183,12 @@ func (s ReaderSource) Objects(ctx context.Context) (translate.Input, error) {
 	}
 	for i := range pods.Items {
 		in.Pods = append(in.Pods, compact.NewPod(&pods.Items[i]))
+	}
+	for i := range cnps.Items {
+		in.ClusterPolicies = append(in.ClusterPolicies, &cnps.Items[i])
+	}
+	for i := range nodes.Items {
+		in.Nodes = append(in.Nodes, &nodes.Items[i])
 	}
 	return in, nil
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/testenv"
@@ -49,6 +50,9 @@ func TestController(t *testing.T) {
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	// The suite's API server serves ClusterNetworkPolicy only while the specs that install its
+	// CRD run (clusterpolicy_envtest_test.go); the client knows the types either way.
+	Expect(v1alpha2.Install(scheme)).To(Succeed())
 
 	assets, err := testenv.Assets("")
 	if err != nil {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/translate"
@@ -21,19 +23,34 @@ import (
 
 // CacheOptions returns the cache settings the agent needs: every object is stripped down to what
 // the translator reads before it is stored, which keeps memory per cached pod small on large
-// clusters; Pods are even stored in a compact form of their own (compact.Pod). Pods are not field-selected by node: peers can
-// live anywhere.
+// clusters; Pods are even stored in a compact form of their own (compact.Pod). Pods are not
+// field-selected by node: peers can live anywhere.
 //
-// Of Nodes only this node's is watched (a field selector on its name), for its pod ranges.
-func CacheOptions(node string) cache.Options {
-	return cache.Options{
+// clusterPolicies says whether the agent enforces ClusterNetworkPolicies (their CRD is installed:
+// see ClusterPoliciesInstalled). Then ClusterNetworkPolicies are cached too, and every Node, since
+// a policy's `nodes` peers select nodes by label anywhere in the cluster. Otherwise only this
+// node's Node is watched (a field selector on its name), for its pod ranges, as it always was:
+// the other Nodes would cost every agent memory and a watch event at every change of any node,
+// for nothing.
+func CacheOptions(node string, clusterPolicies bool) cache.Options {
+	nodes := cache.ByObject{Transform: StripNode, Field: fields.OneTermEqualSelector("metadata.name", node)}
+	if clusterPolicies {
+		nodes.Field = nil
+	}
+	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:                 {Transform: StripPod},
 			&corev1.Namespace{}:           {Transform: StripNamespace},
 			&networkingv1.NetworkPolicy{}: {Transform: StripNetworkPolicy},
-			&corev1.Node{}:                {Transform: StripNode, Field: fields.OneTermEqualSelector("metadata.name", node)},
+			&corev1.Node{}:                nodes,
 		},
 	}
+	if clusterPolicies {
+		// Only with the CRD installed: the cache looks every type it is given up in the API
+		// server's discovery when it is created, and fails on one the server does not serve.
+		opts.ByObject[&v1alpha2.ClusterNetworkPolicy{}] = cache.ByObject{Transform: StripClusterNetworkPolicy}
+	}
+	return opts
 }
 
 // ClientOptions returns the manager's client settings: Pods are read from the API server, never
@@ -92,8 +109,11 @@ func StripPod(obj any) (any, error) {
 	return obj, nil
 }
 
-// StripNode keeps a node's name and pod ranges: a Node's status (images, conditions) is most of
-// it and changes every few seconds. A node already stripped is returned as it is.
+// StripNode keeps what the agent reads of a Node: its name and labels (the `nodes` peers of
+// ClusterNetworkPolicies select nodes by label), its pod ranges, and its addresses (what such a
+// peer matches). Its status conditions and images, most of a Node and rewritten by the kubelet's
+// status updates, are dropped, so that those updates leave the stripped Node unchanged and
+// trigger no recompute (see relevantChange). A node already stripped is returned as it is.
 func StripNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok || stripped(&n.ObjectMeta) {
@@ -102,6 +122,7 @@ func StripNode(obj any) (any, error) {
 	return &corev1.Node{
 		ObjectMeta: meta(&n.ObjectMeta),
 		Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
+		Status:     corev1.NodeStatus{Addresses: n.Status.Addresses},
 	}, nil
 }
 
@@ -125,9 +146,20 @@ func StripNetworkPolicy(obj any) (any, error) {
 	return &networkingv1.NetworkPolicy{TypeMeta: np.TypeMeta, ObjectMeta: meta(&np.ObjectMeta), Spec: np.Spec}, nil
 }
 
+// StripClusterNetworkPolicy keeps a ClusterNetworkPolicy's name, labels, the agent's own
+// annotations and spec; its status (written by whichever implementation reports on it) and
+// managed fields are dropped. A policy already stripped is returned as it is.
+func StripClusterNetworkPolicy(obj any) (any, error) {
+	p, ok := obj.(*v1alpha2.ClusterNetworkPolicy)
+	if !ok || stripped(&p.ObjectMeta) {
+		return obj, nil
+	}
+	return &v1alpha2.ClusterNetworkPolicy{TypeMeta: p.TypeMeta, ObjectMeta: meta(&p.ObjectMeta), Spec: p.Spec}, nil
+}
+
 // relevantChange drops update events that change nothing the translator reads (a pod's
-// conditions, its phase going from Pending to Running, a status heartbeat): after stripping,
-// only the resourceVersion differs.
+// conditions, its phase going from Pending to Running, a node's status update, a policy's
+// status): after stripping, only the resourceVersion differs.
 var relevantChange = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		if e.ObjectOld == nil || e.ObjectNew == nil {
@@ -137,6 +169,8 @@ var relevantChange = predicate.Funcs{
 	},
 }
 
+// sameIgnoringVersion compares what the strips keep, except the resourceVersion. The annotations
+// compared are the agent's own (meta keeps no other): a policy's mode, a namespace's drop logs.
 func sameIgnoringVersion(a, b client.Object) bool {
 	switch old := a.(type) {
 	case *compact.Pod:
@@ -144,15 +178,24 @@ func sameIgnoringVersion(a, b client.Object) bool {
 		return ok && old.Equal(n)
 	case *corev1.Namespace:
 		n, ok := b.(*corev1.Namespace)
-		return ok && reflect.DeepEqual(old.Labels, n.Labels)
+		return ok && sameLabelsAndAnnotations(old, n)
 	case *corev1.Node:
 		n, ok := b.(*corev1.Node)
-		return ok && old.Spec.PodCIDR == n.Spec.PodCIDR && slices.Equal(old.Spec.PodCIDRs, n.Spec.PodCIDRs)
+		return ok && sameLabelsAndAnnotations(old, n) &&
+			old.Spec.PodCIDR == n.Spec.PodCIDR && slices.Equal(old.Spec.PodCIDRs, n.Spec.PodCIDRs) &&
+			slices.Equal(old.Status.Addresses, n.Status.Addresses)
 	case *networkingv1.NetworkPolicy:
 		n, ok := b.(*networkingv1.NetworkPolicy)
-		return ok && reflect.DeepEqual(old.Spec, n.Spec)
+		return ok && sameLabelsAndAnnotations(old, n) && reflect.DeepEqual(old.Spec, n.Spec)
+	case *v1alpha2.ClusterNetworkPolicy:
+		n, ok := b.(*v1alpha2.ClusterNetworkPolicy)
+		return ok && sameLabelsAndAnnotations(old, n) && reflect.DeepEqual(old.Spec, n.Spec)
 	}
 	return false
+}
+
+func sameLabelsAndAnnotations(a, b client.Object) bool {
+	return maps.Equal(a.GetLabels(), b.GetLabels()) && maps.Equal(a.GetAnnotations(), b.GetAnnotations())
 }
 
 func builderPredicates() builder.WatchesOption { return builder.WithPredicates(relevantChange) }

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "k8s.io/apimachinery/pkg/util/json"
 	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -70,7 +71,13 @@ var readAs = map[string]string{
 	"PodList":           "v1",
 	"NodeList":          "v1",
 	"NetworkPolicyList": "networking.k8s.io/v1",
+	// The version the agent reads (and the install's CRD serves).
+	"ClusterNetworkPolicy":     "policy.networking.k8s.io/v1alpha2",
+	"ClusterNetworkPolicyList": "policy.networking.k8s.io/v1alpha2",
 }
+
+// readKinds names the kinds Load keeps, for the warning about the others.
+const readKinds = "Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies"
 
 // loader accumulates the objects, and the problems, of one Load call.
 type loader struct {
@@ -196,8 +203,8 @@ func (l *loader) object(raw []byte, loc location, impliedKind, impliedAPIVersion
 
 	want, known := readAs[kind]
 	if !known {
-		l.warn(fmt.Sprintf("skipping %s %s %s in %s: flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies",
-			apiVersion, kind, describeName(h.Metadata), loc))
+		l.warn(fmt.Sprintf("skipping %s %s %s in %s: flock-netpol reads only %s",
+			apiVersion, kind, describeName(h.Metadata), loc, readKinds))
 		return
 	}
 	if apiVersion != want {
@@ -208,7 +215,7 @@ func (l *loader) object(raw []byte, loc location, impliedKind, impliedAPIVersion
 	typeMeta := metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
 
 	switch kind {
-	case "List", "NamespaceList", "PodList", "NodeList", "NetworkPolicyList":
+	case "List", "NamespaceList", "PodList", "NodeList", "NetworkPolicyList", "ClusterNetworkPolicyList":
 		l.list(raw, loc, kind, apiVersion)
 
 	case "Namespace":
@@ -257,9 +264,23 @@ func (l *loader) object(raw []byte, loc location, impliedKind, impliedAPIVersion
 			np.TypeMeta = typeMeta
 		}
 		defaultNamespace(&np.ObjectMeta)
-		l.warnUnknownFields(raw, loc, kind, np.Namespace+"/"+np.Name)
+		l.warnUnknownFields(raw, &networkingv1.NetworkPolicy{}, loc, kind, np.Namespace+"/"+np.Name)
 		if l.keep(objectKey{kind: kind, namespace: np.Namespace, name: np.Name}, loc) {
 			l.objs.Policies = append(l.objs.Policies, np)
+		}
+
+	case "ClusterNetworkPolicy":
+		// Cluster-scoped: a namespace written in its metadata is kept as written and ignored.
+		cnp := &v1alpha2.ClusterNetworkPolicy{}
+		if !l.decode(raw, cnp, loc, kind, h.Metadata) {
+			return
+		}
+		if inferred {
+			cnp.TypeMeta = typeMeta
+		}
+		l.warnUnknownFields(raw, &v1alpha2.ClusterNetworkPolicy{}, loc, kind, cnp.Name)
+		if l.keep(objectKey{kind: kind, name: cnp.Name}, loc) {
+			l.objs.ClusterPolicies = append(l.objs.ClusterPolicies, cnp)
 		}
 	}
 }
@@ -304,12 +325,13 @@ func (l *loader) decode(raw []byte, obj named, loc location, kind string, meta j
 	return true
 }
 
-// warnUnknownFields warns about fields a NetworkPolicy's schema does not have. They are ignored,
-// as the API server ignores them, but in a policy a misspelt field changes its meaning: a rule
-// whose "from" is misspelt allows every source. Pods and Namespaces are not checked, since dumps
-// from newer clusters legitimately carry fields this version does not know.
-func (l *loader) warnUnknownFields(raw []byte, loc location, kind, name string) {
-	strict, err := sigsjson.UnmarshalStrict(raw, &networkingv1.NetworkPolicy{}, sigsjson.DisallowUnknownFields)
+// warnUnknownFields warns about fields a policy's schema (into, a new object of its type) does not
+// have. They are ignored, as the API server ignores (or prunes) them, but in a policy a misspelt
+// field changes its meaning: a rule whose "from" is misspelt allows every source. Pods,
+// Namespaces and Nodes are not checked, since dumps from newer clusters legitimately carry fields
+// this version does not know.
+func (l *loader) warnUnknownFields(raw []byte, into any, loc location, kind, name string) {
+	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowUnknownFields)
 	if err != nil {
 		return // decode already reported it
 	}

@@ -1,6 +1,6 @@
 // Package manifest loads Kubernetes manifests for the offline `flock-netpol render` command, which
-// translates the Namespaces, Pods and NetworkPolicies found in files into a node's rule set
-// without talking to a cluster.
+// translates the Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies found in
+// files into a node's rule set without talking to a cluster.
 //
 // # Inputs
 //
@@ -29,7 +29,7 @@
 // the start of the file too.
 //
 // Every document must carry apiVersion and kind, except the items of a typed list (PodList,
-// NamespaceList, NetworkPolicyList) that carry neither, as in the raw API output
+// NamespaceList, NodeList, NetworkPolicyList, ClusterNetworkPolicyList) that carry neither, as in the raw API output
 // (`kubectl get --raw /api/v1/pods`): they take the list's element kind and apiVersion.
 //
 // # Kinds
@@ -38,12 +38,16 @@
 //
 //   - v1 Namespace
 //   - v1 Pod
+//   - v1 Node
 //   - networking.k8s.io/v1 NetworkPolicy
+//   - policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy
 //
-// and expands, recursively, v1 List, v1 NamespaceList, v1 PodList and networking.k8s.io/v1
-// NetworkPolicyList (so the output of `kubectl get -o yaml|json` loads as is). Any other kind is
-// skipped with one warning line; so is one of these kinds under another apiVersion (for example
-// extensions/v1beta1 NetworkPolicy), with a warning naming the apiVersion read.
+// and expands, recursively, v1 List, v1 NamespaceList, v1 PodList, v1 NodeList,
+// networking.k8s.io/v1 NetworkPolicyList and policy.networking.k8s.io/v1alpha2
+// ClusterNetworkPolicyList (so the output of `kubectl get -o yaml|json` loads as is). Any other
+// kind is skipped with one warning line; so is one of these kinds under another apiVersion (for
+// example extensions/v1beta1 NetworkPolicy, or a ClusterNetworkPolicy of another version), with a
+// warning naming the apiVersion read.
 //
 // # Decoding
 //
@@ -53,6 +57,9 @@
 // port is expected, a number as a label value) is an error naming the field. Beware that YAML 1.1
 // reads unquoted yes/no/on/off/y/n as booleans: `name: no` is an error, with a hint to quote it.
 //
+// A NetworkPolicy or ClusterNetworkPolicy field its schema does not have (a misspelling, which
+// can widen a policy) is warned about, once per field; other kinds are not checked.
+//
 // The objects are returned as written, with two exceptions: a Pod or NetworkPolicy without
 // metadata.namespace is put in "default", as kubectl does when no namespace is given, and the
 // items of a typed list that lacked apiVersion and kind get them set. Nothing else is defaulted
@@ -60,7 +67,7 @@
 //
 // # Errors
 //
-// A Namespace, Pod or NetworkPolicy without metadata.name is an error. Two objects of the same
+// An object of a kind Load keeps without metadata.name is an error. Two objects of the same
 // kind with the same namespace and name are an error naming both places, rather than the last one
 // silently winning: such a duplicate is usually two versions of one object concatenated by mistake,
 // and rendering either one could show rules that are not what the operator meant to check.

@@ -10,15 +10,19 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 )
 
 // Objects are the objects the translator reads.
 type Objects struct {
 	Namespaces []*corev1.Namespace
 	Pods       []*corev1.Pod
-	// Nodes are read for their spec.podCIDRs (render closes the node's unknown pod addresses).
+	// Nodes are read for their spec.podCIDRs (render closes the node's unknown pod addresses)
+	// and, for the `nodes` peers of ClusterNetworkPolicies, their labels and status.addresses.
 	Nodes    []*corev1.Node
 	Policies []*networkingv1.NetworkPolicy
+	// ClusterPolicies are the ClusterNetworkPolicies (policy.networking.k8s.io/v1alpha2).
+	ClusterPolicies []*v1alpha2.ClusterNetworkPolicy
 }
 
 // stdinName is how the standard input is named in errors and warnings.
@@ -34,7 +38,8 @@ var manifestExts = []string{".yaml", ".yml", ".json"}
 // Load reads every path (a file, a directory — its *.yaml, *.yml and *.json files, sorted by name,
 // not recursive — or "-" for stdin, read from the given reader) and returns the objects. warn
 // receives one line per skipped object (other kinds, e.g. `skipping apps/v1 Deployment "web" in
-// file.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`);
+// file.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods, Nodes, NetworkPolicies
+// and ClusterNetworkPolicies`);
 // it may be nil. Errors name the file (and the document number) and the problem; Load reports
 // every problem it finds, one per line, and returns no objects if there was any. See the package
 // documentation for the exact rules.

@@ -10,7 +10,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 )
 
 // Small manifests for the table. Each helper documents how many lines it writes, since several
@@ -39,9 +41,22 @@ func policyYAML(ns, name string) string {
 	return s
 }
 
+// cnpYAML writes 11 lines: an Admin-tier ClusterNetworkPolicy denying every pod's egress to the
+// namespaces labelled team=db.
+func cnpYAML(name string) string {
+	return "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata:\n  name: " + name + "\n" +
+		"spec:\n  tier: Admin\n  priority: 10\n  subject: {namespaces: {}}\n  egress:\n  - action: Deny\n    to: [{namespaces: {matchLabels: {team: db}}}]\n"
+}
+
+// nodeYAML writes 4 lines.
+func nodeYAML(name string) string {
+	return "apiVersion: v1\nkind: Node\nmetadata:\n  name: " + name + "\n"
+}
+
 func docs(d ...string) string { return strings.Join(d, "---\n") }
 
-// summary lists the objects as "Kind namespace/name", namespaces first, each kind in output order.
+// summary lists the objects as "Kind namespace/name" (or "Kind name"), by kind in the order of
+// Objects' fields, each kind in output order.
 func summary(o Objects) []string {
 	var s []string
 	for _, ns := range o.Namespaces {
@@ -52,6 +67,12 @@ func summary(o Objects) []string {
 	}
 	for _, np := range o.Policies {
 		s = append(s, "NetworkPolicy "+np.Namespace+"/"+np.Name)
+	}
+	for _, n := range o.Nodes {
+		s = append(s, "Node "+n.Name)
+	}
+	for _, p := range o.ClusterPolicies {
+		s = append(s, "ClusterNetworkPolicy "+p.Name)
 	}
 	return s
 }
@@ -80,6 +101,67 @@ func TestLoad(t *testing.T) {
 			paths:    []string{"np.yaml"},
 			want:     []string{"NetworkPolicy x/p"},
 			wantWarn: []string{`NetworkPolicy x/p in np.yaml (document 1, line 1): unknown field "spec.ingress[0].frm"`},
+		},
+		{
+			name:  "ClusterNetworkPolicies and Nodes are kept, cluster-scoped, in read order",
+			files: map[string]string{"cluster.yaml": docs(cnpYAML("b"), nodeYAML("n1"), policyYAML("x", "np"), cnpYAML("a"))},
+			paths: []string{"cluster.yaml"},
+			want:  []string{"NetworkPolicy x/np", "Node n1", "ClusterNetworkPolicy b", "ClusterNetworkPolicy a"},
+		},
+		{
+			name: "a misspelt ClusterNetworkPolicy field is warned about, since it can widen the policy",
+			files: map[string]string{"cnp.yaml": "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\n" +
+				"spec:\n  tier: Admin\n  priority: 1\n  subject: {namespaces: {}}\n  ingress:\n  - action: Accept\n    form: [{namespaces: {}}]\n"},
+			paths:    []string{"cnp.yaml"},
+			want:     []string{"ClusterNetworkPolicy p"},
+			wantWarn: []string{`ClusterNetworkPolicy p in cnp.yaml (document 1, line 1): unknown field "spec.ingress[0].form"`},
+		},
+		{
+			name: "a ClusterNetworkPolicyList is expanded; its items without apiVersion and kind take its type",
+			files: map[string]string{"cnps.json": `{"kind": "ClusterNetworkPolicyList", "apiVersion": "policy.networking.k8s.io/v1alpha2",
+  "items": [{"metadata": {"name": "a"}, "spec": {"tier": "Baseline", "priority": 5, "subject": {"namespaces": {}}}},
+            {"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy", "metadata": {"name": "b"}}]}`},
+			paths: []string{"cnps.json"},
+			want:  []string{"ClusterNetworkPolicy a", "ClusterNetworkPolicy b"},
+		},
+		{
+			name: "a ClusterNetworkPolicy in a v1 List is kept",
+			files: map[string]string{"list.yaml": `apiVersion: v1
+kind: List
+items:
+- ` + indent(cnpYAML("in-list")) + `
+- ` + indent(nsYAML("x"))},
+			paths: []string{"list.yaml"},
+			want:  []string{"Namespace x", "ClusterNetworkPolicy in-list"},
+		},
+		{
+			name: "a ClusterNetworkPolicy of another version, or the older AdminNetworkPolicy, is skipped with a warning",
+			files: map[string]string{"old.yaml": docs(
+				strings.Replace(cnpYAML("beta"), "v1alpha2", "v1beta1", 1),
+				"apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata:\n  name: anp\n")},
+			paths: []string{"old.yaml"},
+			wantWarn: []string{
+				`skipping policy.networking.k8s.io/v1beta1 ClusterNetworkPolicy "beta" in old.yaml (document 1, line 1): flock-netpol reads ClusterNetworkPolicy only as policy.networking.k8s.io/v1alpha2`,
+				`skipping policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy "anp" in old.yaml (document 2, line 13): flock-netpol reads only`,
+			},
+		},
+		{
+			name:    "a duplicate ClusterNetworkPolicy is an error naming both places",
+			files:   map[string]string{"dup.yaml": docs(cnpYAML("p"), nsYAML("x"), cnpYAML("p"))},
+			paths:   []string{"dup.yaml"},
+			wantErr: []string{`dup.yaml (document 3, line 18): duplicate ClusterNetworkPolicy "p", first read at dup.yaml (document 1, line 1)`},
+		},
+		{
+			name:    "a ClusterNetworkPolicy without a name is an error",
+			files:   map[string]string{"cnp.yaml": "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nspec: {tier: Admin}\n"},
+			paths:   []string{"cnp.yaml"},
+			wantErr: []string{"cnp.yaml (document 1, line 1): ClusterNetworkPolicy has no metadata.name"},
+		},
+		{
+			name:    "a ClusterNetworkPolicy type error names the field",
+			files:   map[string]string{"cnp.yaml": "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec: {priority: high}\n"},
+			paths:   []string{"cnp.yaml"},
+			wantErr: []string{`cnp.yaml (document 1, line 1): ClusterNetworkPolicy "p": spec.priority: got string, want int32`},
 		},
 		{
 			name: "a JSON file is one document",
@@ -227,8 +309,8 @@ items:
 			paths: []string{"app.yaml"},
 			want:  []string{"Pod shop/web"},
 			wantWarn: []string{
-				`skipping apps/v1 Deployment "shop/web" in app.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`,
-				`skipping v1 Service "web" in app.yaml (document 2, line 7): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`,
+				`skipping apps/v1 Deployment "shop/web" in app.yaml (document 1, line 1): flock-netpol reads only Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies`,
+				`skipping v1 Service "web" in app.yaml (document 2, line 7): flock-netpol reads only Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies`,
 				`skipping example.com/v1 Widget (no name) in app.yaml (document 3, line 12)`,
 			},
 		},
@@ -624,7 +706,7 @@ func TestLoadKubectlListDump(t *testing.T) {
 	if want := []string{"Namespace shop", "Pod monitoring/node-exporter-5xk2p", "NetworkPolicy shop/web-ingress"}; !reflect.DeepEqual(summary(objs), want) {
 		t.Fatalf("got %q, want %q", summary(objs), want)
 	}
-	wantWarn := fmt.Sprintf(`skipping apps/v1 Deployment "shop/web" in %s (document 1, line 1, items[2]): flock-netpol reads only Namespaces, Pods, Nodes and NetworkPolicies`,
+	wantWarn := fmt.Sprintf(`skipping apps/v1 Deployment "shop/web" in %s (document 1, line 1, items[2]): flock-netpol reads only Namespaces, Pods, Nodes, NetworkPolicies and ClusterNetworkPolicies`,
 		filepath.Join("testdata", "list-dump.json"))
 	if len(warnings) != 1 || warnings[0] != wantWarn {
 		t.Errorf("warnings = %q, want [%q]", warnings, wantWarn)
@@ -664,6 +746,73 @@ func TestLoadSetsTypeOfImplicitListItems(t *testing.T) {
 	}
 	if len(objs.Pods) != 1 || objs.Pods[0].Kind != "Pod" || objs.Pods[0].APIVersion != "v1" {
 		t.Fatalf("got %+v, want one pod with TypeMeta v1 Pod", objs.Pods)
+	}
+}
+
+// The fields of a ClusterNetworkPolicy come through as written, with nothing defaulted.
+func TestLoadClusterNetworkPolicyFields(t *testing.T) {
+	in := `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata:
+  name: deny-db
+  labels: {owner: sec}
+  namespace: ignored
+spec:
+  tier: Admin
+  priority: 10
+  subject:
+    pods:
+      namespaceSelector: {matchLabels: {team: web}}
+      podSelector: {}
+  egress:
+  - name: no-db
+    action: Deny
+    to:
+    - namespaces: {matchLabels: {team: db}}
+    - networks: [10.9.0.0/16]
+    protocols:
+    - tcp: {destinationPort: {number: 5432}}
+    - udp: {destinationPort: {range: {start: 53, end: 54}}}
+    - destinationNamedPort: dns
+status:
+  conditions: []
+`
+	objs, err := Load([]string{"-"}, strings.NewReader(in), func(w string) { t.Errorf("unexpected warning: %s", w) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.ClusterPolicies) != 1 {
+		t.Fatalf("got %q, want one ClusterNetworkPolicy", summary(objs))
+	}
+	p := objs.ClusterPolicies[0]
+	want := v1alpha2.ClusterNetworkPolicySpec{
+		Tier:     v1alpha2.AdminTier,
+		Priority: 10,
+		Subject: v1alpha2.ClusterNetworkPolicySubject{Pods: &v1alpha2.NamespacedPod{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"team": "web"}},
+		}},
+		Egress: []v1alpha2.ClusterNetworkPolicyEgressRule{{
+			Name:   "no-db",
+			Action: v1alpha2.ClusterNetworkPolicyRuleActionDeny,
+			To: []v1alpha2.ClusterNetworkPolicyEgressPeer{
+				{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "db"}}},
+				{Networks: []v1alpha2.CIDR{"10.9.0.0/16"}},
+			},
+			Protocols: []v1alpha2.ClusterNetworkPolicyProtocol{
+				{TCP: &v1alpha2.ClusterNetworkPolicyProtocolTCP{DestinationPort: &v1alpha2.Port{Number: 5432}}},
+				{UDP: &v1alpha2.ClusterNetworkPolicyProtocolUDP{DestinationPort: &v1alpha2.Port{Range: &v1alpha2.PortRange{Start: 53, End: 54}}}},
+				{DestinationNamedPort: "dns"},
+			},
+		}},
+	}
+	if !reflect.DeepEqual(p.Spec, want) {
+		t.Errorf("spec:\n got %+v\nwant %+v", p.Spec, want)
+	}
+	if p.Name != "deny-db" || p.Labels["owner"] != "sec" || p.Namespace != "ignored" {
+		t.Errorf("metadata = %+v, want it as written", p.ObjectMeta)
+	}
+	if p.Kind != "ClusterNetworkPolicy" || p.APIVersion != "policy.networking.k8s.io/v1alpha2" {
+		t.Errorf("TypeMeta = %+v, want it as written", p.TypeMeta)
 	}
 }
 

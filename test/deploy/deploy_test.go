@@ -687,11 +687,14 @@ func clusterRole(t *testing.T, name string) *rbacv1.ClusterRole {
 	return typed[rbacv1.ClusterRole](t, find(t, install(t), "ClusterRole", name))
 }
 
-// The agent only reads: pods, namespaces, nodes (its own, for the pod ranges) and NetworkPolicies,
-// cluster-wide, nothing else.
-func TestManagerRoleGrantsOnlyReadOfPodsNamespacesNodesAndNetworkPolicies(t *testing.T) {
+// The agent only reads: pods, namespaces, nodes (its own for the pod ranges; every node when it
+// enforces ClusterNetworkPolicy), NetworkPolicies and ClusterNetworkPolicies, cluster-wide,
+// nothing else. The last is granted whether or not the CRD is installed, so that installing it
+// later needs no change to the RBAC, only a restart of the agents.
+func TestManagerRoleGrantsOnlyReadOfWhatTheAgentWatches(t *testing.T) {
 	got := grants(t, managerRole, clusterRole(t, managerRole).Rules)
-	want := sortedGrants(readOnly("", "pods", "namespaces", "nodes"), readOnly("networking.k8s.io", "networkpolicies"))
+	want := sortedGrants(readOnly("", "pods", "namespaces", "nodes"), readOnly("networking.k8s.io", "networkpolicies"),
+		readOnly("policy.networking.k8s.io", "clusternetworkpolicies"))
 	if !slices.Equal(got, want) {
 		t.Errorf("%s grants:\n got  %v\n want %v", managerRole, got, want)
 	}

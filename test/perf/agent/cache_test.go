@@ -146,7 +146,7 @@ func (w *streamWatch) serve(ctx context.Context, s *streamLW, initial bool) {
 // transforms returns the agent's cache transform for each type, read from
 // controller.CacheOptions so that this measures exactly what the agent configures.
 func transforms() map[string]toolscache.TransformFunc {
-	opts := controller.CacheOptions("node-0")
+	opts := controller.CacheOptions("node-0", false)
 	out := map[string]toolscache.TransformFunc{}
 	for obj, by := range opts.ByObject {
 		t := by.Transform
