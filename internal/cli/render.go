@@ -57,7 +57,7 @@ func runRender(_ context.Context, args []string, stdio IO) int {
 	in := renderInput(objs, *node, &edges, stdio.Stderr)
 	rs, problems := translate.Translate(in)
 	for _, p := range problems {
-		fmt.Fprintf(stdio.Stderr, "warning: %s (it matches nothing)\n", p)
+		fmt.Fprintf(stdio.Stderr, "warning: %s\n", p) // the message says what is enforced instead
 	}
 	if _, err := stdio.Stdout.Write(render.Render(rs, edges.renderOptions(*table)).Text); err != nil {
 		fmt.Fprintf(stdio.Stderr, "flock-netpol render: writing the script: %v\n", err)

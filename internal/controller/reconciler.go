@@ -536,7 +536,7 @@ func (r *Reconciler) logProblems(problems []translate.Problem) {
 	}
 	for _, p := range problems {
 		if !slices.Contains(r.problems, p) {
-			r.Log.Info("policy value cannot be honoured; it matches nothing (fail closed)",
+			r.Log.Info("policy value cannot be honoured; enforcing the closed reading the problem names",
 				"object", p.Object, "problem", p.Message)
 		}
 	}

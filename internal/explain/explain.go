@@ -142,7 +142,8 @@ func Explain(objs manifest.Objects, q Query) (Report, error) {
 	r := Report{From: from, To: to, Protocol: string(proto), Port: port, PortName: name, Allowed: true}
 	f := ruleset.Flow{Src: from.Addr, Dst: to.Addr, Protocol: proto, Port: port}
 	for _, node := range judges(from, to) {
-		in := translate.Input{Node: node.name, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: pods}
+		in := translate.Input{Node: node.name, Policies: objs.Policies, Namespaces: objs.Namespaces, Pods: pods,
+			ClusterPolicies: objs.ClusterPolicies, Nodes: objs.Nodes}
 		for _, n := range objs.Nodes {
 			if n.Name == node.name {
 				in.PodCIDRs, _ = translate.NodePodCIDRs(n) // a bad range is reported by render and run
@@ -252,6 +253,9 @@ func sideReport(s ruleset.Side, rules map[ruleKey]*ruleset.Rule, f ruleset.Flow,
 	sr := SideReport{
 		Direction: direction(s.Egress), Pod: s.Pod, Isolated: s.Tier == "", Allowed: s.Allowed, Tier: string(s.Tier),
 		Map: render.DispatchMap(!s.Egress, s.Addr.Is4()), Chain: render.PodChain(!s.Egress, ns, name),
+	}
+	if s.ToNode {
+		sr.Map = render.NodeEgressMap(s.Addr.Is4())
 	}
 	if s.Tier == ruleset.AdminTier {
 		sr.Chain = render.AdminChain(!s.Egress, ns, name)

@@ -28,6 +28,26 @@ func load(t *testing.T, paths ...string) manifest.Objects {
 	return objs
 }
 
+// TestExplainClusterNetworkPolicyGolden pins the answers where the ClusterNetworkPolicies of
+// examples/cluster judge: an Admin Deny, a Pass on to NetworkPolicy, an Accept over isolation, the
+// Baseline tier, and a pod's traffic to its own node.
+func TestExplainClusterNetworkPolicyGolden(t *testing.T) {
+	objs := load(t, "../../examples", "../../examples/cluster")
+	for _, c := range []struct {
+		name string
+		q    Query
+		want bool
+	}{
+		{"cnp-admin-deny", Query{From: "shop/web-1", To: "payments/ledger-1", Port: "9443"}, false},
+		{"cnp-pass-to-networkpolicy", Query{From: "shop/api-1", To: "payments/ledger-1", Port: "9443"}, true},
+		{"cnp-accept-over-isolation", Query{From: "monitoring/prometheus-0", To: "shop/api-1", Port: "metrics"}, true},
+		{"cnp-baseline-deny", Query{From: "shop/web-1", To: "monitoring/prometheus-0", Port: "9090"}, false},
+		{"cnp-own-node", Query{From: "shop/web-1", To: "10.0.0.1", Port: "10250"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkGolden(t, objs, c.q, c.want, c.name) })
+	}
+}
+
 // TestExplainGolden pins readable answers for the bundled examples (plus a second policy on the
 // web tier, and the audit-mode example): the text an operator reads.
 func TestExplainGolden(t *testing.T) {
@@ -50,32 +70,36 @@ func TestExplainGolden(t *testing.T) {
 		{"audit-would-drop", Query{From: "10.200.0.1", To: "monitoring/prometheus-0", Port: "9090"}, true},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			r, err := Explain(objs, c.q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Allowed != c.want {
-				t.Errorf("Allowed = %v, want %v", r.Allowed, c.want)
-			}
-			var got bytes.Buffer
-			if err := Write(&got, r); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join("testdata", c.name+".txt")
-			if *update {
-				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (go test ./internal/explain -update creates it)", err)
-			}
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Errorf("the answer differs from %s (-update, then review the diff):\n%s", path, got.String())
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkGolden(t, objs, c.q, c.want, c.name) })
+	}
+}
+
+// checkGolden compares the written answer to q with testdata/<name>.txt.
+func checkGolden(t *testing.T, objs manifest.Objects, q Query, wantAllowed bool, name string) {
+	t.Helper()
+	r, err := Explain(objs, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Allowed != wantAllowed {
+		t.Errorf("Allowed = %v, want %v", r.Allowed, wantAllowed)
+	}
+	var got bytes.Buffer
+	if err := Write(&got, r); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name+".txt")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./internal/explain -update creates it)", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("the answer differs from %s (-update, then review the diff):\n%s", path, got.String())
 	}
 }
 

@@ -149,6 +149,15 @@ func DispatchMap(ingress, v4 bool) string {
 	return egressMapV6
 }
 
+// NodeEgressMap names the verdict map the input hook sends local pods' traffic to this node
+// through, to the chains of their ClusterNetworkPolicy tiers.
+func NodeEgressMap(v4 bool) string {
+	if v4 {
+		return nodeMapV4
+	}
+	return nodeMapV6
+}
+
 func familyOf(v4 bool) family {
 	if v4 {
 		return families[0]

@@ -50,6 +50,9 @@ type Side struct {
 	// flow: Matches holds that one rule; Allowed is false for Deny, true for Accept and Pass (a
 	// Pass in the Admin tier hands the flow to NetworkPolicy, which judges it in the next Side).
 	Tier Tier
+	// ToNode is true for the egress of a local pod to this node's own addresses (the input
+	// hook), which only the tiers judge.
+	ToNode bool
 	// Policies isolate the pod in this direction; one of their rules must allow the flow.
 	Policies []PolicyKey
 	Allowed  bool
@@ -131,6 +134,7 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 			}
 			// The Admin tier first: Accept and Deny decide, Pass hands over to NetworkPolicy.
 			if s, ok := judgeTier(egress, addr, pod, AdminTier, admin, cluster, f); ok {
+				s.ToNode = egress && toNode
 				v.Allowed = v.Allowed && s.Allowed
 				v.Sides = append(v.Sides, s)
 				if s.Matches[0].Action != Pass {
@@ -143,6 +147,7 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 				// for a pod it isolates); only the tiers police this path (the input hook).
 				if !isolated {
 					if s, ok := judgeTier(egress, addr, pod, BaselineTier, baseline, cluster, f); ok {
+						s.ToNode = true
 						v.Allowed = v.Allowed && s.Allowed
 						v.Sides = append(v.Sides, s)
 					}

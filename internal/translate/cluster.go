@@ -154,7 +154,7 @@ func (t *translator) clusterRule(obj, path string, index int, name string, actio
 			what = "a " + string(act) + " rule denies everything"
 			r.Action, r.AnyPeer, r.AnyPort = ruleset.Deny, true, true
 		}
-		t.report(obj, "%s: %s: failing closed (%s)", path, fmt.Sprintf(format, args...), what)
+		t.report(obj, "%s: failing closed (%s)", fmt.Sprintf(format, args...), what)
 		return r
 	}
 	if broken && act != ruleset.Deny {
@@ -165,7 +165,7 @@ func (t *translator) clusterRule(obj, path string, index int, name string, actio
 		field = "to"
 	}
 	if len(peers) == 0 {
-		return closed("%s is empty", field)
+		return closed("%s.%s is empty", path, field)
 	}
 
 	var results []peerResult
@@ -213,7 +213,7 @@ func (t *translator) clusterRule(obj, path string, index int, name string, actio
 
 	ports, err := clusterPorts(protocols)
 	if err != nil {
-		return closed("%s.protocols: %v", path, err)
+		return closed("%s.protocols%v", path, err)
 	}
 	return ruleset.ClusterRule{Rule: t.ruleOf(obj, path, index, false, results, ports, subjects, egress), Action: act, Name: name}
 }

@@ -322,7 +322,7 @@ func TestClusterNetworkPolicyProblemsAreReported(t *testing.T) {
 		got = append(got, p.String())
 	}
 	for _, want := range []string{
-		"ClusterNetworkPolicy fqdn: spec.egress[0]: spec.egress[0].to[0]: domainNames peers are not supported: failing closed (an Accept rule matches nothing)",
+		"ClusterNetworkPolicy fqdn: spec.egress[0].to[0]: domainNames peers are not supported: failing closed (an Accept rule matches nothing)",
 		`ClusterNetworkPolicy bad: spec.ingress[0]: unknown action "Drop", denying what the rule matches`,
 	} {
 		if !slices.Contains(got, want) {

@@ -40,7 +40,9 @@ type Input struct {
 	Nodes []*corev1.Node
 }
 
-// Problem is a value the translator could not honour. The element holding it matches nothing.
+// Problem is a value the translator could not honour. The message says what is enforced instead,
+// always the closed reading: a NetworkPolicy peer or port that matches nothing, a
+// ClusterNetworkPolicy rule that fails as the API prescribes for peers it does not know.
 type Problem struct {
 	// Object names the object, e.g. "NetworkPolicy team-a/allow-web".
 	Object  string

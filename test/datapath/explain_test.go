@@ -19,12 +19,12 @@ import (
 // the matrix: the scenarios check it against what the kernel did, so explain cannot drift from
 // enforcement. Endpoints are named by address, as an operator would with an address from a log
 // (explain names the pod that owns it).
-func (c *cluster) explained(t *testing.T, policies []*networkingv1.NetworkPolicy, port uint16) func(from, to netns.Endpoint, k netns.Kind) bool {
+func (c *cluster) explained(t *testing.T, policies []*networkingv1.NetworkPolicy, cluster []*v1alpha2.ClusterNetworkPolicy, port uint16) func(from, to netns.Endpoint, k netns.Kind) bool {
 	var pods []*corev1.Pod
 	for i := range podDefs {
 		pods = append(pods, podDefs[i].object())
 	}
-	objs := manifest.Objects{Namespaces: namespaceObjects(), Pods: pods, Policies: policies}
+	objs := manifest.Objects{Namespaces: namespaceObjects(), Pods: pods, Policies: policies, ClusterPolicies: cluster}
 	return func(from, to netns.Endpoint, k netns.Kind) bool {
 		q := explain.Query{From: from.Addr(k.IPv6()).String(), To: to.Addr(k.IPv6()).String(), Port: fmt.Sprintf("%d/%s", port, k.Proto())}
 		r, err := explain.Explain(objs, q)
@@ -39,10 +39,7 @@ func (c *cluster) explained(t *testing.T, policies []*networkingv1.NetworkPolicy
 // checkExplained compares explain's verdicts with the observed matrix of one port.
 func (c *cluster) checkExplained(t *testing.T, policies []*networkingv1.NetworkPolicy, cluster []*v1alpha2.ClusterNetworkPolicy, port uint16, observed *netns.Matrix) bool {
 	t.Helper()
-	if cluster != nil {
-		return true // TODO(cnp): explain reads ClusterNetworkPolicies once manifests carry them
-	}
-	if d := observed.Diff(observed.Expect(c.explained(t, policies, port))); d != "" {
+	if d := observed.Diff(observed.Expect(c.explained(t, policies, cluster, port))); d != "" {
 		t.Errorf("port %d: `flock-netpol explain` disagrees with what the kernel did; here \"want\" is explain's verdict:\n%s", port, d)
 		return false
 	}
