@@ -37,9 +37,12 @@ func nsPeer(v string) []v1alpha2.ClusterNetworkPolicyEgressPeer {
 var (
 	inRule  = objects.ClusterIngress
 	outRule = objects.ClusterEgress
-	accept  = objects.Accept
-	deny    = objects.Deny
-	pass    = objects.Pass
+)
+
+const (
+	accept = objects.Accept
+	deny   = objects.Deny
+	pass   = objects.Pass
 )
 
 // Local pods of the plan: x/a, x/b, y/a. Every case runs for IPv4 and IPv6.
