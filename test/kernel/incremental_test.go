@@ -3,6 +3,7 @@
 package kernel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/nft"
@@ -18,13 +22,14 @@ import (
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/objects"
 	"github.com/flock-net/flock-netpol/test/synth"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // TestIncrementalUpdatesEqualFullApplies drives a generated cluster through random events (pods
 // deleted, created again, relabelled; policies deleted, switched between audit and enforce mode;
-// namespaces' drop logs turned on and off) and applies each new script two ways: in one namespace as the incremental update from the previous script (render.Diff;
+// namespaces' drop logs turned on and off; ClusterNetworkPolicies added and removed) and applies each new script two ways: in one namespace as the incremental update from the previous script (render.Diff;
 // a full apply where it says one is needed), in another as a full replace. After every step the
 // two tables must be the same (`nft -j list table`, set elements as sets, handles aside).
 func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
@@ -36,6 +41,19 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	cl := synth.Generate(cfg)
 	pods, policies, namespaces := slices.Clone(cl.Pods), slices.Clone(cl.Policies), slices.Clone(cl.Namespaces)
 	rng := rand.New(rand.NewPCG(3, 4))
+	// ClusterNetworkPolicies come and go: Admin and Baseline chains, the pass maps, and the
+	// input hook chain with its maps (a Baseline egress policy on local pods) appear and go.
+	nsSel := func(i int) *metav1.LabelSelector { return objects.Selector("kubernetes.io/metadata.name", cl.Namespaces[i%len(cl.Namespaces)].Name) }
+	cnpPool := []*v1alpha2.ClusterNetworkPolicy{
+		objects.AdminPolicy("deny-and-pass", 1, nsSel(0), objects.ClusterIngress(objects.Deny, objects.NamespacesPeer(nsSel(1))),
+			objects.ClusterEgress(objects.Pass, objects.NamespacesPeer(nsSel(2)), objects.TCPPort(80))),
+		objects.AdminPolicy("accept-cluster", 2, objects.Selector(), objects.ClusterEgress(objects.Accept, objects.NetworksPeer("10.0.0.0/8"))),
+		objects.BaselinePolicy("baseline", 1, objects.Selector(), objects.ClusterIngress(objects.Deny, objects.NamespacesPeer(objects.Selector())),
+			objects.ClusterEgress(objects.Deny, objects.NetworksPeer("0.0.0.0/0", "::/0"))),
+		objects.AdminPolicy("named", 3, nsSel(2), objects.ClusterIngress(objects.Deny, objects.NamespacesPeer(objects.Selector()), objects.NamedDestination("http"))),
+	}
+	var cnps []*v1alpha2.ClusterNetworkPolicy
+	withInputHook := 0 // steps whose table has the input hook chain
 
 	var prevRS ruleset.RuleSet
 	var st epoch.State
@@ -43,7 +61,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	incremental, fallbacks := 0, 0
 	for step := range 40 {
 		if step > 0 {
-			switch i := rng.IntN(len(pods)); rng.IntN(6) {
+			switch i := rng.IntN(len(pods)); rng.IntN(8) {
 			case 0: // a pod goes
 				pods = slices.Delete(pods, i, i+1)
 			case 1: // and comes back (the generator's pod, maybe already there: then relabelled)
@@ -78,11 +96,21 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 				}
 				ns.Annotations = map[string]string{translate.DropLogAnnotation: on}
 				namespaces[j] = ns
+			case 6, 7: // a ClusterNetworkPolicy comes or goes
+				p := cnpPool[rng.IntN(len(cnpPool))]
+				if k := slices.Index(cnps, p); k >= 0 {
+					cnps = slices.Delete(cnps, k, k+1)
+				} else {
+					cnps = append(cnps, p)
+				}
 			}
 		}
-		rs, _ := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: policies, Namespaces: namespaces, Pods: compact.NewPods(pods)})
+		rs, _ := translate.Translate(translate.Input{Node: cl.LocalNode, Policies: policies, Namespaces: namespaces, Pods: compact.NewPods(pods), ClusterPolicies: cnps})
 		st = epoch.Next(st, &prevRS, &rs)
 		script := render.Render(rs, render.Options{Epochs: st, AntiSpoofing: true}).Text
+		if bytes.Contains(script, []byte(" filter-input ")) {
+			withInputHook++
+		}
 		if err := full.Apply(ctx, script); err != nil {
 			t.Fatalf("step %d: full apply: %v", step, err)
 		}
@@ -113,9 +141,12 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 		}
 		prev, prevRS = script, rs
 	}
-	t.Logf("%d incremental updates, %d full applies needed", incremental, fallbacks)
+	t.Logf("%d incremental updates, %d full applies needed; %d steps with ClusterNetworkPolicies' input hook", incremental, fallbacks, withInputHook)
 	if incremental == 0 {
 		t.Error("no step was applied incrementally")
+	}
+	if withInputHook == 0 || withInputHook == 40 {
+		t.Error("the input hook chain never came or never went: the steps do not exercise ClusterNetworkPolicies")
 	}
 }
 
