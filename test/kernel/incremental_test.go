@@ -43,7 +43,9 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	// ClusterNetworkPolicies come and go: Admin and Baseline chains, the pass maps, and the
 	// input hook chain with its maps (a Baseline egress policy on local pods) appear and go.
-	nsSel := func(i int) *metav1.LabelSelector { return objects.Selector("kubernetes.io/metadata.name", cl.Namespaces[i%len(cl.Namespaces)].Name) }
+	nsSel := func(i int) *metav1.LabelSelector {
+		return objects.Selector("kubernetes.io/metadata.name", cl.Namespaces[i%len(cl.Namespaces)].Name)
+	}
 	cnpPool := []*v1alpha2.ClusterNetworkPolicy{
 		objects.AdminPolicy("deny-and-pass", 1, nsSel(0), objects.ClusterIngress(objects.Deny, objects.NamespacesPeer(nsSel(1))),
 			objects.ClusterEgress(objects.Pass, objects.NamespacesPeer(nsSel(2)), objects.TCPPort(80))),
