@@ -109,13 +109,7 @@ func TestNextAdvancesOnlyWhereAChangeCanNarrow(t *testing.T) {
 			if got.Current != c.current {
 				t.Errorf("Current = %d, want %d", got.Current, c.current)
 			}
-			var since [2][2]uint32
-			for i, a := range []netip.Addr{a1, a2} {
-				if e, ok := got.Lookup(a); ok {
-					since[i] = e.Since
-				}
-			}
-			if since != c.since {
+			if since := sinceOf(got); since != c.since {
 				t.Errorf("Since = %v, want %v", since, c.since)
 			}
 		})
@@ -247,15 +241,19 @@ func TestClusterNetworkPolicyChangesNarrow(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := Next(prev, c.old, c.cur)
-			var since [2][2]uint32
-			for i, a := range []netip.Addr{a1, a2} {
-				if e, ok := got.Lookup(a); ok {
-					since[i] = e.Since
-				}
-			}
-			if since != c.since {
+			if since := sinceOf(got); since != c.since {
 				t.Errorf("Since = %v, want %v", since, c.since)
 			}
 		})
 	}
+}
+
+// sinceOf returns Since of a1 and a2 in st.
+func sinceOf(st State) (since [2][2]uint32) {
+	for i, a := range []netip.Addr{a1, a2} {
+		if e, ok := st.Lookup(a); ok {
+			since[i] = e.Since
+		}
+	}
+	return since
 }
