@@ -28,9 +28,13 @@
 // those addresses to them and they route every pod address to the pod's node, so pod<->external
 // traffic crosses exactly the pod's node's forward hook. There is no NAT anywhere.
 //
+// A host-network endpoint (HostNet, what a hostNetwork pod is) lives in its node's namespace with
+// the node's underlay addresses: flows to it end in the node's input hook, flows from it start in
+// the output hook.
+//
 // Things the model does not cover: a flow from a pod to itself never leaves the pod (ProbeMatrix
-// skips it); nodes have no host-network endpoints; and ARP/ND between a pod and its gateway go to
-// the node's input/output hooks, not forward, so a rule set that drops in input breaks pods.
+// skips it); and ARP/ND between a pod and its gateway go to the node's input/output hooks, not
+// forward, so a rule set that drops in input breaks pods.
 //
 // # Addresses
 //
@@ -43,8 +47,9 @@
 //
 // # Traffic
 //
-// Endpoint.Serve starts in-process TCP and UDP servers inside a pod or external host (TCP: write
-// the endpoint's name and close; UDP: echo, prefixed with the name). Bed.Probe and Bed.ProbeMatrix
+// Endpoint.Serve starts in-process TCP and UDP servers inside a pod, external host or host-network
+// endpoint (TCP: write the endpoint's name and close; UDP: echo, prefixed with the name);
+// ServeSCTP answers SCTP INITs over raw sockets, which works without an SCTP stack (sctp.go). Bed.Probe and Bed.ProbeMatrix
 // open connections from a source namespace concurrently, with short timeouts. For connections
 // that live on while rules change, ServeEcho serves an echo that keeps each connection open and
 // can push to a client unasked, and Bed.DialStream opens a long-lived client (stream.go). All of this happens

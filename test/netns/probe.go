@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// Flow is one connection attempt: from an endpoint's namespace to To:Port over Proto ("tcp" or
-// "udp"). The source address is From's address of To's family.
+// Flow is one connection attempt: from an endpoint's namespace to To:Port over Proto ("tcp",
+// "udp" or "sctp", see sctp.go). The source address is From's address of To's family.
 type Flow struct {
 	From  Endpoint
 	To    netip.Addr
@@ -103,6 +103,8 @@ func probe(f Flow, timeout time.Duration) (string, error) {
 			reply, err = probeTCP(src, dst, timeout)
 		case "udp":
 			reply, err = probeUDP(src, dst, timeout)
+		case "sctp":
+			reply, err = probeSCTP(src, dst, timeout)
 		default:
 			err = fmt.Errorf("unknown protocol %q", f.Proto)
 		}
