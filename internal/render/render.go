@@ -353,17 +353,18 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
 	s.rule(forwardChain, "jump "+ingressDispatchChain+" comment "+comment("%s", digestPlaceholder))
 	if policeNode {
-		// A local pod's traffic to this node: only its ClusterNetworkPolicy tiers judge it (the
-		// pod's chains accept what NetworkPolicy would, see podChain). Packets without
-		// conntrack take the same path as new ones.
+		// A local pod's connections to this node's own (unicast) addresses: only its
+		// ClusterNetworkPolicy tiers judge them (the pod's chains accept what NetworkPolicy
+		// would, see podChain). What conntrack does not track, IPv6 neighbour discovery
+		// among it, and multicast or broadcast are left alone: a Deny of every address must
+		// not cut a pod off its gateway.
 		s.fastPath(inputChain, revalidate, ep.Current)
 		for _, f := range families {
 			m := nodeMapV4
 			if !f.is4 {
 				m = nodeMapV6
 			}
-			s.rule(inputChain, fmt.Sprintf("ct state invalid,untracked %s saddr vmap @%s", f.proto, m))
-			s.rule(inputChain, fmt.Sprintf("ct original %s saddr vmap @%s", f.proto, m))
+			s.rule(inputChain, fmt.Sprintf("fib daddr type local ct original %s saddr vmap @%s", f.proto, m))
 		}
 	}
 

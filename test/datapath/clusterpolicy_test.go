@@ -3,10 +3,16 @@
 package datapath
 
 import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
+	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/objects"
 )
 
@@ -110,4 +116,64 @@ func cnp(name string, tier v1alpha2.Tier, priority int32, subject string, opts .
 
 func nsPeer(v string) []v1alpha2.ClusterNetworkPolicyEgressPeer {
 	return objects.NamespacesPeer(nsSelector(v))
+}
+
+// TestClusterNetworkPolicyPolicesThePodsOwnNode pins the input hook: a pod's traffic to its own
+// node, which NetworkPolicy never polices, follows the pod's ClusterNetworkPolicy egress tiers
+// (a nodes peer names the node), while NetworkPolicy egress isolation still never blocks it.
+// Each node serves in its own namespace on its underlay addresses (a hostNetwork server).
+func TestClusterNetworkPolicyPolicesThePodsOwnNode(t *testing.T) {
+	c := newCluster(t)
+	hosts := map[string]*netns.HostNet{}
+	var nodes []*corev1.Node
+	for _, n := range nodeNames {
+		h := c.bed.AddHostNet(c.nodes[n], n+"-host")
+		h.Serve(probePorts...)
+		hosts[n] = h
+		nodes = append(nodes, objects.Node(n, []string{"role", "worker"}, h.Addr(false).String(), h.Addr(true).String()))
+	}
+	xa, ya := c.endpoint("x-a"), c.endpoint("y-a") // both on node-1
+	type flow struct {
+		from  netns.Endpoint
+		host  string
+		proto string
+		port  uint16
+		want  bool
+	}
+	check := func(step string, flows []flow, rs ruleset.RuleSet) {
+		t.Helper()
+		for _, f := range flows {
+			for _, v6 := range []bool{false, true} {
+				to := hosts[f.host].Addr(v6)
+				if got := c.bed.Reachable(f.from, to, f.proto, f.port); got != f.want {
+					t.Errorf("%s: %s -> %s (%s) %s/%d: reachable=%v, want %v", step, f.from.Name(), f.host, to, f.proto, f.port, got, f.want)
+				}
+				model := rs.Allows(ruleset.Flow{Src: f.from.Addr(v6), Dst: to, Protocol: ruleset.Protocol(f.proto), Port: f.port})
+				if f.host == node1 && model != f.want {
+					t.Errorf("%s: the model of node-1 says %s -> %s %s/%d allowed=%v, want %v", step, f.from.Name(), to, f.proto, f.port, model, f.want)
+				}
+			}
+		}
+	}
+
+	ag := c.newAgent(t, render.Revalidate)
+	ag.nodeObjects = nodes
+	// x's pods may send nothing (NetworkPolicy), and may not reach any node on port 81 (Admin).
+	denyOut := objects.Policy("x/deny-egress", objects.IsolateEgress())
+	ag.cluster = []*v1alpha2.ClusterNetworkPolicy{objects.AdminPolicy("no-node-81", 1, objects.Selector("ns", "x"),
+		objects.ClusterEgress(objects.Deny, objects.NodesPeer(objects.Selector()), objects.TCPPort(81)))}
+	ag.apply(t, []*networkingv1.NetworkPolicy{denyOut}, podObjects(nil))
+	check("admin deny of nodes on tcp/81", []flow{
+		{xa, node1, "tcp", 81, false}, // own node, input hook: the Admin tier denies
+		{xa, node1, "tcp", 80, true},  // own node: NetworkPolicy never blocks it
+		{xa, node1, "udp", 81, true},
+		{xa, node2, "tcp", 81, false}, // another node, forward hook: denied by the Admin tier...
+		{xa, node2, "tcp", 80, false}, // ...and by NetworkPolicy egress isolation
+		{ya, node1, "tcp", 81, true},  // not a subject
+	}, ag.nodes[node1].rs)
+
+	// Without ClusterNetworkPolicies the input hook chain goes, and the own node is open again.
+	ag.cluster = nil
+	ag.apply(t, []*networkingv1.NetworkPolicy{denyOut}, podObjects(nil))
+	check("no ClusterNetworkPolicy", []flow{{xa, node1, "tcp", 81, true}, {xa, node2, "tcp", 81, false}}, ag.nodes[node1].rs)
 }

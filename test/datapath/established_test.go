@@ -62,8 +62,9 @@ type agent struct {
 	// logDrops turns drop logs on for every pod (--drop-log), to logGroup.
 	logDrops bool
 	logGroup uint16
-	// cluster are the ClusterNetworkPolicies of the next apply.
-	cluster []*v1alpha2.ClusterNetworkPolicy
+	// cluster are the ClusterNetworkPolicies of the next apply, nodes the Node objects.
+	cluster     []*v1alpha2.ClusterNetworkPolicy
+	nodeObjects []*corev1.Node
 }
 
 // nodeApply is what the agent remembers of a node's last apply.
@@ -96,7 +97,7 @@ func (a *agent) apply(t *testing.T, policies []*networkingv1.NetworkPolicy, pods
 	for _, n := range nodeNames {
 		prev := a.nodes[n]
 		rs, problems := translate.Translate(translate.Input{Node: n, Policies: policies, Namespaces: namespaceObjects(), Pods: compact.NewPods(pods), LogDrops: a.logDrops,
-			ClusterPolicies: a.cluster})
+			ClusterPolicies: a.cluster, Nodes: a.nodeObjects})
 		for _, p := range problems {
 			t.Errorf("translate for %s reported a problem: %s", n, p)
 		}
