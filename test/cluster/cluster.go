@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/testenv"
@@ -54,6 +55,11 @@ type Options struct {
 	// DefaultProbeTimeout and DefaultProbeConcurrency.
 	ProbeTimeout     time.Duration
 	ProbeConcurrency int
+	// ClusterNetworkPolicies installs the ClusterNetworkPolicy CRD (networkPolicyAPICRD) before
+	// the agents start, so that they watch ClusterNetworkPolicies and every Node, and Expected
+	// reads them too. Without it the API server does not serve the type, as in a cluster without
+	// the CRD, and the agents run without them.
+	ClusterNetworkPolicies bool
 	// ReadyTimeout bounds the wait for every agent's /readyz. Default one minute.
 	ReadyTimeout time.Duration
 	// Logf receives progress lines. Default: tb.Logf for Start, nothing for New.
@@ -92,7 +98,8 @@ type Cluster struct {
 	binary, kubeconfig string
 	agentArgs          []string
 	readyTimeout       time.Duration
-	heldUsers          int // identities made by StartAgentHeld so far
+	heldUsers          int  // identities made by StartAgentHeld so far
+	clusterPolicies    bool // the ClusterNetworkPolicy CRD is installed (Options.ClusterNetworkPolicies)
 
 	build        sync.WaitGroup // the agent build, while it runs
 	mu           sync.Mutex
@@ -213,6 +220,14 @@ func (c *Cluster) start(opts Options, assets string) error {
 			APIServer: &envtest.APIServer{CertDir: filepath.Join(c.Dir, "apiserver")},
 		},
 	}
+	if c.clusterPolicies = opts.ClusterNetworkPolicies; c.clusterPolicies {
+		crd, err := networkPolicyAPICRD()
+		if err != nil {
+			built.Wait()
+			return err
+		}
+		c.env.CRDInstallOptions = envtest.CRDInstallOptions{Paths: []string{crd}, ErrorIfPathMissing: true}
+	}
 	for _, d := range []string{c.env.ControlPlane.Etcd.DataDir, c.env.ControlPlane.APIServer.CertDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -235,6 +250,9 @@ func (c *Cluster) start(opts Options, assets string) error {
 	c.Config = cfg
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha2.Install(scheme); err != nil {
 		return err
 	}
 	if c.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {

@@ -18,14 +18,19 @@
 //
 // WaitEnforced waits, without sleeps chosen by guess, until every node's kernel enforces the
 // cluster state currently stored in the API server: it runs the agent's own computation
-// (controller.Reconciler.Desired, over Nodes, Namespaces, Pods and NetworkPolicies read from the
-// API server) for each node, takes the digest the rendered script carries in its base chain's
+// (controller.Reconciler.Desired, over Nodes, Namespaces, Pods, NetworkPolicies and, when
+// installed, ClusterNetworkPolicies read from the API server) for each node, takes the digest the rendered script carries in its base chain's
 // last rule, and polls `nft list chain inet flock-netpol filter-forward` in each node's
 // namespace until the kernel shows the same digest. Since the
 // digest covers the whole script but the epochs of established connections (which depend on the
 // agent's history of applies), a match means the agent applied exactly the rules the current
 // state demands. Probe right after, and flush conntrack first (FlushConntrack) so that no entry of an
 // earlier state lets a flow pass as established.
+//
+// With Options.ClusterNetworkPolicies the control plane serves ClusterNetworkPolicy
+// (policy.networking.k8s.io, the experimental channel's CRD of the network-policy-api module this
+// module requires), so the agents watch ClusterNetworkPolicies and every Node, and Expected reads
+// them too; Client's scheme knows the type either way.
 //
 // # Pod ranges, agents stopped and started, fresh nodes
 //

@@ -31,8 +31,9 @@ func (c *Cluster) Expected(ctx context.Context) (scripts map[string]render.Scrip
 	problems = map[string][]translate.Problem{}
 	for _, n := range c.nodes {
 		r := controller.Reconciler{
-			// What the agents read from their caches, read here from the API server itself.
-			Source:                   controller.ReaderSource{Reader: c.Client},
+			// What the agents read from their caches, read here from the API server itself:
+			// ClusterNetworkPolicies and every Node too when their CRD is installed.
+			Source:                   controller.ReaderSource{Reader: c.Client, ClusterPolicies: c.clusterPolicies},
 			Node:                     n.Name,
 			Table:                    Table,
 			AntiSpoofing:             agentAntiSpoofing,
