@@ -63,6 +63,20 @@ func ClusterEgress(a v1alpha2.ClusterNetworkPolicyRuleAction, to []v1alpha2.Clus
 	}
 }
 
+// RuleName gives the rules that rule (ClusterIngress, ClusterEgress) appends the name name.
+func RuleName(name string, rule ClusterPolicyOption) ClusterPolicyOption {
+	return func(p *v1alpha2.ClusterNetworkPolicy) {
+		in, out := len(p.Spec.Ingress), len(p.Spec.Egress)
+		rule(p)
+		for i := in; i < len(p.Spec.Ingress); i++ {
+			p.Spec.Ingress[i].Name = name
+		}
+		for i := out; i < len(p.Spec.Egress); i++ {
+			p.Spec.Egress[i].Name = name
+		}
+	}
+}
+
 // Peers. Each returns a one-element peer list; join lists with append for several peers.
 
 // NamespacesPeer is every pod of the namespaces sel selects.
@@ -118,7 +132,23 @@ func SCTPPort(n int32) v1alpha2.ClusterNetworkPolicyProtocol {
 // UDPRange is UDP destination ports first to last.
 func UDPRange(first, last int32) v1alpha2.ClusterNetworkPolicyProtocol {
 	return v1alpha2.ClusterNetworkPolicyProtocol{UDP: &v1alpha2.ClusterNetworkPolicyProtocolUDP{
-		DestinationPort: &v1alpha2.Port{Range: &v1alpha2.PortRange{Start: first, End: last}}}}
+		DestinationPort: portRange(first, last)}}
+}
+
+// TCPRange is TCP destination ports first to last.
+func TCPRange(first, last int32) v1alpha2.ClusterNetworkPolicyProtocol {
+	return v1alpha2.ClusterNetworkPolicyProtocol{TCP: &v1alpha2.ClusterNetworkPolicyProtocolTCP{
+		DestinationPort: portRange(first, last)}}
+}
+
+// SCTPRange is SCTP destination ports first to last.
+func SCTPRange(first, last int32) v1alpha2.ClusterNetworkPolicyProtocol {
+	return v1alpha2.ClusterNetworkPolicyProtocol{SCTP: &v1alpha2.ClusterNetworkPolicyProtocolSCTP{
+		DestinationPort: portRange(first, last)}}
+}
+
+func portRange(first, last int32) *v1alpha2.Port {
+	return &v1alpha2.Port{Range: &v1alpha2.PortRange{Start: first, End: last}}
 }
 
 // NamedDestination is the destination's container port called name.

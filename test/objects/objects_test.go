@@ -58,3 +58,24 @@ func TestPodStartsBare(t *testing.T) {
 		t.Errorf("NamedPort on a pod without containers: %+v", p.Spec.Containers)
 	}
 }
+
+// TestClusterPolicyRuleNamesAndRanges pins RuleName (it names the rules its option appends, in
+// either direction) and the range protocols.
+func TestClusterPolicyRuleNamesAndRanges(t *testing.T) {
+	all := objects.Selector()
+	p := objects.AdminPolicy("p", 1, all,
+		objects.ClusterIngress(objects.Deny, objects.NamespacesPeer(all)),
+		objects.RuleName("out", objects.ClusterEgress(objects.Accept, objects.NamespacesPeer(all),
+			objects.TCPRange(80, 8080), objects.SCTPRange(9003, 9005))),
+		objects.RuleName("in", objects.ClusterIngress(objects.Pass, objects.NamespacesPeer(all))))
+	if p.Spec.Ingress[0].Name != "" || p.Spec.Ingress[1].Name != "in" || p.Spec.Egress[0].Name != "out" {
+		t.Errorf("rule names: ingress %q %q, egress %q", p.Spec.Ingress[0].Name, p.Spec.Ingress[1].Name, p.Spec.Egress[0].Name)
+	}
+	ps := p.Spec.Egress[0].Protocols
+	if r := ps[0].TCP.DestinationPort.Range; r == nil || r.Start != 80 || r.End != 8080 || ps[0].UDP != nil {
+		t.Errorf("TCPRange(80, 8080) = %+v", ps[0])
+	}
+	if r := ps[1].SCTP.DestinationPort.Range; r == nil || r.Start != 9003 || r.End != 9005 {
+		t.Errorf("SCTPRange(9003, 9005) = %+v", ps[1])
+	}
+}
