@@ -16,10 +16,17 @@
 //
 //	node-1: x/a x/c y/b z/a z/c      node-2: x/b y/a y/c z/b      ext: outside both
 //
+// TestCNPConformance is the same for ClusterNetworkPolicy: the conformance tests of
+// sigs.k8s.io/network-policy-api (cnp_scenarios_test.go, which lists what each ports) on that
+// module's topology (namespaces network-policy-conformance-<house>, two pods each, hostNetwork pods
+// on both nodes; cnp_model_test.go), with TCP, UDP and SCTP probes (SCTP over raw sockets, so no
+// SCTP stack is needed).
+//
 // Run with
 //
 //	KUBEBUILDER_ASSETS=$PWD/bin/k8s/1.37.2 go test ./test/e2e/ -count=1 -v
 //
-// as root; `-run 'TestNetpol/default-deny'` selects scenarios. Without root, ip or nft the tests
+// as root; `-run 'TestNetpol/default-deny'` or `-run 'TestCNPConformance/CNPAdminTierIngressTCP'`
+// selects scenarios. Without root, ip or nft the tests
 // skip with the reason (FLOCK_REQUIRE_KERNEL_TESTS=1 turns that into a failure).
 package e2e
