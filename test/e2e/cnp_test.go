@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,41 +47,11 @@ func TestCNPConformance(t *testing.T) {
 	s := newCNPSuite(t)
 	t.Logf("cluster and %d endpoints ready in %v", len(s.eps), time.Since(start).Round(time.Millisecond))
 
-	type timing struct {
-		name string
-		took time.Duration
-		ok   bool
+	names := make([]string, len(cnpScenarios))
+	for i, sc := range cnpScenarios {
+		names[i] = sc.name
 	}
-	var timings []timing
-	for _, sc := range cnpScenarios {
-		t0 := time.Now()
-		ran := false
-		ok := t.Run(sc.name, func(t *testing.T) {
-			ran = true
-			s.run(t, sc)
-		})
-		if ran {
-			timings = append(timings, timing{sc.name, time.Since(t0), ok})
-		}
-	}
-	var failed []string
-	for _, tm := range timings {
-		if !tm.ok {
-			failed = append(failed, tm.name)
-		}
-	}
-	sort.Slice(timings, func(i, j int) bool { return timings[i].took > timings[j].took })
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "%d of %d scenarios passed in %v (setup included)", len(timings)-len(failed), len(timings),
-		time.Since(start).Round(time.Millisecond))
-	if len(failed) > 0 {
-		fmt.Fprintf(&sb, "; failed: %s", strings.Join(failed, " "))
-	}
-	sb.WriteString("; slowest:")
-	for _, tm := range timings[:min(5, len(timings))] {
-		fmt.Fprintf(&sb, " %s %v;", tm.name, tm.took.Round(time.Millisecond))
-	}
-	t.Log(sb.String())
+	runScenarios(t, start, names, func(t *testing.T, i int) { s.run(t, cnpScenarios[i]) })
 }
 
 func newCNPSuite(t *testing.T) *cnpSuite {
@@ -146,7 +114,8 @@ func newCNPSuite(t *testing.T) *cnpSuite {
 	}
 	// The first matrices probed at full concurrency lose flows to the start-up of the probes'
 	// threads on a small machine; get that over with before the first step.
-	s.probe(checks(tcp(80, allowed()), udp(80, allowed())))
+	j := judge{c: c, eps: s.eps}
+	j.probe(checks(tcp(80, allowed()), udp(80, allowed())))
 	return s
 }
 
@@ -211,55 +180,19 @@ func (s *cnpSuite) run(t *testing.T, sc cnpScenario) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
+	j := judge{c: s.c, eps: s.eps, expect: s.want, name: func(e netns.Endpoint) string { return s.ids[e.Name()] }}
 	for i, st := range sc.steps {
-		what := st.what
-		if what == "" {
-			var descs []string
-			for _, a := range st.do {
-				descs = append(descs, a.desc)
-			}
-			what = strings.Join(descs, ", ")
+		var descs []string
+		for _, a := range st.do {
+			descs = append(descs, a.desc)
 		}
-		label := fmt.Sprintf("step %d/%d (%s)", i+1, len(sc.steps), what)
+		label := stepLabel(i, len(sc.steps), st.what, descs)
 		for _, a := range st.do {
 			if err := a.run(ctx, s); err != nil {
 				t.Fatalf("%s: %s: %v", label, a.desc, err)
 			}
 		}
-		t0 := time.Now()
-		if err := s.c.Enforce(ctx); err != nil {
-			t.Fatalf("%s: %v", label, err)
-		}
-		enforced := time.Since(t0)
-		t0 = time.Now()
-		results := s.probe(st.checks)
-		failed := false
-		var summary []string
-		for j, ch := range st.checks {
-			got := results[j]
-			want := got.Expect(func(from, to netns.Endpoint, k netns.Kind) bool {
-				return s.want(ch.want, from, to, k)
-			})
-			if d := got.Diff(want); d != "" {
-				if still := s.recheck(got, ch); len(still) > 0 {
-					failed = true
-					t.Errorf("%s: %s/%d: observed reachability differs from the expected one:\n%s"+
-						"after probing again with a %v timeout, still differing:\n  %s",
-						label, ch.proto, ch.port, d, retryTimeout, strings.Join(still, "\n  "))
-				} else {
-					t.Logf("%s: %s/%d: flows expected reachable timed out at first but got through with a %v timeout:\n%s",
-						label, ch.proto, ch.port, retryTimeout, d)
-				}
-			}
-			for _, bad := range got.Misrouted() {
-				t.Error(bad)
-			}
-			r, b := got.Count()
-			summary = append(summary, fmt.Sprintf("%s/%d %d reachable %d blocked", ch.proto, ch.port, r, b))
-		}
-		t.Logf("%s: enforced in %v, probed in %v: %s", label, enforced.Round(time.Millisecond),
-			time.Since(t0).Round(time.Millisecond), strings.Join(summary, "; "))
-		if failed {
+		if j.step(ctx, t, label, st.checks) {
 			t.Logf("policies of this step:\n%s", s.policiesYAML(ctx))
 		}
 	}
@@ -270,73 +203,6 @@ func (s *cnpSuite) run(t *testing.T, sc cnpScenario) {
 func (s *cnpSuite) want(r reach, from, to netns.Endpoint, k netns.Kind) bool {
 	f, d := s.ids[from.Name()], s.ids[to.Name()]
 	return unpoliced(f, d) || r.verdict(f, d, k.IPv6())
-}
-
-// kinds are the matrix kinds of a check's protocol.
-func kinds(proto string) []netns.Kind {
-	switch proto {
-	case "udp":
-		return []netns.Kind{netns.UDP4, netns.UDP6}
-	case "sctp":
-		return []netns.Kind{netns.SCTP4, netns.SCTP6}
-	}
-	return []netns.Kind{netns.TCP4, netns.TCP6}
-}
-
-// probe probes each check's port and protocol, both families, from every endpoint to every
-// endpoint; a few checks at a time.
-func (s *cnpSuite) probe(cs []check) []*netns.Matrix {
-	out := make([]*netns.Matrix, len(cs))
-	sem := make(chan struct{}, maxParallelChecks)
-	var wg sync.WaitGroup
-	for i, ch := range cs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			out[i] = s.c.Probe(ch.port, s.eps, s.eps, kinds(ch.proto)...)
-		})
-	}
-	wg.Wait()
-	return out
-}
-
-// recheck is TestNetpol's recheck for this suite's ids: the cells of got that disagree with the
-// check for good, once the "expected reachable, observed blocked" ones have been probed again with
-// retryTimeout.
-func (s *cnpSuite) recheck(got *netns.Matrix, ch check) []string {
-	var flows []netns.Flow
-	var keys, still []string
-	for _, from := range got.From {
-		for _, to := range got.To {
-			for _, k := range got.Kinds {
-				state := got.Get(from, to, k)
-				if state == netns.NotProbed {
-					continue
-				}
-				want := s.want(ch.want, from, to, k)
-				key := fmt.Sprintf("%s -> %s %s", s.ids[from.Name()], s.ids[to.Name()], k)
-				switch {
-				case want && state == netns.Blocked:
-					flows = append(flows, netns.Flow{From: from, To: to.Addr(k.IPv6()), Proto: k.Proto(), Port: ch.port})
-					keys = append(keys, key)
-				case !want && state == netns.Reachable:
-					still = append(still, key+": expected blocked, observed reachable")
-				}
-			}
-		}
-	}
-	if len(flows) > 0 {
-		saved := s.c.Bed.ProbeTimeout
-		s.c.Bed.ProbeTimeout = retryTimeout
-		results := s.c.Bed.Probe(flows)
-		s.c.Bed.ProbeTimeout = saved
-		for i, r := range results {
-			if !r.OK {
-				still = append(still, fmt.Sprintf("%s: expected reachable, observed blocked twice: %v", keys[i], r.Err))
-			}
-		}
-	}
-	return still
 }
 
 // reset deletes every ClusterNetworkPolicy and NetworkPolicy and gives the namespaces and pods

@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,10 +20,6 @@ import (
 
 // scenarioTimeout bounds one scenario (its API calls and every WaitEnforced).
 const scenarioTimeout = 2 * time.Minute
-
-// maxParallelChecks bounds how many matrices of one step are probed at the same time (each one
-// runs up to the bed's ProbeConcurrency probes at once, one OS thread each).
-const maxParallelChecks = 2
 
 // suite is the cluster and the bed endpoints every scenario uses.
 type suite struct {
@@ -84,36 +78,11 @@ func TestNetpol(t *testing.T) {
 	s := newSuite(t)
 	t.Logf("cluster and %d endpoints ready in %v", len(s.eps), time.Since(start).Round(time.Millisecond))
 
-	type timing struct {
-		name string
-		took time.Duration
-		ok   bool
-	}
-	var timings []timing
+	names := make([]string, len(scenarios))
 	for i, sc := range scenarios {
-		t0 := time.Now()
-		ran := false
-		ok := t.Run(sc.name, func(t *testing.T) {
-			ran = true
-			s.runScenario(t, i+1, sc)
-		})
-		if ran { // not filtered out by -run
-			timings = append(timings, timing{sc.name, time.Since(t0), ok})
-		}
+		names[i] = sc.name
 	}
-	sort.Slice(timings, func(i, j int) bool { return timings[i].took > timings[j].took })
-	var sb strings.Builder
-	passed := 0
-	for _, tm := range timings {
-		if tm.ok {
-			passed++
-		}
-	}
-	fmt.Fprintf(&sb, "%d of %d scenarios passed in %v (setup included); slowest:", passed, len(timings), time.Since(start).Round(time.Millisecond))
-	for _, tm := range timings[:min(5, len(timings))] {
-		fmt.Fprintf(&sb, " %s %v;", tm.name, tm.took.Round(time.Millisecond))
-	}
-	t.Log(sb.String())
+	runScenarios(t, start, names, func(t *testing.T, i int) { s.runScenario(t, i+1, scenarios[i]) })
 }
 
 func (s *suite) runScenario(t *testing.T, run int, sc scenario) {
@@ -144,126 +113,25 @@ func (s *suite) runScenario(t *testing.T, run int, sc scenario) {
 		}
 	}
 
+	j := judge{c: s.c, eps: s.eps, name: netns.Endpoint.Name,
+		expect: func(r reach, from, to netns.Endpoint, k netns.Kind) bool {
+			return r.verdict(idOf(from), idOf(to), k.IPv6())
+		}}
 	for i, st := range sc.steps {
-		what := st.what
-		if what == "" {
-			var descs []string
-			for _, a := range st.do {
-				descs = append(descs, a.desc)
-			}
-			what = strings.Join(descs, ", ")
+		var descs []string
+		for _, a := range st.do {
+			descs = append(descs, a.desc)
 		}
-		label := fmt.Sprintf("step %d/%d (%s)", i+1, len(sc.steps), what)
+		label := stepLabel(i, len(sc.steps), st.what, descs)
 		for _, a := range st.do {
 			if err := a.run(ctx, e); err != nil {
 				t.Fatalf("%s: %s: %v", label, a.desc, err)
 			}
 		}
-		t0 := time.Now()
-		if err := s.c.Enforce(ctx); err != nil {
-			t.Fatalf("%s: %v", label, err)
-		}
-		enforced := time.Since(t0)
-		t0 = time.Now()
-		results := s.probe(st.checks)
-		failed := false
-		var summary []string
-		for j, ch := range st.checks {
-			got := results[j]
-			want := got.Expect(func(from, to netns.Endpoint, k netns.Kind) bool {
-				return ch.want.verdict(idOf(from), idOf(to), k.IPv6())
-			})
-			if d := got.Diff(want); d != "" {
-				if still := s.recheck(got, ch); len(still) > 0 {
-					failed = true
-					t.Errorf("%s: %s/%d: observed reachability differs from the expected one:\n%s"+
-						"after probing again with a %v timeout, still differing:\n  %s",
-						label, ch.proto, ch.port, d, retryTimeout, strings.Join(still, "\n  "))
-				} else {
-					t.Logf("%s: %s/%d: flows expected reachable timed out at first but got through with a %v timeout:\n%s",
-						label, ch.proto, ch.port, retryTimeout, d)
-				}
-			}
-			for _, bad := range got.Misrouted() {
-				t.Error(bad)
-			}
-			r, b := got.Count()
-			summary = append(summary, fmt.Sprintf("%s/%d %d reachable %d blocked", ch.proto, ch.port, r, b))
-		}
-		t.Logf("%s: enforced in %v, probed in %v: %s", label, enforced.Round(time.Millisecond),
-			time.Since(t0).Round(time.Millisecond), strings.Join(summary, "; "))
-		if failed {
+		if j.step(ctx, t, label, st.checks) {
 			t.Logf("policies of this step:\n%s", e.policiesYAML(ctx))
 		}
 	}
-}
-
-// probe probes each check's port and protocol, both families, from every endpoint to every
-// endpoint; a few checks at a time.
-func (s *suite) probe(cs []check) []*netns.Matrix {
-	out := make([]*netns.Matrix, len(cs))
-	sem := make(chan struct{}, maxParallelChecks)
-	var wg sync.WaitGroup
-	for i, ch := range cs {
-		kinds := []netns.Kind{netns.TCP4, netns.TCP6}
-		if ch.proto == "udp" {
-			kinds = []netns.Kind{netns.UDP4, netns.UDP6}
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			out[i] = s.c.Probe(ch.port, s.eps, s.eps, kinds...)
-		})
-	}
-	wg.Wait()
-	return out
-}
-
-// retryTimeout is the probe timeout of a second look at flows that were expected reachable but
-// timed out.
-const retryTimeout = 2 * time.Second
-
-// recheck returns the cells of got that disagree with the check's expectation for good. Only
-// "expected reachable, observed blocked" can be an artefact of a loaded machine (a probe missing
-// its short timeout): those cells are probed again with retryTimeout and count as reachable when
-// either probe got through. A flow that got through when it should have been blocked is never
-// retried: that is a verdict.
-func (s *suite) recheck(got *netns.Matrix, ch check) []string {
-	var flows []netns.Flow
-	var keys []string
-	var still []string
-	for _, from := range got.From {
-		for _, to := range got.To {
-			for _, k := range got.Kinds {
-				state := got.Get(from, to, k)
-				if state == netns.NotProbed {
-					continue
-				}
-				want := ch.want.verdict(idOf(from), idOf(to), k.IPv6())
-				key := fmt.Sprintf("%s -> %s %s", from.Name(), to.Name(), k)
-				switch {
-				case want && state == netns.Blocked:
-					flows = append(flows, netns.Flow{From: from, To: to.Addr(k.IPv6()), Proto: k.Proto(), Port: ch.port})
-					keys = append(keys, key)
-				case !want && state == netns.Reachable:
-					still = append(still, key+": expected blocked, observed reachable")
-				}
-			}
-		}
-	}
-	if len(flows) > 0 {
-		// No other probe runs now: the step's checks are done.
-		saved := s.c.Bed.ProbeTimeout
-		s.c.Bed.ProbeTimeout = retryTimeout
-		results := s.c.Bed.Probe(flows)
-		s.c.Bed.ProbeTimeout = saved
-		for i, r := range results {
-			if !r.OK {
-				still = append(still, fmt.Sprintf("%s: expected reachable, observed blocked twice: %v", keys[i], r.Err))
-			}
-		}
-	}
-	return still
 }
 
 // policiesYAML prints the scenario's policies as stored, for failure reports.
