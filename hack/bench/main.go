@@ -137,6 +137,7 @@ var rows = []row{
 	{label: "new connections, 10k peer entries", bench: "BenchmarkDatapath/peers=10000", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline"},
 	{label: "new connections, 50k peer entries (per-rule counters on)", bench: "BenchmarkDatapath/peers=50000", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: ge(0.97)},
 	{label: "  baseline (ct state established,related only)", bench: "BenchmarkDatapath/peers=50000", unit: "base-conn/s", scale: 1, format: "%.0f", shown: "conn/s"},
+	{label: "new connections, 50k peer entries, 10 ClusterNetworkPolicies on the path", bench: "BenchmarkDatapath/peers=50000,clusterpolicies=10", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline"},
 	{label: "new connections, 50k peer entries, 100 ClusterNetworkPolicies on the path", bench: "BenchmarkDatapath/peers=50000,clusterpolicies=100", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: ge(0.97)},
 	{label: "new connections, 150k peer entries", bench: "BenchmarkDatapath/peers=150000", unit: "conn-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: ge(0.95)},
 	{label: "bulk TCP throughput, 50k peer entries", bench: "BenchmarkDatapath/peers=50000", unit: "tput-ratio", scale: 1, format: "%.3f", shown: "× baseline", target: target{op: ">=", value: 0.95, text: "no measurable loss (≥ 0.95)"}},

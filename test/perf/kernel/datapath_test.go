@@ -447,7 +447,7 @@ func (b *bench) measure() datapathFigures {
 // `ct state established,related accept` forward chain. See the package doc.
 func BenchmarkDatapath(b *testing.B) {
 	type shape struct{ peers, cnps int }
-	for _, sh := range []shape{{1000, 0}, {10000, 0}, {50000, 0}, {50000, 100}, {150000, 0}} {
+	for _, sh := range []shape{{1000, 0}, {10000, 0}, {50000, 0}, {50000, 10}, {50000, 100}, {150000, 0}} {
 		name := fmt.Sprintf("peers=%d", sh.peers)
 		if sh.cnps > 0 {
 			name += fmt.Sprintf(",clusterpolicies=%d", sh.cnps)
