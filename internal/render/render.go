@@ -537,10 +537,11 @@ func (s *script) podChain(pod *ruleset.Target, d direction, byKey map[ruleset.Po
 	if len(adminOf(pod, d)) == 0 {
 		s.ownAddressRules(name, d, pod.IPs) // else the Admin tier chain has done it
 	}
-	if d == egress && len(adminOf(pod, d))+len(baselineOf(pod, d)) > 0 && (isolated || len(audits) > 0) {
+	if d == egress && len(adminOf(pod, d))+len(baseline) > 0 && (isolated || (len(audits) > 0 && len(baseline) == 0)) {
 		// Reached from the input hook (only there is the destination one of the node's own
 		// addresses): NetworkPolicy always allows a pod its own node, and decides for a pod it
-		// isolates, so the Baseline tier is not consulted either.
+		// isolates, so the Baseline tier is not consulted either; audit policies do not count
+		// what they would drop there. A pod the Baseline tier judges goes on to it.
 		s.rule(name, "fib daddr type local "+s.accept)
 	}
 	hasRules := func(k ruleset.PolicyKey) bool {

@@ -391,3 +391,32 @@ func TestDigestLeavesOutTheEpochs(t *testing.T) {
 		t.Error("two rule sets share a digest")
 	}
 }
+
+// TestOwnNodeGoesOnToTheBaselineTier pins that a pod's traffic to its own node (the input hook)
+// is accepted in the pod's chain only where NetworkPolicy decides: a pod that no NetworkPolicy
+// isolates but audit policies select, with a Baseline tier, goes on to the Baseline tier.
+func TestOwnNodeGoesOnToTheBaselineTier(t *testing.T) {
+	base := ruleset.ClusterPolicy{Name: "base", Tier: ruleset.BaselineTier, Egress: []ruleset.ClusterRule{
+		{Rule: ruleset.Rule{Index: 0, AnyPeer: true, AnyPort: true}, Action: ruleset.Deny}}}
+	for _, c := range []struct {
+		name     string
+		target   ruleset.Target
+		accepted bool
+	}{
+		{"isolated by NetworkPolicy: accepted", ruleset.Target{EgressPolicies: []ruleset.PolicyKey{denyKey}}, true},
+		{"audited, not isolated: on to the Baseline tier", ruleset.Target{AuditEgress: []ruleset.PolicyKey{webKey}}, false},
+		{"neither: on to the Baseline tier", ruleset.Target{}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tg := c.target
+			tg.Namespace, tg.Name, tg.IPs, tg.BaselineEgress = "shop", "web-1", []netip.Addr{ip("10.0.1.1")}, []string{"base"}
+			rs := ruleset.RuleSet{Targets: []ruleset.Target{tg}, ClusterPolicies: []ruleset.ClusterPolicy{base},
+				Policies: []ruleset.Policy{{Key: denyKey, Egress: []ruleset.Rule{}}, {Key: webKey, Audit: true, Egress: []ruleset.Rule{{Index: 0, AnyPeer: true, AnyPort: true}}}}}
+			text := string(Render(rs, Options{}).Text)
+			rule := "add rule inet flock-netpol " + PodChain(false, "shop", "web-1") + " fib daddr type local"
+			if got := strings.Contains(text, rule); got != c.accepted {
+				t.Errorf("pod chain accepts the own node: %v, want %v\n%s", got, c.accepted, text)
+			}
+		})
+	}
+}
