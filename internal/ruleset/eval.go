@@ -142,20 +142,11 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 				}
 			}
 			isolated := len(keys) > 0
-			if egress && toNode {
-				// NetworkPolicy always allows a pod its own node (and Baseline is not consulted
-				// for a pod it isolates); only the tiers police this path (the input hook).
-				if !isolated {
-					if s, ok := judgeTier(egress, addr, pod, BaselineTier, baseline, cluster, f); ok {
-						s.ToNode = true
-						v.Allowed = v.Allowed && s.Allowed
-						v.Sides = append(v.Sides, s)
-					}
-				}
-				continue
-			}
+			// On the way to this node's own addresses (the input hook) NetworkPolicy always
+			// allows (its isolation still keeps the Baseline tier out) and audits nothing.
+			ownNode := egress && toNode
 			var s Side
-			if isolated {
+			if isolated && !ownNode {
 				s = judge(egress, addr, pod, keys, policies, f)
 				v.Allowed = v.Allowed && s.Allowed
 				v.Sides = append(v.Sides, s)
@@ -163,7 +154,7 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 			// Audit policies are consulted where the enforced ones leave the flow undecided by
 			// isolation (the pod is not isolated) or refuse it (would they allow it?), on a flow
 			// that reaches the pod's chains at all: one refused on the way out never does.
-			if len(audit) > 0 && passed && (!isolated || !s.Allowed) {
+			if len(audit) > 0 && passed && !ownNode && (!isolated || !s.Allowed) {
 				a := judge(egress, addr, pod, audit, policies, f)
 				a.Audit = true
 				v.Audits = append(v.Audits, a)
@@ -172,6 +163,7 @@ func (rs *RuleSet) Explain(f Flow) Verdict {
 			// hands over to the default, which allows.
 			if !isolated {
 				if s, ok := judgeTier(egress, addr, pod, BaselineTier, baseline, cluster, f); ok {
+					s.ToNode = ownNode
 					v.Allowed = v.Allowed && s.Allowed
 					v.Sides = append(v.Sides, s)
 				}
