@@ -199,10 +199,10 @@ func nodeReport(rs *ruleset.RuleSet, f ruleset.Flow, j judge, from, to Endpoint,
 	for i := range rs.ClusterPolicies { // keyed by name alone: a NetworkPolicy's key has a namespace
 		p := &rs.ClusterPolicies[i]
 		for j := range p.Ingress {
-			rules[ruleKey{ruleset.PolicyKey{Name: p.Name}, false, p.Ingress[j].Index}] = &p.Ingress[j].Rule
+			rules[ruleKey{p.Key(), false, p.Ingress[j].Index}] = &p.Ingress[j].Rule
 		}
 		for j := range p.Egress {
-			rules[ruleKey{ruleset.PolicyKey{Name: p.Name}, true, p.Egress[j].Index}] = &p.Egress[j].Rule
+			rules[ruleKey{p.Key(), true, p.Egress[j].Index}] = &p.Egress[j].Rule
 		}
 	}
 	for _, egress := range []bool{true, false} {

@@ -85,7 +85,7 @@ func (s *script) adminChain(pod *ruleset.Target, d direction) string {
 // writes its chain.
 func (s *script) clusterPolicyChain(p *ruleset.ClusterPolicy, d direction) {
 	rules := clusterRulesOf(p, d)
-	key := ruleset.PolicyKey{Name: p.Name}
+	key := p.Key()
 	for i := range rules {
 		r := &rules[i]
 		sets := s.policySets("ClusterNetworkPolicy", key, d, &r.Rule)
@@ -116,7 +116,7 @@ func (s *script) clusterVerdicts(tier ruleset.Tier, a ruleset.Action, d directio
 
 // clusterRuleCounters declares the counters of a ClusterNetworkPolicy's rules in one direction.
 func (s *script) clusterRuleCounters(p *ruleset.ClusterPolicy, d direction) {
-	key := ruleset.PolicyKey{Name: p.Name}
+	key := p.Key()
 	for _, r := range clusterRulesOf(p, d) {
 		s.counter(Counter{Name: ruleCounterName(key, d, r.Index), Kind: CounterRule, Object: p.Name,
 			Egress: d == egress, Rule: r.Index, Tier: string(p.Tier), Action: string(r.Action)},
