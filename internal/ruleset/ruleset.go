@@ -13,8 +13,8 @@ import (
 // same cluster state always yields an equal RuleSet whatever order the objects arrived in.
 type RuleSet struct {
 	// Targets are the node's local pods that at least one policy isolates (for ingress, egress or
-	// both) or audits, sorted by Namespace, then Name. Pods no policy selects are not listed: their traffic
-	// is not policed.
+	// both) or audits, or that a ClusterNetworkPolicy selects, sorted by Namespace, then Name.
+	// Pods no policy selects are not listed: their traffic is not policed.
 	Targets []Target
 	// Policies are the NetworkPolicies that select at least one of the Targets, sorted by Namespace,
 	// then Name.
@@ -76,7 +76,8 @@ type ClusterPolicy struct {
 	Egress []ClusterRule
 }
 
-// Key returns the key naming the policy in Targets and counters: no namespace, the name.
+// Key returns the key naming the policy's sets, counters and rules where a NetworkPolicy's key
+// would: no namespace (a NetworkPolicy's key always has one), the name.
 func (p *ClusterPolicy) Key() PolicyKey { return PolicyKey{Name: p.Name} }
 
 // ClusterRule is one rule of a ClusterNetworkPolicy: Action for the traffic that Rule matches.
@@ -102,7 +103,8 @@ type LocalAddr struct {
 // be allowed by at least one policy of every claimant isolated for that direction (AND across
 // claimants, OR within one claimant's policies). (In peer sets and named ports, an address claimed
 // by several pods anywhere in the cluster counts only when every claimant agrees; that is
-// resolved by the translator and needs no data here.)
+// resolved by the translator and needs no data here.) A claimant that ClusterNetworkPolicies
+// select in a direction is listed there with no policies: it allows nothing new.
 type Claim struct {
 	Addr netip.Addr
 	// Claimants are the local pods claiming Addr, "namespace/name", sorted; at least two.
@@ -157,7 +159,8 @@ func (k PolicyKey) String() string {
 	return k.Namespace + "/" + k.Name
 }
 
-// Target is a local pod that is isolated in at least one direction.
+// Target is a local pod that policies isolate or audit, or ClusterNetworkPolicies select, in at
+// least one direction.
 type Target struct {
 	Namespace string
 	Name      string
