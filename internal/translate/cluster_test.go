@@ -221,6 +221,14 @@ func TestClusterNetworkPolicyTiers(t *testing.T) {
 			flows:   []flow{denied("z/a", "x/a", "tcp", 80)},
 		},
 		{
+			name: "an address two local pods claim allows nothing new where ClusterNetworkPolicies select a claimant",
+			tweak: map[string][]objects.PodOption{
+				"x/b": {objects.IPs(addr("x/a", false).String(), addr("x/a", true).String())},
+			},
+			cluster: clusterPolicies(admin("accept-all", 1, "x", inRule(accept, nsPeer("*")))),
+			flows:   []flow{denied("z/a", "x/a", "tcp", 80), allowed("x/a", "z/a", "tcp", 80)},
+		},
+		{
 			name:    "a pod may always reach itself",
 			cluster: clusterPolicies(admin("deny-all", 1, "x", inRule(deny, nsPeer("*")), outRule(deny, nsPeer("*")))),
 			flows:   []flow{allowed("x/a", "x/a", "tcp", 80), denied("x/b", "x/a", "tcp", 80)},
