@@ -75,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		PolicyProblems: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "policy_problems",
-			Help: "Policy values that cannot be honoured and match nothing (see the logs).",
+			Help: "Policy values that cannot be honoured, each enforced by its closed reading (see the logs).",
 		}),
 		Repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "repairs_total",
