@@ -628,4 +628,13 @@ func TestEstablishedCutByAClusterNetworkPolicyDeny(t *testing.T) {
 	ag.apply(t, nil, podObjects(nil))
 	both(func() { expectCut(t, "admin deny", cut...) }, func() { expectFlowing(t, "admin deny", kept...) })
 	c.expectNew(t, "admin deny", false, cut...)
+
+	// x/a becomes isolated by NetworkPolicy with nothing allowed (a narrowing change: y/b's
+	// connections are judged again), while an Admin Accept from namespace y keeps them: the
+	// established twin chains accept what the new-connection chains would.
+	ag.cluster = append(ag.cluster, objects.AdminPolicy("from-y", 2, objects.Selector("ns", "x"),
+		objects.ClusterIngress(objects.Accept, objects.NamespacesPeer(objects.Selector("ns", "y")))))
+	ag.apply(t, []*networkingv1.NetworkPolicy{objects.Policy("x/deny-all-in")}, podObjects(nil))
+	expectFlowing(t, "admin accept over isolation", kept...)
+	c.expectNew(t, "admin accept over isolation", true, kept...)
 }
