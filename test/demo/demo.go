@@ -87,7 +87,9 @@ func Run(opts Options) (results []Result, err error) {
 	start := time.Now()
 	fmt.Fprintf(out, "Starting a local control plane (kube-apiserver and etcd), two nodes made of network\n"+
 		"namespaces, and one flock-netpol agent per node...\n")
-	// First, so that a machine without root or nft says so before anything else.
+	// First, so that a machine without root or nft says so before anything else. The last step
+	// applies ClusterNetworkPolicies: the control plane serves their CRD.
+	opts.Cluster.ClusterNetworkPolicies = true
 	c, err := cluster.New(opts.Cluster)
 	if err != nil {
 		return nil, err
@@ -320,7 +322,7 @@ func (d *tour) apply(ctx context.Context, examples string, st Step) error {
 	if err != nil {
 		return err
 	}
-	var applied []string
+	var applied, appliedCluster []string
 	for _, np := range objs.Policies {
 		key := np.Namespace + "/" + np.Name
 		if len(st.Policies) > 0 && !slices.Contains(st.Policies, key) {
@@ -331,10 +333,24 @@ func (d *tour) apply(ctx context.Context, examples string, st Step) error {
 		}
 		applied = append(applied, key)
 	}
-	if len(applied) == 0 {
+	for _, cnp := range objs.ClusterPolicies {
+		if len(st.Policies) > 0 && !slices.Contains(st.Policies, cnp.Name) {
+			continue
+		}
+		if err := d.c.Apply(ctx, cnp); err != nil {
+			return fmt.Errorf("applying ClusterNetworkPolicy %s: %w", cnp.Name, err)
+		}
+		appliedCluster = append(appliedCluster, cnp.Name)
+	}
+	if len(applied)+len(appliedCluster) == 0 {
 		return fmt.Errorf("%s holds none of the policies %v", st.File, st.Policies)
 	}
-	fmt.Fprintf(d.out, "kubectl apply: NetworkPolicy %s\n", strings.Join(applied, ", "))
+	if len(applied) > 0 {
+		fmt.Fprintf(d.out, "kubectl apply: NetworkPolicy %s\n", strings.Join(applied, ", "))
+	}
+	if len(appliedCluster) > 0 {
+		fmt.Fprintf(d.out, "kubectl apply: ClusterNetworkPolicy %s\n", strings.Join(appliedCluster, ", "))
+	}
 	return nil
 }
 

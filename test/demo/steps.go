@@ -118,4 +118,22 @@ prometheus-0  ..  ..  XX  ..  X-  --  ..
 ext           ..  ..  XX  XX  X-  ..  --
 `,
 	},
+	{
+		Title: "Cluster guardrails (ClusterNetworkPolicy, examples/cluster/50-cluster-policies.yaml)",
+		File:  "cluster/50-cluster-policies.yaml",
+		Note: "The cluster's administrators add ClusterNetworkPolicies. Admin tier: payments-guard " +
+			"passes shop's API to the payments team's NetworkPolicies and denies every other pod " +
+			"(ledger-1 was closed to them already); monitoring accepts prometheus on every pod's " +
+			"\"metrics\" port whatever NetworkPolicy says; no-node-ports denies the kubelet port. " +
+			"Baseline tier: prometheus-0, which no NetworkPolicy isolates, now accepts only the " +
+			"platform's pods, so web-1 and web-2 lose it; the external host is no pod and keeps it.",
+		Want: `
+web-1         --  ..  ..  XX  X-  XX  ..
+web-2         ..  --  ..  XX  X-  XX  ..
+api-1         XX  XX  --  --  .-  XX  ..
+ledger-1      X-  X-  X-  X-  --  X-  X-
+prometheus-0  ..  ..  XX  ..  X-  --  ..
+ext           ..  ..  XX  XX  X-  ..  --
+`,
+	},
 }
