@@ -185,9 +185,17 @@ type comparison struct {
 	oldCluster, curCluster map[string]*ruleset.ClusterPolicy
 }
 
-// tiers is, per address, the ClusterNetworkPolicies that judge it per direction: the Admin
-// tier's, then the Baseline tier's.
-type tiers map[netip.Addr]*[2][]string
+// tiers is, per address, the ClusterNetworkPolicies that judge it per direction.
+type tiers map[netip.Addr]*[2]tierLists
+
+// tierLists are the names of the policies of each tier, in evaluation order.
+type tierLists struct{ admin, baseline []string }
+
+func (l tierLists) empty() bool { return len(l.admin)+len(l.baseline) == 0 }
+
+func (l tierLists) equal(m tierLists) bool {
+	return slices.Equal(l.admin, m.admin) && slices.Equal(l.baseline, m.baseline)
+}
 
 func tiersOf(rs *ruleset.RuleSet) (tiers, map[string]*ruleset.ClusterPolicy) {
 	if len(rs.ClusterPolicies) == 0 {
@@ -200,11 +208,10 @@ func tiersOf(rs *ruleset.RuleSet) (tiers, map[string]*ruleset.ClusterPolicy) {
 	v := tiers{}
 	for i := range rs.Targets {
 		t := &rs.Targets[i]
-		in := slices.Concat(t.AdminIngress, []string{"|"}, t.BaselineIngress)
-		out := slices.Concat(t.AdminEgress, []string{"|"}, t.BaselineEgress)
-		if len(in)+len(out) > 2 {
+		e := &[2]tierLists{{t.AdminIngress, t.BaselineIngress}, {t.AdminEgress, t.BaselineEgress}}
+		if !e[Ingress].empty() || !e[Egress].empty() {
 			for _, a := range t.IPs {
-				v[a] = &[2][]string{in, out}
+				v[a] = e
 			}
 		}
 	}
@@ -217,20 +224,20 @@ func tiersOf(rs *ruleset.RuleSet) (tiers, map[string]*ruleset.ClusterPolicy) {
 // rules of those policies, the NetworkPolicies between the tiers). ok is false when no
 // ClusterNetworkPolicy judged or judges a in d: the caller decides.
 func (c *comparison) clusterNarrowed(a netip.Addr, d int, was, is []ruleset.ClaimantPolicies) (narrowed, ok bool) {
-	var wasT, isT []string
+	var wasT, isT tierLists
 	if e := c.oldTiers[a]; e != nil {
 		wasT = e[d]
 	}
 	if e := c.curTiers[a]; e != nil {
 		isT = e[d]
 	}
-	if len(wasT) <= 1 && len(isT) <= 1 { // absent, or "|" alone: no policy in either tier
+	if wasT.empty() && isT.empty() {
 		return false, false
 	}
-	if !slices.Equal(wasT, isT) || !reflect.DeepEqual(was, is) {
+	if !wasT.equal(isT) || !reflect.DeepEqual(was, is) {
 		return true, true
 	}
-	for _, name := range isT {
+	for _, name := range slices.Concat(isT.admin, isT.baseline) {
 		if o, n := c.oldCluster[name], c.curCluster[name]; o != nil && n != nil &&
 			(o.Tier != n.Tier || o.Priority != n.Priority || !reflect.DeepEqual(clusterRulesOf(o, d), clusterRulesOf(n, d))) {
 			return true, true
