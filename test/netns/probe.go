@@ -148,13 +148,28 @@ func probeUDP(src netip.Addr, dst netip.AddrPort, timeout time.Duration) (string
 	}
 	defer c.Close()
 	token := []byte(randString(16))
-	buf := make([]byte, 2048)
-	// Datagrams can be lost without a policy being involved (e.g. the very first one while a
-	// neighbour entry is being resolved), so resend a few times within the timeout.
+	name, err := exchange(c, token, timeout, deadline, c.Read, func(in []byte) (string, bool) {
+		// Every attempt sends the same token, so the echo of any attempt counts; anything else
+		// is not ours and is ignored.
+		name, ok := bytes.CutSuffix(in, append([]byte("\n"), token...))
+		return string(name), ok
+	})
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return "", fmt.Errorf("udp: %w", err)
+	}
+	return name, err
+}
+
+// exchange sends req and waits for the reply that answer recognises, ignoring every other
+// datagram; it sends req again a few times within timeout, since datagrams can be lost without
+// a policy being involved (e.g. the very first one while a neighbour entry is being resolved).
+// read reads one datagram from c.
+func exchange(c net.Conn, req []byte, timeout time.Duration, deadline time.Time, read func([]byte) (int, error), answer func([]byte) (string, bool)) (string, error) {
+	buf := make([]byte, 64<<10)
 	const attempts = 3
 	step := timeout / attempts
 	for i := 1; ; i++ {
-		if _, err := c.Write(token); err != nil {
+		if _, err := c.Write(req); err != nil {
 			return "", err
 		}
 		next := time.Now().Add(step)
@@ -163,21 +178,16 @@ func probeUDP(src netip.Addr, dst netip.AddrPort, timeout time.Duration) (string
 		}
 		_ = c.SetReadDeadline(next)
 		for {
-			n, err := c.Read(buf)
+			n, err := read(buf)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() && time.Now().Before(deadline) {
 					break // resend
 				}
-				if errors.Is(err, syscall.ECONNREFUSED) {
-					return "", fmt.Errorf("udp: %w", err)
-				}
 				return "", err
 			}
-			// Every attempt sends the same token, so the echo of any attempt counts;
-			// anything else is not ours and is ignored.
-			if name, ok := bytes.CutSuffix(buf[:n], append([]byte("\n"), token...)); ok {
-				return string(name), nil
+			if reply, ok := answer(buf[:n]); ok {
+				return reply, nil
 			}
 		}
 	}

@@ -215,31 +215,16 @@ func probeSCTP(src netip.Addr, dst netip.AddrPort, timeout time.Duration) (strin
 	srcPort := uint16(32768 + randUint32()%28232)
 	tag := randUint32()
 	init := sctpPacket(srcPort, dst.Port(), 0, chunkInit, tag, nil)
-	buf := make([]byte, 64<<10)
-	const attempts = 3
-	step := timeout / attempts
-	for i := 1; ; i++ {
-		if _, err := c.Write(init); err != nil {
-			return "", err
-		}
-		next := time.Now().Add(step)
-		if i == attempts || next.After(deadline) {
-			next = deadline
-		}
-		_ = c.SetReadDeadline(next)
-		for {
-			n, _, err := c.ReadFrom(buf)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() && time.Now().Before(deadline) {
-					break // resend
-				}
-				return "", err
-			}
-			in, ok := parseSCTP(buf[:n])
-			if ok && in.chunk == chunkInitAck && in.vtag == tag && in.srcPort == dst.Port() && in.dstPort == srcPort {
-				return string(in.cookie), nil
-			}
-		}
+	// ReadFrom, unlike Read, strips the IPv4 header a raw socket receives.
+	read := func(b []byte) (int, error) {
+		n, _, err := c.ReadFrom(b)
+		return n, err
 	}
+	return exchange(c, init, timeout, deadline, read, func(pkt []byte) (string, bool) {
+		in, ok := parseSCTP(pkt)
+		if ok && in.chunk == chunkInitAck && in.vtag == tag && in.srcPort == dst.Port() && in.dstPort == srcPort {
+			return string(in.cookie), true
+		}
+		return "", false
+	})
 }
