@@ -12,10 +12,12 @@
 // # Datapath
 //
 // Everything lives in one table (`table inet flock-netpol` by default); nothing else is read or
-// changed. The only base chain hooks forward at priority filter (0): after Service DNAT at dstnat
+// changed. The main base chain hooks forward at priority filter (0): after Service DNAT at dstnat
 // (-100), so policy sees endpoint pod addresses and ports, and before masquerade at srcnat (100),
 // so ingress sees the real client address. Traffic to and from the node itself uses the input and
-// output hooks and is never policed.
+// output hooks, which NetworkPolicy never polices; only when a local pod has ClusterNetworkPolicy
+// egress tiers does a second base chain, filter-input, judge that pod's connections to the node
+// by those tiers (see cluster.go, which also draws the tier chains).
 //
 //	filter-forward (base chain, policy accept)
 //	  ct state established,related accept       replies and related ICMP of allowed flows
