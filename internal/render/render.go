@@ -131,6 +131,11 @@ type script struct {
 	stats             Stats
 	counters          []Counter
 	logGroup          uint16
+	// clusterPolicies are the rule set's ClusterNetworkPolicies by name; dispatches and
+	// classChains what adminDispatch declared (see cluster.go).
+	clusterPolicies map[string]*ruleset.ClusterPolicy
+	dispatches      map[string]*tierDispatch
+	classChains     map[string]bool
 	// epochParts are the parts of out and rules that hold epochs (the stamp, the fast path, the
 	// fresh sets), which the digest leaves out (see stampDigest).
 	epochParts []part
@@ -200,8 +205,10 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 			}
 		}
 	}
+	s.clusterPolicies = make(map[string]*ruleset.ClusterPolicy, len(rs.ClusterPolicies))
 	for i := range rs.ClusterPolicies {
 		p := &rs.ClusterPolicies[i]
+		s.clusterPolicies[p.Name] = p
 		for _, d := range []direction{ingress, egress} {
 			if len(clusterRulesOf(p, d)) > 0 {
 				s.chain(clusterChainName(d, p.Name), comment("%s rules of ClusterNetworkPolicy %s (%s tier, priority %d)", d.name, p.Name, p.Tier, p.Priority))
@@ -231,6 +238,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 			isolated, audited := len(policiesOf(pod, d)) > 0, len(auditsOf(pod, d)) > 0
 			if len(adminOf(pod, d)) > 0 {
 				s.chain(adminChainName(pod, d), comment("%s of pod %s: Admin tier", d.name, podID(pod)))
+				s.adminDispatch(adminOf(pod, d), d) // declares its class chains, which must precede the sets
 			}
 			if isolated || audited || len(baselineOf(pod, d)) > 0 || len(adminOf(pod, d)) > 0 {
 				s.chain(podChainName(pod, d), comment("%s of pod %s", d.name, podID(pod)))

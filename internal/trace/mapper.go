@@ -152,9 +152,11 @@ func describeRule(chain, rule, verdict string) string {
 		return "the destination is not isolated for ingress here: allowed"
 	case chain == "allow":
 		return "accepted; the connection is stamped with the current epoch"
-	case (strings.HasPrefix(chain, "pod-") || strings.HasPrefix(chain, "adm-")) &&
+	case (strings.HasPrefix(chain, "pod-") || strings.HasPrefix(chain, "adm-") || strings.HasPrefix(chain, "admc-")) &&
 		(strings.HasPrefix(next, "pol-") || strings.HasPrefix(next, "audit-") || strings.HasPrefix(next, "cnp-")):
 		return "" // entering a policy's chain; a rule there that matches says so
+	case strings.HasPrefix(chain, "adm-") && strings.HasPrefix(next, "admc-"):
+		return "the Admin tier policies whose peers hold the peer's address (and those without peers): chain " + next
 	case strings.HasPrefix(chain, "cnp-") && strings.Contains(rule, "vmap @pass-"):
 		return fmt.Sprintf("ClusterNetworkPolicy %s passes it: the rest of the Admin tier is skipped, NetworkPolicy decides", comment)
 	case strings.HasPrefix(chain, "cnp-") && verdict == "drop":

@@ -7,6 +7,9 @@ import "testing"
 func TestClusterNetworkPolicySteps(t *testing.T) {
 	for _, c := range []struct{ chain, rule, verdict, want string }{
 		{"adm-in-UIXIE7Z4-shop/web-1", "jump cnp-in-63BDCAZY-block-db", "jump cnp-in-63BDCAZY-block-db", ""},
+		{"adm-in-UIXIE7Z4-shop/web-1", "ct original ip saddr vmap @admm-in-4CGJJK4C-block-db_pass-dns-v4", "jump admc-in-B6IUOKBH-block-db_pass-dns",
+			"the Admin tier policies whose peers hold the peer's address (and those without peers): chain admc-in-B6IUOKBH-block-db_pass-dns"},
+		{"admc-in-B6IUOKBH-block-db_pass-dns", "jump cnp-in-63BDCAZY-block-db", "jump cnp-in-63BDCAZY-block-db", ""},
 		{"cnp-in-63BDCAZY-block-db", `ct state new ct original ip saddr @peers-CXJB2KBW-block-db/in0-v4 counter packets 0 bytes 0 drop comment "block-db ingress rule 0"`, "drop",
 			"denied by ClusterNetworkPolicy block-db ingress rule 0"},
 		{"cnp-out-4YIXQADW-pass-dns", `ct state new ct reply ip saddr @peers-P6PHGMAW-pass-dns/out1-v4 counter packets 0 bytes 0 ct original ip saddr vmap @pass-out-v4 comment "pass-dns egress rule 1"`, "goto pod-out-3HPGUNFE-shop/web-1",

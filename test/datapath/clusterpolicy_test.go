@@ -92,6 +92,32 @@ var clusterScenarios = []modelScenario{
 		},
 	},
 	{
+		// Six Admin policies on y's egress: the peers of all but one are addresses, so the pod's
+		// chain looks the destination up once and walks only the policies that hold it; the
+		// networks one (too wide to spell out) is walked by every packet, in its place in the
+		// order (it covers the pods too: TCP 81 to x is denied before x is passed on). x is
+		// passed on to NetworkPolicy, whose y/a may reach x/a only.
+		name: "cnp-admin-dispatch-by-peer",
+		policies: []*networkingv1.NetworkPolicy{objects.Policy("y/a-to-x-a", objects.Selecting("pod", "a"),
+			objects.IsolateEgress(objects.Egress(objects.To(objects.PodsInNamespaces([]string{"pod", "a"}, []string{"ns", "x"})))))},
+		cluster: []*v1alpha2.ClusterNetworkPolicy{
+			cnp("x-b-80", v1alpha2.AdminTier, 1, "y", objects.ClusterEgress(objects.Deny,
+				objects.PodsPeer(nsSelector("x"), objects.Selector("pod", "b")), objects.TCPPort(80))),
+			cnp("z-81", v1alpha2.AdminTier, 2, "y", objects.ClusterEgress(objects.Accept, nsPeer("z"), objects.TCPPort(81))),
+			cnp("ext-81", v1alpha2.AdminTier, 3, "y", objects.ClusterEgress(objects.Deny,
+				objects.NetworksPeer("10.200.0.0/16", "10.1.0.0/16", "fd00:200::/32", "fd00:1::/64"), objects.TCPPort(81))),
+			cnp("pass-x", v1alpha2.AdminTier, 4, "y", objects.ClusterEgress(objects.Pass, nsPeer("x"))),
+			cnp("pods-80", v1alpha2.AdminTier, 5, "y", objects.ClusterEgress(objects.Deny, nsPeer(""), objects.TCPPort(80))),
+			cnp("z-udp", v1alpha2.AdminTier, 6, "y", objects.ClusterEgress(objects.Accept, nsPeer("z"), objects.UDPPort(0))),
+		},
+		spots: []string{
+			"y-b -> x-b tcp/80 deny", "y-b -> x-a tcp/80 allow", "y-a -> x-a tcp/80 allow", "y-a -> x-c tcp/80 deny",
+			"y-a -> z-b tcp/81 allow", "y-a -> z-b tcp/80 deny", "y-b -> z-b udp/80 allow", "y-a -> ext tcp/81 deny",
+			"y-b -> ext tcp/80 allow", "y-a -> ext tcp/80 deny", "y-b -> y-a tcp/80 deny", "x-a -> y-a tcp/80 allow",
+			"y-b -> x-b tcp/81 deny", "y-b -> x-b udp/81 allow",
+		},
+	},
+	{
 		// The kernel here has no SCTP: what matters is that an SCTP rule does not catch TCP or UDP.
 		name: "cnp-sctp-is-not-tcp",
 		cluster: []*v1alpha2.ClusterNetworkPolicy{cnp("no-sctp", v1alpha2.AdminTier, 1, "x",
