@@ -12,7 +12,7 @@ import (
 
 // TestAdminTierWalksOnlyThePoliciesThatCanMatchThePeer pins the Admin tier's dispatch: a packet
 // walks the policies whose peers hold its peer address, with the policies every packet walks (no
-// peers, or a range too wide to spell out: per family) in their place in the tier's order, and no
+// peers, or more addresses than are worth spelling out: per family) in their place in the tier's order, and no
 // other. Without the dispatch every packet walked every policy of the pod's list.
 func TestAdminTierWalksOnlyThePoliciesThatCanMatchThePeer(t *testing.T) {
 	peers := func(addrs ...string) ruleset.AddrSet {
@@ -39,11 +39,13 @@ func TestAdminTierWalksOnlyThePoliciesThatCanMatchThePeer(t *testing.T) {
 			admin("a", ruleset.Rule{Peers: peers("10.0.2.1", "10.0.2.2")}),
 			admin("b", ruleset.Rule{AnyPeer: true}),
 			admin("c", ruleset.Rule{Peers: peers("10.0.2.2")}, ruleset.Rule{Peers: peers("10.0.2.3")}),
-			admin("d", ruleset.Rule{Peers: peers("10.0.0.0/16", "fd00::2:1")}), // wide for IPv4 only
+			admin("d", ruleset.Rule{Peers: peers("10.0.0.0/16", "fd00::2:1")}), // too wide for IPv4 only
 			admin("e", ruleset.Rule{Peers: peers("fd00::2:1", "fd00::2:2")}),
+			// Narrow ranges, but more addresses in all than a map should spell out.
+			admin("f", ruleset.Rule{Peers: peers("10.1.0.0/24", "10.1.1.0/24", "10.1.2.0/24", "10.1.3.0/24", "10.1.4.0/24")}),
 		},
 		Targets: []ruleset.Target{{Namespace: "shop", Name: "web-1", IPs: []netip.Addr{ip("10.0.1.1")},
-			AdminIngress: []string{"a", "b", "c", "d", "e"}}},
+			AdminIngress: []string{"a", "b", "c", "d", "e", "f"}}},
 	}
 	text := string(Render(rs, Options{}).Text)
 
@@ -67,9 +69,9 @@ func TestAdminTierWalksOnlyThePoliciesThatCanMatchThePeer(t *testing.T) {
 		return out
 	}
 	for peer, want := range map[string][]string{
-		"10.0.2.1":  jumps("a", "b", "d"),
-		"10.0.2.2":  jumps("a", "b", "c", "d"),
-		"10.0.2.3":  jumps("b", "c", "d"),
+		"10.0.2.1":  jumps("a", "b", "d", "f"),
+		"10.0.2.2":  jumps("a", "b", "c", "d", "f"),
+		"10.0.2.3":  jumps("b", "c", "d", "f"),
 		"fd00::2:1": jumps("b", "d", "e"),
 		"fd00::2:2": jumps("b", "e"),
 	} {
@@ -89,7 +91,7 @@ func TestAdminTierWalksOnlyThePoliciesThatCanMatchThePeer(t *testing.T) {
 		}
 	}
 	want := []string{"jump " + ClusterChain(true, "b"), "meta nfproto ipv4 jump " + ClusterChain(true, "d"),
-		"goto " + PodChain(true, "shop", "web-1")}
+		"meta nfproto ipv4 jump " + ClusterChain(true, "f"), "goto " + PodChain(true, "shop", "web-1")}
 	if !slices.Equal(rest, want) {
 		t.Errorf("the pod's Admin chain walks %q after the dispatch, want %q\n%s", rest, want, strings.Join(adm, "\n"))
 	}
