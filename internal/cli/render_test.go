@@ -134,11 +134,11 @@ metadata: {name: d, namespace: x}
 }
 
 func TestRunConfigValidateReportsEveryProblem(t *testing.T) {
-	err := RunConfig{Table: "bad name", NFT: "", NFTTimeout: 0}.Validate()
+	err := RunConfig{Table: "bad name", NFT: "", NFTTimeout: 0, RefillMax: -1}.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"--node-name", "--table", "--nft", "--nft-timeout"} {
+	for _, want := range []string{"--node-name", "--table", "--nft", "--nft-timeout", "--incremental-refill-max"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %s: %v", want, err)
 		}
@@ -215,5 +215,15 @@ func TestRenderReadsClusterNetworkPolicies(t *testing.T) {
 	_, _, help := runCLI("", "render", "--help")
 	if !strings.Contains(help, "ClusterNetworkPolicies") {
 		t.Errorf("render --help does not say it reads ClusterNetworkPolicies:\n%s", help)
+	}
+}
+
+// TestRefillMaxZeroNeverRefills pins the flag's 0: no set is sent again (the reconciler's 0 would
+// mean its default).
+func TestRefillMaxZeroNeverRefills(t *testing.T) {
+	for flag, want := range map[int]int{0: -1, 1: 1, 1024: 1024} {
+		if got := refillMax(flag); got != want {
+			t.Errorf("--incremental-refill-max=%d: the reconciler gets %d, want %d", flag, got, want)
+		}
 	}
 }

@@ -47,6 +47,8 @@ type RunConfig struct {
 	MetricsSecure          bool
 	HealthProbeBindAddress string
 	ResyncPeriod           time.Duration
+	// RefillMax is --incremental-refill-max.
+	RefillMax int
 	// PodCIDRs overrides the Node's spec.podCIDRs; CloseUnknownPodAddresses and AntiSpoofing
 	// close the node's edges (see the flags).
 	PodCIDRs                 []netip.Prefix
@@ -89,6 +91,9 @@ func (c RunConfig) Validate() error {
 	if c.NFTTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--nft-timeout must be positive, got %s", c.NFTTimeout))
 	}
+	if c.RefillMax < 0 {
+		errs = append(errs, fmt.Errorf("--incremental-refill-max must not be negative, got %d", c.RefillMax))
+	}
 	if c.ResyncPeriod < 0 {
 		errs = append(errs, fmt.Errorf("--resync-period must not be negative, got %s", c.ResyncPeriod))
 	}
@@ -117,6 +122,7 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.BoolVar(&cfg.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
 	fs.StringVar(&cfg.HealthProbeBindAddress, "health-probe-bind-address", ":9652", "address the /healthz and /readyz endpoints bind to")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
+	fs.IntVar(&cfg.RefillMax, "incremental-refill-max", render.DefaultMaxRefill, "an update that removes elements from a set of the table sends the whole set again when it holds at most this many elements, and removes them with `delete element` otherwise, which nft 1.0.6 answers by first loading every interval set of the network namespace; raise it when another component keeps large interval sets on the node (0: never send a set again)")
 	fs.BoolVar(&cfg.DropLogReader, "drop-log-reader", true, "read the drop-log group (--drop-log-group) and write one log line per logged packet; turn off when another program (e.g. ulogd) reads the group")
 	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the drift monitor, the counters and the drop logs are read there; empty: the agent's own")
 	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one netlink dump); 0 turns those metrics off")
@@ -254,6 +260,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		Applier:                  flagHintApplier{nftClient},
 		Inspector:                nftClient,
 		ResyncPeriod:             cfg.ResyncPeriod,
+		IncrementalMaxRefill:     refillMax(cfg.RefillMax),
 		CloseUnknownPodAddresses: cfg.CloseUnknownPodAddresses,
 		PodCIDRs:                 cfg.PodCIDRs,
 		AntiSpoofing:             cfg.AntiSpoofing,
@@ -411,4 +418,13 @@ type flagHintApplier struct{ *nft.Client }
 
 func (a flagHintApplier) Apply(ctx context.Context, script []byte) error {
 	return withNFTFlagHint(a.Client.Apply(ctx, script))
+}
+
+// refillMax is --incremental-refill-max as the reconciler takes it: there 0 means the default
+// and a negative value never.
+func refillMax(flag int) int {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }

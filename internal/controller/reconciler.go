@@ -109,6 +109,10 @@ type Reconciler struct {
 	// this share of the table's set elements is applied as a full replace. Zero means
 	// DefaultIncrementalMaxShare; a negative value always replaces the whole table.
 	IncrementalMaxShare float64
+	// IncrementalMaxRefill is the largest set an incremental update declares again with all its
+	// elements when it loses some (render.DiffOptions.MaxRefill): zero means
+	// render.DefaultMaxRefill, negative never.
+	IncrementalMaxRefill int
 
 	defaults   sync.Once
 	mu         sync.Mutex
@@ -358,7 +362,7 @@ func (r *Reconciler) diff(script render.Script) (render.Update, error) {
 		return render.Update{}, err
 	}
 	r.nextTable = next
-	return render.Diff(r.lastTable, next, r.Table, r.IncrementalMaxShare)
+	return render.Diff(r.lastTable, next, render.DiffOptions{Table: r.Table, MaxShare: r.IncrementalMaxShare, MaxRefill: r.IncrementalMaxRefill})
 }
 
 // AppliedRuleSet returns the rule set of the last successful apply, nil before the first. The

@@ -60,7 +60,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	var prevRS ruleset.RuleSet
 	var st epoch.State
 	var prev []byte
-	incremental, fallbacks := 0, 0
+	incremental, fallbacks, refilled, deleted := 0, 0, 0, 0
 	for step := range 40 {
 		if step > 0 {
 			switch i := rng.IntN(len(pods)); rng.IntN(8) {
@@ -121,7 +121,18 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			u, err := diffScripts(prev, script)
+			// Sets that lose elements are declared again with all of them (refilled), or, on
+			// odd steps, lose them by `delete element` (what a set larger than
+			// render.DefaultMaxRefill does): both must give the same table.
+			maxRefill := 0
+			if step%2 == 1 {
+				maxRefill = -1
+			}
+			u, err := diffScripts(prev, script, maxRefill)
+			if err == nil {
+				refilled += bytes.Count(u.Text, []byte("\nflush set ")) + bytes.Count(u.Text, []byte("\nflush map "))
+				deleted += bytes.Count(u.Text, []byte("\ndelete element "))
+			}
 			switch {
 			case errors.Is(err, render.ErrNeedsFullApply):
 				fallbacks++
@@ -144,8 +155,9 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 		prev, prevRS = script, rs
 	}
 	t.Logf("%d incremental updates, %d full applies needed; %d steps with ClusterNetworkPolicies' input hook", incremental, fallbacks, withInputHook)
-	if incremental == 0 {
-		t.Error("no step was applied incrementally")
+	t.Logf("%d sets and maps refilled, %d delete element commands", refilled, deleted)
+	if incremental == 0 || refilled == 0 || deleted == 0 {
+		t.Error("no step was applied incrementally, or none refilled a set, or none deleted an element")
 	}
 	if withInputHook == 0 || withInputHook == 40 {
 		t.Error("the input hook chain never came or never went: the steps do not exercise ClusterNetworkPolicies")
@@ -175,7 +187,7 @@ func listing(t *testing.T, ns string) string {
 	return canon
 }
 
-func diffScripts(from, to []byte) (render.Update, error) {
+func diffScripts(from, to []byte, maxRefill int) (render.Update, error) {
 	a, err := render.ParseTable(from)
 	if err != nil {
 		return render.Update{}, err
@@ -184,5 +196,5 @@ func diffScripts(from, to []byte) (render.Update, error) {
 	if err != nil {
 		return render.Update{}, err
 	}
-	return render.Diff(a, b, render.DefaultTable, 1)
+	return render.Diff(a, b, render.DiffOptions{Table: render.DefaultTable, MaxShare: 1, MaxRefill: maxRefill})
 }

@@ -122,7 +122,7 @@ func BenchmarkDiff(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if u, err = render.Diff(prev, next, render.DefaultTable, 0.5); err != nil {
+		if u, err = render.Diff(prev, next, render.DiffOptions{Table: render.DefaultTable, MaxShare: 0.5}); err != nil {
 			b.Fatal(err)
 		}
 	}
