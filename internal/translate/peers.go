@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -53,14 +52,14 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 	var key strings.Builder
 	podSel, nsSel := labels.Everything(), labels.Selector(nil)
 	if peer.PodSelector != nil {
-		s, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+		s, err := asSelector(peer.PodSelector)
 		if err != nil {
 			return peerResult{}, fmt.Errorf("invalid podSelector: %w", err)
 		}
 		podSel = s
 	}
 	if peer.NamespaceSelector != nil {
-		s, err := metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
+		s, err := asSelector(peer.NamespaceSelector)
 		if err != nil {
 			return peerResult{}, fmt.Errorf("invalid namespaceSelector: %w", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -17,7 +16,7 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 	obj := "NetworkPolicy " + np.Namespace + "/" + np.Name
 	key := ruleset.PolicyKey{Namespace: np.Namespace, Name: np.Name}
 
-	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	sel, err := asSelector(&np.Spec.PodSelector)
 	validTargets := err == nil
 	if !validTargets {
 		// We cannot tell which pods the policy meant; isolating every pod of its namespace with no
