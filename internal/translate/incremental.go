@@ -235,6 +235,11 @@ func (s *Incremental) changePod(k podKey, p *compact.Pod) {
 		}
 		return
 	}
+	if st != nil && p != nil && st.idx != nil && !st.idx.shared && p.OwnsAddresses() && p.NodeHandle() == st.src.NodeHandle() &&
+		slices.Equal(p.IPs(), st.src.IPs()) && slices.Equal(p.BadIPs(), st.src.BadIPs()) && slices.Equal(p.Ports(), st.src.Ports()) {
+		s.relabel(k, st, p)
+		return
+	}
 	var changed []*indexedPod
 	if st != nil {
 		delete(s.badIPs, k)
@@ -263,6 +268,26 @@ func (s *Incremental) changePod(k podKey, p *compact.Pod) {
 	}
 	for _, x := range changed {
 		s.invalidate(x)
+	}
+}
+
+// relabel replaces a pod that owns addresses no other pod claims by p, which differs from it in
+// its labels only (the commonest update of all): the pod stays where it is in the indexes, and
+// only the peer results it enters or leaves are invalidated, since what it adds to a result (its
+// addresses, its named ports) is unchanged.
+func (s *Incremental) relabel(k podKey, st *podEntry, p *compact.Pod) {
+	x, old := st.idx, st.src
+	st.src, x.src, x.ips = p, p, p.IPs()
+	if s.badIPs[k] != nil {
+		s.badIPs[k] = p
+	}
+	for e := range s.peersByNS[x.ns.name] {
+		if !e.dirty && e.res.podSel.Matches(old.LabelSet()) != e.res.podSel.Matches(p.LabelSet()) {
+			s.dirtyPeer(e)
+		}
+	}
+	if x.local {
+		s.dirtyPolicies(x.ns.name) // their targets
 	}
 }
 
@@ -352,14 +377,19 @@ func (s *Incremental) invalidate(x *indexedPod) {
 		}
 	}
 	if x.local {
-		if nsp := s.policies[x.ns.name]; nsp != nil {
-			for _, pe := range nsp.sorted {
-				pe.dirty = true
-			}
-		}
+		s.dirtyPolicies(x.ns.name)
 	}
 	for _, np := range x.src.Ports() {
 		for pe := range s.everywhere[np.Name.Value()] {
+			pe.dirty = true
+		}
+	}
+}
+
+// dirtyPolicies invalidates the policies of namespace ns.
+func (s *Incremental) dirtyPolicies(ns string) {
+	if nsp := s.policies[ns]; nsp != nil {
+		for _, pe := range nsp.sorted {
 			pe.dirty = true
 		}
 	}
