@@ -55,9 +55,9 @@ type Incremental struct {
 	// namespaces or policies.
 	settings Input
 
-	pods   map[podKey]*podEntry
-	owners map[netip.Addr][]*indexedPod // every address with its claimants, ordered by comparePods
-	badIPs map[podKey]*compact.Pod      // pods that own addresses and list some that do not parse
+	owners4 map[[4]byte]*indexedPod
+	owners6 map[[16]byte]*indexedPod
+	badIPs  map[podKey]*compact.Pod // pods that own addresses and list some that do not parse
 	// policies are the NetworkPolicies by namespace.
 	policies map[string]*nsPolicies
 	// peersByNS lists the memoised peer results by the namespaces they read.
@@ -76,11 +76,6 @@ type Incremental struct {
 type podKey struct {
 	ns   unique.Handle[string]
 	name string
-}
-
-type podEntry struct {
-	src *compact.Pod
-	idx *indexedPod // nil unless the pod owns an address
 }
 
 // nsPolicies are the NetworkPolicies of one namespace.
@@ -108,8 +103,8 @@ func NewIncremental(in Input) *Incremental {
 		t:          *newTranslator(),
 		thisNode:   compact.Intern(in.Node),
 		settings:   Input{Node: in.Node, PodCIDRs: in.PodCIDRs, LogDrops: in.LogDrops, ClusterPolicies: in.ClusterPolicies, Nodes: in.Nodes},
-		pods:       map[podKey]*podEntry{},
-		owners:     map[netip.Addr][]*indexedPod{},
+		owners4:    map[[4]byte]*indexedPod{},
+		owners6:    map[[16]byte]*indexedPod{},
 		badIPs:     map[podKey]*compact.Pod{},
 		policies:   map[string]*nsPolicies{},
 		peersByNS:  map[string]map[*peerEntry]struct{}{},
@@ -212,58 +207,60 @@ func (s *Incremental) SetPod(p *compact.Pod) {
 	if p == nil {
 		return
 	}
-	s.changePod(podKey{p.NamespaceHandle(), p.Name()}, p)
+	s.changePod(p.Namespace(), p.Name(), p)
 }
 
 // DeletePod removes a pod.
 func (s *Incremental) DeletePod(namespace, name string) {
-	s.changePod(podKey{compact.Intern(namespace), name}, nil)
+	s.changePod(namespace, name, nil)
 }
 
-// changePod replaces the pod of key k by p (nil: deletes it). An update is the old pod's removal
-// followed by the new one's addition, each with what it invalidates.
-func (s *Incremental) changePod(k podKey, p *compact.Pod) {
-	st := s.pods[k]
-	if st == nil && p == nil {
-		return
+// find returns the indexed pod of that namespace and name, nil when there is none (it does not
+// exist, or owns no address), and where it is, or would be, in its namespace's list.
+func (s *Incremental) find(namespace, name string) (*indexedPod, int) {
+	v := s.t.namespaces[namespace]
+	if v == nil {
+		return nil, 0
 	}
-	if st != nil && p != nil && (st.src == p || st.src.Equal(p)) {
+	i, found := slices.BinarySearchFunc(v.pods, name, func(p *indexedPod, name string) int { return strings.Compare(p.src.Name(), name) })
+	if !found {
+		return nil, i
+	}
+	return v.pods[i], i
+}
+
+// changePod replaces the pod namespace/name by p (nil: deletes it). An update is the old pod's
+// removal followed by the new one's addition, each with what it invalidates. Only the pods that
+// own an address are kept (in their namespace's list, by name), and those that list addresses
+// that do not parse (for the problems); the others affect nothing.
+func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
+	old, _ := s.find(namespace, name)
+	if old != nil && p != nil && old.src.Equal(p) {
 		// Nothing the translator reads changed; keep the new object, not the old one.
-		st.src = p
-		if st.idx != nil {
-			st.idx.src, st.idx.ips = p, p.IPs()
+		old.src, old.ips = p, p.IPs()
+		if s.badIPs[podKey{p.NamespaceHandle(), name}] != nil {
+			s.badIPs[podKey{p.NamespaceHandle(), name}] = p
 		}
 		return
 	}
-	if st != nil && p != nil && st.idx != nil && !st.idx.shared && p.OwnsAddresses() && p.NodeHandle() == st.src.NodeHandle() &&
-		slices.Equal(p.IPs(), st.src.IPs()) && slices.Equal(p.BadIPs(), st.src.BadIPs()) && slices.Equal(p.Ports(), st.src.Ports()) {
-		s.relabel(k, st, p)
+	if old != nil && p != nil && !old.shared && p.OwnsAddresses() && p.NodeHandle() == old.src.NodeHandle() &&
+		slices.Equal(p.IPs(), old.ips) && slices.Equal(p.BadIPs(), old.src.BadIPs()) && slices.Equal(p.Ports(), old.src.Ports()) {
+		s.relabel(old, p)
 		return
 	}
+	k := podKey{compact.Intern(namespace), name}
+	delete(s.badIPs, k)
 	var changed []*indexedPod
-	if st != nil {
-		delete(s.badIPs, k)
-		if st.idx != nil {
-			changed = s.unindex(st.idx, append(changed, st.idx))
-		}
+	if old != nil {
+		changed = s.unindex(old, append(changed, old))
 	}
-	if p == nil {
-		delete(s.pods, k)
-	} else {
-		if st == nil {
-			st = &podEntry{}
-			s.pods[k] = st
+	if p != nil && p.OwnsAddresses() {
+		if len(p.BadIPs()) > 0 {
+			s.badIPs[k] = p
 		}
-		st.src, st.idx = p, nil
-		if p.OwnsAddresses() {
-			if len(p.BadIPs()) > 0 {
-				s.badIPs[k] = p
-			}
-			if len(p.IPs()) > 0 {
-				x := &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
-				st.idx = x
-				changed = s.index(x, append(changed, x))
-			}
+		if len(p.IPs()) > 0 {
+			x := &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
+			changed = s.index(x, append(changed, x))
 		}
 	}
 	for _, x := range changed {
@@ -271,14 +268,14 @@ func (s *Incremental) changePod(k podKey, p *compact.Pod) {
 	}
 }
 
-// relabel replaces a pod that owns addresses no other pod claims by p, which differs from it in
-// its labels only (the commonest update of all): the pod stays where it is in the indexes, and
+// relabel replaces x, a pod that owns addresses no other pod claims, by p, which differs from it
+// in its labels only (the commonest update of all): the pod stays where it is in the indexes, and
 // only the peer results it enters or leaves are invalidated, since what it adds to a result (its
 // addresses, its named ports) is unchanged.
-func (s *Incremental) relabel(k podKey, st *podEntry, p *compact.Pod) {
-	x, old := st.idx, st.src
-	st.src, x.src, x.ips = p, p, p.IPs()
-	if s.badIPs[k] != nil {
+func (s *Incremental) relabel(x *indexedPod, p *compact.Pod) {
+	old := x.src
+	x.src, x.ips = p, p.IPs()
+	if k := (podKey{p.NamespaceHandle(), p.Name()}); s.badIPs[k] != nil {
 		s.badIPs[k] = p
 	}
 	for e := range s.peersByNS[x.ns.name] {
@@ -299,19 +296,23 @@ func (s *Incremental) index(x *indexedPod, changed []*indexedPod) []*indexedPod 
 	if ns.size == 0 {
 		s.nsDirty = true
 	}
-	ns.pods = append(ns.pods, x)
+	_, i := s.find(ns.name, x.src.Name())
+	ns.pods = slices.Insert(ns.pods, i, x)
 	ns.size++
 	if x.local {
 		ns.local = append(ns.local, x)
 		s.t.local = append(s.t.local, x)
 	}
 	for _, a := range x.ips {
-		o := s.owners[a]
-		i, _ := slices.BinarySearchFunc(o, x, comparePods)
-		o = slices.Insert(o, i, x)
-		s.owners[a] = o
-		if len(o) > 1 {
-			changed = s.claimChanged(a, o, changed)
+		if c := s.t.claims[a]; c != nil {
+			i, _ := slices.BinarySearchFunc(c, x, comparePods)
+			changed = s.claimChanged(a, slices.Insert(c, i, x), changed)
+		} else if q := s.owner(a); q != nil {
+			c := []*indexedPod{q, x}
+			slices.SortFunc(c, comparePods)
+			changed = s.claimChanged(a, c, changed)
+		} else {
+			s.setOwner(a, x)
 		}
 	}
 	return changed
@@ -330,32 +331,52 @@ func (s *Incremental) unindex(x *indexedPod, changed []*indexedPod) []*indexedPo
 		s.t.local = deletePod(s.t.local, x)
 	}
 	for _, a := range x.ips {
-		o := s.owners[a]
-		had := len(o)
-		o = deletePod(o, x)
-		if len(o) == 0 {
-			delete(s.owners, a)
+		if c := s.t.claims[a]; c != nil {
+			changed = s.claimChanged(a, deletePod(c, x), changed)
 		} else {
-			s.owners[a] = o
-		}
-		if had > 1 {
-			changed = s.claimChanged(a, o, changed)
+			s.setOwner(a, nil)
 		}
 	}
 	return changed
 }
 
-// claimChanged records that the claimants of a are now o, and appends them to changed: whether
-// an address of theirs joins a peer set or a named port depends on every claimant.
+// The owner of each address, the one pod that claims it or one of its claimants (the others are
+// in t.claims), in a map per family: an IPv4 address is its own 32-bit key, which keeps the
+// largest index of the agent small.
+func (s *Incremental) owner(a netip.Addr) *indexedPod {
+	if a.Is4() {
+		return s.owners4[a.As4()]
+	}
+	return s.owners6[a.As16()]
+}
+
+// setOwner sets the owner of a; nil forgets a.
+func (s *Incremental) setOwner(a netip.Addr, x *indexedPod) {
+	switch {
+	case a.Is4() && x == nil:
+		delete(s.owners4, a.As4())
+	case a.Is4():
+		s.owners4[a.As4()] = x
+	case x == nil:
+		delete(s.owners6, a.As16())
+	default:
+		s.owners6[a.As16()] = x
+	}
+}
+
+// claimChanged records that the claimants of a are now o (at least one), and appends them to
+// changed: whether an address of theirs joins a peer set or a named port depends on every
+// claimant.
 func (s *Incremental) claimChanged(a netip.Addr, o []*indexedPod, changed []*indexedPod) []*indexedPod {
 	if len(o) > 1 {
 		s.t.claims[a] = o
 	} else {
 		delete(s.t.claims, a)
 	}
+	s.setOwner(a, o[0])
 	s.claimsDirty = true
 	for _, q := range o {
-		q.shared = slices.ContainsFunc(q.ips, func(b netip.Addr) bool { return len(s.owners[b]) > 1 })
+		q.shared = slices.ContainsFunc(q.ips, func(b netip.Addr) bool { return s.t.claims[b] != nil })
 		changed = append(changed, q)
 	}
 	return changed

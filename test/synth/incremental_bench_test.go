@@ -66,6 +66,13 @@ func BenchmarkIncrementalTranslate(b *testing.B) {
 			inc.RuleSet()
 		}
 	})
+	// What the agent pays to start, or to rebuild the incremental state from the cache.
+	b.Run("pods=150000,policies=10000,incremental-build", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			translate.NewIncremental(in).RuleSet()
+		}
+	})
 	b.Run("pods=150000,policies=10000,full", func(b *testing.B) {
 		var (
 			rs ruleset.RuleSet
