@@ -250,7 +250,10 @@ func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
 	}
 	k := podKey{compact.Intern(namespace), name}
 	delete(s.badIPs, k)
-	var changed []*indexedPod
+	var (
+		changed []*indexedPod
+		x       *indexedPod // the new pod, if it owns an address
+	)
 	if old != nil {
 		changed = s.unindex(old, append(changed, old))
 	}
@@ -259,12 +262,64 @@ func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
 			s.badIPs[k] = p
 		}
 		if len(p.IPs()) > 0 {
-			x := &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
+			x = &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
 			changed = s.index(x, append(changed, x))
 		}
 	}
-	for _, x := range changed {
-		s.invalidate(x)
+	if len(changed) == btoi(old != nil)+btoi(x != nil) {
+		// No claim changed: the pod alone leaves the peer results the old one was in and joins
+		// those the new one is in, which are edited rather than computed again.
+		for e := range s.peersByNS[namespace] {
+			if e.dirty {
+				continue
+			}
+			inOld := old != nil && e.res.podSel.Matches(old.labels())
+			inNew := x != nil && e.res.podSel.Matches(x.labels())
+			switch {
+			case inOld && inNew:
+				s.patchPeer(e, old.ips, x.ips) // the named ports may have changed too
+			case inOld:
+				s.patchPeer(e, old.ips, nil)
+			case inNew:
+				s.patchPeer(e, nil, x.ips)
+			}
+		}
+		for _, y := range changed {
+			s.invalidatePolicies(y)
+		}
+		return
+	}
+	for _, y := range changed {
+		s.invalidate(y)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// patchPeer edits the clean peer result e for a pod that claims its addresses alone: the
+// addresses gone leave it, those added join it, and the policies that read it are invalidated.
+// A result of a podSelector alone computed before its namespace existed has no namespace to
+// list the pods of (named ports): it is computed again instead.
+func (s *Incremental) patchPeer(e *peerEntry, gone, added []netip.Addr) {
+	if !e.nsSelector && e.res.nss == nil {
+		s.dirtyPeer(e)
+		return
+	}
+	addrs := e.res.addrs
+	for _, a := range gone {
+		addrs = addrs.WithoutAddr(a)
+	}
+	for _, a := range added {
+		addrs = addrs.WithAddr(a)
+	}
+	e.res.addrs = addrs
+	for pe := range e.users {
+		pe.dirty = true
 	}
 }
 
@@ -279,8 +334,14 @@ func (s *Incremental) relabel(x *indexedPod, p *compact.Pod) {
 		s.badIPs[k] = p
 	}
 	for e := range s.peersByNS[x.ns.name] {
-		if !e.dirty && e.res.podSel.Matches(old.LabelSet()) != e.res.podSel.Matches(p.LabelSet()) {
-			s.dirtyPeer(e)
+		if e.dirty {
+			continue
+		}
+		switch inOld, inNew := e.res.podSel.Matches(old.LabelSet()), e.res.podSel.Matches(p.LabelSet()); {
+		case inOld && !inNew:
+			s.patchPeer(e, x.ips, nil)
+		case inNew && !inOld:
+			s.patchPeer(e, nil, x.ips)
 		}
 	}
 	if x.local {
@@ -397,6 +458,11 @@ func (s *Incremental) invalidate(x *indexedPod) {
 			s.dirtyPeer(e)
 		}
 	}
+	s.invalidatePolicies(x)
+}
+
+// invalidatePolicies marks the policies a change of x can affect other than through peer results.
+func (s *Incremental) invalidatePolicies(x *indexedPod) {
 	if x.local {
 		s.dirtyPolicies(x.ns.name)
 	}
