@@ -24,14 +24,17 @@ import (
 //     addresses several pods claim); a pod event moves one pod in and out of those lists.
 //   - Each selector peer's result is memoised as in Translate, but across calls, and listed
 //     under every namespace it reads (the one of a podSelector alone even before it exists). A
-//     pod event invalidates the results listed under the pod's namespace whose podSelector
-//     matches the pod before or after the event. A pod's namespace gaining its first pod or
-//     losing its last one, and a label change of a Namespace that holds pods, invalidate every
-//     result with a namespaceSelector: namespaces change rarely.
+//     pod event edits the results listed under the pod's namespace whose podSelector matches the
+//     pod before or after the event: the old pod's addresses leave, the new one's join
+//     (ruleset.AddrSet.WithAddr, a copy without a sort). When the event changes which pods claim
+//     an address, those results are computed again instead, from the pods of the namespaces they
+//     select. A pod's namespace gaining its first pod or losing its last one, and a label change
+//     of a Namespace that holds pods, invalidate every result with a namespaceSelector:
+//     namespaces change rarely.
 //   - Each NetworkPolicy's translation is memoised, with the peer results it read and the port
 //     names it resolves on every pod of the cluster (egress rules to every destination or to an
-//     ipBlock). It is translated again when it changes, when one of those peer results is
-//     invalidated, when a local pod of its namespace changes (its targets and their named ports),
+//     ipBlock). It is translated again when it changes, when one of those peer results changes,
+//     when a local pod of its namespace changes (its targets and their named ports),
 //     or when a pod with one of those port names changes. Only the policies of namespaces with a
 //     local pod are translated, as in Translate.
 //   - An address several pods claim makes each claimant's result depend on the others: a change
@@ -45,7 +48,8 @@ import (
 //
 // Objects are never modified and are kept until replaced or deleted; an object that is set
 // again must be a new object (the informers replace objects on update), since an update with
-// the same pointer is taken as no change. Unlike Translate, the returned rule sets share memory
+// the same pointer is taken as no change. Pods and policies are known by namespace and name (a
+// cache holds one of each), so of an Input listing the same one twice the last is kept. Unlike Translate, the returned rule sets share memory
 // with each other and with the Incremental (policies translated once are returned again): they
 // must not be modified. Not safe for concurrent use.
 type Incremental struct {
