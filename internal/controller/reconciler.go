@@ -200,8 +200,8 @@ func enqueueChange(context.Context, client.Object) []reconcile.Request {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy.networking.k8s.io,resources=clusternetworkpolicies,verbs=get;list;watch
 
-// Reconcile lists everything from the cache, translates, renders and applies when the script
-// changed (or, for the resync item, when the kernel no longer holds it). A failed apply returns
+// Reconcile translates (incrementally from the events since the last time, or the whole cache:
+// see Desired), renders and applies when the script changed (or, for the resync item, when the kernel no longer holds it). A failed apply returns
 // an error, so the item is retried with backoff while the previous table stays in force.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	r.setBusy(true)
@@ -399,8 +399,11 @@ type Desired struct {
 }
 
 // Desired computes, from the Source, the rule set and script this reconciler would apply now. It
-// changes nothing and may be called by anyone who wants to know what a node should enforce
-// (tests compare it with the kernel).
+// changes nothing the kernel holds and may be called by anyone who wants to know what a node
+// should enforce (tests compare it with the kernel). Once SetupWithManager has registered the
+// reconciler, the rule set comes from the incremental translation, fed by the watches, which
+// the first call builds from the Source; otherwise (or with FullTranslate) the whole Source is
+// translated.
 func (r *Reconciler) Desired(ctx context.Context) (Desired, error) {
 	return r.desired(ctx, false)
 }
