@@ -80,6 +80,8 @@ func (f *changeFeed) record(obj client.Object, deleted bool) {
 	switch o := obj.(type) {
 	case *compact.Pod:
 		c.pods[key] = orNil(o, deleted)
+	case *corev1.Pod: // a cache without the transform (CacheOptions) holds API objects
+		c.pods[key] = orNil(compact.NewPod(o), deleted)
 	case *corev1.Namespace:
 		c.nss[key.Name] = orNil(o, deleted)
 	case *networkingv1.NetworkPolicy:
