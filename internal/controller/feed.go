@@ -268,3 +268,21 @@ func (r *Reconciler) translateIncrementally(ctx context.Context, podCIDRs []neti
 	m.Translations.WithLabelValues("build").Inc()
 	return full, fullProblems, nil
 }
+
+// TranslateIncrementally makes a Reconciler driven by hand (SetupWithManager does this itself,
+// and feeds it from the watches) translate incrementally: its first recompute builds the state
+// from the Source, and Observe must then be told every change the Source shows of a Pod,
+// Namespace, NetworkPolicy, Node or ClusterNetworkPolicy. Call it before the first recompute.
+func (r *Reconciler) TranslateIncrementally() {
+	if r.feed == nil {
+		r.feed = newChangeFeed()
+	}
+}
+
+// Observe records a changed object, or its deletion, for the incremental translation of a
+// Reconciler driven by hand (see TranslateIncrementally); it does nothing otherwise.
+func (r *Reconciler) Observe(obj client.Object, deleted bool) {
+	if r.feed != nil {
+		r.feed.record(obj, deleted)
+	}
+}

@@ -38,7 +38,7 @@ func newFeedTest(t *testing.T, objs ...client.Object) *feedTest {
 	}
 	inc := newReconciler(t, &fakeKernel{}, nil, initial...)
 	inc.Metrics = NewMetrics(nil)
-	inc.feed = newChangeFeed()
+	inc.TranslateIncrementally()
 	k := &fakeKernel{}
 	full := &Reconciler{Source: inc.Source, Node: inc.Node, Table: inc.Table, Applier: k, Inspector: k, Log: inc.Log}
 	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())

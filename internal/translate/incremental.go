@@ -107,25 +107,75 @@ func NewIncremental(in Input) *Incremental {
 		t:          *newTranslator(),
 		thisNode:   compact.Intern(in.Node),
 		settings:   Input{Node: in.Node, PodCIDRs: in.PodCIDRs, LogDrops: in.LogDrops, ClusterPolicies: in.ClusterPolicies, Nodes: in.Nodes},
-		owners4:    map[[4]byte]*indexedPod{},
 		owners6:    map[[16]byte]*indexedPod{},
 		badIPs:     map[podKey]*compact.Pod{},
 		policies:   map[string]*nsPolicies{},
 		peersByNS:  map[string]map[*peerEntry]struct{}{},
 		everywhere: map[string]map[*policyEntry]struct{}{},
 	}
-	s.t.inc = s
 	s.t.claims = map[netip.Addr][]*indexedPod{}
+	s.t.inc = s
 	for _, ns := range in.Namespaces {
 		s.SetNamespace(ns)
 	}
-	for _, p := range in.Pods {
-		s.SetPod(p)
+	if !s.loadPods(in.Pods) {
+		// The input lists a pod twice (a cache never does): one at a time, the last one wins.
+		s.resetPods()
+		for _, p := range in.Pods {
+			s.SetPod(p)
+		}
 	}
 	for _, np := range in.Policies {
 		s.SetPolicy(np)
 	}
 	return s
+}
+
+// loadPods indexes the pods of a new Incremental. Each namespace's list is filled, then sorted
+// once: inserting the pods one by one in name order would move n²/2 pointers for a namespace of
+// n pods. It returns false, leaving the indexes to be reset, if two pods have the same name.
+func (s *Incremental) loadPods(pods []*compact.Pod) bool {
+	s.owners4 = make(map[[4]byte]*indexedPod, len(pods))
+	var all []*indexedPod
+	for _, p := range pods {
+		if !p.OwnsAddresses() {
+			continue
+		}
+		if len(p.BadIPs()) > 0 {
+			s.badIPs[podKey{p.NamespaceHandle(), p.Name()}] = p
+		}
+		if len(p.IPs()) == 0 {
+			continue
+		}
+		x := &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
+		s.place(x, false)
+		all = append(all, x)
+	}
+	for _, ns := range s.t.namespaces {
+		slices.SortFunc(ns.pods, func(a, b *indexedPod) int { return strings.Compare(a.src.Name(), b.src.Name()) })
+		for i := 1; i < len(ns.pods); i++ {
+			if ns.pods[i].src.Name() == ns.pods[i-1].src.Name() {
+				return false
+			}
+		}
+	}
+	for _, x := range all {
+		s.addAddresses(x, nil)
+	}
+	s.nsDirty = true
+	return true
+}
+
+// resetPods forgets every pod.
+func (s *Incremental) resetPods() {
+	for _, ns := range s.t.namespaces {
+		ns.pods, ns.local, ns.size = nil, nil, 0
+	}
+	s.t.local = nil
+	s.t.claims = map[netip.Addr][]*indexedPod{}
+	s.owners4, s.owners6 = map[[4]byte]*indexedPod{}, map[[16]byte]*indexedPod{}
+	s.badIPs = map[podKey]*compact.Pod{}
+	s.nsDirty, s.claimsDirty = true, true
 }
 
 // SetPodCIDRs sets Input.PodCIDRs.
@@ -356,18 +406,32 @@ func (s *Incremental) relabel(x *indexedPod, p *compact.Pod) {
 // index adds x to the namespace and address indexes. It returns changed with the pods whose
 // claims changed appended.
 func (s *Incremental) index(x *indexedPod, changed []*indexedPod) []*indexedPod {
+	s.place(x, true)
+	return s.addAddresses(x, changed)
+}
+
+// place adds x to its namespace's lists, in name order when sorted is set.
+func (s *Incremental) place(x *indexedPod, sorted bool) {
 	ns := s.t.namespace(x.src.Namespace())
 	x.ns = ns
 	if ns.size == 0 {
 		s.nsDirty = true
 	}
-	_, i := s.find(ns.name, x.src.Name())
-	ns.pods = slices.Insert(ns.pods, i, x)
+	if sorted {
+		_, i := s.find(ns.name, x.src.Name())
+		ns.pods = slices.Insert(ns.pods, i, x)
+	} else {
+		ns.pods = append(ns.pods, x)
+	}
 	ns.size++
 	if x.local {
 		ns.local = append(ns.local, x)
 		s.t.local = append(s.t.local, x)
 	}
+}
+
+// addAddresses records x as a claimant of its addresses, as index does.
+func (s *Incremental) addAddresses(x *indexedPod, changed []*indexedPod) []*indexedPod {
 	for _, a := range x.ips {
 		if c := s.t.claims[a]; c != nil {
 			i, _ := slices.BinarySearchFunc(c, x, comparePods)

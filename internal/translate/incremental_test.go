@@ -265,8 +265,14 @@ func (c *incCluster) event(r *fuzzBytes, inc *Incremental) string {
 func checkIncremental(t *testing.T, r *fuzzBytes, maxEvents int, exhausted func() bool) {
 	t.Helper()
 	c := newIncCluster()
-	inc := NewIncremental(Input{Node: localNode})
+	// Some sequences start from a cluster that exists already, which NewIncremental loads at
+	// once (as the agent does at its start) rather than one event at a time.
 	var events []string
+	scratch := NewIncremental(Input{Node: localNode})
+	for range r.N(3) * 20 {
+		events = append(events, c.event(r, scratch)+" (before the start)")
+	}
+	inc := NewIncremental(c.input())
 	for i := 0; i < maxEvents && !exhausted(); i++ {
 		events = append(events, c.event(r, inc))
 		got, gotProblems := inc.RuleSet()
@@ -355,6 +361,32 @@ func TestIncrementalEqualsTranslateAfterEveryEvent(t *testing.T) {
 			r := randomBytes(uint64(seed), 200*events)
 			checkIncremental(t, r, events, func() bool { return false })
 		})
+	}
+}
+
+// TestNewIncrementalKeepsTheLastOfAPodListedTwice pins what an Input listing the same pod twice
+// (which no cache holds) gives: the later one, as if the pods had been set one after the other.
+func TestNewIncrementalKeepsTheLastOfAPodListedTwice(t *testing.T) {
+	in := Input{Node: localNode, Namespaces: standardNamespaces(), Policies: []*networkingv1.NetworkPolicy{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "from-b"}, Spec: networkingv1.NetworkPolicySpec{
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"pod": "b"}}}}}},
+		}},
+	}}
+	for _, p := range standardPods() {
+		in.Pods = append(in.Pods, compact.NewPod(p))
+	}
+	moved := makePod("x/b") // local, and in the peer of x/from-b
+	moved.Status.PodIPs = []corev1.PodIP{{IP: "10.0.9.9"}}
+	twice := in
+	twice.Pods = append(slices.Clone(in.Pods), compact.NewPod(moved))
+	want := in
+	want.Pods = slices.Clone(twice.Pods)
+	want.Pods = slices.DeleteFunc(want.Pods[:len(want.Pods)-1], func(p *compact.Pod) bool { return p.Namespace() == "x" && p.Name() == "b" })
+	want.Pods = append(want.Pods, compact.NewPod(moved))
+	got, gotProblems := NewIncremental(twice).RuleSet()
+	wantRS, wantProblems := Translate(want)
+	if !reflect.DeepEqual(got, wantRS) || !reflect.DeepEqual(gotProblems, wantProblems) {
+		t.Fatalf("differs from Translate of the input without the first x/b\n%s", ruleSetDiff(got, wantRS, gotProblems, wantProblems))
 	}
 }
 
