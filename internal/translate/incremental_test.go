@@ -34,6 +34,20 @@ import (
 // created.
 var incNamespaces = []string{"x", "y", "z", "w"}
 
+// incAddrs are the addresses pods draw: fuzzAddrs, which collide often (claimed addresses) or do
+// not parse, and ten times as many that collide rarely, so that most pods own their addresses
+// alone (the cheaper paths of Incremental: relabels and edits of peer results).
+var incAddrs = func() []string {
+	out := slices.Clone(fuzzAddrs)
+	for i := range 80 {
+		out = append(out, fmt.Sprintf("10.0.2.%d", i+1))
+	}
+	for i := range 30 {
+		out = append(out, fmt.Sprintf("fd00::2:%x", i+1))
+	}
+	return out
+}()
+
 // incCluster is the cluster state the events change, as the cache would hold it.
 type incCluster struct {
 	namespaces map[string]*corev1.Namespace
@@ -72,6 +86,9 @@ func (c *incCluster) input() Input {
 // too) and named ports.
 func (r *fuzzBytes) incPod(ns, name string) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: r.labelMap()}}
+	if r.Bool() {
+		p.Labels[fuzzbytes.Pick(r.Reader, "app", "tier")] = fuzzbytes.Pick(r.Reader, "a", "b", "x") // what incPolicy's one-label peers select
+	}
 	p.Spec.NodeName = fuzzbytes.Pick(r.Reader, localNode, localNode, remoteNode)
 	p.Status.Phase = fuzzbytes.Pick(r.Reader, corev1.PodRunning, corev1.PodRunning, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed, corev1.PodPending)
 	p.Spec.HostNetwork = r.N(10) == 0
@@ -85,7 +102,7 @@ func (r *fuzzBytes) incPod(ns, name string) *corev1.Pod {
 func (r *fuzzBytes) addresses(p *corev1.Pod) {
 	p.Status.PodIPs = nil
 	for range 1 + r.N(2) {
-		p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: fuzzbytes.Pick(r.Reader, fuzzAddrs...)})
+		p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: fuzzbytes.Pick(r.Reader, incAddrs...)})
 	}
 }
 
@@ -136,6 +153,16 @@ func (r *fuzzBytes) incPolicy(ns, name string) *networkingv1.NetworkPolicy {
 		}
 		np.Spec.Egress = append(np.Spec.Egress, rule)
 	}
+	if r.N(2) == 0 {
+		// A peer with one label, which relabelled pods enter and leave often (the peers of
+		// fuzzInput's policies hardly ever match a pod).
+		peer := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
+			fuzzbytes.Pick(r.Reader, "app", "tier"): fuzzbytes.Pick(r.Reader, "a", "b", "x")}}}
+		if r.Bool() {
+			peer.NamespaceSelector = &metav1.LabelSelector{}
+		}
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{peer}})
+	}
 	if r.N(3) == 0 {
 		// A named port resolved on every pod of the cluster (no peer) or on those of an ipBlock,
 		// which fuzzInput's policies draw too rarely.
@@ -163,16 +190,17 @@ func (c *incCluster) event(r *fuzzBytes, inc *Incremental) string {
 			p = r.incPod(ns, name)
 		} else {
 			p = old.DeepCopy()
-			switch r.N(8) {
+			switch r.N(10) {
 			case 0:
 				what = "relabel"
 				p.Labels = r.labelMap()
-			case 1:
+			case 1, 8, 9:
 				what = "set one label"
 				if p.Labels == nil {
 					p.Labels = map[string]string{}
 				}
-				p.Labels[fuzzbytes.Pick(r.Reader, fuzzKeys...)] = fuzzbytes.Pick(r.Reader, fuzzValues...)
+				// Mostly the labels incPolicy's one-label peers select.
+				p.Labels[fuzzbytes.Pick(r.Reader, "app", "tier", "app", "tier", "-bad", namespaceNameLabel)] = fuzzbytes.Pick(r.Reader, fuzzValues...)
 			case 2:
 				what = "readdress"
 				r.addresses(p)
