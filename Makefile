@@ -71,7 +71,7 @@ endif
 # time (go test -fuzz takes one), FUZZTIME each. As root every script is also checked with
 # `nft -c` in a network namespace of its own (unshare --net), which makes a run slow (~10 execs/s).
 FUZZTIME ?= 60s
-FUZZ_TARGETS ?= ./internal/translate:FuzzTranslate ./internal/translate:FuzzTranslateClusterPolicies ./internal/render:FuzzRender
+FUZZ_TARGETS ?= ./internal/translate:FuzzTranslate ./internal/translate:FuzzTranslateClusterPolicies ./internal/translate:FuzzIncremental ./internal/render:FuzzRender
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 60s); a failing input is written to the package's testdata/fuzz/.
 	@for t in $(FUZZ_TARGETS); do \

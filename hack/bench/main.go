@@ -34,6 +34,7 @@ type run struct {
 // runs are the benchmarks, cheapest first, so that a quick look does not wait for the datapath.
 var runs = []run{
 	{pkg: "./test/synth", bench: "^BenchmarkTranslateRender$", args: []string{"-count", "5"}},
+	{pkg: "./test/synth", bench: "^BenchmarkIncrementalTranslate$", args: []string{"-count", "3"}},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkCacheMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkAgentMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
 	{pkg: "./test/perf/kernel", bench: "^BenchmarkApply$", args: []string{"-benchtime", "3x", "-count", "3"}},
@@ -92,10 +93,15 @@ func verdict(ok bool) string {
 const (
 	tr10k  = "BenchmarkTranslateRender/pods=10000,policies=1000"
 	tr150k = "BenchmarkTranslateRender/pods=150000,policies=10000"
-	ap10k  = "BenchmarkApply/pods=10000,policies=1000"
-	ap150k = "BenchmarkApply/pods=150000,policies=10000"
-	mem150 = "BenchmarkAgentMemory/pods=150000,policies=10000"
-	event  = "BenchmarkEventToKernel/rate=50/s,duration=60s"
+	// One pod event that changes a peer set, translated incrementally and (baseline) in full.
+	incTr   = "BenchmarkIncrementalTranslate/pods=150000,policies=10000,incremental"
+	incDC   = "BenchmarkIncrementalTranslate/pods=150000,policies=10000,incremental-delete-create"
+	incBld  = "BenchmarkIncrementalTranslate/pods=150000,policies=10000,incremental-build"
+	incFull = "BenchmarkIncrementalTranslate/pods=150000,policies=10000,full"
+	ap10k   = "BenchmarkApply/pods=10000,policies=1000"
+	ap150k  = "BenchmarkApply/pods=150000,policies=10000"
+	mem150  = "BenchmarkAgentMemory/pods=150000,policies=10000"
+	event   = "BenchmarkEventToKernel/rate=50/s,duration=60s"
 	// The event stream at cluster scale, applied in place and (baseline) replaced whole.
 	streamInc  = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,incremental"
 	streamFull = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,full"
@@ -120,6 +126,11 @@ var rows = []row{
 	{label: "  rules / sets and maps / elements", bench: tr150k, unit: "rules", scale: 1, format: "%.0f"},
 	{bench: tr150k, unit: "sets", scale: 1, format: "%.0f"},
 	{bench: tr150k, unit: "elements", scale: 1, format: "%.0f"},
+	{label: "translate one pod event changing a peer set (a relabel), 150k pods / 10k policies, incremental", bench: incTr, unit: "ns/op", scale: 1e-6, format: "%.2f", shown: "ms"},
+	{label: "  allocations", bench: incTr, unit: "allocs/op", scale: 1, format: "%.0f", shown: "allocs"},
+	{label: "  the same pod deleted or created again, incremental", bench: incDC, unit: "ns/op", scale: 1e-6, format: "%.2f", shown: "ms"},
+	{label: "  the same events, full translation (baseline)", bench: incFull, unit: "ns/op", scale: 1e-6, format: "%.1f", shown: "ms"},
+	{label: "  building the incremental state (start, or a rebuild after a mismatch)", bench: incBld, unit: "ns/op", scale: 1e-6, format: "%.0f", shown: "ms"},
 	{label: "cache: bytes per cached pod (after transform)", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/cached-pod", scale: 1, format: "%.0f", shown: "B", target: le(1024)},
 	{label: "  the same pods without the transform", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/full-pod", scale: 1, format: "%.0f", shown: "B"},
 	{label: "agent RSS, 150k pods / 10k policies", bench: mem150, unit: "rss-MB", scale: 1, format: "%.0f", shown: "MiB", target: target{text: "≤ budget"}},

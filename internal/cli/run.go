@@ -69,6 +69,8 @@ type RunConfig struct {
 	// CounterInterval is how often the table's counters are read for the metrics; 0 turns
 	// the counter metrics off.
 	CounterInterval time.Duration
+	// FullTranslate translates the whole cluster on every change (--full-translate).
+	FullTranslate bool
 
 	// Not flags: tests set these to retry quickly and to run several agents in one process
 	// (controller names are otherwise registered process-wide). Zero values are production's.
@@ -126,6 +128,7 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.BoolVar(&cfg.DropLogReader, "drop-log-reader", true, "read the drop-log group (--drop-log-group) and write one log line per logged packet; turn off when another program (e.g. ulogd) reads the group")
 	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the drift monitor, the counters and the drop logs are read there; empty: the agent's own")
 	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one netlink dump); 0 turns those metrics off")
+	fs.BoolVar(&cfg.FullTranslate, "full-translate", false, "translate the whole cluster on every change, as before the incremental translation (which the periodic check compares with a full one anyway); for comparison, or should the incremental one misbehave")
 	var edges edgeFlags
 	edges.register(fs)
 	config.RegisterFlags(fs)
@@ -272,6 +275,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		Log:                      log,
 		RetryBaseDelay:           cfg.RetryBaseDelay,
 		RetryMaxDelay:            cfg.RetryMaxDelay,
+		FullTranslate:            cfg.FullTranslate,
 		// A reconcile holds at most a few nft calls, each killed at its timeout; well past that,
 		// the loop itself is stuck and a restart is the remedy.
 		StuckAfter: 3*cfg.NFTTimeout + time.Minute,

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
 
 	"github.com/flock-net/flock-netpol/internal/controller"
+	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
 	"github.com/flock-net/flock-netpol/test/objects"
 )
@@ -268,6 +269,53 @@ var _ = Describe("ClusterNetworkPolicy", func() {
 			By("forgetting a deleted policy")
 			Expect(k8sClient.Delete(ctxT(), pol)).To(Succeed())
 			Eventually(func() *v1alpha2.ClusterNetworkPolicy { return findPolicy(rec.Last(), name) }, timeout, poll).Should(BeNil())
+		})
+
+		It("applies ClusterNetworkPolicies and Nodes from the watch events, as a full translation would", func() {
+			k := newKernel()
+			c := newCluster()
+			suffix := randomSuffix()
+			ns := namespace("team", suffix)
+			createPod(ns, "web", c.ip(1), objects.OnNode(c.node), objects.Labels("app", "web"))
+			a := startAgent(c.node, k) // translating incrementally: the default
+			a.waitReady()
+			Expect(a.r.FullTranslate).To(BeFalse())
+
+			// sameAsFull checks that the agent wants what a full translation of its cache gives.
+			sameAsFull := func(g Gomega) {
+				d, err := a.r.Desired(ctxT())
+				g.Expect(err).NotTo(HaveOccurred())
+				in, err := a.r.Source.Objects(ctxT())
+				g.Expect(err).NotTo(HaveOccurred())
+				in.Node = c.node
+				want, _ := translate.Translate(in)
+				g.Expect(d.RuleSet).To(Equal(want))
+			}
+
+			By("applying a ClusterNetworkPolicy created after the start")
+			name := "deny-team-" + suffix
+			pol := clusterPolicy(name, 10, suffix)
+			Expect(k8sClient.Create(ctxT(), pol)).To(Succeed())
+			DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctxT(), pol))).To(Succeed()) })
+			Eventually(func(g Gomega) {
+				rs := a.r.AppliedRuleSet()
+				g.Expect(rs).NotTo(BeNil())
+				g.Expect(slices.ContainsFunc(rs.ClusterPolicies, func(p ruleset.ClusterPolicy) bool { return p.Name == name })).To(BeTrue())
+				sameAsFull(g)
+			}, timeout, poll).Should(Succeed())
+
+			By("following a Node created after the start")
+			other := "other-" + suffix
+			createNodeWith(other, map[string]string{"role": "infra-" + suffix}, "10.254.8.1")
+			Eventually(sameAsFull, timeout, poll).Should(Succeed())
+
+			By("forgetting a deleted policy")
+			Expect(k8sClient.Delete(ctxT(), pol)).To(Succeed())
+			Eventually(func(g Gomega) {
+				rs := a.r.AppliedRuleSet()
+				g.Expect(rs.ClusterPolicies).To(BeEmpty())
+				sameAsFull(g)
+			}, timeout, poll).Should(Succeed())
 		})
 	})
 })

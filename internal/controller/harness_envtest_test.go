@@ -97,12 +97,14 @@ type agentConfig struct {
 	noMonitor           bool
 	podCIDRs            []string // the Node's spec.podCIDRs; set: the agent closes its edges
 	wrapSource          func(controller.Source) controller.Source
+	fullTranslate       bool
 }
 
 // withSource puts wrap's Source between the reconciler and the one cli.NewAgent made, before the
-// manager starts: a spec can watch what every recompute reads.
+// manager starts: a spec can watch what every recompute reads. Every recompute then reads the
+// Source (--full-translate): the incremental translation reads it only to start and to check.
 func withSource(wrap func(controller.Source) controller.Source) agentOption {
-	return func(c *agentConfig) { c.wrapSource = wrap }
+	return func(c *agentConfig) { c.wrapSource, c.fullTranslate = wrap, true }
 }
 
 func withRetry(base, maxDelay time.Duration) agentOption {
@@ -177,6 +179,7 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 		CloseUnknownPodAddresses: len(cfg.podCIDRs) > 0,
 		AntiSpoofing:             len(cfg.podCIDRs) > 0,
 		Netns:                    netns,
+		FullTranslate:            cfg.fullTranslate,
 	}, log, executor)
 	Expect(err).NotTo(HaveOccurred())
 	mgr := built.Manager

@@ -29,7 +29,11 @@ type Metrics struct {
 	KernelCheckFailures prometheus.Counter
 	Epoch               prometheus.Gauge
 	IncrementalUpdates  *prometheus.CounterVec // by outcome
-	DropLog             *prometheus.CounterVec // by kind (droplog's Stat*)
+	// Translations counts the translations by mode; IncrementalMismatches the checks that found
+	// the incremental one different from a full one.
+	Translations          *prometheus.CounterVec
+	IncrementalMismatches prometheus.Counter
+	DropLog               *prometheus.CounterVec // by kind (droplog's Stat*)
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered, for tests).
@@ -89,6 +93,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "incremental_updates_total",
 			Help: "Changes applied as an update of the table in place, by outcome: applied, full_needed (the change redeclares a chain or set, or is larger than the limit, and replaced the whole table), failed (nft refused the update; the whole table replaced it).",
 		}, []string{"outcome"}),
+		Translations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "translations_total",
+			Help: "Translations of the cluster into the node's rule set, by mode: incremental (only what the events since the last one can affect), build (the incremental state built from the whole cache: the first, and after a mismatch), full (the whole cache translated from scratch: every recompute with --full-translate, else the periodic check of the incremental one).",
+		}, []string{"mode"}),
+		IncrementalMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "incremental_translation_mismatches_total",
+			Help: "Periodic checks that found the incremental translation different from a full translation of the cache; the full one was applied and the incremental state rebuilt. Events in flight during a check can cause one; a steady rate is a bug.",
+		}),
 		Epoch: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "epoch",
 			Help: "Epoch of the last applied table (--established=revalidate): it moves on each change that can deny established connections, whose next packet is then judged again.",
@@ -101,7 +113,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.ApplyDuration, m.Applies, m.ApplyFailures, m.LastSuccess, m.ScriptBytes,
 			m.Rules, m.Sets, m.SetElements, m.IsolatedPods, m.Policies, m.PolicyProblems, m.Repairs,
-			m.KernelCheckFailures, m.Epoch, m.IncrementalUpdates, m.DropLog)
+			m.KernelCheckFailures, m.Epoch, m.IncrementalUpdates, m.Translations, m.IncrementalMismatches, m.DropLog)
 	}
 	return m
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -113,6 +114,18 @@ type Reconciler struct {
 	// elements when it loses some (render.DiffOptions.MaxRefill): zero means
 	// render.DefaultMaxRefill, negative never.
 	IncrementalMaxRefill int
+	// FullTranslate translates the whole cache on every recompute (translate.Translate), as the
+	// agent did before it kept an incremental translation (translate.Incremental, fed by the
+	// watches: see feed.go); for comparison, and as a way out should the incremental one misbehave.
+	// A Reconciler that SetupWithManager did not register always translates in full: nothing
+	// feeds it events.
+	FullTranslate bool
+
+	// feed collects the watches' events for inc (nil without SetupWithManager, or with
+	// FullTranslate); incMu guards inc, which Desired builds on first use.
+	feed  *changeFeed
+	incMu sync.Mutex
+	inc   *incState
 
 	defaults   sync.Once
 	mu         sync.Mutex
@@ -191,8 +204,8 @@ func enqueueChange(context.Context, client.Object) []reconcile.Request {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy.networking.k8s.io,resources=clusternetworkpolicies,verbs=get;list;watch
 
-// Reconcile lists everything from the cache, translates, renders and applies when the script
-// changed (or, for the resync item, when the kernel no longer holds it). A failed apply returns
+// Reconcile translates (incrementally from the events since the last time, or the whole cache:
+// see Desired), renders and applies when the script changed (or, for the resync item, when the kernel no longer holds it). A failed apply returns
 // an error, so the item is retried with backoff while the previous table stays in force.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	r.setBusy(true)
@@ -200,7 +213,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	m := r.metrics()
 	r.seedEpochs(ctx)
 
-	d, err := r.Desired(ctx)
+	// The periodic check and a repair also check the incremental translation against a full one.
+	d, err := r.desired(ctx, req == resyncKey || req == driftKey)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -389,29 +403,56 @@ type Desired struct {
 }
 
 // Desired computes, from the Source, the rule set and script this reconciler would apply now. It
-// changes nothing and may be called by anyone who wants to know what a node should enforce
-// (tests compare it with the kernel).
+// changes nothing the kernel holds and may be called by anyone who wants to know what a node
+// should enforce (tests compare it with the kernel). Once SetupWithManager has registered the
+// reconciler, the rule set comes from the incremental translation, fed by the watches, which
+// the first call builds from the Source; otherwise (or with FullTranslate) the whole Source is
+// translated.
 func (r *Reconciler) Desired(ctx context.Context) (Desired, error) {
-	in, err := r.input(ctx)
-	if err != nil {
-		return Desired{}, err
+	return r.desired(ctx, false)
+}
+
+// desired is Desired; check asks for the incremental translation, if there is one, to be
+// compared with a full one (see translateIncrementally).
+func (r *Reconciler) desired(ctx context.Context, check bool) (Desired, error) {
+	var (
+		in  translate.Input
+		err error
+	)
+	if r.feed == nil {
+		if in, err = r.input(ctx); err != nil {
+			return Desired{}, err
+		}
 	}
 	node, err := r.Source.Node(ctx, r.Node)
 	if err != nil || node == nil {
 		return Desired{}, err
 	}
-	var cidrProblems []translate.Problem
+	var (
+		cidrProblems []translate.Problem
+		podCIDRs     []netip.Prefix
+	)
 	if r.CloseUnknownPodAddresses {
-		in.PodCIDRs = r.PodCIDRs
-		if len(in.PodCIDRs) == 0 {
+		podCIDRs = r.PodCIDRs
+		if len(podCIDRs) == 0 {
 			cidrs, err := translate.NodePodCIDRs(node)
 			if err != nil {
 				cidrProblems = append(cidrProblems, translate.Problem{Object: "Node " + node.Name, Message: err.Error()})
 			}
-			in.PodCIDRs = cidrs
+			podCIDRs = cidrs
 		}
 	}
-	rs, problems := translate.Translate(in)
+	var (
+		rs       ruleset.RuleSet
+		problems []translate.Problem
+	)
+	if r.feed == nil {
+		in.PodCIDRs = podCIDRs
+		rs, problems = translate.Translate(in)
+		r.metrics().Translations.WithLabelValues("full").Inc()
+	} else if rs, problems, err = r.translateIncrementally(ctx, podCIDRs, check); err != nil {
+		return Desired{}, err
+	}
 	r.mu.Lock()
 	epochs := epoch.Next(r.epochs, &r.lastRuleSet, &rs)
 	r.mu.Unlock()
@@ -589,6 +630,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.setDefaults()
 	h := handler.EnqueueRequestsFromMapFunc(enqueueChange)
+	preds := builderPredicates()
+	if !r.FullTranslate {
+		// Every event is recorded for the incremental translation; the handler leaves out
+		// the updates the predicates would (see feedHandler).
+		r.feed = newChangeFeed()
+		h = feedHandler{r.feed}
+		preds = builder.WithPredicates()
+	}
 	// The monitor's requests arrive as events whose object names the key.
 	work := make(chan event.TypedGenericEvent[*corev1.Namespace])
 	if r.Monitor != nil {
@@ -605,14 +654,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			MaxConcurrentReconciles: 1,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.RetryBaseDelay, r.RetryMaxDelay),
 		}).
-		Watches(&networkingv1.NetworkPolicy{}, h, builderPredicates()).
-		Watches(&corev1.Namespace{}, h, builderPredicates()).
-		Watches(&corev1.Pod{}, h, builderPredicates()).
-		Watches(&corev1.Node{}, h, builderPredicates())
+		Watches(&networkingv1.NetworkPolicy{}, h, preds).
+		Watches(&corev1.Namespace{}, h, preds).
+		Watches(&corev1.Pod{}, h, preds).
+		Watches(&corev1.Node{}, h, preds)
 	if r.ClusterPolicies {
 		// The controller waits for this watch to sync, like the others, before its first
 		// reconcile: the first apply already holds every ClusterNetworkPolicy.
-		b = b.Watches(&v1alpha2.ClusterNetworkPolicy{}, h, builderPredicates())
+		b = b.Watches(&v1alpha2.ClusterNetworkPolicy{}, h, preds)
 	}
 	return b.
 		WatchesRawSource(source.Channel(initial, handler.TypedEnqueueRequestsFromMapFunc(

@@ -113,12 +113,12 @@ func (t *translator) subjects(obj string, s *v1alpha2.ClusterNetworkPolicySubjec
 	var err error
 	switch {
 	case s.Namespaces != nil && s.Pods == nil:
-		nsSel, err = metav1.LabelSelectorAsSelector(s.Namespaces)
+		nsSel, err = asSelector(s.Namespaces)
 		podSel = labels.Everything()
 	case s.Pods != nil && s.Namespaces == nil:
-		nsSel, err = metav1.LabelSelectorAsSelector(&s.Pods.NamespaceSelector)
+		nsSel, err = asSelector(&s.Pods.NamespaceSelector)
 		if err == nil {
-			podSel, err = metav1.LabelSelectorAsSelector(&s.Pods.PodSelector)
+			podSel, err = asSelector(&s.Pods.PodSelector)
 		}
 	default:
 		err = fmt.Errorf("exactly one of namespaces and pods must be set")
@@ -308,7 +308,7 @@ func appendNodeAddrs(dst []netip.Addr, n *corev1.Node) []netip.Addr {
 
 // nodePeer returns the addresses of the Nodes the selector matches.
 func (t *translator) nodePeer(sel *metav1.LabelSelector) (peerResult, error) {
-	s, err := metav1.LabelSelectorAsSelector(sel)
+	s, err := asSelector(sel)
 	if err != nil {
 		return peerResult{}, fmt.Errorf("invalid nodes selector: %w", err)
 	}

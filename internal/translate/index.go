@@ -155,6 +155,18 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 	t.findClaims(keys)
 }
 
+// everyPod yields every pod that owns an address, namespace by namespace (the order does not
+// matter to its callers, which sort what they build).
+func (t *translator) everyPod(yield func(*indexedPod) bool) {
+	for _, ns := range t.nsNames {
+		for _, p := range ns.pods {
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
+
 // selectNamespaces returns, in name order, the namespaces holding pods that sel matches.
 // Results are memoised per selector, and equality requirements (matchLabels, In) narrow the
 // candidates through the label index before the whole selector is tested.

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -36,8 +35,37 @@ func (r *peerResult) appendPods(dst []*indexedPod) []*indexedPod {
 	return dst
 }
 
-// peer translates one peer of a rule in namespace ns. Results of selector peers are memoised for
-// the duration of one Translate call, since many policies share the same peers.
+// peerEntry is the memo of one selector peer.
+type peerEntry struct {
+	key string // in translator.peers
+	res peerResult
+	// nsSelector is true for a peer with a namespaceSelector: the namespaces it selects change
+	// when any namespace's labels, or the set of namespaces holding pods, change.
+	nsSelector bool
+
+	// The rest is the bookkeeping of Incremental; Translate leaves it unset.
+
+	// dirty asks for the result to be computed again before its next use.
+	dirty bool
+	// indexed are the namespaces under which Incremental.peersByNS lists the entry: those of
+	// res.nss, or the policy's namespace for a podSelector alone (even before it exists).
+	indexed []string
+	// users are the memoised NetworkPolicies that read the result.
+	users map[*policyEntry]struct{}
+	// round is the last Incremental.RuleSet call that read the result.
+	round uint64
+}
+
+// used records that the policy being translated (Incremental only) reads e.
+func (t *translator) used(e *peerEntry) {
+	if t.inc != nil {
+		t.inc.usedPeer(e)
+	}
+}
+
+// peer translates one peer of a rule in namespace ns. Results of selector peers are memoised (for
+// the duration of one Translate call, or until an event invalidates them in Incremental), since
+// many policies share the same peers.
 func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peerResult, error) {
 	if peer.IPBlock != nil {
 		if peer.PodSelector != nil || peer.NamespaceSelector != nil {
@@ -53,14 +81,14 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 	var key strings.Builder
 	podSel, nsSel := labels.Everything(), labels.Selector(nil)
 	if peer.PodSelector != nil {
-		s, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+		s, err := asSelector(peer.PodSelector)
 		if err != nil {
 			return peerResult{}, fmt.Errorf("invalid podSelector: %w", err)
 		}
 		podSel = s
 	}
 	if peer.NamespaceSelector != nil {
-		s, err := metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
+		s, err := asSelector(peer.NamespaceSelector)
 		if err != nil {
 			return peerResult{}, fmt.Errorf("invalid namespaceSelector: %w", err)
 		}
@@ -71,8 +99,11 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 		key.WriteString("in:" + ns)
 	}
 	key.WriteString("\x00" + podSel.String())
-	if res, ok := t.peers[key.String()]; ok {
-		return res, nil
+	k := key.String()
+	e := t.peers[k]
+	if e != nil && !e.dirty {
+		t.used(e)
+		return e.res, nil
 	}
 
 	res := peerResult{podSel: podSel}
@@ -99,7 +130,15 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 		}
 	}
 	res.addrs = b.Set()
-	t.peers[key.String()] = res
+	if e == nil {
+		e = &peerEntry{key: k, nsSelector: nsSel != nil}
+		t.peers[k] = e
+	}
+	e.res, e.dirty = res, false
+	if t.inc != nil {
+		t.inc.indexPeer(e, ns)
+	}
+	t.used(e)
 	return res, nil
 }
 

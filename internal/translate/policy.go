@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -17,7 +16,7 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 	obj := "NetworkPolicy " + np.Namespace + "/" + np.Name
 	key := ruleset.PolicyKey{Namespace: np.Namespace, Name: np.Name}
 
-	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	sel, err := asSelector(&np.Spec.PodSelector)
 	validTargets := err == nil
 	if !validTargets {
 		// We cannot tell which pods the policy meant; isolating every pod of its namespace with no
@@ -130,6 +129,11 @@ func (t *translator) ruleOf(obj, path string, index int, anyPeer bool, results [
 		if !ownersKnown {
 			owners, ownersKnown = t.namedPortOwners(targets, dests, egress, r.AnyPeer), true
 		}
+		if egress && (r.AnyPeer || slices.ContainsFunc(dests, func(d peerResult) bool { return d.isBlock() })) {
+			// The name resolves on pods anywhere in the cluster, not only on those of
+			// memoised peers: any pod with a port of that name can change the rule.
+			t.resolvesEverywhere(name)
+		}
 		for _, p := range owners {
 			r.NamedPorts = t.appendEndpoints(r.NamedPorts, p, name, pr.Protocol, nil)
 		}
@@ -138,8 +142,8 @@ func (t *translator) ruleOf(obj, path string, index int, anyPeer bool, results [
 		// inside the block, excepts removed, and an address no pod owns matches no named port.
 		for i := range dests {
 			if block := &dests[i]; block.isBlock() {
-				for j := range t.pods {
-					r.NamedPorts = t.appendEndpoints(r.NamedPorts, &t.pods[j], name, pr.Protocol, block.addrs.Contains)
+				for p := range t.everyPod {
+					r.NamedPorts = t.appendEndpoints(r.NamedPorts, p, name, pr.Protocol, block.addrs.Contains)
 				}
 			}
 		}
@@ -147,4 +151,12 @@ func (t *translator) ruleOf(obj, path string, index int, anyPeer bool, results [
 	slices.SortFunc(r.NamedPorts, ruleset.CompareEndpoints)
 	r.NamedPorts = slices.Compact(r.NamedPorts)
 	return r
+}
+
+// resolvesEverywhere records that the policy being translated (Incremental only) resolves the
+// port name on every pod of the cluster.
+func (t *translator) resolvesEverywhere(name string) {
+	if t.inc != nil {
+		t.inc.resolvesEverywhere(name)
+	}
 }

@@ -22,9 +22,8 @@ func (t *translator) namedPortOwners(targets []*indexedPod, dests []peerResult, 
 	}
 	var owners []*indexedPod
 	if anyPeer {
-		owners = make([]*indexedPod, len(t.pods))
-		for i := range t.pods {
-			owners[i] = &t.pods[i]
+		for p := range t.everyPod {
+			owners = append(owners, p)
 		}
 	}
 	for i := range dests {

@@ -57,12 +57,7 @@ const namespaceNameLabel = "kubernetes.io/metadata.name"
 
 // Translate computes the rule set for in.Node. Problems are sorted.
 func Translate(in Input) (ruleset.RuleSet, []Problem) {
-	t := &translator{
-		namespaces: map[string]*nsView{},
-		nsByLabel:  map[string]map[string][]*nsView{},
-		nsSelected: map[string][]*nsView{},
-		peers:      map[string]peerResult{},
-	}
+	t := newTranslator()
 	t.loadNamespaces(in.Namespaces)
 	t.loadPods(in.Pods, in.Node)
 
@@ -77,20 +72,44 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	slices.SortFunc(policies, func(a, b *networkingv1.NetworkPolicy) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
+	translated := make([]translatedPolicy, 0, len(policies))
+	for _, np := range policies {
+		if pol, targets, ok := t.policy(np); ok {
+			translated = append(translated, translatedPolicy{pol, targets})
+		}
+	}
+	return t.ruleSet(translated, &in)
+}
 
+func newTranslator() *translator {
+	return &translator{
+		namespaces: map[string]*nsView{},
+		nsByLabel:  map[string]map[string][]*nsView{},
+		nsSelected: map[string][]*nsView{},
+		peers:      map[string]*peerEntry{},
+	}
+}
+
+// translatedPolicy is a NetworkPolicy that selects local pods, with those pods.
+type translatedPolicy struct {
+	pol     ruleset.Policy
+	targets []*indexedPod
+}
+
+// ruleSet assembles the rule set from the translated NetworkPolicies (sorted by namespace, then
+// name) and what the indexes hold; of in it reads only the settings, the ClusterNetworkPolicies
+// and the Nodes. It sorts t.problems and returns them.
+func (t *translator) ruleSet(policies []translatedPolicy, in *Input) (ruleset.RuleSet, []Problem) {
 	isolated := map[*indexedPod]*ruleset.Target{}
 	newTarget := func(p *indexedPod) *ruleset.Target {
 		return &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: t.ownIPs(p), // the rule set owns its slices
 			LogDrops: in.LogDrops || p.ns.dropLogs}
 	}
 	var rs ruleset.RuleSet
-	for _, np := range policies {
-		pol, targets, ok := t.policy(np)
-		if !ok {
-			continue
-		}
+	for _, tp := range policies {
+		pol := tp.pol
 		rs.Policies = append(rs.Policies, pol)
-		for _, p := range targets {
+		for _, p := range tp.targets {
 			rp := isolated[p]
 			if rp == nil {
 				rp = newTarget(p)
@@ -137,10 +156,13 @@ type translator struct {
 	local      []*indexedPod                   // the local ones among them, in input order
 	claims     map[netip.Addr][]*indexedPod    // address -> its claimants when more than one pod claims it, by namespace and name; nil without conflicts
 	conflicts  []netip.Addr                    // the keys of claims, sorted
-	peers      map[string]peerResult
+	peers      map[string]*peerEntry
 	builder    ruleset.Builder // reused for every peer: its memory grows to the largest one
 	nodes      []*corev1.Node  // for the nodes peers of ClusterNetworkPolicies
 	problems   []Problem
+	// inc is the Incremental that keeps this translator's indexes across recomputes; nil in
+	// Translate.
+	inc *Incremental
 }
 
 func (t *translator) report(object, format string, args ...any) {

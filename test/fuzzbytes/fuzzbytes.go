@@ -27,3 +27,6 @@ func (r *Reader) Bool() bool { return r.Byte()&1 == 1 }
 
 // Pick returns one of xs.
 func Pick[T any](r *Reader, xs ...T) T { return xs[r.N(len(xs))] }
+
+// Len returns how many bytes are left.
+func (r *Reader) Len() int { return len(r.b) }

@@ -1,0 +1,754 @@
+package translate
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"unique"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/network-policy-api/apis/v1alpha2"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// Incremental is a translator that keeps its indexes between recomputes and is told what changed:
+// pods, Namespaces and NetworkPolicies one at a time, as the watch delivers them. RuleSet returns
+// exactly what Translate returns for the same objects (the property test pins it), but
+// recomputes only what the changes since the last call can affect:
+//
+//   - The pods are indexed once, by namespace (with the local ones apart) and by address (the
+//     addresses several pods claim); a pod event moves one pod in and out of those lists.
+//   - Each selector peer's result is memoised as in Translate, but across calls, and listed
+//     under every namespace it reads (the one of a podSelector alone even before it exists). A
+//     pod event edits the results listed under the pod's namespace whose podSelector matches the
+//     pod before or after the event: the old pod's addresses leave, the new one's join
+//     (ruleset.AddrSet.WithAddr, a copy without a sort). When the event changes which pods claim
+//     an address, those results are computed again instead, from the pods of the namespaces they
+//     select. A pod's namespace gaining its first pod or losing its last one, and a label change
+//     of a Namespace that holds pods, invalidate every result with a namespaceSelector:
+//     namespaces change rarely.
+//   - Each NetworkPolicy's translation is memoised, with the peer results it read and the port
+//     names it resolves on every pod of the cluster (egress rules to every destination or to an
+//     ipBlock). It is translated again when it changes, when one of those peer results changes,
+//     when a local pod of its namespace changes (its targets and their named ports),
+//     or when a pod with one of those port names changes. Only the policies of namespaces with a
+//     local pod are translated, as in Translate.
+//   - An address several pods claim makes each claimant's result depend on the others: a change
+//     of one claimant counts as a change of every pod that shares an address with it.
+//   - The rest is assembled on every call from what is memoised, as Translate assembles it:
+//     targets, claims, edges and local addresses grow with the local pods and the policies that
+//     select them, not with the cluster. ClusterNetworkPolicies are translated in full on every
+//     call (through the memoised peer results); they are few. They, the Nodes, the pod CIDRs
+//     and the drop-log setting are plain settings read on every call, so setting them
+//     invalidates nothing. The node is fixed: another node needs another Incremental.
+//
+// Objects are never modified and are kept until replaced or deleted; an object that is set
+// again must be a new object (the informers replace objects on update), since an update with
+// the same pointer is taken as no change. Pods and policies are known by namespace and name (a
+// cache holds one of each), so of an Input listing the same one twice the last is kept. Unlike Translate, the returned rule sets share memory
+// with each other and with the Incremental (policies translated once are returned again): they
+// must not be modified. Not safe for concurrent use.
+type Incremental struct {
+	t        translator
+	thisNode unique.Handle[string]
+	// settings hold the node, the settings, the ClusterNetworkPolicies and the Nodes; never pods,
+	// namespaces or policies.
+	settings Input
+
+	owners4 map[[4]byte]*indexedPod
+	owners6 map[[16]byte]*indexedPod
+	badIPs  map[podKey]*compact.Pod // pods that own addresses and list some that do not parse
+	// policies are the NetworkPolicies by namespace.
+	policies map[string]*nsPolicies
+	// peersByNS lists the memoised peer results by the namespaces they read.
+	peersByNS map[string]map[*peerEntry]struct{}
+	// everywhere lists, by port name, the policies that resolve the name on every pod.
+	everywhere map[string]map[*policyEntry]struct{}
+
+	deps        *policyEntry // the policy being translated, whose dependencies are recorded
+	round       uint64       // RuleSet calls so far
+	nsDirty     bool         // the namespaces holding pods, or their labels, changed
+	claimsDirty bool         // t.claims changed: t.conflicts is to be listed again
+	orphans     []*peerEntry // peer results that lost their last user: dropped unless used again
+	sweepAll    bool         // the ClusterNetworkPolicies changed: drop every unused peer result
+}
+
+type podKey struct {
+	ns   unique.Handle[string]
+	name string
+}
+
+// nsPolicies are the NetworkPolicies of one namespace.
+type nsPolicies struct {
+	byName map[string]*policyEntry
+	sorted []*policyEntry // by name: the rule set's order
+}
+
+// policyEntry is the memoised translation of one NetworkPolicy, with what it depends on.
+type policyEntry struct {
+	np       *networkingv1.NetworkPolicy
+	dirty    bool
+	ok       bool // the policy selects a local pod
+	out      translatedPolicy
+	problems []Problem
+	// peers are the memoised peer results the translation read; everywhere the port names it
+	// resolved on every pod.
+	peers      []*peerEntry
+	everywhere []string
+}
+
+// NewIncremental returns an Incremental holding the objects of in, for in.Node.
+func NewIncremental(in Input) *Incremental {
+	s := &Incremental{
+		t:          *newTranslator(),
+		thisNode:   compact.Intern(in.Node),
+		settings:   Input{Node: in.Node, PodCIDRs: in.PodCIDRs, LogDrops: in.LogDrops, ClusterPolicies: in.ClusterPolicies, Nodes: in.Nodes},
+		owners6:    map[[16]byte]*indexedPod{},
+		badIPs:     map[podKey]*compact.Pod{},
+		policies:   map[string]*nsPolicies{},
+		peersByNS:  map[string]map[*peerEntry]struct{}{},
+		everywhere: map[string]map[*policyEntry]struct{}{},
+	}
+	s.t.claims = map[netip.Addr][]*indexedPod{}
+	s.t.inc = s
+	for _, ns := range in.Namespaces {
+		s.SetNamespace(ns)
+	}
+	if !s.loadPods(in.Pods) {
+		// The input lists a pod twice (a cache never does): one at a time, the last one wins.
+		s.resetPods()
+		for _, p := range in.Pods {
+			s.SetPod(p)
+		}
+	}
+	for _, np := range in.Policies {
+		s.SetPolicy(np)
+	}
+	return s
+}
+
+// loadPods indexes the pods of a new Incremental. Each namespace's list is filled, then sorted
+// once: inserting the pods one by one in name order would move n²/2 pointers for a namespace of
+// n pods. It returns false, leaving the indexes to be reset, if two pods have the same name.
+func (s *Incremental) loadPods(pods []*compact.Pod) bool {
+	s.owners4 = make(map[[4]byte]*indexedPod, len(pods))
+	var all []*indexedPod
+	for _, p := range pods {
+		if !p.OwnsAddresses() {
+			continue
+		}
+		if len(p.BadIPs()) > 0 {
+			s.badIPs[podKey{p.NamespaceHandle(), p.Name()}] = p
+		}
+		if len(p.IPs()) == 0 {
+			continue
+		}
+		x := &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
+		s.place(x, false)
+		all = append(all, x)
+	}
+	for _, ns := range s.t.namespaces {
+		slices.SortFunc(ns.pods, func(a, b *indexedPod) int { return strings.Compare(a.src.Name(), b.src.Name()) })
+		for i := 1; i < len(ns.pods); i++ {
+			if ns.pods[i].src.Name() == ns.pods[i-1].src.Name() {
+				return false
+			}
+		}
+	}
+	for _, x := range all {
+		s.addAddresses(x, nil)
+	}
+	s.nsDirty = true
+	return true
+}
+
+// resetPods forgets every pod.
+func (s *Incremental) resetPods() {
+	for _, ns := range s.t.namespaces {
+		ns.pods, ns.local, ns.size = nil, nil, 0
+	}
+	s.t.local = nil
+	s.t.claims = map[netip.Addr][]*indexedPod{}
+	s.owners4, s.owners6 = map[[4]byte]*indexedPod{}, map[[16]byte]*indexedPod{}
+	s.badIPs = map[podKey]*compact.Pod{}
+	s.nsDirty, s.claimsDirty = true, true
+}
+
+// SetPodCIDRs sets Input.PodCIDRs.
+func (s *Incremental) SetPodCIDRs(cidrs []netip.Prefix) { s.settings.PodCIDRs = cidrs }
+
+// SetLogDrops sets Input.LogDrops.
+func (s *Incremental) SetLogDrops(on bool) { s.settings.LogDrops = on }
+
+// SetNodes sets Input.Nodes.
+func (s *Incremental) SetNodes(nodes []*corev1.Node) { s.settings.Nodes = nodes }
+
+// SetClusterPolicies sets Input.ClusterPolicies.
+func (s *Incremental) SetClusterPolicies(cnps []*v1alpha2.ClusterNetworkPolicy) {
+	s.settings.ClusterPolicies = cnps
+	s.sweepAll = true // the peer results only the old ones read are dropped at the next call
+}
+
+// SetNamespace adds or replaces a Namespace.
+func (s *Incremental) SetNamespace(ns *corev1.Namespace) {
+	if ns == nil {
+		return
+	}
+	v := s.t.namespace(ns.Name)
+	if v.size > 0 && !maps.Equal(v.labels, ns.Labels) {
+		s.nsDirty = true // only namespaces that hold pods are ever selected
+	}
+	v.labels, v.dropLogs = ns.Labels, dropLogs(ns)
+}
+
+// DeleteNamespace removes the Namespace called name. Its pods, if any are left, stay: they are
+// in a namespace without labels (but its name), as in Translate.
+func (s *Incremental) DeleteNamespace(name string) {
+	v := s.t.namespaces[name]
+	if v == nil {
+		return
+	}
+	if v.size > 0 && len(v.labels) > 0 {
+		s.nsDirty = true
+	}
+	v.labels, v.dropLogs = nil, false
+}
+
+// SetPolicy adds or replaces a NetworkPolicy.
+func (s *Incremental) SetPolicy(np *networkingv1.NetworkPolicy) {
+	if np == nil {
+		return
+	}
+	nsp := s.policies[np.Namespace]
+	if nsp == nil {
+		nsp = &nsPolicies{byName: map[string]*policyEntry{}}
+		s.policies[np.Namespace] = nsp
+	}
+	pe := nsp.byName[np.Name]
+	switch {
+	case pe == nil:
+		pe = &policyEntry{}
+		nsp.byName[np.Name] = pe
+		i, _ := slices.BinarySearchFunc(nsp.sorted, np.Name, func(e *policyEntry, name string) int { return strings.Compare(e.np.Name, name) })
+		nsp.sorted = slices.Insert(nsp.sorted, i, pe)
+	case pe.np == np:
+		return
+	}
+	pe.np, pe.dirty = np, true
+}
+
+// DeletePolicy removes a NetworkPolicy.
+func (s *Incremental) DeletePolicy(namespace, name string) {
+	nsp := s.policies[namespace]
+	if nsp == nil || nsp.byName[name] == nil {
+		return
+	}
+	pe := nsp.byName[name]
+	s.forget(pe)
+	delete(nsp.byName, name)
+	nsp.sorted = slices.DeleteFunc(nsp.sorted, func(e *policyEntry) bool { return e == pe })
+	if len(nsp.sorted) == 0 {
+		delete(s.policies, namespace)
+	}
+}
+
+// SetPod adds or replaces a pod.
+func (s *Incremental) SetPod(p *compact.Pod) {
+	if p == nil {
+		return
+	}
+	s.changePod(p.Namespace(), p.Name(), p)
+}
+
+// DeletePod removes a pod.
+func (s *Incremental) DeletePod(namespace, name string) {
+	s.changePod(namespace, name, nil)
+}
+
+// find returns the indexed pod of that namespace and name, nil when there is none (it does not
+// exist, or owns no address), and where it is, or would be, in its namespace's list.
+func (s *Incremental) find(namespace, name string) (*indexedPod, int) {
+	v := s.t.namespaces[namespace]
+	if v == nil {
+		return nil, 0
+	}
+	i, found := slices.BinarySearchFunc(v.pods, name, func(p *indexedPod, name string) int { return strings.Compare(p.src.Name(), name) })
+	if !found {
+		return nil, i
+	}
+	return v.pods[i], i
+}
+
+// changePod replaces the pod namespace/name by p (nil: deletes it). An update is the old pod's
+// removal followed by the new one's addition, each with what it invalidates. Only the pods that
+// own an address are kept (in their namespace's list, by name), and those that list addresses
+// that do not parse (for the problems); the others affect nothing.
+func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
+	old, _ := s.find(namespace, name)
+	if old != nil && p != nil && old.src.Equal(p) {
+		// Nothing the translator reads changed; keep the new object, not the old one.
+		old.src, old.ips = p, p.IPs()
+		if s.badIPs[podKey{p.NamespaceHandle(), name}] != nil {
+			s.badIPs[podKey{p.NamespaceHandle(), name}] = p
+		}
+		return
+	}
+	if old != nil && p != nil && !old.shared && p.OwnsAddresses() && p.NodeHandle() == old.src.NodeHandle() &&
+		slices.Equal(p.IPs(), old.ips) && slices.Equal(p.BadIPs(), old.src.BadIPs()) && slices.Equal(p.Ports(), old.src.Ports()) {
+		s.relabel(old, p)
+		return
+	}
+	k := podKey{compact.Intern(namespace), name}
+	delete(s.badIPs, k)
+	var (
+		changed []*indexedPod
+		x       *indexedPod // the new pod, if it owns an address
+	)
+	if old != nil {
+		changed = s.unindex(old, append(changed, old))
+	}
+	if p != nil && p.OwnsAddresses() {
+		if len(p.BadIPs()) > 0 {
+			s.badIPs[k] = p
+		}
+		if len(p.IPs()) > 0 {
+			x = &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
+			changed = s.index(x, append(changed, x))
+		}
+	}
+	if len(changed) == btoi(old != nil)+btoi(x != nil) {
+		// No claim changed: the pod alone leaves the peer results the old one was in and joins
+		// those the new one is in, which are edited rather than computed again.
+		for e := range s.peersByNS[namespace] {
+			if e.dirty {
+				continue
+			}
+			inOld := old != nil && e.res.podSel.Matches(old.labels())
+			inNew := x != nil && e.res.podSel.Matches(x.labels())
+			switch {
+			case inOld && inNew:
+				s.patchPeer(e, old.ips, x.ips) // the named ports may have changed too
+			case inOld:
+				s.patchPeer(e, old.ips, nil)
+			case inNew:
+				s.patchPeer(e, nil, x.ips)
+			}
+		}
+		for _, y := range changed {
+			s.invalidatePolicies(y)
+		}
+		return
+	}
+	for _, y := range changed {
+		s.invalidate(y)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// patchPeer edits the clean peer result e for a pod that claims its addresses alone: the
+// addresses gone leave it, those added join it, and the policies that read it are invalidated.
+// A result of a podSelector alone computed before its namespace existed has no namespace to
+// list the pods of (named ports): it is computed again instead.
+func (s *Incremental) patchPeer(e *peerEntry, gone, added []netip.Addr) {
+	if !e.nsSelector && e.res.nss == nil {
+		s.dirtyPeer(e)
+		return
+	}
+	addrs := e.res.addrs
+	for _, a := range gone {
+		addrs = addrs.WithoutAddr(a)
+	}
+	for _, a := range added {
+		addrs = addrs.WithAddr(a)
+	}
+	e.res.addrs = addrs
+	for pe := range e.users {
+		pe.dirty = true
+	}
+}
+
+// relabel replaces x, a pod that owns addresses no other pod claims, by p, which differs from it
+// in its labels only (the commonest update of all): the pod stays where it is in the indexes, and
+// only the peer results it enters or leaves are invalidated, since what it adds to a result (its
+// addresses, its named ports) is unchanged.
+func (s *Incremental) relabel(x *indexedPod, p *compact.Pod) {
+	old := x.src
+	x.src, x.ips = p, p.IPs()
+	if k := (podKey{p.NamespaceHandle(), p.Name()}); s.badIPs[k] != nil {
+		s.badIPs[k] = p
+	}
+	for e := range s.peersByNS[x.ns.name] {
+		if e.dirty {
+			continue
+		}
+		switch inOld, inNew := e.res.podSel.Matches(old.LabelSet()), e.res.podSel.Matches(p.LabelSet()); {
+		case inOld && !inNew:
+			s.patchPeer(e, x.ips, nil)
+		case inNew && !inOld:
+			s.patchPeer(e, nil, x.ips)
+		}
+	}
+	if x.local {
+		s.dirtyPolicies(x.ns.name) // their targets
+	}
+}
+
+// index adds x to the namespace and address indexes. It returns changed with the pods whose
+// claims changed appended.
+func (s *Incremental) index(x *indexedPod, changed []*indexedPod) []*indexedPod {
+	s.place(x, true)
+	return s.addAddresses(x, changed)
+}
+
+// place adds x to its namespace's lists, in name order when sorted is set.
+func (s *Incremental) place(x *indexedPod, sorted bool) {
+	ns := s.t.namespace(x.src.Namespace())
+	x.ns = ns
+	if ns.size == 0 {
+		s.nsDirty = true
+	}
+	if sorted {
+		_, i := s.find(ns.name, x.src.Name())
+		ns.pods = slices.Insert(ns.pods, i, x)
+	} else {
+		ns.pods = append(ns.pods, x)
+	}
+	ns.size++
+	if x.local {
+		ns.local = append(ns.local, x)
+		s.t.local = append(s.t.local, x)
+	}
+}
+
+// addAddresses records x as a claimant of its addresses, as index does.
+func (s *Incremental) addAddresses(x *indexedPod, changed []*indexedPod) []*indexedPod {
+	for _, a := range x.ips {
+		if c := s.t.claims[a]; c != nil {
+			i, _ := slices.BinarySearchFunc(c, x, comparePods)
+			changed = s.claimChanged(a, slices.Insert(c, i, x), changed)
+		} else if q := s.owner(a); q != nil {
+			c := []*indexedPod{q, x}
+			slices.SortFunc(c, comparePods)
+			changed = s.claimChanged(a, c, changed)
+		} else {
+			s.setOwner(a, x)
+		}
+	}
+	return changed
+}
+
+// unindex removes x from the namespace and address indexes, as index does.
+func (s *Incremental) unindex(x *indexedPod, changed []*indexedPod) []*indexedPod {
+	ns := x.ns
+	ns.pods = deletePod(ns.pods, x)
+	ns.size--
+	if ns.size == 0 {
+		s.nsDirty = true
+	}
+	if x.local {
+		ns.local = deletePod(ns.local, x)
+		s.t.local = deletePod(s.t.local, x)
+	}
+	for _, a := range x.ips {
+		if c := s.t.claims[a]; c != nil {
+			changed = s.claimChanged(a, deletePod(c, x), changed)
+		} else {
+			s.setOwner(a, nil)
+		}
+	}
+	return changed
+}
+
+// The owner of each address, the one pod that claims it or one of its claimants (the others are
+// in t.claims), in a map per family: an IPv4 address is its own 32-bit key, which keeps the
+// largest index of the agent small.
+func (s *Incremental) owner(a netip.Addr) *indexedPod {
+	if a.Is4() {
+		return s.owners4[a.As4()]
+	}
+	return s.owners6[a.As16()]
+}
+
+// setOwner sets the owner of a; nil forgets a.
+func (s *Incremental) setOwner(a netip.Addr, x *indexedPod) {
+	switch {
+	case a.Is4() && x == nil:
+		delete(s.owners4, a.As4())
+	case a.Is4():
+		s.owners4[a.As4()] = x
+	case x == nil:
+		delete(s.owners6, a.As16())
+	default:
+		s.owners6[a.As16()] = x
+	}
+}
+
+// claimChanged records that the claimants of a are now o (at least one), and appends them to
+// changed: whether an address of theirs joins a peer set or a named port depends on every
+// claimant.
+func (s *Incremental) claimChanged(a netip.Addr, o []*indexedPod, changed []*indexedPod) []*indexedPod {
+	if len(o) > 1 {
+		s.t.claims[a] = o
+	} else {
+		delete(s.t.claims, a)
+	}
+	s.setOwner(a, o[0])
+	s.claimsDirty = true
+	for _, q := range o {
+		q.shared = slices.ContainsFunc(q.ips, func(b netip.Addr) bool { return s.t.claims[b] != nil })
+		changed = append(changed, q)
+	}
+	return changed
+}
+
+func deletePod(pods []*indexedPod, x *indexedPod) []*indexedPod {
+	if i := slices.Index(pods, x); i >= 0 {
+		return slices.Delete(pods, i, i+1)
+	}
+	return pods
+}
+
+// invalidate marks what a change of x (its state before or after the event) can affect.
+func (s *Incremental) invalidate(x *indexedPod) {
+	for e := range s.peersByNS[x.ns.name] {
+		// A dirty result's users are dirty already (see dirtyPeer).
+		if !e.dirty && e.res.podSel.Matches(x.labels()) {
+			s.dirtyPeer(e)
+		}
+	}
+	s.invalidatePolicies(x)
+}
+
+// invalidatePolicies marks the policies a change of x can affect other than through peer results.
+func (s *Incremental) invalidatePolicies(x *indexedPod) {
+	if x.local {
+		s.dirtyPolicies(x.ns.name)
+	}
+	for _, np := range x.src.Ports() {
+		for pe := range s.everywhere[np.Name.Value()] {
+			pe.dirty = true
+		}
+	}
+}
+
+// dirtyPolicies invalidates the policies of namespace ns.
+func (s *Incremental) dirtyPolicies(ns string) {
+	if nsp := s.policies[ns]; nsp != nil {
+		for _, pe := range nsp.sorted {
+			pe.dirty = true
+		}
+	}
+}
+
+// dirtyPeer invalidates a peer result and the policies that read it.
+func (s *Incremental) dirtyPeer(e *peerEntry) {
+	e.dirty = true
+	for pe := range e.users {
+		pe.dirty = true
+	}
+}
+
+// usedPeer records that e is read now, by the policy being translated if any.
+func (s *Incremental) usedPeer(e *peerEntry) {
+	e.round = s.round
+	pe := s.deps
+	if pe == nil {
+		return
+	}
+	if _, ok := e.users[pe]; ok {
+		return
+	}
+	if e.users == nil {
+		e.users = map[*policyEntry]struct{}{}
+	}
+	e.users[pe] = struct{}{}
+	pe.peers = append(pe.peers, e)
+}
+
+// resolvesEverywhere records that the policy being translated resolves the port name on every
+// pod.
+func (s *Incremental) resolvesEverywhere(name string) {
+	pe := s.deps
+	if pe == nil || slices.Contains(pe.everywhere, name) {
+		return
+	}
+	pe.everywhere = append(pe.everywhere, name)
+	m := s.everywhere[name]
+	if m == nil {
+		m = map[*policyEntry]struct{}{}
+		s.everywhere[name] = m
+	}
+	m[pe] = struct{}{}
+}
+
+// forget drops the dependencies recorded for pe.
+func (s *Incremental) forget(pe *policyEntry) {
+	for _, e := range pe.peers {
+		delete(e.users, pe)
+		if len(e.users) == 0 {
+			s.orphans = append(s.orphans, e)
+		}
+	}
+	for _, name := range pe.everywhere {
+		m := s.everywhere[name]
+		delete(m, pe)
+		if len(m) == 0 {
+			delete(s.everywhere, name)
+		}
+	}
+	pe.peers, pe.everywhere = nil, nil
+}
+
+// indexPeer lists a freshly computed peer result under the namespaces it read: those it selects,
+// or ns, the namespace of a podSelector alone.
+func (s *Incremental) indexPeer(e *peerEntry, ns string) {
+	if e.nsSelector {
+		if len(e.indexed) == len(e.res.nss) && !slices.ContainsFunc(e.res.nss, func(v *nsView) bool { return !slices.Contains(e.indexed, v.name) }) {
+			return
+		}
+	} else if len(e.indexed) == 1 && e.indexed[0] == ns {
+		return
+	}
+	s.unindexPeer(e)
+	if e.nsSelector {
+		for _, v := range e.res.nss {
+			e.indexed = append(e.indexed, v.name)
+		}
+	} else {
+		e.indexed = append(e.indexed, ns)
+	}
+	for _, n := range e.indexed {
+		m := s.peersByNS[n]
+		if m == nil {
+			m = map[*peerEntry]struct{}{}
+			s.peersByNS[n] = m
+		}
+		m[e] = struct{}{}
+	}
+}
+
+func (s *Incremental) unindexPeer(e *peerEntry) {
+	for _, n := range e.indexed {
+		m := s.peersByNS[n]
+		delete(m, e)
+		if len(m) == 0 {
+			delete(s.peersByNS, n)
+		}
+	}
+	e.indexed = nil
+}
+
+// RuleSet returns the rule set and the problems, exactly as Translate would return them for the
+// objects held now.
+func (s *Incremental) RuleSet() (ruleset.RuleSet, []Problem) {
+	t := &s.t
+	s.round++
+	if s.nsDirty {
+		s.reindexNamespaces()
+	}
+	if s.claimsDirty {
+		t.conflicts = slices.SortedFunc(maps.Keys(t.claims), netip.Addr.Compare)
+		s.claimsDirty = false
+	}
+	t.problems = nil // a new slice: the last call returned the old one
+	for _, p := range s.badIPs {
+		for _, bad := range p.BadIPs() {
+			t.report("Pod "+p.Namespace()+"/"+p.Name(), "ignoring unparsable pod IP %q", bad)
+		}
+	}
+	for _, a := range t.conflicts {
+		t.reportClaim(a, t.claims[a])
+	}
+
+	// The policies of the namespaces that hold local pods, by namespace, then name.
+	var nss []string
+	for _, p := range t.local {
+		nss = append(nss, p.ns.name)
+	}
+	slices.Sort(nss)
+	var translated []translatedPolicy
+	for _, ns := range slices.Compact(nss) {
+		nsp := s.policies[ns]
+		if nsp == nil {
+			continue
+		}
+		for _, pe := range nsp.sorted {
+			if pe.dirty {
+				s.translatePolicy(pe)
+			}
+			t.problems = append(t.problems, pe.problems...)
+			if pe.ok {
+				translated = append(translated, pe.out)
+			}
+		}
+	}
+	in := s.settings
+	rs, problems := t.ruleSet(translated, &in)
+	s.sweep()
+	return rs, problems
+}
+
+// translatePolicy translates pe's policy again, recording what it reads.
+func (s *Incremental) translatePolicy(pe *policyEntry) {
+	t := &s.t
+	s.forget(pe)
+	saved := t.problems
+	t.problems = nil
+	s.deps = pe
+	pol, targets, ok := t.policy(pe.np)
+	s.deps = nil
+	pe.out, pe.ok, pe.problems, pe.dirty = translatedPolicy{pol, targets}, ok, t.problems, false
+	t.problems = saved
+}
+
+// reindexNamespaces lists the namespaces that hold pods again, drops the namespace selections
+// and invalidates every peer result with a namespaceSelector.
+func (s *Incremental) reindexNamespaces() {
+	t := &s.t
+	t.nsNames = nil // a new slice: nothing else holds the old one, but nothing need rely on it
+	for _, ns := range t.namespaces {
+		if ns.size > 0 {
+			t.nsNames = append(t.nsNames, ns)
+		}
+	}
+	slices.SortFunc(t.nsNames, func(a, b *nsView) int { return strings.Compare(a.name, b.name) })
+	for i, ns := range t.nsNames {
+		ns.position = i
+	}
+	clear(t.nsSelected)
+	clear(t.nsByLabel)
+	for _, e := range t.peers {
+		if e.nsSelector {
+			s.dirtyPeer(e)
+		}
+	}
+	s.nsDirty = false
+}
+
+// sweep drops the memoised peer results no policy reads any more and that this call did not
+// read (a ClusterNetworkPolicy's), so that the memo does not grow with every selector ever seen.
+func (s *Incremental) sweep() {
+	if s.sweepAll {
+		for _, e := range s.t.peers {
+			s.orphans = append(s.orphans, e)
+		}
+		s.sweepAll = false
+	}
+	for _, e := range s.orphans {
+		if len(e.users) == 0 && e.round != s.round && s.t.peers[e.key] == e {
+			s.unindexPeer(e)
+			delete(s.t.peers, e.key)
+		}
+	}
+	s.orphans = s.orphans[:0]
+}
