@@ -86,6 +86,33 @@ func (r *fuzzBytes) peer() networkingv1.NetworkPolicyPeer {
 	return p
 }
 
+// rules gives np policy types, some valid and some not, and ingress and egress rules.
+func (r *fuzzBytes) rules(np *networkingv1.NetworkPolicy) {
+	for range r.N(3) {
+		np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, fuzzbytes.Pick[networkingv1.PolicyType](r.Reader, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress, networkingv1.PolicyTypeIngress, "Sideways"))
+	}
+	for range r.N(3) {
+		var rule networkingv1.NetworkPolicyIngressRule
+		for range r.N(3) {
+			rule.From = append(rule.From, r.peer())
+		}
+		for range r.N(3) {
+			rule.Ports = append(rule.Ports, r.port())
+		}
+		np.Spec.Ingress = append(np.Spec.Ingress, rule)
+	}
+	for range r.N(3) {
+		var rule networkingv1.NetworkPolicyEgressRule
+		for range r.N(3) {
+			rule.To = append(rule.To, r.peer())
+		}
+		for range r.N(3) {
+			rule.Ports = append(rule.Ports, r.port())
+		}
+		np.Spec.Egress = append(np.Spec.Egress, rule)
+	}
+}
+
 func (r *fuzzBytes) port() networkingv1.NetworkPolicyPort {
 	var p networkingv1.NetworkPolicyPort
 	if proto := fuzzbytes.Pick(r.Reader, fuzzProtocols...); proto != "" {
@@ -136,29 +163,7 @@ func fuzzInput(data []byte) Input {
 	for i := range r.N(5) {
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: fuzzbytes.Pick(r.Reader, fuzzNamespaces...), Name: fmt.Sprintf("np%d", i)}}
 		np.Spec.PodSelector = *r.selector()
-		for range r.N(3) {
-			np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, fuzzbytes.Pick[networkingv1.PolicyType](r.Reader, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress, networkingv1.PolicyTypeIngress, "Sideways"))
-		}
-		for range r.N(3) {
-			var rule networkingv1.NetworkPolicyIngressRule
-			for range r.N(3) {
-				rule.From = append(rule.From, r.peer())
-			}
-			for range r.N(3) {
-				rule.Ports = append(rule.Ports, r.port())
-			}
-			np.Spec.Ingress = append(np.Spec.Ingress, rule)
-		}
-		for range r.N(3) {
-			var rule networkingv1.NetworkPolicyEgressRule
-			for range r.N(3) {
-				rule.To = append(rule.To, r.peer())
-			}
-			for range r.N(3) {
-				rule.Ports = append(rule.Ports, r.port())
-			}
-			np.Spec.Egress = append(np.Spec.Egress, rule)
-		}
+		r.rules(np)
 		in.Policies = append(in.Policies, np)
 	}
 	if r.N(3) == 0 {

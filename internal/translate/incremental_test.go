@@ -130,29 +130,7 @@ func (r *fuzzBytes) incPolicy(ns, name string) *networkingv1.NetworkPolicy {
 	if r.N(3) == 0 {
 		np.Spec.PodSelector = metav1.LabelSelector{} // every pod: the common default-deny
 	}
-	for range r.N(3) {
-		np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, fuzzbytes.Pick[networkingv1.PolicyType](r.Reader, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress, networkingv1.PolicyTypeIngress, "Sideways"))
-	}
-	for range r.N(3) {
-		var rule networkingv1.NetworkPolicyIngressRule
-		for range r.N(3) {
-			rule.From = append(rule.From, r.peer())
-		}
-		for range r.N(3) {
-			rule.Ports = append(rule.Ports, r.port())
-		}
-		np.Spec.Ingress = append(np.Spec.Ingress, rule)
-	}
-	for range r.N(3) {
-		var rule networkingv1.NetworkPolicyEgressRule
-		for range r.N(3) {
-			rule.To = append(rule.To, r.peer())
-		}
-		for range r.N(3) {
-			rule.Ports = append(rule.Ports, r.port())
-		}
-		np.Spec.Egress = append(np.Spec.Egress, rule)
-	}
+	r.rules(np)
 	if r.N(2) == 0 {
 		// A peer with one label, which relabelled pods enter and leave often (the peers of
 		// fuzzInput's policies hardly ever match a pod).
