@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -145,8 +146,10 @@ type Reconciler struct {
 	lastRuleSet  ruleset.RuleSet
 	epochsSeeded bool
 	// lastScript is the full script of the last successful apply, from which the next change is
-	// applied as an incremental update (render.Diff); lastTable is it parsed, once, when needed.
-	lastScript []byte
+	// applied as an incremental update (render.Diff), and which a recompute that finds the same
+	// rule set and epochs returns again rather than render it; lastTable is it parsed, once,
+	// when needed.
+	lastScript render.Script
 	lastTable  *render.Table
 	nextTable  *render.Table // the parsed script of the update being applied
 }
@@ -307,7 +310,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 			"bytes", len(script.Text), "duration", elapsed.String())
 		return fmt.Errorf("apply: %w", err)
 	}
-	r.lastDigest, r.applied, r.lastScript, r.lastTable = script.Digest, true, script.Text, nil
+	r.lastDigest, r.applied, r.lastScript, r.lastTable = script.Digest, true, script, nil
 	if mode == "incremental" {
 		r.lastTable = r.nextTable // parsed for the update: the next one need not parse it again
 	}
@@ -346,7 +349,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 // too large or one that redeclares a chain or set).
 func (r *Reconciler) update(script render.Script, trigger string) (text []byte, mode string) {
 	r.nextTable = nil
-	if trigger != "change" || r.lastScript == nil || r.IncrementalMaxShare < 0 {
+	if trigger != "change" || r.lastScript.Text == nil || r.IncrementalMaxShare < 0 {
 		return script.Text, "full"
 	}
 	u, err := r.diff(script)
@@ -365,7 +368,7 @@ func (r *Reconciler) update(script render.Script, trigger string) (text []byte, 
 // returns the update between them.
 func (r *Reconciler) diff(script render.Script) (render.Update, error) {
 	if r.lastTable == nil {
-		t, err := render.ParseTable(r.lastScript)
+		t, err := render.ParseTable(r.lastScript.Text)
 		if err != nil {
 			return render.Update{}, err
 		}
@@ -455,13 +458,21 @@ func (r *Reconciler) desired(ctx context.Context, check bool) (Desired, error) {
 	}
 	r.mu.Lock()
 	epochs := epoch.Next(r.epochs, &r.lastRuleSet, &rs)
+	// Most events change nothing this node enforces (a pod of another namespace relabelled):
+	// then the rule set and the epochs are those of the last apply, and so is the script, which
+	// is not rendered again. The rule sets of the incremental translation share their memory, so
+	// comparing them costs little.
+	script, same := r.lastScript, r.applied && reflect.DeepEqual(epochs, r.epochs) && reflect.DeepEqual(rs, r.lastRuleSet)
 	r.mu.Unlock()
+	if !same {
+		script = render.Render(rs, r.RenderOptions(epochs))
+	}
 	return Desired{
 		Node:     node,
 		RuleSet:  rs,
 		Problems: append(cidrProblems, problems...),
 		Epochs:   epochs,
-		Script:   render.Render(rs, r.RenderOptions(epochs)),
+		Script:   script,
 	}, nil
 }
 

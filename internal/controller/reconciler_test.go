@@ -513,3 +513,46 @@ func TestChangesAreAppliedInPlace(t *testing.T) {
 		t.Errorf("the repair is not a full replace:\n%s", repair)
 	}
 }
+
+// TestAnUnchangedRuleSetIsNotRenderedAgain pins that a recompute whose rule set and epochs are
+// those of the last apply returns the last script itself (no render), and that a change renders.
+func TestAnUnchangedRuleSetIsNotRenderedAgain(t *testing.T) {
+	k := &fakeKernel{}
+	allow := objects.Policy("x/allow", objects.Ingress(objects.From(objects.Peer(objects.Selector("app", "client"), nil))))
+	client1 := objects.Pod("x/c1", objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.2.1"))
+	other := objects.Pod("y/o", objects.Labels("app", "other"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.3.1"))
+	r := newReconciler(t, k, nil, localPod(), allow, client1, other)
+	c := r.Source.(ReaderSource).Reader.(client.Client)
+	ctx := context.Background()
+	if _, err := r.Reconcile(ctx, changeKey); err != nil {
+		t.Fatal(err)
+	}
+	rendered := func() (fresh bool) {
+		t.Helper()
+		d, err := r.Desired(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return &d.Script.Text[0] != &r.lastScript.Text[0]
+	}
+	if rendered() {
+		t.Error("nothing changed, yet the script was rendered again")
+	}
+	// A pod no policy selects, relabelled: the rule set is the same.
+	other.Labels = map[string]string{"app": "still-other"}
+	if err := c.Update(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if rendered() {
+		t.Error("a relabel that changes no rule was rendered again")
+	}
+	client1.Labels = map[string]string{"app": "gone"}
+	if err := c.Update(ctx, client1); err != nil {
+		t.Fatal(err)
+	}
+	if !rendered() {
+		t.Error("a peer left the rules, yet the last script was returned")
+	}
+}
