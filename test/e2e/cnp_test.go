@@ -181,21 +181,7 @@ func (s *cnpSuite) run(t *testing.T, sc cnpScenario) {
 		}
 	})
 	j := judge{c: s.c, eps: s.eps, expect: s.want, name: func(e netns.Endpoint) string { return s.ids[e.Name()] }}
-	for i, st := range sc.steps {
-		var descs []string
-		for _, a := range st.do {
-			descs = append(descs, a.desc)
-		}
-		label := stepLabel(i, len(sc.steps), st.what, descs)
-		for _, a := range st.do {
-			if err := a.run(ctx, s); err != nil {
-				t.Fatalf("%s: %s: %v", label, a.desc, err)
-			}
-		}
-		if j.step(ctx, t, label, st.checks) {
-			t.Logf("policies of this step:\n%s", s.policiesYAML(ctx))
-		}
-	}
+	runSteps(ctx, t, j, sc.steps, s, s.policiesYAML)
 }
 
 // want is the expected verdict of one cell: reachable for the flows no policy can see (unpoliced),
@@ -263,16 +249,10 @@ type cnpScenario struct {
 	steps    []cnpStep
 }
 
-type cnpStep struct {
-	what   string // what the step does, for the log; default: its actions
-	do     []cnpAction
-	checks []check
-}
-
-type cnpAction struct {
-	desc string
-	run  func(ctx context.Context, s *cnpSuite) error
-}
+type (
+	cnpStep   = stepOf[*cnpSuite]
+	cnpAction = actionOf[*cnpSuite]
+)
 
 func sctp(port uint16, want reach) check { return check{"sctp", port, want} }
 

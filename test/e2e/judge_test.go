@@ -184,10 +184,40 @@ func runScenarios(t *testing.T, start time.Time, names []string, run func(t *tes
 	t.Log(sb.String())
 }
 
-// stepLabel names step i (from 0) of n for the reports: what it does, by default its actions.
-func stepLabel(i, n int, what string, actions []string) string {
-	if what == "" {
-		what = strings.Join(actions, ", ")
+// stepOf is one step of a scenario run in an environment E (the suite's cluster): actions, then
+// the checks of the whole matrix.
+type stepOf[E any] struct {
+	what   string // what the step does, for the log; default: its actions
+	do     []actionOf[E]
+	checks []check
+}
+
+type actionOf[E any] struct {
+	desc string
+	run  func(ctx context.Context, e E) error
+}
+
+// runSteps runs the steps in env, judging each step's checks with j; when a step fails, the log
+// shows the policies in force (policiesYAML).
+func runSteps[E any](ctx context.Context, t *testing.T, j judge, steps []stepOf[E], env E, policiesYAML func(context.Context) string) {
+	t.Helper()
+	for i, st := range steps {
+		what := st.what
+		if what == "" {
+			var descs []string
+			for _, a := range st.do {
+				descs = append(descs, a.desc)
+			}
+			what = strings.Join(descs, ", ")
+		}
+		label := fmt.Sprintf("step %d/%d (%s)", i+1, len(steps), what)
+		for _, a := range st.do {
+			if err := a.run(ctx, env); err != nil {
+				t.Fatalf("%s: %s: %v", label, a.desc, err)
+			}
+		}
+		if j.step(ctx, t, label, st.checks) {
+			t.Logf("policies of this step:\n%s", policiesYAML(ctx))
+		}
 	}
-	return fmt.Sprintf("step %d/%d (%s)", i+1, n, what)
 }

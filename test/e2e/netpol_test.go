@@ -117,21 +117,7 @@ func (s *suite) runScenario(t *testing.T, run int, sc scenario) {
 		expect: func(r reach, from, to netns.Endpoint, k netns.Kind) bool {
 			return r.verdict(idOf(from), idOf(to), k.IPv6())
 		}}
-	for i, st := range sc.steps {
-		var descs []string
-		for _, a := range st.do {
-			descs = append(descs, a.desc)
-		}
-		label := stepLabel(i, len(sc.steps), st.what, descs)
-		for _, a := range st.do {
-			if err := a.run(ctx, e); err != nil {
-				t.Fatalf("%s: %s: %v", label, a.desc, err)
-			}
-		}
-		if j.step(ctx, t, label, st.checks) {
-			t.Logf("policies of this step:\n%s", e.policiesYAML(ctx))
-		}
-	}
+	runSteps(ctx, t, j, sc.steps, e, e.policiesYAML)
 }
 
 // policiesYAML prints the scenario's policies as stored, for failure reports.

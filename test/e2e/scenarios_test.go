@@ -655,16 +655,10 @@ type scenario struct {
 	steps    []step
 }
 
-type step struct {
-	what   string // what the step does, for the log; default: its actions
-	do     []action
-	checks []check
-}
-
-type action struct {
-	desc string
-	run  func(ctx context.Context, e *env) error
-}
+type (
+	step   = stepOf[*env]
+	action = actionOf[*env]
+)
 
 type check struct {
 	proto string // "tcp" or "udp"
