@@ -43,6 +43,7 @@ var runs = []run{
 	{pkg: "./test/perf/kernel", bench: "^BenchmarkEstablished$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkEventToKernel$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkEventStream$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
+	{pkg: "./test/perf/agent", bench: "^BenchmarkPolicyChange$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 }
 
 // row is one line of the table: a metric of one benchmark, scaled, with its target.
@@ -106,8 +107,11 @@ const (
 	streamInc  = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,incremental"
 	streamFT   = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,full-translate"
 	streamFull = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,full"
-	estBlk     = "BenchmarkEstablished/bulk,change=100ms"
-	estFlw     = "BenchmarkEstablished/flows=10000,change=100ms"
+	// A policy change selecting 1,000 local pods, applied in place and (baseline) replaced whole.
+	polInc  = "BenchmarkPolicyChange/pods=150000,policies=10000,selected=1000,incremental"
+	polFull = "BenchmarkPolicyChange/pods=150000,policies=10000,selected=1000,full"
+	estBlk  = "BenchmarkEstablished/bulk,change=100ms"
+	estFlw  = "BenchmarkEstablished/flows=10000,change=100ms"
 )
 
 func le(v float64) target { return target{op: "<=", value: v} }
@@ -183,6 +187,12 @@ var rows = []row{
 	{label: "  agent + nft CPU", bench: streamFT, unit: "cpu-pct-core", scale: 1, format: "%.0f", shown: "% of a core"},
 	{label: "event stream, same, every change a full replace (baseline): p99", bench: streamFull, unit: "p99-ms", scale: 1, format: "%.0f", shown: "ms"},
 	{label: "  agent + nft CPU", bench: streamFull, unit: "cpu-pct-core", scale: 1, format: "%.0f", shown: "% of a core"},
+	{label: "a policy selecting 1,000 local pods created, to the kernel (slowest of 10), in place", bench: polInc, unit: "create-ms", scale: 1, format: "%.0f", shown: "ms", target: le(200)},
+	{label: "  the same policy deleted (their flows judged again)", bench: polInc, unit: "delete-ms", scale: 1, format: "%.0f", shown: "ms", target: le(200)},
+	{label: "  transaction, created / deleted", bench: polInc, unit: "create-bytes", scale: 1.0 / 1024, format: "%.0f", shown: "KiB"},
+	{bench: polInc, unit: "delete-bytes", scale: 1.0 / 1024, format: "%.0f", shown: "KiB"},
+	{label: "  created, every change a full replace (baseline)", bench: polFull, unit: "create-ms", scale: 1, format: "%.0f", shown: "ms"},
+	{label: "  deleted, full replace (baseline)", bench: polFull, unit: "delete-ms", scale: 1, format: "%.0f", shown: "ms"},
 }
 
 func main() {
