@@ -476,7 +476,13 @@ func TestChangesAreAppliedInPlace(t *testing.T) {
 	allow := objects.Policy("x/allow", objects.Ingress(objects.From(objects.Peer(objects.Selector("app", "client"), nil))))
 	client1 := objects.Pod("x/c1", objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.2.1"))
 	client2 := objects.Pod("x/c2", objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs("10.0.2.2"))
-	r := newReconciler(t, k, nil, localPod(), allow, client1)
+	// Peers that stay, so that no change below touches more than half of the table's elements
+	// (which goes as a full replace: render.DiffOptions.MaxShare).
+	var stay []runtime.Object
+	for _, ip := range []string{"10.0.2.3", "10.0.2.4", "10.0.2.5"} {
+		stay = append(stay, objects.Pod("x/s-"+strings.ReplaceAll(ip, ".", "-"), objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs(ip)))
+	}
+	r := newReconciler(t, k, nil, append([]runtime.Object{localPod(), allow, client1}, stay...)...)
 	c := r.Source.(ReaderSource).Reader.(client.Client)
 	ctx := context.Background()
 	reconcile := func(req reconcile.Request) string {

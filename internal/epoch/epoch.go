@@ -137,18 +137,19 @@ func age(since, cur uint32) uint32 {
 	return Max - since + cur
 }
 
-// Block is how many epochs the fresh windows' newer end moves at once (see Horizon).
+// Block is how many epochs the windows' newer end moves at once (see Horizon).
 const Block = 64
 
-// Horizon returns the newer end of the fresh windows at epoch cur: cur rounded up to the end of
+// Horizon returns the newer end of the windows at epoch cur: cur rounded up to the end of
 // its block of Block epochs, at most Max. A stamp is never newer than the epoch in force when it
 // was made, so a window may end after cur without trusting any stamp of this run or of a run
 // whose epoch the next one continued (see render.Epoch). What it costs: a stamp that a run left
 // behind when the next could not read its epoch (and started at a random one) is trusted with a
 // chance of Block in Max more. What it buys: a window changes when its address's oldest valid
 // stamp moves, or once every Block epochs, not with every narrowing change anywhere on the node,
-// so an update applied in place rewrites a few elements of the fresh sets instead of all of
-// them (issue 17: about 490 of 500 elements per event at 150k pods).
+// so an update applied in place moves the addresses whose Since moved to the window of their new
+// Since instead of rewriting every window (issue 17: about 490 of 500 elements per event at 150k
+// pods, when the windows were set elements).
 func Horizon(cur uint32) uint32 {
 	cur = normal(cur)
 	return min((cur+Block-1)/Block*Block, Max)

@@ -151,11 +151,11 @@ func whatDriftSees(lines []string) (touched bool, digests []string) {
 }
 
 // TestKernelNetlinkMonitorTellsAppliesFromOtherChanges pins the monitor against the kernel
-// through the sequence of internal/controller/testdata/monitor-nft-1.0.6.txt, with a script whose
-// concatenated interval sets crash `nft monitor` (1.0.6): applies of the script, each one
-// transaction touching the table with the script's digest in exactly one line; other processes'
-// changes to the table (an element deleted from a verdict map and from a concatenated interval
-// set, a chain and a map flushed, a rule with an anonymous set added, a rule inserted, the table
+// through the sequence of internal/controller/testdata/monitor-nft-1.0.6.txt: applies of the
+// script, each one transaction touching the table with the script's digest in exactly one line;
+// other processes' changes to the table (an element deleted from a verdict map, a concatenated
+// interval set added and an element deleted from it, whose elements crash `nft monitor` (1.0.6),
+// a chain and a map flushed, a rule with an anonymous set added, a rule inserted, the table
 // replaced by a script that is not ours, the table deleted), each touching the table without the
 // digest; a change to another table, not touching it. The monitor runs throughout, and returns
 // promptly when its context ends.
@@ -185,8 +185,10 @@ func TestKernelNetlinkMonitorTellsAppliesFromOtherChanges(t *testing.T) {
 		{"our apply a third time", string(script), true, ours, "add element inet flock-netpol fresh-in-v4 { ... }"},
 		{"an element deleted from a verdict map", "delete element inet flock-netpol ingress-pods-v4 { 10.0.1.1 }", true, nil,
 			"delete element inet flock-netpol ingress-pods-v4 { ... }"},
-		{"an element deleted from a concatenated interval set", "delete element inet flock-netpol fresh-in-v4 { 10.0.1.1 . 0x00005000-0x00007fff }", true, nil,
-			"delete element inet flock-netpol fresh-in-v4 { ... }"},
+		{"a concatenated interval set added", "add set inet flock-netpol ranges { type ipv4_addr . mark; flags interval; elements = { 10.0.1.1 . 0x00005000-0x00007fff, 10.0.1.2 . 0x00001000-0x00040fff } }", true, nil,
+			"add element inet flock-netpol ranges { ... }"},
+		{"an element deleted from a concatenated interval set", "delete element inet flock-netpol ranges { 10.0.1.1 . 0x00005000-0x00007fff }", true, nil,
+			"delete element inet flock-netpol ranges { ... }"},
 		{"a pod chain flushed", "flush chain inet flock-netpol pod-in-EN3T6OWG-shop/web-1", true, nil,
 			"delete rule inet flock-netpol pod-in-EN3T6OWG-shop/web-1 handle "},
 		{"a verdict map flushed", "flush map inet flock-netpol egress-pods-v4", true, nil,

@@ -24,8 +24,9 @@ import (
 // namespace.
 //
 // It exists because nft 1.0.6's monitor cannot print an element of a set whose key is a
-// concatenation with intervals (the fresh-in-v4 sets): it reads garbage, then crashes or fails
-// with "Memory allocation failure", so a monitor that runs `nft monitor` dies after most applies.
+// concatenation with intervals (our table held such sets until issue 17, and another table may):
+// it reads garbage, then crashes or fails with "Memory allocation failure", so a monitor that
+// runs `nft monitor` died after most applies.
 // This one decodes only what drift detection needs and never the elements themselves.
 type NetlinkMonitor struct {
 	NetNS int

@@ -23,7 +23,8 @@ const (
 	ingressMapV4         = "ingress-pods-v4"
 	ingressMapV6         = "ingress-pods-v6"
 	localPodsSet         = "local-pods" // + family suffix
-	freshSet             = "fresh"      // + "-in"/"-out" + family suffix
+	freshName            = "fresh"      // chains: + family suffix; maps: + "-in"/"-out" + family suffix
+	windowName           = "window"     // + "-in-<epoch>", "-out-<epoch>" + family suffix
 	allowChain           = "allow"
 
 	// maxNameLen keeps generated chain and set names well inside the kernel's limit (256 bytes

@@ -136,8 +136,8 @@ type script struct {
 	clusterPolicies map[string]*ruleset.ClusterPolicy
 	dispatches      map[string]*tierDispatch
 	classChains     map[string]bool
-	// epochParts are the parts of out and rules that hold epochs (the stamp, the fast path, the
-	// fresh sets), which the digest leaves out (see stampDigest).
+	// epochParts are the parts of the buffers that hold epochs (the stamp, the fast path, the
+	// windows of fresh.go), which the digest leaves out (see stampDigest).
 	epochParts []part
 }
 
@@ -344,7 +344,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		s.epochPart(&s.rules, func() {
 			s.rule(allowChain, fmt.Sprintf("ct mark set ct mark and 0x%08x or 0x%08x accept", epoch.LowMask, epoch.Mark(ep.Current)))
 		})
-		s.epochPart(&s.out, func() { s.freshSets(&rs, &ep) })
+		s.freshChains(&rs, &ep)
 	}
 
 	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
@@ -402,10 +402,7 @@ func (s *script) fastPath(chain string, revalidate bool, current uint32) {
 		s.rule(chain, fmt.Sprintf("ct state established,related ct mark and 0x%08x == 0x%08x accept comment %s",
 			epoch.Mask, epoch.Mark(current), comment("%s%d", epochPrefix, current)))
 	})
-	for _, f := range families {
-		s.rule(chain, fmt.Sprintf("ct state established,related ct original %s saddr . ct mark @%s ct reply %s saddr . ct mark @%s accept",
-			f.proto, freshSet+"-out"+f.suffix, f.proto, freshSet+"-in"+f.suffix))
-	}
+	s.freshPath(chain)
 }
 
 // setsSize estimates the bytes of the set commands, so that the output buffer is allocated once
@@ -975,52 +972,6 @@ func (s *script) dispatch(chain, field, mapV4, mapV6 string) {
 		s.rule(chain, fmt.Sprintf("%s %s saddr vmap @%s", conn, f.proto, m))
 	}
 }
-
-// freshSets declares, per family and direction, the stamps that are still valid at each address:
-// a local address with its window of epochs (epoch.Windows, up to epoch.Horizon), every other
-// address with any mark (this node does not police the far end's pod). An established packet whose connection's source
-// and stamp are in fresh-out, and whose connection's destination and stamp are in fresh-in, is
-// accepted at once.
-func (s *script) freshSets(rs *ruleset.RuleSet, ep *epoch.State) {
-	for _, f := range families {
-		for di, d := range []direction{ingress, egress} {
-			e := s.set(freshSet+"-"+d.short+f.suffix, f.addrType+" . mark", " flags interval;",
-				comment("%s: local addresses and the epochs their stamps may carry", d.name))
-			from := netip.IPv4Unspecified()
-			if !f.is4 {
-				from = netip.IPv6Unspecified()
-			}
-			open := true // from..(next address) is not yet written
-			for _, l := range rs.Local {
-				if l.Addr.Is4() != f.is4 {
-					continue
-				}
-				if open && from.Less(l.Addr) {
-					e.write(appendAnyMark(ruleset.AddrRange{First: from, Last: l.Addr.Prev()}.AppendTo(e.next())))
-				}
-				since := ep.Current
-				if a, ok := ep.Lookup(l.Addr); ok {
-					since = a.Since[di]
-				}
-				for _, w := range epoch.Windows(since, epoch.Horizon(ep.Current)) {
-					e.write(fmt.Appendf(l.Addr.AppendTo(e.next()), " . 0x%08x-0x%08x", w[0], w[1]))
-				}
-				from = l.Addr.Next()
-				open = from.IsValid()
-			}
-			if open {
-				last := netip.AddrFrom4([4]byte{255, 255, 255, 255})
-				if !f.is4 {
-					last = netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})
-				}
-				e.write(appendAnyMark(ruleset.AddrRange{First: from, Last: last}.AppendTo(e.next())))
-			}
-			e.end()
-		}
-	}
-}
-
-func appendAnyMark(b []byte) []byte { return append(b, " . 0x00000000-0xffffffff"...) }
 
 // maxHashRange is the widest range a peer set spells out address by address.
 const maxHashRange = 256

@@ -134,8 +134,14 @@ func describeRule(chain, rule, verdict string) string {
 		return fmt.Sprintf("chain %s, %s (an apply replaced the table during the trace; trace again for the rule's text), verdict %s", chain, rule, verdict)
 	case chain == baseChain && strings.HasPrefix(comment, "epoch "):
 		return "established connection stamped with the current epoch: accepted at once"
-	case chain == baseChain && strings.Contains(rule, "@fresh-"):
-		return "established connection whose stamp is still valid at both ends: accepted at once"
+	case chain == baseChain && strings.HasPrefix(next, "fresh-"):
+		return "established connection stamped before the current epoch: its stamp is checked at both ends (chain " + next + ")"
+	case strings.HasPrefix(chain, "fresh-") && rule == "accept":
+		return "neither end of the connection is a pod of this node: accepted at once"
+	case strings.HasPrefix(chain, "window-") && verdict == "accept":
+		return "the stamp is still valid at both ends: accepted at once"
+	case strings.HasPrefix(chain, "fresh-") || strings.HasPrefix(chain, "window-"):
+		return "" // on to the window of the local end; a packet that falls off it is judged again
 	case chain == baseChain && rule == "ct state established,related accept":
 		return "established connection (--established=keep): accepted at once"
 	case chain == baseChain && strings.Contains(rule, "fib saddr . iif oif missing"):

@@ -1,0 +1,147 @@
+package render
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/flock-net/flock-netpol/internal/epoch"
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// An established packet whose stamp is older than the current epoch is accepted at once while the
+// stamp is still valid at both ends of its connection (see package epoch): at each local end, the
+// stamp lies in that address's window, from its oldest valid stamp (Since) to epoch.Horizon; a
+// far end (an address not on this node) takes any stamp. Per family:
+//
+//	fresh-v4 (jumped to by the fast path):
+//	    ct original ip saddr vmap @fresh-out-v4   local source: goto window-out-<since>-v4
+//	    ct reply ip saddr vmap @fresh-in-v4       local destination: goto window-in-<since>
+//	    accept                                    neither end is local
+//	window-out-<since>-v4:
+//	    ct mark <window> ct reply ip saddr vmap @fresh-in-v4
+//	    ct mark <window> accept                   the destination is not local
+//	window-in-<since>:
+//	    ct mark <window> accept
+//
+// A packet that falls off a window chain returns to the fast path's caller and is judged again.
+// The maps are hash maps of addresses and the windows plain comparisons, one chain per distinct
+// Since (a change narrows many addresses to the same one), so a change that moves some addresses'
+// Since edits their map elements and adds a chain of two rules. The windows were elements of
+// concatenated interval sets (address . mark ranges) before: the kernel inserts into such a set in
+// time that grows with its size, and an update that rewrote their elements cost 45 ms with 110 local
+// pods and more than a second with 1,000 (issue 17).
+
+// freshChains declares the chains and maps above (the dispatch chains hold no epoch; the window
+// chains, their rules and the maps are epoch parts, left out of the digest).
+func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
+	horizon := epoch.Horizon(ep.Current)
+	// since[d][f] lists the local addresses of family f with their Since in direction d.
+	type addrSince struct {
+		addr  netip.Addr
+		since uint32
+	}
+	var since [2][2][]addrSince
+	for _, l := range rs.Local {
+		st := [2]uint32{ep.Current, ep.Current}
+		if a, ok := ep.Lookup(l.Addr); ok {
+			st = a.Since
+		}
+		f := familyIndex(l.Addr)
+		for d := range 2 {
+			since[d][f] = append(since[d][f], addrSince{l.Addr, st[d]})
+		}
+	}
+	distinct := func(lists ...[]addrSince) []uint32 {
+		var out []uint32
+		for _, l := range lists {
+			for _, a := range l {
+				out = append(out, a.since)
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	inSinces := distinct(since[epoch.Ingress][0], since[epoch.Ingress][1])
+	var outSinces [2][]uint32
+	for fi := range families {
+		outSinces[fi] = distinct(since[epoch.Egress][fi])
+	}
+
+	for _, f := range families {
+		s.chain(freshChainName(f), comment("established connections stamped before the current epoch: accepted while the stamp is valid at both ends"))
+		s.rule(freshChainName(f), fmt.Sprintf("ct original %s saddr vmap @%s", f.proto, freshMapName(egress, f)))
+		s.rule(freshChainName(f), fmt.Sprintf("ct reply %s saddr vmap @%s", f.proto, freshMapName(ingress, f)))
+		s.rule(freshChainName(f), "accept")
+	}
+	s.epochPart(&s.out, func() {
+		for _, e := range inSinces {
+			s.chain(windowChainName(ingress, e, nil), comment("local destinations whose stamps are valid from epoch %d", e))
+		}
+		for fi, f := range families {
+			for _, e := range outSinces[fi] {
+				s.chain(windowChainName(egress, e, &families[fi]), comment("local %s sources whose stamps are valid from epoch %d", f.nfproto, e))
+			}
+		}
+	})
+	s.epochPart(&s.rules, func() {
+		for _, e := range inSinces {
+			for _, w := range epoch.Windows(e, horizon) {
+				s.rule(windowChainName(ingress, e, nil), fmt.Sprintf("ct mark 0x%08x-0x%08x accept", w[0], w[1]))
+			}
+		}
+		for fi, f := range families {
+			for _, e := range outSinces[fi] {
+				chain := windowChainName(egress, e, &families[fi])
+				for _, w := range epoch.Windows(e, horizon) {
+					s.rule(chain, fmt.Sprintf("ct mark 0x%08x-0x%08x ct reply %s saddr vmap @%s", w[0], w[1], f.proto, freshMapName(ingress, f)))
+					s.rule(chain, fmt.Sprintf("ct mark 0x%08x-0x%08x accept", w[0], w[1]))
+				}
+			}
+		}
+	})
+	s.epochPart(&s.maps, func() {
+		for fi, f := range families {
+			for _, d := range []direction{ingress, egress} {
+				di, fam := epoch.Ingress, (*family)(nil)
+				if d == egress {
+					di, fam = epoch.Egress, &families[fi]
+				}
+				elems := make([]string, 0, len(since[di][fi]))
+				for _, a := range since[di][fi] {
+					elems = append(elems, a.addr.String()+" : goto "+windowChainName(d, a.since, fam))
+				}
+				s.verdictMap(freshMapName(d, f), f, elems, fmt.Sprintf("%s: local addresses, to the window of the epochs their stamps may carry", d.name))
+			}
+		}
+	})
+}
+
+// freshPath sends established packets whose stamp is not the current epoch's through the window
+// check of their family.
+func (s *script) freshPath(chain string) {
+	for _, f := range families {
+		s.rule(chain, fmt.Sprintf("ct state established,related meta nfproto %s jump %s", f.nfproto, freshChainName(f)))
+	}
+}
+
+func familyIndex(a netip.Addr) int {
+	if a.Is4() {
+		return 0
+	}
+	return 1
+}
+
+func freshChainName(f family) string { return freshName + f.suffix }
+
+func freshMapName(d direction, f family) string { return freshName + "-" + d.short + f.suffix }
+
+// windowChainName names the window chain of the stamps valid from epoch since: one per family for
+// sources (its rules look the destination up in the family's map), one for both for destinations.
+func windowChainName(d direction, since uint32, f *family) string {
+	name := fmt.Sprintf("%s-%s-%d", windowName, d.short, since)
+	if f != nil {
+		name += f.suffix
+	}
+	return name
+}
