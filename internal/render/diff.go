@@ -31,6 +31,18 @@ type Table struct {
 	objOrder   []string
 }
 
+// Sets returns the names of the table's sets and maps, in the order the script declares them.
+func (t *Table) Sets() []string { return t.setOrder }
+
+// Elements returns the elements of a set or map as the script writes them (without the comma),
+// none for an unknown name. The caller must not modify them.
+func (t *Table) Elements(set string) []string {
+	if s := t.sets[set]; s != nil {
+		return s.elems
+	}
+	return nil
+}
+
 // statefulObj is a named counter or limit: declared once, its state (a counter's packets) lives
 // in the kernel for as long as the object does.
 type statefulObj struct {
@@ -49,9 +61,14 @@ type setObj struct {
 	elems []string // without the trailing comma
 }
 
-// ParseTable reads a script Render wrote.
+func newTable() *Table {
+	return &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}, objects: map[string]*statefulObj{}}
+}
+
+// ParseTable reads a script Render wrote. Render returns its script's Table (Script.Table); this
+// reads the script of another process, or one kept as text.
 func ParseTable(text []byte) (*Table, error) {
-	t := &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}, objects: map[string]*statefulObj{}}
+	t := newTable()
 	var open *setObj
 	for line := range bytes.Lines(text) {
 		l := strings.TrimSuffix(string(line), "\n")
@@ -170,6 +187,9 @@ func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 			u.Elements += len(cur.elems)
 		case prev.decl != cur.decl:
 			return Update{}, fmt.Errorf("%w: set %s is declared differently", ErrNeedsFullApply, name)
+		case sameElements(prev.elems, cur.elems):
+			// Unchanged, as nearly every set is after one event: said without building the
+			// sets of elementDiff.
 		default:
 			gone, added := elementDiff(prev, cur)
 			switch {
@@ -227,6 +247,19 @@ func writeRules(b *bytes.Buffer, tableName, chain string, rules []string) {
 	for _, r := range rules {
 		fmt.Fprintf(b, "add rule inet %s %s %s\n", tableName, chain, r)
 	}
+}
+
+// sameElements reports whether two sets' elements are equal, at once when they are the same
+// memory (Render gives a set whose elements a Memo recognised the slice it gave the previous
+// script's).
+func sameElements(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
 }
 
 // elementDiff returns the elements only in old (by key for a map, so that a key whose value

@@ -94,7 +94,7 @@ func podCounterName(audit bool, pod *ruleset.Target, d direction) string {
 
 // counter declares a named counter.
 func (s *script) counter(c Counter, why string) {
-	fmt.Fprintf(&s.out, "add counter inet %s %s { comment %s; }\n", s.table, c.Name, why)
+	s.object("counter", c.Name, fmt.Sprintf("add counter inet %s %s { comment %s; }", s.table, c.Name, why))
 	s.counters = append(s.counters, c)
 }
 
@@ -120,13 +120,13 @@ func (s *script) podCounter(pod *ruleset.Target, d direction, audit bool) {
 
 // dropLogObjects declares the dynamic sets and the limit of the drop logs.
 func (s *script) dropLogObjects(rate int) {
-	fmt.Fprintf(&s.out, "add limit inet %s %s { rate %d/second burst %d packets; comment %s; }\n",
-		s.table, dropLogLimit, rate, 2*rate, comment("drop log lines of the node"))
+	s.object("limit", dropLogLimit, fmt.Sprintf("add limit inet %s %s { rate %d/second burst %d packets; comment %s; }",
+		s.table, dropLogLimit, rate, 2*rate, comment("drop log lines of the node")))
 	for _, f := range families {
-		s.stats.Sets++
-		fmt.Fprintf(&s.out, "add set inet %s %s%s { type %s . %s . inet_proto . inet_service . inet_service; size %d; flags dynamic,timeout; timeout %s; comment %s; }\n",
-			s.table, dropLogSet, f.suffix, f.addrType, f.addrType, dropLogSize, dropLogDedup,
+		e := s.set(dropLogSet+f.suffix, f.addrType+" . "+f.addrType+" . inet_proto . inet_service . inet_service",
+			fmt.Sprintf(" size %d; flags dynamic,timeout; timeout %s;", dropLogSize, dropLogDedup),
 			comment("5-tuples logged in the last %s", dropLogDedup))
+		e.end()
 	}
 }
 

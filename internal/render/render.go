@@ -35,6 +35,10 @@ type Options struct {
 	// many; zero means DefaultLogGroup and DefaultLogRate.
 	LogGroup uint16
 	LogRate  int
+	// Memo, when set, lets this Render reuse what earlier ones given the same Memo wrote (see
+	// Memo): the caller that renders one rule set after another keeps one. It changes nothing
+	// in the output, only what producing it costs.
+	Memo *Memo
 }
 
 // Established is how established and related packets are treated.
@@ -139,6 +143,13 @@ type script struct {
 	// epochParts are the parts of the buffers that hold epochs (the stamp, the fast path, the
 	// windows of fresh.go), which the digest leaves out (see stampDigest).
 	epochParts []part
+	// tab is the table the script installs, built as it is written: its objects are those of
+	// out, then the verdict maps (mapOrder) and the base chains (baseOrder), in the order the
+	// text has them.
+	tab                 *Table
+	mapOrder, baseOrder []string
+	memo                *Memo
+	bounds              []int // scratch space of elements
 }
 
 // part is a byte range of one of the script's buffers.
@@ -164,6 +175,9 @@ type Script struct {
 	Stats  Stats
 	// Counters are the table's named counters, in the order declared.
 	Counters []Counter
+	// Table is the table Text installs, as ParseTable(Text) reads it, for Diff. Render builds it
+	// while writing, so that an update need not parse the script; the caller must not modify it.
+	Table *Table
 }
 
 // Stats counts what a script installs, for metrics and benchmarks.
@@ -176,7 +190,10 @@ type Stats struct {
 
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) Script {
-	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept", logGroup: cmp.Or(opts.LogGroup, DefaultLogGroup)}
+	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept", logGroup: cmp.Or(opts.LogGroup, DefaultLogGroup),
+		tab: newTable(), memo: opts.Memo}
+	s.memo.begin()
+	defer s.memo.end()
 	revalidate := opts.Established != Keep
 	ep := opts.Epochs
 	if ep.Current == 0 {
@@ -347,12 +364,12 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		s.freshChains(&rs, &ep)
 	}
 
-	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
+	s.baseChain(baseChain.name, fmt.Sprintf("add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }",
 		s.table, baseChain.name, baseChain.typ, baseChain.hook, baseChain.priority, baseChain.policy,
-		comment("flock-netpol: NetworkPolicy for the pods of this node"))
+		comment("flock-netpol: NetworkPolicy for the pods of this node")))
 	if policeNode {
-		fmt.Fprintf(&s.base, "add chain inet %s %s { type filter hook input priority filter; policy accept; comment %s; }\n",
-			s.table, inputChain, comment("flock-netpol: ClusterNetworkPolicy for local pods' traffic to this node"))
+		s.baseChain(inputChain, fmt.Sprintf("add chain inet %s %s { type filter hook input priority filter; policy accept; comment %s; }",
+			s.table, inputChain, comment("flock-netpol: ClusterNetworkPolicy for local pods' traffic to this node")))
 	}
 	s.edges(&rs.Edges, opts.AntiSpoofing)
 	s.fastPath(forwardChain, revalidate, ep.Current)
@@ -360,6 +377,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	// The last rule carries the script's digest: it shows in `nft list chain` (the periodic check)
 	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
 	s.rule(forwardChain, "jump "+ingressDispatchChain+" comment "+comment("%s", digestPlaceholder))
+	digestRule := len(s.tab.chains[forwardChain].rules) - 1
 	if policeNode {
 		// A local pod's connections to this node's own (unicast) addresses: only its
 		// ClusterNetworkPolicy tiers judge them (the pod's chains accept what NetworkPolicy
@@ -388,7 +406,12 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		skip = append(skip, [2]int{offset[p.buf] + p.start, offset[p.buf] + p.end})
 	}
 	slices.SortFunc(skip, func(a, b [2]int) int { return a[0] - b[0] })
-	return Script{Text: text, Digest: stampDigest(text, skip), Stats: s.stats, Counters: s.counters}
+	digest := stampDigest(text, skip)
+	rules := s.tab.chains[forwardChain].rules
+	rules[digestRule] = strings.Replace(rules[digestRule], digestPlaceholder, digestPrefix+digest, 1)
+	s.tab.setOrder = append(s.tab.setOrder, s.mapOrder...)
+	s.tab.chainOrder = append(s.tab.chainOrder, s.baseOrder...)
+	return Script{Text: text, Digest: digest, Stats: s.stats, Counters: s.counters, Table: s.tab}
 }
 
 // fastPath writes the rules that accept the packets of established connections at once: whose
@@ -423,26 +446,54 @@ func setsSize(rs *ruleset.RuleSet) int {
 }
 
 func (s *script) chain(name, comment string) {
-	fmt.Fprintf(&s.out, "add chain inet %s %s { comment %s; }\n", s.table, name, comment)
+	decl := fmt.Sprintf("add chain inet %s %s { comment %s; }", s.table, name, comment)
+	s.out.WriteString(decl + "\n")
+	s.tab.chains[name] = &chainObj{decl: decl}
+	s.tab.chainOrder = append(s.tab.chainOrder, name)
+}
+
+// baseChain declares a base chain, whose declaration decl is.
+func (s *script) baseChain(name, decl string) {
+	s.base.WriteString(decl + "\n")
+	s.tab.chains[name] = &chainObj{decl: decl}
+	s.baseOrder = append(s.baseOrder, name)
 }
 
 func (s *script) rule(chain, rule string) {
 	s.stats.Rules++
 	fmt.Fprintf(&s.rules, "add rule inet %s %s %s\n", s.table, chain, rule)
+	c := s.tab.chains[chain]
+	c.rules = append(c.rules, rule)
+}
+
+// object declares a counter or limit, whose declaration decl is.
+func (s *script) object(kind, name, decl string) {
+	s.out.WriteString(decl + "\n")
+	key := kind + " " + name
+	s.tab.objects[key] = &statefulObj{kind: kind, name: name, decl: decl}
+	s.tab.objOrder = append(s.tab.objOrder, key)
 }
 
 // set starts the command that defines a named set, which the caller ends after writing its
 // elements (a set always has some).
 func (s *script) set(name, typ, flags, comment string) elements {
 	s.stats.Sets++
-	fmt.Fprintf(&s.out, "add set inet %s %s { type %s;%s comment %s;", s.table, name, typ, flags, comment)
-	return elements{b: &s.out, count: &s.stats.Elements}
+	decl := fmt.Sprintf("add set inet %s %s { type %s;%s comment %s;", s.table, name, typ, flags, comment)
+	s.out.WriteString(decl)
+	obj := &setObj{decl: decl}
+	s.tab.sets[name] = obj
+	s.tab.setOrder = append(s.tab.setOrder, name)
+	return elements{b: &s.out, count: &s.stats.Elements, set: obj, start: s.out.Len(), bounds: &s.bounds}
 }
 
 func (s *script) verdictMap(name string, f family, elems []string, why string) {
 	s.stats.Sets++
-	fmt.Fprintf(&s.maps, "add map inet %s %s { type %s : verdict; comment %s;", s.table, name, f.addrType, comment("%s", why))
-	e := elements{b: &s.maps, count: &s.stats.Elements}
+	decl := fmt.Sprintf("add map inet %s %s { type %s : verdict; comment %s;", s.table, name, f.addrType, comment("%s", why))
+	s.maps.WriteString(decl)
+	obj := &setObj{decl: decl, isMap: true}
+	s.tab.sets[name] = obj
+	s.mapOrder = append(s.mapOrder, name)
+	e := elements{b: &s.maps, count: &s.stats.Elements, set: obj, start: s.maps.Len(), bounds: &s.bounds}
 	for _, el := range elems {
 		e.write(append(e.next(), el...))
 	}
@@ -459,11 +510,18 @@ func (s *script) verdictMap(name string, f family, elems []string, why string) {
 //
 // Without elements the command ends without the clause. Sets can hold every pod address of a
 // large cluster, so elements are appended to the script's buffer in place rather than built as
-// strings: e.write(x.AppendTo(e.next())).
+// strings: e.write(x.AppendTo(e.next())). The Table's elements are then cut from one copy of the
+// clause.
 type elements struct {
 	b     *bytes.Buffer
 	n     int
-	count *int // the script's element count
+	count *int    // the script's element count
+	set   *setObj // the set in the script's Table
+	start int     // where the clause starts in b
+	pre   int     // the length of what next returned: where the element starts in it
+	// bounds are the offsets in b at which each element starts and ends, in the script's
+	// scratch space.
+	bounds *[]int
 }
 
 // next returns the buffer's free space with what goes before the next element in it.
@@ -471,22 +529,43 @@ func (e *elements) next() []byte {
 	buf := e.b.AvailableBuffer()
 	if e.n == 0 {
 		buf = append(buf, " elements = {"...)
+		*e.bounds = (*e.bounds)[:0]
 	}
 	e.n++
-	return append(buf, "\n\t"...)
+	buf = append(buf, "\n\t"...)
+	e.pre = len(buf)
+	return buf
 }
 
 // write adds what next returned, with the element appended.
 func (e *elements) write(buf []byte) {
 	*e.count++
+	at := e.b.Len()
+	*e.bounds = append(*e.bounds, at+e.pre, at+len(buf))
 	e.b.Write(append(buf, ','))
 }
 
-// end closes the elements clause, if any, and the command.
-func (e *elements) end() {
+// end closes the elements clause, if any, and the command, and returns what a Memo keeps of it.
+func (e *elements) end() *memoSet {
+	m := &memoSet{}
 	if e.n > 0 {
 		e.b.WriteString("\n};")
+		m.clause = string(e.b.Bytes()[e.start:])
+		m.elems = make([]string, e.n)
+		for i := range m.elems {
+			m.elems[i] = m.clause[(*e.bounds)[2*i]-e.start : (*e.bounds)[2*i+1]-e.start]
+		}
 	}
+	e.set.elems = m.elems
+	e.b.WriteString(" }\n")
+	return m
+}
+
+// reuse writes the elements clause a Memo kept, and ends the command.
+func (e *elements) reuse(m *memoSet) {
+	*e.count += len(m.elems)
+	e.b.WriteString(m.clause)
+	e.set.elems = m.elems
 	e.b.WriteString(" }\n")
 }
 
@@ -743,39 +822,63 @@ func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ru
 				continue // no peer of this family, or no port a peer could use
 			}
 			name := ruleSetName("peers", k, d, r.Index, f)
-			if addressesOnly(r.Peers, f.is4) {
-				e := s.set(name, f.addrType, "", comment("%s: peers", where))
-				for pr := range r.Peers.Ranges(f.is4) {
-					for a := pr.First; ; a = a.Next() {
-						e.write(a.AppendTo(e.next()))
-						if a == pr.Last {
-							break
-						}
-					}
-				}
-				e.end()
-			} else {
-				e := s.set(name, f.addrType, " flags interval;", comment("%s: peers", where))
-				for pr := range r.Peers.Ranges(f.is4) {
-					e.write(pr.AppendTo(e.next()))
-				}
-				e.end()
-			}
+			s.peerSet(name, f, r.Peers, comment("%s: peers", where))
 			sets.peers[fi] = name
 		}
 		if named > 0 {
 			name := ruleSetName("named", k, d, r.Index, f)
-			e := s.set(name, f.addrType+" . inet_proto . inet_service", "", comment("%s: named ports", where))
-			for _, ep := range r.NamedPorts {
-				if ep.Addr.Is4() == f.is4 {
-					e.write(appendEndpoint(e.next(), ep))
+			typ, why := f.addrType+" . inet_proto . inet_service", comment("%s: named ports", where)
+			key := memoKey{kind: memoNamedPorts, is4: f.is4, id: namedPortsID(r.NamedPorts)}
+			if m, ok := s.memo.lookup(key); ok {
+				e := s.set(name, typ, "", why)
+				e.reuse(m)
+			} else {
+				e := s.set(name, typ, "", why)
+				for _, ep := range r.NamedPorts {
+					if ep.Addr.Is4() == f.is4 {
+						e.write(appendEndpoint(e.next(), ep))
+					}
 				}
+				s.memo.store(key, e.end())
 			}
-			e.end()
 			sets.named[fi] = name
 		}
 	}
 	return sets
+}
+
+// peerSet declares the set of a rule's peers of family f: a hash set of addresses when they are
+// narrow enough (see addressesOnly), an interval set otherwise.
+func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why string) {
+	flags := func(addrs bool) string {
+		if addrs {
+			return ""
+		}
+		return " flags interval;"
+	}
+	key := memoKey{kind: memoPeers, is4: f.is4, id: peers.Identity(f.is4)}
+	if m, ok := s.memo.lookup(key); ok {
+		e := s.set(name, f.addrType, flags(m.addressesOnly), why)
+		e.reuse(m)
+		return
+	}
+	addrs := addressesOnly(peers, f.is4)
+	e := s.set(name, f.addrType, flags(addrs), why)
+	for pr := range peers.Ranges(f.is4) {
+		if !addrs {
+			e.write(pr.AppendTo(e.next()))
+			continue
+		}
+		for a := pr.First; ; a = a.Next() {
+			e.write(a.AppendTo(e.next()))
+			if a == pr.Last {
+				break
+			}
+		}
+	}
+	m := e.end()
+	m.addressesOnly = addrs
+	s.memo.store(key, m)
 }
 
 // policyRules writes one ingress or egress rule into chain with the given verdict, using the
