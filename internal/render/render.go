@@ -446,7 +446,7 @@ func setsSize(rs *ruleset.RuleSet) int {
 }
 
 func (s *script) chain(name, comment string) {
-	decl := fmt.Sprintf("add chain inet %s %s { comment %s; }", s.table, name, comment)
+	decl := "add chain inet " + s.table + " " + name + " { comment " + comment + "; }"
 	s.out.WriteString(decl + "\n")
 	s.tab.chains[name] = &chainObj{decl: decl}
 	s.tab.chainOrder = append(s.tab.chainOrder, name)
@@ -461,7 +461,9 @@ func (s *script) baseChain(name, decl string) {
 
 func (s *script) rule(chain, rule string) {
 	s.stats.Rules++
-	fmt.Fprintf(&s.rules, "add rule inet %s %s %s\n", s.table, chain, rule)
+	for _, part := range [...]string{"add rule inet ", s.table, " ", chain, " ", rule, "\n"} {
+		s.rules.WriteString(part)
+	}
 	c := s.tab.chains[chain]
 	c.rules = append(c.rules, rule)
 }
@@ -478,7 +480,7 @@ func (s *script) object(kind, name, decl string) {
 // elements (a set always has some).
 func (s *script) set(name, typ, flags, comment string) elements {
 	s.stats.Sets++
-	decl := fmt.Sprintf("add set inet %s %s { type %s;%s comment %s;", s.table, name, typ, flags, comment)
+	decl := "add set inet " + s.table + " " + name + " { type " + typ + ";" + flags + " comment " + comment + ";"
 	s.out.WriteString(decl)
 	obj := &setObj{decl: decl}
 	s.tab.sets[name] = obj
