@@ -17,11 +17,16 @@ import (
 // milliseconds after the transaction's rules are live (see addressesOnly), while an existing set
 // keeps answering from its old elements until the new ones are in.
 //
-// The difference is computed from the two scripts' text, whose form this package fixes (see
-// script): one command per line, set and map elements one per line inside their declaration.
+// The difference is computed between the two scripts' tables as named objects (Table): declarations
+// as the text writes them, rules, set and map elements one by one. Render builds its script's
+// Table while writing it; ParseTable reads one back from a script's text, whose form this package
+// fixes (see script): one command per line, set and map elements one per line inside their
+// declaration. Most of a table is set elements, and one event changes few of them: a set whose
+// elements are the previous table's very slice (what Render gives with a Memo) is taken as
+// unchanged without reading them.
 
-// Table is a rendered script's table as named objects, the input of Diff. Parse a script once and
-// keep its Table for the next Diff.
+// Table is a rendered script's table as named objects, the input of Diff: Script.Table, or a
+// script's text parsed by ParseTable. Keep the last applied script's Table for the next Diff.
 type Table struct {
 	chains     map[string]*chainObj
 	chainOrder []string
@@ -148,7 +153,7 @@ type DiffOptions struct {
 }
 
 // Diff returns the transaction that turns the table of one script (from) into that of the next
-// (to), both rendered for opts.Table and parsed by ParseTable. When more than opts.MaxShare of to's
+// (to), both rendered for opts.Table (their Script.Table, or their text parsed by ParseTable). When more than opts.MaxShare of to's
 // elements would change, or a declaration changed, it returns ErrNeedsFullApply.
 func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 	tableName, maxShare, maxRefill := opts.Table, opts.MaxShare, cmp.Or(opts.MaxRefill, DefaultMaxRefill)
