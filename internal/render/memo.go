@@ -18,10 +18,51 @@ import (
 // writes the same bytes. A Memo keeps what the last Render that used it reused or wrote, nothing
 // older. The zero value is ready to use; a Memo may be shared by goroutines (their Renders then
 // take turns).
+//
+// Beyond the elements, a rule's set declarations and its rules in a chain are reused when the
+// rule is the same memory (*ruleset.Rule: the translation builds a rule anew when anything of it
+// changes), keyed with everything else they are written from.
 type Memo struct {
-	mu   sync.Mutex
-	sets map[memoKey]*memoSet
-	gen  uint64 // counts the Renders, to drop what the last one did not use
+	mu       sync.Mutex
+	sets     map[memoKey]*memoSet
+	ruleSets map[ruleSetsKey]*memoRuleSets
+	rules    map[rulesKey]*memoRules
+	gen      uint64 // counts the Renders, to drop what the last one did not use
+}
+
+// ruleSetsKey is what policySets writes from: the rule, what it belongs to, and the table.
+type ruleSetsKey struct {
+	rule      *ruleset.Rule
+	kind, dir string
+	key       ruleset.PolicyKey
+	table     string
+}
+
+// memoRuleSets is what policySets wrote: the set commands' text, the sets as the Table holds
+// them, what it returned, and the keys of the elements it reused or wrote (kept in the memo with
+// it).
+type memoRuleSets struct {
+	text  string
+	names []string
+	objs  []*setObj
+	sets  ruleSets
+	elems []memoKey
+	gen   uint64
+}
+
+// rulesKey is what policyRules writes from.
+type rulesKey struct {
+	rule    *ruleset.Rule
+	chain   string
+	v       verdicts
+	sets    ruleSets
+	onlyNew bool
+}
+
+// memoRules are the rules policyRules wrote into the chain.
+type memoRules struct {
+	rules []string
+	gen   uint64
 }
 
 // memoKey is what a set's elements are rendered from: the kind of set, the family (the sets of
@@ -73,6 +114,8 @@ func (m *Memo) begin() {
 	m.gen++
 	if m.sets == nil {
 		m.sets = map[memoKey]*memoSet{}
+		m.ruleSets = map[ruleSetsKey]*memoRuleSets{}
+		m.rules = map[rulesKey]*memoRules{}
 	}
 }
 
@@ -85,6 +128,16 @@ func (m *Memo) end() {
 	for k, v := range m.sets {
 		if v.gen != m.gen {
 			delete(m.sets, k)
+		}
+	}
+	for k, v := range m.ruleSets {
+		if v.gen != m.gen {
+			delete(m.ruleSets, k)
+		}
+	}
+	for k, v := range m.rules {
+		if v.gen != m.gen {
+			delete(m.rules, k)
 		}
 	}
 	m.mu.Unlock()
@@ -109,4 +162,48 @@ func (m *Memo) store(key memoKey, v *memoSet) {
 	}
 	v.gen = m.gen
 	m.sets[key] = v
+}
+
+// lookupRuleSets returns what policySets wrote from key, if the memo holds it, and marks it used
+// with the elements it holds.
+func (m *Memo) lookupRuleSets(key ruleSetsKey) (*memoRuleSets, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.ruleSets[key]
+	if ok {
+		v.gen = m.gen
+		for _, k := range v.elems {
+			m.lookup(k)
+		}
+	}
+	return v, ok
+}
+
+func (m *Memo) storeRuleSets(key ruleSetsKey, v *memoRuleSets) {
+	if m == nil {
+		return
+	}
+	v.gen = m.gen
+	m.ruleSets[key] = v
+}
+
+// lookupRules returns the rules policyRules wrote from key, if the memo holds them.
+func (m *Memo) lookupRules(key rulesKey) (*memoRules, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.rules[key]
+	if ok {
+		v.gen = m.gen
+	}
+	return v, ok
+}
+
+func (m *Memo) storeRules(key rulesKey, v *memoRules) {
+	if m == nil {
+		return
+	}
+	v.gen = m.gen
+	m.rules[key] = v
 }

@@ -149,7 +149,8 @@ type script struct {
 	tab                 *Table
 	mapOrder, baseOrder []string
 	memo                *Memo
-	bounds              []int // scratch space of elements
+	bounds              []int     // scratch space of elements
+	usedElems           []memoKey // the elements policySets reused or wrote, for the Memo
 }
 
 // part is a byte range of one of the script's buffers.
@@ -821,7 +822,38 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 
 // policySets declares the named sets of one ingress or egress rule: per family, its peers (when
 // it has peers of that family and a port they could use) and its resolved named ports.
+//
+// With a Memo, a rule that is the same memory as one of the last render has its set commands
+// copied; its sets' Table objects share their elements.
 func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
+	key := ruleSetsKey{rule: r, kind: kind, dir: d.short, key: k, table: s.table}
+	if m, ok := s.memo.lookupRuleSets(key); ok {
+		s.out.WriteString(m.text)
+		for i, name := range m.names {
+			obj := m.objs[i] // shared with the last render's Table: a Table is never modified
+			s.tab.sets[name] = obj
+			s.tab.setOrder = append(s.tab.setOrder, name)
+			s.stats.Sets++
+			s.stats.Elements += len(obj.elems)
+		}
+		return m.sets
+	}
+	start, first := s.out.Len(), len(s.tab.setOrder)
+	s.usedElems = s.usedElems[:0]
+	sets := s.writePolicySets(kind, k, d, r)
+	if s.memo != nil {
+		m := &memoRuleSets{text: string(s.out.Bytes()[start:]), sets: sets, elems: slices.Clone(s.usedElems)}
+		for _, name := range s.tab.setOrder[first:] {
+			m.names = append(m.names, name)
+			m.objs = append(m.objs, s.tab.sets[name])
+		}
+		s.memo.storeRuleSets(key, m)
+	}
+	return sets
+}
+
+// writePolicySets is policySets without the Memo's rule sets.
+func (s *script) writePolicySets(kind string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
 	where := fmt.Sprintf("%s %s %s rule %d", kind, k, d.name, r.Index)
 
 	sets := ruleSets{d: d, key: k}
@@ -845,6 +877,7 @@ func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ru
 			name := ruleSetName("named", k, d, r.Index, f)
 			typ, why := f.addrType+" . inet_proto . inet_service", comment("%s: named ports", where)
 			key := memoKey{kind: memoNamedPorts, is4: f.is4, id: namedPortsID(r.NamedPorts)}
+			s.usedElems = append(s.usedElems, key)
 			if m, ok := s.memo.lookup(key); ok {
 				e := s.set(name, typ, "", why)
 				e.reuse(m)
@@ -873,6 +906,7 @@ func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why strin
 		return " flags interval;"
 	}
 	key := memoKey{kind: memoPeers, is4: f.is4, id: peers.Identity(f.is4)}
+	s.usedElems = append(s.usedElems, key)
 	if m, ok := s.memo.lookup(key); ok {
 		e := s.set(name, f.addrType, flags(m.addressesOnly), why)
 		e.reuse(m)
@@ -905,7 +939,25 @@ func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why strin
 // of established connections judged again, which do not (a rule cannot count only some of the
 // packets it matches). The new packets' rule comes first: they are nearly all the packets these
 // chains see, and each then meets one rule, not two.
+//
+// With a Memo, the rules of a rule that is the same memory as one of the last render are copied.
 func (s *script) policyRules(chain string, v verdicts, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
+	key := rulesKey{rule: r, chain: chain, v: v, sets: sets, onlyNew: onlyNew}
+	if m, ok := s.memo.lookupRules(key); ok {
+		for _, rule := range m.rules {
+			s.rule(chain, rule)
+		}
+		return
+	}
+	first := len(s.tab.chains[chain].rules)
+	s.writePolicyRules(chain, v, r, sets, onlyNew)
+	if s.memo != nil {
+		s.memo.storeRules(key, &memoRules{rules: slices.Clone(s.tab.chains[chain].rules[first:])})
+	}
+}
+
+// writePolicyRules is policyRules without the Memo.
+func (s *script) writePolicyRules(chain string, v verdicts, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
 	d := sets.d
 	// The comment names the rule in `nft list` and in `nft monitor trace` (flock-netpol trace).
 	why := " comment " + comment("%s %s rule %d", sets.key, d.name, r.Index)
