@@ -27,6 +27,7 @@ type Memo struct {
 	sets     map[memoKey]*memoSet
 	ruleSets map[ruleSetsKey]*memoRuleSets
 	rules    map[rulesKey]*memoRules
+	counters map[counterKey]*memoCounter
 	gen      uint64 // counts the Renders, to drop what the last one did not use
 }
 
@@ -116,6 +117,7 @@ func (m *Memo) begin() {
 		m.sets = map[memoKey]*memoSet{}
 		m.ruleSets = map[ruleSetsKey]*memoRuleSets{}
 		m.rules = map[rulesKey]*memoRules{}
+		m.counters = map[counterKey]*memoCounter{}
 	}
 }
 
@@ -138,6 +140,11 @@ func (m *Memo) end() {
 	for k, v := range m.rules {
 		if v.gen != m.gen {
 			delete(m.rules, k)
+		}
+	}
+	for k, v := range m.counters {
+		if v.gen != m.gen {
+			delete(m.counters, k)
 		}
 	}
 	m.mu.Unlock()
@@ -206,4 +213,36 @@ func (m *Memo) storeRules(key rulesKey, v *memoRules) {
 	}
 	v.gen = m.gen
 	m.rules[key] = v
+}
+
+// counterKey is a counter without its name, which follows from the rest (as its comment does),
+// and the table.
+type counterKey struct {
+	c     Counter
+	table string
+}
+
+// memoCounter is a counter's name and declaration.
+type memoCounter struct {
+	name, decl string
+	gen        uint64
+}
+
+func (m *Memo) lookupCounter(key counterKey) (*memoCounter, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.counters[key]
+	if ok {
+		v.gen = m.gen
+	}
+	return v, ok
+}
+
+func (m *Memo) storeCounter(key counterKey, v *memoCounter) {
+	if m == nil {
+		return
+	}
+	v.gen = m.gen
+	m.counters[key] = v
 }

@@ -101,21 +101,41 @@ func (s *script) counter(c Counter, why string) {
 // ruleCounters declares the counters of a policy's rules in one direction.
 func (s *script) ruleCounters(p *ruleset.Policy, d direction) {
 	for _, r := range rulesOf(p, d) {
-		s.counter(Counter{Name: ruleCounterName(p.Key, d, r.Index), Kind: CounterRule, Namespace: p.Key.Namespace,
-			Object: p.Key.Name, Egress: d == egress, Rule: r.Index, Audit: p.Audit},
-			comment("%s %s rule %d: connections", p.Key, d.name, r.Index))
+		c := Counter{Kind: CounterRule, Namespace: p.Key.Namespace, Object: p.Key.Name, Egress: d == egress, Rule: r.Index, Audit: p.Audit}
+		s.memoCounter(c, func() (string, string) {
+			return ruleCounterName(p.Key, d, r.Index), comment("%s %s rule %d: connections", p.Key, d.name, r.Index)
+		})
 	}
+}
+
+// memoCounter declares the counter c, whose name and comment named returns: with a Memo, those
+// of the last render for the same counter (they follow from the rest of it).
+func (s *script) memoCounter(c Counter, named func() (name, why string)) {
+	key := counterKey{c, s.table}
+	if m, ok := s.memo.lookupCounter(key); ok {
+		c.Name = m.name
+		s.object("counter", c.Name, m.decl)
+		s.counters = append(s.counters, c)
+		return
+	}
+	name, why := named()
+	c.Name = name
+	s.counter(c, why)
+	s.memo.storeCounter(key, &memoCounter{name: name, decl: s.tab.objects["counter "+name].decl})
 }
 
 // podCounters declares the counter of what a pod's chain drops, or would drop in audit mode.
 func (s *script) podCounter(pod *ruleset.Target, d direction, audit bool) {
-	c := Counter{Name: podCounterName(audit, pod, d), Kind: CounterDenied, Namespace: pod.Namespace, Object: pod.Name, Egress: d == egress}
-	why := comment("%s of pod %s: new packets dropped", d.name, podID(pod))
+	c := Counter{Kind: CounterDenied, Namespace: pod.Namespace, Object: pod.Name, Egress: d == egress}
 	if audit {
 		c.Kind = CounterAuditDenied
-		why = comment("%s of pod %s: new packets audit policies would drop", d.name, podID(pod))
 	}
-	s.counter(c, why)
+	s.memoCounter(c, func() (string, string) {
+		if audit {
+			return podCounterName(audit, pod, d), comment("%s of pod %s: new packets audit policies would drop", d.name, podID(pod))
+		}
+		return podCounterName(audit, pod, d), comment("%s of pod %s: new packets dropped", d.name, podID(pod))
+	})
 }
 
 // dropLogObjects declares the dynamic sets and the limit of the drop logs.
