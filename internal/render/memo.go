@@ -6,22 +6,27 @@ import (
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
-// Memo lets a Render reuse what an earlier Render, given the same Memo, wrote for a set whose
-// contents it can recognise without reading them: the elements of a rule's peer set and of its
-// named-port set, which are most of the script (megabytes at cluster scale) and which one event
-// hardly changes. The incremental translation hands out, for what a change leaves alone, the very
-// memory of the previous rule set (ruleset.AddrSet.Identity); a set rendered from the same memory
-// has the same elements, so Render copies the text it wrote then, and its Table gets the same
-// element slice, which Diff recognises as unchanged without comparing the elements.
+// Memo lets a Render reuse what an earlier Render, given the same Memo, wrote for what it can
+// recognise without reading it. The incremental translation hands out, for what a change leaves
+// alone, the very memory of the previous rule set, and that memory is never modified:
+//
+//   - the elements of a rule's peer set and of its named-port set, most of the script (megabytes
+//     at cluster scale), are reused when they are rendered from the same memory
+//     (ruleset.AddrSet.Identity, the named ports' slice) for the same family and kind of set:
+//     Render copies the text it wrote then, and its Table gets the same element slice, which
+//     Diff recognises as unchanged without comparing the elements;
+//   - a rule's set declarations, and its rules in a chain, are reused when the rule is the same
+//     memory (*ruleset.Rule: the translation builds a rule anew when anything of it changes),
+//     keyed with everything else they are written from (the policy, direction, chain, verdicts,
+//     table);
+//   - a counter's name and declaration, which follow from the rest of the counter, are kept by
+//     value.
 //
 // The output does not depend on the Memo: with or without one, with whatever it holds, Render
-// writes the same bytes. A Memo keeps what the last Render that used it reused or wrote, nothing
-// older. The zero value is ready to use; a Memo may be shared by goroutines (their Renders then
-// take turns).
-//
-// Beyond the elements, a rule's set declarations and its rules in a chain are reused when the
-// rule is the same memory (*ruleset.Rule: the translation builds a rule anew when anything of it
-// changes), keyed with everything else they are written from.
+// writes the same bytes (TestMemoisedRenderEqualsFreshRenderAfterEveryEvent, in package
+// translate for its event generator, holds it to that). A Memo keeps what the last Render that
+// used it reused or wrote, nothing older. The zero value is ready to use; a Memo may be shared by
+// goroutines (their Renders then take turns).
 type Memo struct {
 	mu       sync.Mutex
 	sets     map[memoKey]*memoSet
