@@ -146,12 +146,12 @@ type Reconciler struct {
 	lastRuleSet  ruleset.RuleSet
 	epochsSeeded bool
 	// lastScript is the full script of the last successful apply, from which the next change is
-	// applied as an incremental update (render.Diff), and which a recompute that finds the same
-	// rule set and epochs returns again rather than render it; lastTable is it parsed, once,
-	// when needed.
+	// applied as an incremental update (render.Diff, from its Table), and which a recompute that
+	// finds the same rule set and epochs returns again rather than render it.
 	lastScript render.Script
-	lastTable  *render.Table
-	nextTable  *render.Table // the parsed script of the update being applied
+	// renderMemo lets each render reuse the sets of the previous one that the change left alone
+	// (the incremental translation's rule sets share their memory), and Diff skip them.
+	renderMemo render.Memo
 }
 
 // Defaults of the Reconciler's optional fields.
@@ -310,10 +310,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 			"bytes", len(script.Text), "duration", elapsed.String())
 		return fmt.Errorf("apply: %w", err)
 	}
-	r.lastDigest, r.applied, r.lastScript, r.lastTable = script.Digest, true, script, nil
-	if mode == "incremental" {
-		r.lastTable = r.nextTable // parsed for the update: the next one need not parse it again
-	}
+	r.lastDigest, r.applied, r.lastScript = script.Digest, true, script
 	m.Epoch.Set(float64(d.Epochs.Current))
 	r.epochs, r.lastRuleSet = d.Epochs, rs
 	r.baseline = tableBaseline{} // a new table, even with the same digest (a repair), lists anew
@@ -348,7 +345,6 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 // for an ordinary change, the whole script for anything else (the first apply, a repair, a change
 // too large or one that redeclares a chain or set).
 func (r *Reconciler) update(script render.Script, trigger string) (text []byte, mode string) {
-	r.nextTable = nil
 	if trigger != "change" || r.lastScript.Text == nil || r.IncrementalMaxShare < 0 {
 		return script.Text, "full"
 	}
@@ -364,22 +360,27 @@ func (r *Reconciler) update(script render.Script, trigger string) (text []byte, 
 	return u.Text, "incremental"
 }
 
-// diff parses the new script (and the last one, unless the last update left it parsed) and
-// returns the update between them.
+// diff returns the update from the last applied script to script, from the Tables Render built
+// with them.
 func (r *Reconciler) diff(script render.Script) (render.Update, error) {
-	if r.lastTable == nil {
-		t, err := render.ParseTable(r.lastScript.Text)
-		if err != nil {
-			return render.Update{}, err
-		}
-		r.lastTable = t
-	}
-	next, err := render.ParseTable(script.Text)
+	from, err := tableOf(r.lastScript)
 	if err != nil {
 		return render.Update{}, err
 	}
-	r.nextTable = next
-	return render.Diff(r.lastTable, next, render.DiffOptions{Table: r.Table, MaxShare: r.IncrementalMaxShare, MaxRefill: r.IncrementalMaxRefill})
+	to, err := tableOf(script)
+	if err != nil {
+		return render.Update{}, err
+	}
+	return render.Diff(from, to, render.DiffOptions{Table: r.Table, MaxShare: r.IncrementalMaxShare, MaxRefill: r.IncrementalMaxRefill})
+}
+
+// tableOf returns the Table of a script: Render's, or for a Script that has none (not rendered
+// in this process) its text parsed.
+func tableOf(s render.Script) (*render.Table, error) {
+	if s.Table != nil {
+		return s.Table, nil
+	}
+	return render.ParseTable(s.Text)
 }
 
 // AppliedRuleSet returns the rule set of the last successful apply, nil before the first. The
@@ -465,7 +466,9 @@ func (r *Reconciler) desired(ctx context.Context, check bool) (Desired, error) {
 	script, same := r.lastScript, r.applied && reflect.DeepEqual(epochs, r.epochs) && reflect.DeepEqual(rs, r.lastRuleSet)
 	r.mu.Unlock()
 	if !same {
-		script = render.Render(rs, r.RenderOptions(epochs))
+		opts := r.RenderOptions(epochs)
+		opts.Memo = &r.renderMemo
+		script = render.Render(rs, opts)
 	}
 	return Desired{
 		Node:     node,

@@ -17,11 +17,16 @@ import (
 // milliseconds after the transaction's rules are live (see addressesOnly), while an existing set
 // keeps answering from its old elements until the new ones are in.
 //
-// The difference is computed from the two scripts' text, whose form this package fixes (see
-// script): one command per line, set and map elements one per line inside their declaration.
+// The difference is computed between the two scripts' tables as named objects (Table): declarations
+// as the text writes them, rules, set and map elements one by one. Render builds its script's
+// Table while writing it; ParseTable reads one back from a script's text, whose form this package
+// fixes (see script): one command per line, set and map elements one per line inside their
+// declaration. Most of a table is set elements, and one event changes few of them: a set whose
+// elements are the previous table's very slice (what Render gives with a Memo) is taken as
+// unchanged without reading them.
 
-// Table is a rendered script's table as named objects, the input of Diff. Parse a script once and
-// keep its Table for the next Diff.
+// Table is a rendered script's table as named objects, the input of Diff: Script.Table, or a
+// script's text parsed by ParseTable. Keep the last applied script's Table for the next Diff.
 type Table struct {
 	chains     map[string]*chainObj
 	chainOrder []string
@@ -29,6 +34,18 @@ type Table struct {
 	setOrder   []string
 	objects    map[string]*statefulObj // counters and limits, by kind and name
 	objOrder   []string
+}
+
+// Sets returns the names of the table's sets and maps, in the order the script declares them.
+func (t *Table) Sets() []string { return t.setOrder }
+
+// Elements returns the elements of a set or map as the script writes them (without the comma),
+// none for an unknown name. The caller must not modify them.
+func (t *Table) Elements(set string) []string {
+	if s := t.sets[set]; s != nil {
+		return s.elems
+	}
+	return nil
 }
 
 // statefulObj is a named counter or limit: declared once, its state (a counter's packets) lives
@@ -49,9 +66,14 @@ type setObj struct {
 	elems []string // without the trailing comma
 }
 
-// ParseTable reads a script Render wrote.
+func newTable() *Table {
+	return &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}, objects: map[string]*statefulObj{}}
+}
+
+// ParseTable reads a script Render wrote. Render returns its script's Table (Script.Table); this
+// reads the script of another process, or one kept as text.
 func ParseTable(text []byte) (*Table, error) {
-	t := &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}, objects: map[string]*statefulObj{}}
+	t := newTable()
 	var open *setObj
 	for line := range bytes.Lines(text) {
 		l := strings.TrimSuffix(string(line), "\n")
@@ -131,7 +153,7 @@ type DiffOptions struct {
 }
 
 // Diff returns the transaction that turns the table of one script (from) into that of the next
-// (to), both rendered for opts.Table and parsed by ParseTable. When more than opts.MaxShare of to's
+// (to), both rendered for opts.Table (their Script.Table, or their text parsed by ParseTable). When more than opts.MaxShare of to's
 // elements would change, or a declaration changed, it returns ErrNeedsFullApply.
 func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 	tableName, maxShare, maxRefill := opts.Table, opts.MaxShare, cmp.Or(opts.MaxRefill, DefaultMaxRefill)
@@ -170,6 +192,9 @@ func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 			u.Elements += len(cur.elems)
 		case prev.decl != cur.decl:
 			return Update{}, fmt.Errorf("%w: set %s is declared differently", ErrNeedsFullApply, name)
+		case sameElements(prev.elems, cur.elems):
+			// Unchanged, as nearly every set is after one event: said without building the
+			// sets of elementDiff.
 		default:
 			gone, added := elementDiff(prev, cur)
 			switch {
@@ -227,6 +252,19 @@ func writeRules(b *bytes.Buffer, tableName, chain string, rules []string) {
 	for _, r := range rules {
 		fmt.Fprintf(b, "add rule inet %s %s %s\n", tableName, chain, r)
 	}
+}
+
+// sameElements reports whether two sets' elements are equal, at once when they are the same
+// memory (Render gives a set whose elements a Memo recognised the slice it gave the previous
+// script's).
+func sameElements(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.Equal(a, b)
 }
 
 // elementDiff returns the elements only in old (by key for a map, so that a key whose value

@@ -275,7 +275,7 @@ func fuzzRuleSet(data []byte) (ruleset.RuleSet, Options) {
 }
 
 // FuzzRender renders random rule sets: the renderer never panics, gives the same bytes twice, a
-// digest that Digest reads back, and (as root) a script that `nft -c -f -` accepts. The seeds
+// digest that Digest reads back, the Table that ParseTable reads back, and (as root) a script that `nft -c -f -` accepts. The seeds
 // (testdata/fuzz/FuzzRender and the golden cases' shapes) run with every `go test`; `make fuzz`
 // explores further.
 func FuzzRender(f *testing.F) {
@@ -293,6 +293,7 @@ func FuzzRender(f *testing.F) {
 		if d, ok := Digest(a.Text); !ok || d != a.Digest {
 			t.Fatalf("Digest(script) = %q, %v; want %q", d, ok, a.Digest)
 		}
+		checkTable(t, a)
 		if checker != nil {
 			if err := checker.Check(context.Background(), a.Text); err != nil {
 				t.Fatalf("nft -c rejects the script: %v\n%s", err, a.Text)

@@ -94,39 +94,59 @@ func podCounterName(audit bool, pod *ruleset.Target, d direction) string {
 
 // counter declares a named counter.
 func (s *script) counter(c Counter, why string) {
-	fmt.Fprintf(&s.out, "add counter inet %s %s { comment %s; }\n", s.table, c.Name, why)
+	s.object("counter", c.Name, fmt.Sprintf("add counter inet %s %s { comment %s; }", s.table, c.Name, why))
 	s.counters = append(s.counters, c)
 }
 
 // ruleCounters declares the counters of a policy's rules in one direction.
 func (s *script) ruleCounters(p *ruleset.Policy, d direction) {
 	for _, r := range rulesOf(p, d) {
-		s.counter(Counter{Name: ruleCounterName(p.Key, d, r.Index), Kind: CounterRule, Namespace: p.Key.Namespace,
-			Object: p.Key.Name, Egress: d == egress, Rule: r.Index, Audit: p.Audit},
-			comment("%s %s rule %d: connections", p.Key, d.name, r.Index))
+		c := Counter{Kind: CounterRule, Namespace: p.Key.Namespace, Object: p.Key.Name, Egress: d == egress, Rule: r.Index, Audit: p.Audit}
+		s.memoCounter(c, func() (string, string) {
+			return ruleCounterName(p.Key, d, r.Index), comment("%s %s rule %d: connections", p.Key, d.name, r.Index)
+		})
 	}
+}
+
+// memoCounter declares the counter c, whose name and comment named returns: with a Memo, those
+// of the last render for the same counter (they follow from the rest of it).
+func (s *script) memoCounter(c Counter, named func() (name, why string)) {
+	key := counterKey{c, s.table}
+	if m, ok := s.memo.lookupCounter(key); ok {
+		c.Name = m.name
+		s.object("counter", c.Name, m.decl)
+		s.counters = append(s.counters, c)
+		return
+	}
+	name, why := named()
+	c.Name = name
+	s.counter(c, why)
+	s.memo.storeCounter(key, &memoCounter{name: name, decl: s.tab.objects["counter "+name].decl})
 }
 
 // podCounters declares the counter of what a pod's chain drops, or would drop in audit mode.
 func (s *script) podCounter(pod *ruleset.Target, d direction, audit bool) {
-	c := Counter{Name: podCounterName(audit, pod, d), Kind: CounterDenied, Namespace: pod.Namespace, Object: pod.Name, Egress: d == egress}
-	why := comment("%s of pod %s: new packets dropped", d.name, podID(pod))
+	c := Counter{Kind: CounterDenied, Namespace: pod.Namespace, Object: pod.Name, Egress: d == egress}
 	if audit {
 		c.Kind = CounterAuditDenied
-		why = comment("%s of pod %s: new packets audit policies would drop", d.name, podID(pod))
 	}
-	s.counter(c, why)
+	s.memoCounter(c, func() (string, string) {
+		if audit {
+			return podCounterName(audit, pod, d), comment("%s of pod %s: new packets audit policies would drop", d.name, podID(pod))
+		}
+		return podCounterName(audit, pod, d), comment("%s of pod %s: new packets dropped", d.name, podID(pod))
+	})
 }
 
 // dropLogObjects declares the dynamic sets and the limit of the drop logs.
 func (s *script) dropLogObjects(rate int) {
-	fmt.Fprintf(&s.out, "add limit inet %s %s { rate %d/second burst %d packets; comment %s; }\n",
-		s.table, dropLogLimit, rate, 2*rate, comment("drop log lines of the node"))
+	s.object("limit", dropLogLimit, fmt.Sprintf("add limit inet %s %s { rate %d/second burst %d packets; comment %s; }",
+		s.table, dropLogLimit, rate, 2*rate, comment("drop log lines of the node")))
 	for _, f := range families {
-		s.stats.Sets++
-		fmt.Fprintf(&s.out, "add set inet %s %s%s { type %s . %s . inet_proto . inet_service . inet_service; size %d; flags dynamic,timeout; timeout %s; comment %s; }\n",
-			s.table, dropLogSet, f.suffix, f.addrType, f.addrType, dropLogSize, dropLogDedup,
+		e := s.set(dropLogSet+f.suffix, f.addrType+" . "+f.addrType+" . inet_proto . inet_service . inet_service",
+			fmt.Sprintf(" size %d; flags dynamic,timeout; timeout %s;", dropLogSize, dropLogDedup),
 			comment("5-tuples logged in the last %s", dropLogDedup))
+		e.end()
 	}
 }
 

@@ -35,6 +35,10 @@ type Options struct {
 	// many; zero means DefaultLogGroup and DefaultLogRate.
 	LogGroup uint16
 	LogRate  int
+	// Memo, when set, lets this Render reuse what earlier ones given the same Memo wrote (see
+	// Memo): the caller that renders one rule set after another keeps one. It changes nothing
+	// in the output, only what producing it costs.
+	Memo *Memo
 }
 
 // Established is how established and related packets are treated.
@@ -139,6 +143,14 @@ type script struct {
 	// epochParts are the parts of the buffers that hold epochs (the stamp, the fast path, the
 	// windows of fresh.go), which the digest leaves out (see stampDigest).
 	epochParts []part
+	// tab is the table the script installs, built as it is written: its objects are those of
+	// out, then the verdict maps (mapOrder) and the base chains (baseOrder), in the order the
+	// text has them.
+	tab                 *Table
+	mapOrder, baseOrder []string
+	memo                *Memo
+	bounds              []int     // scratch space of elements
+	usedElems           []memoKey // the elements policySets reused or wrote, for the Memo
 }
 
 // part is a byte range of one of the script's buffers.
@@ -164,6 +176,9 @@ type Script struct {
 	Stats  Stats
 	// Counters are the table's named counters, in the order declared.
 	Counters []Counter
+	// Table is the table Text installs, as ParseTable(Text) reads it, for Diff. Render builds it
+	// while writing, so that an update need not parse the script; the caller must not modify it.
+	Table *Table
 }
 
 // Stats counts what a script installs, for metrics and benchmarks.
@@ -176,13 +191,18 @@ type Stats struct {
 
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) Script {
-	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept", logGroup: cmp.Or(opts.LogGroup, DefaultLogGroup)}
+	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept", logGroup: cmp.Or(opts.LogGroup, DefaultLogGroup),
+		tab: newTable(), memo: opts.Memo}
+	s.memo.begin()
+	defer s.memo.end()
 	revalidate := opts.Established != Keep
 	ep := opts.Epochs
 	if ep.Current == 0 {
 		ep = epoch.Start(1, &rs)
 	}
 	s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Targets)) + setsSize(&rs))
+	s.rules.Grow(rulesSize(&rs))
+	s.maps.Grow(1024 + 200*(len(rs.Targets)+len(rs.Claims))) // a verdict map's element per address and direction
 	fmt.Fprintf(&s.out, "# flock-netpol: %d isolated pods, %d policies. Replaces the whole table in one transaction.\n",
 		len(rs.Targets), len(rs.Policies))
 	fmt.Fprintf(&s.out, "add table inet %s\ndelete table inet %s\n", s.table, s.table)
@@ -347,12 +367,12 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		s.freshChains(&rs, &ep)
 	}
 
-	fmt.Fprintf(&s.base, "add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }\n",
+	s.baseChain(baseChain.name, fmt.Sprintf("add chain inet %s %s { type %s hook %s priority %s; policy %s; comment %s; }",
 		s.table, baseChain.name, baseChain.typ, baseChain.hook, baseChain.priority, baseChain.policy,
-		comment("flock-netpol: NetworkPolicy for the pods of this node"))
+		comment("flock-netpol: NetworkPolicy for the pods of this node")))
 	if policeNode {
-		fmt.Fprintf(&s.base, "add chain inet %s %s { type filter hook input priority filter; policy accept; comment %s; }\n",
-			s.table, inputChain, comment("flock-netpol: ClusterNetworkPolicy for local pods' traffic to this node"))
+		s.baseChain(inputChain, fmt.Sprintf("add chain inet %s %s { type filter hook input priority filter; policy accept; comment %s; }",
+			s.table, inputChain, comment("flock-netpol: ClusterNetworkPolicy for local pods' traffic to this node")))
 	}
 	s.edges(&rs.Edges, opts.AntiSpoofing)
 	s.fastPath(forwardChain, revalidate, ep.Current)
@@ -360,6 +380,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	// The last rule carries the script's digest: it shows in `nft list chain` (the periodic check)
 	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
 	s.rule(forwardChain, "jump "+ingressDispatchChain+" comment "+comment("%s", digestPlaceholder))
+	digestRule := len(s.tab.chains[forwardChain].rules) - 1
 	if policeNode {
 		// A local pod's connections to this node's own (unicast) addresses: only its
 		// ClusterNetworkPolicy tiers judge them (the pod's chains accept what NetworkPolicy
@@ -388,7 +409,12 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		skip = append(skip, [2]int{offset[p.buf] + p.start, offset[p.buf] + p.end})
 	}
 	slices.SortFunc(skip, func(a, b [2]int) int { return a[0] - b[0] })
-	return Script{Text: text, Digest: stampDigest(text, skip), Stats: s.stats, Counters: s.counters}
+	digest := stampDigest(text, skip)
+	rules := s.tab.chains[forwardChain].rules
+	rules[digestRule] = strings.Replace(rules[digestRule], digestPlaceholder, digestPrefix+digest, 1)
+	s.tab.setOrder = append(s.tab.setOrder, s.mapOrder...)
+	s.tab.chainOrder = append(s.tab.chainOrder, s.baseOrder...)
+	return Script{Text: text, Digest: digest, Stats: s.stats, Counters: s.counters, Table: s.tab}
 }
 
 // fastPath writes the rules that accept the packets of established connections at once: whose
@@ -422,27 +448,69 @@ func setsSize(rs *ruleset.RuleSet) int {
 	return n
 }
 
+// rulesSize estimates the bytes of the rules, as setsSize does those of the sets, so that their
+// buffer is allocated once rather than grown by doubling: about 4,000 per policy rule (two
+// rules, for new and established packets, per port match and family, of some 250 bytes each)
+// and 1,500 per isolated pod (its chain).
+func rulesSize(rs *ruleset.RuleSet) int {
+	n := 4096
+	for i := range rs.Policies {
+		n += 4000 * (len(rs.Policies[i].Ingress) + len(rs.Policies[i].Egress))
+	}
+	return n + 1500*len(rs.Targets)
+}
+
 func (s *script) chain(name, comment string) {
-	fmt.Fprintf(&s.out, "add chain inet %s %s { comment %s; }\n", s.table, name, comment)
+	decl := "add chain inet " + s.table + " " + name + " { comment " + comment + "; }"
+	s.out.WriteString(decl + "\n")
+	s.tab.chains[name] = &chainObj{decl: decl}
+	s.tab.chainOrder = append(s.tab.chainOrder, name)
+}
+
+// baseChain declares a base chain, whose declaration decl is.
+func (s *script) baseChain(name, decl string) {
+	s.base.WriteString(decl + "\n")
+	s.tab.chains[name] = &chainObj{decl: decl}
+	s.baseOrder = append(s.baseOrder, name)
 }
 
 func (s *script) rule(chain, rule string) {
 	s.stats.Rules++
-	fmt.Fprintf(&s.rules, "add rule inet %s %s %s\n", s.table, chain, rule)
+	for _, part := range [...]string{"add rule inet ", s.table, " ", chain, " ", rule, "\n"} {
+		s.rules.WriteString(part)
+	}
+	c := s.tab.chains[chain]
+	c.rules = append(c.rules, rule)
+}
+
+// object declares a counter or limit, whose declaration decl is.
+func (s *script) object(kind, name, decl string) {
+	s.out.WriteString(decl + "\n")
+	key := kind + " " + name
+	s.tab.objects[key] = &statefulObj{kind: kind, name: name, decl: decl}
+	s.tab.objOrder = append(s.tab.objOrder, key)
 }
 
 // set starts the command that defines a named set, which the caller ends after writing its
 // elements (a set always has some).
 func (s *script) set(name, typ, flags, comment string) elements {
 	s.stats.Sets++
-	fmt.Fprintf(&s.out, "add set inet %s %s { type %s;%s comment %s;", s.table, name, typ, flags, comment)
-	return elements{b: &s.out, count: &s.stats.Elements}
+	decl := "add set inet " + s.table + " " + name + " { type " + typ + ";" + flags + " comment " + comment + ";"
+	s.out.WriteString(decl)
+	obj := &setObj{decl: decl}
+	s.tab.sets[name] = obj
+	s.tab.setOrder = append(s.tab.setOrder, name)
+	return elements{b: &s.out, count: &s.stats.Elements, set: obj, start: s.out.Len(), bounds: &s.bounds}
 }
 
 func (s *script) verdictMap(name string, f family, elems []string, why string) {
 	s.stats.Sets++
-	fmt.Fprintf(&s.maps, "add map inet %s %s { type %s : verdict; comment %s;", s.table, name, f.addrType, comment("%s", why))
-	e := elements{b: &s.maps, count: &s.stats.Elements}
+	decl := fmt.Sprintf("add map inet %s %s { type %s : verdict; comment %s;", s.table, name, f.addrType, comment("%s", why))
+	s.maps.WriteString(decl)
+	obj := &setObj{decl: decl, isMap: true}
+	s.tab.sets[name] = obj
+	s.mapOrder = append(s.mapOrder, name)
+	e := elements{b: &s.maps, count: &s.stats.Elements, set: obj, start: s.maps.Len(), bounds: &s.bounds}
 	for _, el := range elems {
 		e.write(append(e.next(), el...))
 	}
@@ -459,11 +527,18 @@ func (s *script) verdictMap(name string, f family, elems []string, why string) {
 //
 // Without elements the command ends without the clause. Sets can hold every pod address of a
 // large cluster, so elements are appended to the script's buffer in place rather than built as
-// strings: e.write(x.AppendTo(e.next())).
+// strings: e.write(x.AppendTo(e.next())). The Table's elements are then cut from one copy of the
+// clause.
 type elements struct {
 	b     *bytes.Buffer
 	n     int
-	count *int // the script's element count
+	count *int    // the script's element count
+	set   *setObj // the set in the script's Table
+	start int     // where the clause starts in b
+	pre   int     // the length of what next returned: where the element starts in it
+	// bounds are the offsets in b at which each element starts and ends, in the script's
+	// scratch space.
+	bounds *[]int
 }
 
 // next returns the buffer's free space with what goes before the next element in it.
@@ -471,22 +546,43 @@ func (e *elements) next() []byte {
 	buf := e.b.AvailableBuffer()
 	if e.n == 0 {
 		buf = append(buf, " elements = {"...)
+		*e.bounds = (*e.bounds)[:0]
 	}
 	e.n++
-	return append(buf, "\n\t"...)
+	buf = append(buf, "\n\t"...)
+	e.pre = len(buf)
+	return buf
 }
 
 // write adds what next returned, with the element appended.
 func (e *elements) write(buf []byte) {
 	*e.count++
+	at := e.b.Len()
+	*e.bounds = append(*e.bounds, at+e.pre, at+len(buf))
 	e.b.Write(append(buf, ','))
 }
 
-// end closes the elements clause, if any, and the command.
-func (e *elements) end() {
+// end closes the elements clause, if any, and the command, and returns what a Memo keeps of it.
+func (e *elements) end() *memoSet {
+	m := &memoSet{}
 	if e.n > 0 {
 		e.b.WriteString("\n};")
+		m.clause = string(e.b.Bytes()[e.start:])
+		m.elems = make([]string, e.n)
+		for i := range m.elems {
+			m.elems[i] = m.clause[(*e.bounds)[2*i]-e.start : (*e.bounds)[2*i+1]-e.start]
+		}
 	}
+	e.set.elems = m.elems
+	e.b.WriteString(" }\n")
+	return m
+}
+
+// reuse writes the elements clause a Memo kept, and ends the command.
+func (e *elements) reuse(m *memoSet) {
+	*e.count += len(m.elems)
+	e.b.WriteString(m.clause)
+	e.set.elems = m.elems
 	e.b.WriteString(" }\n")
 }
 
@@ -726,7 +822,38 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 
 // policySets declares the named sets of one ingress or egress rule: per family, its peers (when
 // it has peers of that family and a port they could use) and its resolved named ports.
+//
+// With a Memo, a rule that is the same memory as one of the last render has its set commands
+// copied; its sets' Table objects share their elements.
 func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
+	key := ruleSetsKey{rule: r, kind: kind, dir: d.short, key: k, table: s.table}
+	if m, ok := s.memo.lookupRuleSets(key); ok {
+		s.out.WriteString(m.text)
+		for i, name := range m.names {
+			obj := m.objs[i] // shared with the last render's Table: a Table is never modified
+			s.tab.sets[name] = obj
+			s.tab.setOrder = append(s.tab.setOrder, name)
+			s.stats.Sets++
+			s.stats.Elements += len(obj.elems)
+		}
+		return m.sets
+	}
+	start, first := s.out.Len(), len(s.tab.setOrder)
+	s.usedElems = s.usedElems[:0]
+	sets := s.writePolicySets(kind, k, d, r)
+	if s.memo != nil {
+		m := &memoRuleSets{text: string(s.out.Bytes()[start:]), sets: sets, elems: slices.Clone(s.usedElems)}
+		for _, name := range s.tab.setOrder[first:] {
+			m.names = append(m.names, name)
+			m.objs = append(m.objs, s.tab.sets[name])
+		}
+		s.memo.storeRuleSets(key, m)
+	}
+	return sets
+}
+
+// writePolicySets is policySets without the Memo's rule sets.
+func (s *script) writePolicySets(kind string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
 	where := fmt.Sprintf("%s %s %s rule %d", kind, k, d.name, r.Index)
 
 	sets := ruleSets{d: d, key: k}
@@ -743,39 +870,65 @@ func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ru
 				continue // no peer of this family, or no port a peer could use
 			}
 			name := ruleSetName("peers", k, d, r.Index, f)
-			if addressesOnly(r.Peers, f.is4) {
-				e := s.set(name, f.addrType, "", comment("%s: peers", where))
-				for pr := range r.Peers.Ranges(f.is4) {
-					for a := pr.First; ; a = a.Next() {
-						e.write(a.AppendTo(e.next()))
-						if a == pr.Last {
-							break
-						}
-					}
-				}
-				e.end()
-			} else {
-				e := s.set(name, f.addrType, " flags interval;", comment("%s: peers", where))
-				for pr := range r.Peers.Ranges(f.is4) {
-					e.write(pr.AppendTo(e.next()))
-				}
-				e.end()
-			}
+			s.peerSet(name, f, r.Peers, comment("%s: peers", where))
 			sets.peers[fi] = name
 		}
 		if named > 0 {
 			name := ruleSetName("named", k, d, r.Index, f)
-			e := s.set(name, f.addrType+" . inet_proto . inet_service", "", comment("%s: named ports", where))
-			for _, ep := range r.NamedPorts {
-				if ep.Addr.Is4() == f.is4 {
-					e.write(appendEndpoint(e.next(), ep))
+			typ, why := f.addrType+" . inet_proto . inet_service", comment("%s: named ports", where)
+			key := memoKey{kind: memoNamedPorts, is4: f.is4, id: namedPortsID(r.NamedPorts)}
+			s.usedElems = append(s.usedElems, key)
+			if m, ok := s.memo.lookup(key); ok {
+				e := s.set(name, typ, "", why)
+				e.reuse(m)
+			} else {
+				e := s.set(name, typ, "", why)
+				for _, ep := range r.NamedPorts {
+					if ep.Addr.Is4() == f.is4 {
+						e.write(appendEndpoint(e.next(), ep))
+					}
 				}
+				s.memo.store(key, e.end())
 			}
-			e.end()
 			sets.named[fi] = name
 		}
 	}
 	return sets
+}
+
+// peerSet declares the set of a rule's peers of family f: a hash set of addresses when they are
+// narrow enough (see addressesOnly), an interval set otherwise.
+func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why string) {
+	flags := func(addrs bool) string {
+		if addrs {
+			return ""
+		}
+		return " flags interval;"
+	}
+	key := memoKey{kind: memoPeers, is4: f.is4, id: peers.Identity(f.is4)}
+	s.usedElems = append(s.usedElems, key)
+	if m, ok := s.memo.lookup(key); ok {
+		e := s.set(name, f.addrType, flags(m.addressesOnly), why)
+		e.reuse(m)
+		return
+	}
+	addrs := addressesOnly(peers, f.is4)
+	e := s.set(name, f.addrType, flags(addrs), why)
+	for pr := range peers.Ranges(f.is4) {
+		if !addrs {
+			e.write(pr.AppendTo(e.next()))
+			continue
+		}
+		for a := pr.First; ; a = a.Next() {
+			e.write(a.AppendTo(e.next()))
+			if a == pr.Last {
+				break
+			}
+		}
+	}
+	m := e.end()
+	m.addressesOnly = addrs
+	s.memo.store(key, m)
 }
 
 // policyRules writes one ingress or egress rule into chain with the given verdict, using the
@@ -786,7 +939,25 @@ func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ru
 // of established connections judged again, which do not (a rule cannot count only some of the
 // packets it matches). The new packets' rule comes first: they are nearly all the packets these
 // chains see, and each then meets one rule, not two.
+//
+// With a Memo, the rules of a rule that is the same memory as one of the last render are copied.
 func (s *script) policyRules(chain string, v verdicts, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
+	key := rulesKey{rule: r, chain: chain, v: v, sets: sets, onlyNew: onlyNew}
+	if m, ok := s.memo.lookupRules(key); ok {
+		for _, rule := range m.rules {
+			s.rule(chain, rule)
+		}
+		return
+	}
+	first := len(s.tab.chains[chain].rules)
+	s.writePolicyRules(chain, v, r, sets, onlyNew)
+	if s.memo != nil {
+		s.memo.storeRules(key, &memoRules{rules: slices.Clone(s.tab.chains[chain].rules[first:])})
+	}
+}
+
+// writePolicyRules is policyRules without the Memo.
+func (s *script) writePolicyRules(chain string, v verdicts, r *ruleset.Rule, sets ruleSets, onlyNew bool) {
 	d := sets.d
 	// The comment names the rule in `nft list` and in `nft monitor trace` (flock-netpol trace).
 	why := " comment " + comment("%s %s rule %d", sets.key, d.name, r.Index)

@@ -34,6 +34,36 @@ func (s AddrSet) Len(is4 bool) int {
 	return len(s.v6)
 }
 
+// Identity returns a comparable value that two sets have in common, for the ranges of one family,
+// only when those ranges are the same memory: one set was copied from the other, as the
+// incremental translation hands out the sets a change leaves alone. Equal identities therefore
+// mean equal ranges (a set is never modified once built, and the identity keeps its memory from
+// being reused), so a consumer can recognise a family's ranges it has seen before without
+// comparing them; different identities say nothing. The identities of the two families never
+// compare equal, except for empty ranges (nil).
+func (s AddrSet) Identity(is4 bool) any {
+	switch {
+	case is4 && len(s.v4) > 0:
+		return identity4{&s.v4[0], len(s.v4)}
+	case !is4 && len(s.v6) > 0:
+		return identity6{&s.v6[0], len(s.v6)}
+	}
+	return nil
+}
+
+// identity4 and identity6 are the identities of a family's ranges: their first element and
+// their count (a longer set may begin with the same memory).
+type (
+	identity4 struct {
+		first *uint64
+		n     int
+	}
+	identity6 struct {
+		first *range6
+		n     int
+	}
+)
+
 // Ranges returns the ranges of one family, in order.
 func (s AddrSet) Ranges(is4 bool) iter.Seq[AddrRange] {
 	if is4 {

@@ -50,3 +50,41 @@ func TestWithAndWithoutAddrMatchTheBuilder(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityIsSharedMemory pins what AddrSet.Identity promises: a copy of a set has its
+// identity, per family; a set built again with the same addresses, or edited, has another; the
+// families' identities never meet; empty ranges have none.
+func TestIdentityIsSharedMemory(t *testing.T) {
+	var b Builder
+	for _, a := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.9", "fd00::1"} {
+		b.AddAddr(netip.MustParseAddr(a))
+	}
+	s := b.Set()
+	b.Reset()
+	for _, a := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.9", "fd00::1"} {
+		b.AddAddr(netip.MustParseAddr(a))
+	}
+	again := b.Set()
+	cp := s
+	edited := s.WithAddr(netip.MustParseAddr("10.0.0.5"))
+	for _, is4 := range []bool{true, false} {
+		if s.Identity(is4) != cp.Identity(is4) {
+			t.Errorf("is4=%v: a copy has another identity", is4)
+		}
+		if s.Identity(is4) == again.Identity(is4) {
+			t.Errorf("is4=%v: a set built again has the same identity", is4)
+		}
+	}
+	if s.Identity(true) == edited.Identity(true) {
+		t.Error("an edited family keeps its identity")
+	}
+	if s.Identity(false) != edited.Identity(false) {
+		t.Error("the family an edit left alone changed its identity")
+	}
+	if s.Identity(true) == s.Identity(false) {
+		t.Error("the families have the same identity")
+	}
+	if id := (AddrSet{}).Identity(true); id != nil {
+		t.Errorf("an empty family's identity is %v, want nil", id)
+	}
+}

@@ -89,7 +89,7 @@ func BenchmarkIncrementalTranslate(b *testing.B) {
 
 // peerChangingRelabel returns the index of a remote pod, in a namespace with local pods, whose
 // tier label changed changes the node's rule set, and the pod with its label changed.
-func peerChangingRelabel(b *testing.B, cl Cluster, in translate.Input) (int, *compact.Pod) {
+func peerChangingRelabel(b testing.TB, cl Cluster, in translate.Input) (int, *compact.Pod) {
 	b.Helper()
 	local := map[string]bool{}
 	for _, p := range cl.Pods {

@@ -1,0 +1,253 @@
+package render
+
+import (
+	"sync"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// Memo lets a Render reuse what an earlier Render, given the same Memo, wrote for what it can
+// recognise without reading it. The incremental translation hands out, for what a change leaves
+// alone, the very memory of the previous rule set, and that memory is never modified:
+//
+//   - the elements of a rule's peer set and of its named-port set, most of the script (megabytes
+//     at cluster scale), are reused when they are rendered from the same memory
+//     (ruleset.AddrSet.Identity, the named ports' slice) for the same family and kind of set:
+//     Render copies the text it wrote then, and its Table gets the same element slice, which
+//     Diff recognises as unchanged without comparing the elements;
+//   - a rule's set declarations, and its rules in a chain, are reused when the rule is the same
+//     memory (*ruleset.Rule: the translation builds a rule anew when anything of it changes),
+//     keyed with everything else they are written from (the policy, direction, chain, verdicts,
+//     table);
+//   - a counter's name and declaration, which follow from the rest of the counter, are kept by
+//     value.
+//
+// The output does not depend on the Memo: with or without one, with whatever it holds, Render
+// writes the same bytes (TestMemoisedRenderEqualsFreshRenderAfterEveryEvent, in package
+// translate for its event generator, holds it to that). A Memo keeps what the last Render that
+// used it reused or wrote, nothing older. The zero value is ready to use; a Memo may be shared by
+// goroutines (their Renders then take turns).
+type Memo struct {
+	mu       sync.Mutex
+	sets     map[memoKey]*memoSet
+	ruleSets map[ruleSetsKey]*memoRuleSets
+	rules    map[rulesKey]*memoRules
+	counters map[counterKey]*memoCounter
+	gen      uint64 // counts the Renders, to drop what the last one did not use
+}
+
+// ruleSetsKey is what policySets writes from: the rule, what it belongs to, and the table.
+type ruleSetsKey struct {
+	rule      *ruleset.Rule
+	kind, dir string
+	key       ruleset.PolicyKey
+	table     string
+}
+
+// memoRuleSets is what policySets wrote: the set commands' text, the sets as the Table holds
+// them, what it returned, and the keys of the elements it reused or wrote (kept in the memo with
+// it).
+type memoRuleSets struct {
+	text  string
+	names []string
+	objs  []*setObj
+	sets  ruleSets
+	elems []memoKey
+	gen   uint64
+}
+
+// rulesKey is what policyRules writes from.
+type rulesKey struct {
+	rule    *ruleset.Rule
+	chain   string
+	v       verdicts
+	sets    ruleSets
+	onlyNew bool
+}
+
+// memoRules are the rules policyRules wrote into the chain.
+type memoRules struct {
+	rules []string
+	gen   uint64
+}
+
+// memoKey is what a set's elements are rendered from: the kind of set, the family (the sets of
+// both families are rendered from the same slice of named ports), and the identity of the memory.
+type memoKey struct {
+	kind memoKind
+	is4  bool
+	id   any
+}
+
+type memoKind uint8
+
+const (
+	memoPeers      memoKind = iota + 1 // a rule's peers: ruleset.AddrSet.Identity
+	memoNamedPorts                     // a rule's named ports: namedPortsID
+)
+
+// memoSet is what Render wrote for one set: the elements clause and the elements in it (as Table
+// holds them, sharing the clause's memory), and for a peer set whether it is a hash set of
+// addresses (addressesOnly), which the declaration depends on.
+type memoSet struct {
+	clause        string
+	elems         []string
+	addressesOnly bool
+	gen           uint64
+}
+
+// namedPortsIdentity is the identity of a rule's named ports, as AddrSet.Identity is of its
+// peers: a translated rule's slices are never modified, so the same memory holds the same
+// endpoints.
+type namedPortsIdentity struct {
+	first *ruleset.Endpoint
+	n     int
+}
+
+func namedPortsID(eps []ruleset.Endpoint) any {
+	if len(eps) == 0 {
+		return nil
+	}
+	return namedPortsIdentity{&eps[0], len(eps)}
+}
+
+// begin starts a Render's use of the memo, which end finishes; a nil Memo is no memo.
+func (m *Memo) begin() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.gen++
+	if m.sets == nil {
+		m.sets = map[memoKey]*memoSet{}
+		m.ruleSets = map[ruleSetsKey]*memoRuleSets{}
+		m.rules = map[rulesKey]*memoRules{}
+		m.counters = map[counterKey]*memoCounter{}
+	}
+}
+
+// end drops what this Render did not use, so that the memo holds one table's sets (and keeps the
+// memory of no older rule set alive).
+func (m *Memo) end() {
+	if m == nil {
+		return
+	}
+	for k, v := range m.sets {
+		if v.gen != m.gen {
+			delete(m.sets, k)
+		}
+	}
+	for k, v := range m.ruleSets {
+		if v.gen != m.gen {
+			delete(m.ruleSets, k)
+		}
+	}
+	for k, v := range m.rules {
+		if v.gen != m.gen {
+			delete(m.rules, k)
+		}
+	}
+	for k, v := range m.counters {
+		if v.gen != m.gen {
+			delete(m.counters, k)
+		}
+	}
+	m.mu.Unlock()
+}
+
+// lookup returns the set rendered from key, if the memo holds it, and marks it used.
+func (m *Memo) lookup(key memoKey) (*memoSet, bool) {
+	if m == nil || key.id == nil {
+		return nil, false
+	}
+	v, ok := m.sets[key]
+	if ok {
+		v.gen = m.gen
+	}
+	return v, ok
+}
+
+// store keeps what was rendered from key.
+func (m *Memo) store(key memoKey, v *memoSet) {
+	if m == nil || key.id == nil {
+		return
+	}
+	v.gen = m.gen
+	m.sets[key] = v
+}
+
+// lookupRuleSets returns what policySets wrote from key, if the memo holds it, and marks it used
+// with the elements it holds.
+func (m *Memo) lookupRuleSets(key ruleSetsKey) (*memoRuleSets, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.ruleSets[key]
+	if ok {
+		v.gen = m.gen
+		for _, k := range v.elems {
+			m.lookup(k)
+		}
+	}
+	return v, ok
+}
+
+func (m *Memo) storeRuleSets(key ruleSetsKey, v *memoRuleSets) {
+	if m == nil {
+		return
+	}
+	v.gen = m.gen
+	m.ruleSets[key] = v
+}
+
+// lookupRules returns the rules policyRules wrote from key, if the memo holds them.
+func (m *Memo) lookupRules(key rulesKey) (*memoRules, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.rules[key]
+	if ok {
+		v.gen = m.gen
+	}
+	return v, ok
+}
+
+func (m *Memo) storeRules(key rulesKey, v *memoRules) {
+	if m == nil {
+		return
+	}
+	v.gen = m.gen
+	m.rules[key] = v
+}
+
+// counterKey is a counter without its name, which follows from the rest (as its comment does),
+// and the table.
+type counterKey struct {
+	c     Counter
+	table string
+}
+
+// memoCounter is a counter's name and declaration.
+type memoCounter struct {
+	name, decl string
+	gen        uint64
+}
+
+func (m *Memo) lookupCounter(key counterKey) (*memoCounter, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.counters[key]
+	if ok {
+		v.gen = m.gen
+	}
+	return v, ok
+}
+
+func (m *Memo) storeCounter(key counterKey, v *memoCounter) {
+	if m == nil {
+		return
+	}
+	v.gen = m.gen
+	m.counters[key] = v
+}

@@ -1,0 +1,73 @@
+package render
+
+import (
+	"reflect"
+	"strconv"
+	"testing"
+)
+
+// checkTable fails unless the Table Render built while writing the script is the one ParseTable
+// reads back from its text: the incremental update is computed from the former, and a script
+// kept as text (or written by another process) is read with the latter.
+func checkTable(t testing.TB, s Script) {
+	t.Helper()
+	parsed, err := ParseTable(s.Text)
+	if err != nil {
+		t.Fatalf("ParseTable: %v", err)
+	}
+	if !reflect.DeepEqual(s.Table, parsed) {
+		t.Fatalf("Render's Table differs from ParseTable of its text: %s", tableDifference(s.Table, parsed))
+	}
+}
+
+// tableDifference names the first object that differs between two tables.
+func tableDifference(got, want *Table) string {
+	switch {
+	case !reflect.DeepEqual(got.chainOrder, want.chainOrder):
+		return "chain order " + firstDifference(got.chainOrder, want.chainOrder)
+	case !reflect.DeepEqual(got.setOrder, want.setOrder):
+		return "set order " + firstDifference(got.setOrder, want.setOrder)
+	case !reflect.DeepEqual(got.objOrder, want.objOrder):
+		return "object order " + firstDifference(got.objOrder, want.objOrder)
+	}
+	for _, name := range want.chainOrder {
+		if g, w := got.chains[name], want.chains[name]; !reflect.DeepEqual(g, w) {
+			return "chain " + name + ": " + firstDifference(append([]string{g.decl}, g.rules...), append([]string{w.decl}, w.rules...))
+		}
+	}
+	for _, name := range want.setOrder {
+		if g, w := got.sets[name], want.sets[name]; !reflect.DeepEqual(g, w) {
+			return "set " + name + ": " + firstDifference(append([]string{g.decl}, g.elems...), append([]string{w.decl}, w.elems...))
+		}
+	}
+	for _, key := range want.objOrder {
+		if g, w := got.objects[key], want.objects[key]; !reflect.DeepEqual(g, w) {
+			return key + ": " + g.decl + " against " + w.decl
+		}
+	}
+	return "(nil against empty?)"
+}
+
+func firstDifference(got, want []string) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return "at " + itoa(i) + ": " + got[i] + " against " + want[i]
+		}
+	}
+	return "lengths " + itoa(len(got)) + " and " + itoa(len(want))
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestRenderBuildsTheTableItWrites(t *testing.T) {
+	for _, c := range goldenCases {
+		t.Run(c.name, func(t *testing.T) {
+			checkTable(t, Render(c.rs, c.opts))
+			for _, table := range []string{"custom", "t"} {
+				opts := c.opts
+				opts.Table = table
+				checkTable(t, Render(c.rs, opts))
+			}
+		})
+	}
+}
