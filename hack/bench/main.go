@@ -35,6 +35,7 @@ type run struct {
 var runs = []run{
 	{pkg: "./test/synth", bench: "^BenchmarkTranslateRender$", args: []string{"-count", "5"}},
 	{pkg: "./test/synth", bench: "^BenchmarkIncrementalTranslate$", args: []string{"-count", "3"}},
+	{pkg: "./test/synth", bench: "^BenchmarkRecompute$", args: []string{"-count", "3"}},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkCacheMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkAgentMemory$", args: []string{"-benchtime", "1x", "-count", "1"}},
 	{pkg: "./test/perf/kernel", bench: "^BenchmarkApply$", args: []string{"-benchtime", "3x", "-count", "3"}},
@@ -99,10 +100,13 @@ const (
 	incDC   = "BenchmarkIncrementalTranslate/pods=150000,policies=10000,incremental-delete-create"
 	incBld  = "BenchmarkIncrementalTranslate/pods=150000,policies=10000,incremental-build"
 	incFull = "BenchmarkIncrementalTranslate/pods=150000,policies=10000,full"
-	ap10k   = "BenchmarkApply/pods=10000,policies=1000"
-	ap150k  = "BenchmarkApply/pods=150000,policies=10000"
-	mem150  = "BenchmarkAgentMemory/pods=150000,policies=10000"
-	event   = "BenchmarkEventToKernel/rate=50/s,duration=60s"
+	// The same event rendered and diffed: with the render memo (the agent) and parsed (baseline).
+	recMemo  = "BenchmarkRecompute/pods=150000,policies=10000,memo"
+	recParse = "BenchmarkRecompute/pods=150000,policies=10000,parse"
+	ap10k    = "BenchmarkApply/pods=10000,policies=1000"
+	ap150k   = "BenchmarkApply/pods=150000,policies=10000"
+	mem150   = "BenchmarkAgentMemory/pods=150000,policies=10000"
+	event    = "BenchmarkEventToKernel/rate=50/s,duration=60s"
 	// The event stream at cluster scale, applied in place and (baseline) replaced whole.
 	streamInc  = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,incremental"
 	streamFT   = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,full-translate"
@@ -136,6 +140,9 @@ var rows = []row{
 	{label: "  the same pod deleted or created again, incremental", bench: incDC, unit: "ns/op", scale: 1e-6, format: "%.2f", shown: "ms"},
 	{label: "  the same events, full translation (baseline)", bench: incFull, unit: "ns/op", scale: 1e-6, format: "%.1f", shown: "ms"},
 	{label: "  building the incremental state (start, or a rebuild after a mismatch)", bench: incBld, unit: "ns/op", scale: 1e-6, format: "%.0f", shown: "ms"},
+	{label: "render + diff of the same event, 150k pods / 10k policies, render memo", bench: recMemo, unit: "ns/op", scale: 1e-6, format: "%.2f", shown: "ms"},
+	{label: "  allocated", bench: recMemo, unit: "B/op", scale: 1.0 / (1 << 20), format: "%.1f", shown: "MiB"},
+	{label: "  the same without the memo, the new script parsed back (baseline)", bench: recParse, unit: "ns/op", scale: 1e-6, format: "%.1f", shown: "ms"},
 	{label: "cache: bytes per cached pod (after transform)", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/cached-pod", scale: 1, format: "%.0f", shown: "B", target: le(1024)},
 	{label: "  the same pods without the transform", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/full-pod", scale: 1, format: "%.0f", shown: "B"},
 	{label: "agent RSS, 150k pods / 10k policies", bench: mem150, unit: "rss-MB", scale: 1, format: "%.0f", shown: "MiB", target: target{text: "≤ budget"}},
