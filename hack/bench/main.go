@@ -45,6 +45,7 @@ var runs = []run{
 	{pkg: "./test/perf/agent", bench: "^BenchmarkEventToKernel$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkEventStream$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 	{pkg: "./test/perf/agent", bench: "^BenchmarkPolicyChange$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
+	{pkg: "./test/perf/agent", bench: "^BenchmarkPodEvent$", args: []string{"-benchtime", "1x", "-count", "1"}, long: true},
 }
 
 // row is one line of the table: a metric of one benchmark, scaled, with its target.
@@ -111,6 +112,8 @@ const (
 	streamInc  = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,incremental"
 	streamFT   = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,full-translate"
 	streamFull = "BenchmarkEventStream/pods=150000,policies=10000,rate=50/s,full"
+	// One pod event changing a peer set, alone.
+	podEv = "BenchmarkPodEvent/pods=150000,policies=10000"
 	// A policy change selecting 1,000 local pods, applied in place and (baseline) replaced whole.
 	polInc  = "BenchmarkPolicyChange/pods=150000,policies=10000,selected=1000,incremental"
 	polFull = "BenchmarkPolicyChange/pods=150000,policies=10000,selected=1000,full"
@@ -194,6 +197,13 @@ var rows = []row{
 	{label: "  agent + nft CPU", bench: streamFT, unit: "cpu-pct-core", scale: 1, format: "%.0f", shown: "% of a core"},
 	{label: "event stream, same, every change a full replace (baseline): p99", bench: streamFull, unit: "p99-ms", scale: 1, format: "%.0f", shown: "ms"},
 	{label: "  agent + nft CPU", bench: streamFull, unit: "cpu-pct-core", scale: 1, format: "%.0f", shown: "% of a core"},
+	{label: "one pod event changing a peer set (a peer leaves), alone, to nft done, 150k pods: p50", bench: podEv, unit: "p50-ms", scale: 1, format: "%.0f", shown: "ms"},
+	{label: "  p99", bench: podEv, unit: "p99-ms", scale: 1, format: "%.0f", shown: "ms", target: le(20)},
+	{label: "  a peer joins: p99", bench: podEv, unit: "widen-p99-ms", scale: 1, format: "%.0f", shown: "ms", target: le(20)},
+	{label: "  the agent's part (outside nft): p50 / p99", bench: podEv, unit: "agent-p50-ms", scale: 1, format: "%.0f", shown: "ms"},
+	{bench: podEv, unit: "agent-p99-ms", scale: 1, format: "%.0f", shown: "ms"},
+	{label: "  transaction (median): bytes / element lines", bench: podEv, unit: "bytes/update", scale: 1, format: "%.0f"},
+	{bench: podEv, unit: "elements/update", scale: 1, format: "%.0f"},
 	{label: "a policy selecting 1,000 local pods created, to the kernel (slowest of 10), in place", bench: polInc, unit: "create-ms", scale: 1, format: "%.0f", shown: "ms", target: le(200)},
 	{label: "  the same policy deleted (their flows judged again)", bench: polInc, unit: "delete-ms", scale: 1, format: "%.0f", shown: "ms", target: le(200)},
 	{label: "  transaction, created / deleted", bench: polInc, unit: "create-bytes", scale: 1.0 / 1024, format: "%.0f", shown: "KiB"},

@@ -361,6 +361,12 @@ func (c *comparison) policyNarrowed(k ruleset.PolicyKey, d int) bool {
 	}
 	was, is := rulesOf(c.oldPol[k], d), rulesOf(c.curPol[k], d)
 	narrowed := false
+	if len(was) > 0 && len(was) == len(is) && &was[0] == &is[0] {
+		// The same memory: the incremental translation hands out the previous rule set's rules
+		// for a policy an event left alone, and rules are never modified once built.
+		c.policyDiff[pd] = false
+		return false
+	}
 	for i := range was {
 		covered := i < len(is) && covers(&is[i], &was[i])
 		for j := 0; !covered && j < len(is); j++ {

@@ -49,10 +49,15 @@ func checkMemoisedRender(t *testing.T, r *fuzzBytes, events int) int {
 	}
 	inc := NewIncremental(c.input())
 	var (
-		memo     render.Memo
-		log      []string
-		prevRS   ruleset.RuleSet
-		ep       epoch.State
+		memo   render.Memo
+		log    []string
+		prevRS ruleset.RuleSet
+		ep     epoch.State
+		// The epochs of the same states translated in full, where no rule set shares memory
+		// with another: epoch.Next takes a policy whose rules are the previous rule set's very
+		// memory as unchanged.
+		prevFull ruleset.RuleSet
+		fullEp   epoch.State
 		prev     render.Script
 		reused   int
 		diffOpts = []render.DiffOptions{
@@ -67,6 +72,9 @@ func checkMemoisedRender(t *testing.T, r *fuzzBytes, events int) int {
 		}
 		rs, _ := inc.RuleSet()
 		ep = epoch.Next(ep, &prevRS, &rs)
+		full, _ := Translate(c.input())
+		fullEp = epoch.Next(fullEp, &prevFull, &full)
+		prevFull = full
 		opts := render.Options{Epochs: ep, AntiSpoofing: i%2 == 0, Established: []render.Established{render.Revalidate, render.Keep}[i%5/4]}
 		fresh := render.Render(rs, opts)
 		opts.Memo = &memo
@@ -74,6 +82,9 @@ func checkMemoisedRender(t *testing.T, r *fuzzBytes, events int) int {
 		fail := func(format string, args ...any) {
 			t.Helper()
 			t.Fatalf("after event %d: %s\nevents:\n  %s", i, fmt.Sprintf(format, args...), strings.Join(log, "\n  "))
+		}
+		if !reflect.DeepEqual(ep, fullEp) {
+			fail("the epochs of the incremental rule sets differ from those of full translations:\n%+v\n%+v", ep, fullEp)
 		}
 		if !bytes.Equal(got.Text, fresh.Text) {
 			fail("the memoised render differs from a fresh one:\n%s", lineDiff(got.Text, fresh.Text))

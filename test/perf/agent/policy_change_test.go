@@ -107,16 +107,26 @@ func (s *policySource) deletePolicy(p *networkingv1.NetworkPolicy) {
 	})
 }
 
-// sizeRecorder is the agent's nft.Executor: it runs nft and keeps the size of the last script.
+// sizeRecorder is the agent's nft.Executor: it runs nft and keeps the size of the last script
+// applied and how long nft took, and with keep the script itself.
 type sizeRecorder struct {
-	inner nft.Executor
-	last  int
+	inner  nft.Executor
+	keep   bool
+	last   int
+	took   time.Duration
+	script []byte
 }
 
 func (r *sizeRecorder) Run(ctx context.Context, argv []string, stdin []byte) ([]byte, []byte, error) {
-	if nft.IsApply(argv) {
-		r.last = len(stdin)
+	if !nft.IsApply(argv) {
+		return r.inner.Run(ctx, argv, stdin)
 	}
+	r.last = len(stdin)
+	if r.keep {
+		r.script = slices.Clone(stdin)
+	}
+	start := time.Now()
+	defer func() { r.took = time.Since(start) }()
 	return r.inner.Run(ctx, argv, stdin)
 }
 

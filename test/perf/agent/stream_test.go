@@ -55,7 +55,7 @@ func (s *streamSource) Node(context.Context, string) (*corev1.Node, error) { ret
 // relabel is one pod event: a remote pod's tier label (what the synthetic policies' pod peers
 // select) toggles between its own value and one no policy selects, so the peer sets that hold the
 // pod lose it, or get it back.
-func (s *streamSource) relabel(i int) int {
+func (s *streamSource) relabel(i int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.source[i].DeepCopy()
@@ -72,7 +72,6 @@ func (s *streamSource) relabel(i int) int {
 		s.observe(s.in.Pods[i])
 	}
 	s.seq++
-	return s.seq
 }
 
 // cpuSeconds is the CPU time of this process and of its reaped children (nft) so far.

@@ -1,0 +1,125 @@
+//go:build linux
+
+package agent
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
+	"github.com/flock-net/flock-netpol/internal/controller"
+	"github.com/flock-net/flock-netpol/internal/nft"
+	"github.com/flock-net/flock-netpol/internal/render"
+	"github.com/flock-net/flock-netpol/internal/translate"
+	"github.com/flock-net/flock-netpol/test/netns"
+	"github.com/flock-net/flock-netpol/test/synth"
+	"github.com/flock-net/flock-netpol/test/testenv"
+)
+
+// podEvents is how many pod events BenchmarkPodEvent measures of each kind.
+const podEvents = 25
+
+// BenchmarkPodEvent times one pod event that changes a peer set, alone (nothing coalesces with
+// it), from the event to nft done, through the real reconciler (incremental translation, changes
+// applied in place) and nft at cluster scale: 150k pods / 10k policies in memory, as
+// BenchmarkEventStream's. A remote pod in the namespace of a local pod is relabelled out of the
+// peer sets that hold it (narrow: a peer leaves, its pods' flows are judged again) and back
+// (widen). Only events that changed this node's table count. It reports, per kind, p50 and p99
+// (p50-ms, p99-ms and widen-p50-ms, widen-p99-ms) and the size of the transactions (bytes and
+// element lines, the median), and measures once, whatever b.N.
+func BenchmarkPodEvent(b *testing.B) {
+	b.Run("pods=150000,policies=10000", func(b *testing.B) {
+		tb := testenv.RequireKernel(b, "perf/agent pod event")
+		if testing.Short() {
+			b.Skip("150k-pod cluster skipped in -short mode")
+		}
+		ns := netns.NewScratch(tb)
+		rec := &sizeRecorder{inner: nft.NewExecutor(), keep: true}
+		nftClient, err := nft.New(nft.Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Executor: rec, Timeout: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cl := synth.Generate(synth.Sized(150000, 10000))
+		src := &streamSource{
+			in:     translate.Input{Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)},
+			node:   &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cl.LocalNode}},
+			source: slices.Clone(cl.Pods),
+		}
+		r := &controller.Reconciler{Source: src, Node: cl.LocalNode, Table: render.DefaultTable, Applier: nftClient,
+			Metrics: controller.NewMetrics(nil), Log: logr.Discard()}
+		r.TranslateIncrementally()
+		src.observe = func(o client.Object) { r.Observe(o, false) }
+		key := reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
+		ctx := context.Background()
+		if _, err := r.Reconcile(ctx, key); err != nil { // the first apply, not measured
+			b.Fatal(err)
+		}
+		applied := func() float64 { return testutil.ToFloat64(r.Metrics.Applies.WithLabelValues("change")) }
+		event := func(i int) (time.Duration, bool) {
+			before := applied()
+			start := time.Now()
+			src.relabel(i)
+			if _, err := r.Reconcile(ctx, key); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(start), applied() > before
+		}
+
+		var narrow, widen, agent []time.Duration // agent: each event's time outside nft
+		var sizes, elements []int
+		for i, p := range cl.Pods {
+			if len(narrow) == podEvents {
+				break
+			}
+			if p.Spec.NodeName == cl.LocalNode || p.Labels["tier"] == "" || len(p.Status.PodIPs) == 0 || p.Spec.HostNetwork {
+				continue
+			}
+			d, changed := event(i) // out of the peer sets
+			if !changed {
+				event(i) // back; this pod is in no peer set of this node
+				continue
+			}
+			narrow, agent = append(narrow, d), append(agent, d-rec.took)
+			sizes, elements = append(sizes, len(rec.script)), append(elements, bytes.Count(rec.script, []byte("\n\t")))
+			d, changed = event(i) // back into them
+			if !changed {
+				b.Fatalf("pod %s/%s came back into the peer sets, and the table did not change", p.Namespace, p.Name)
+			}
+			widen, agent = append(widen, d), append(agent, d-rec.took)
+			sizes, elements = append(sizes, len(rec.script)), append(elements, bytes.Count(rec.script, []byte("\n\t")))
+		}
+		if len(narrow) < podEvents {
+			b.Fatalf("only %d remote pods change a peer set of this node", len(narrow))
+		}
+		for b.Loop() {
+		}
+		for _, s := range [][]time.Duration{narrow, widen, agent} {
+			slices.Sort(s)
+		}
+		slices.Sort(sizes)
+		slices.Sort(elements)
+		ms := func(x time.Duration) float64 { return float64(x) / float64(time.Millisecond) }
+		b.Logf("%d pod events of each kind, one at a time: a peer leaves p50 %v, p99 %v; a peer joins p50 %v, p99 %v; outside nft p50 %v, p99 %v; transactions %d–%d bytes, %d–%d element lines",
+			podEvents, percentile(narrow, 50), percentile(narrow, 99), percentile(widen, 50), percentile(widen, 99),
+			percentile(agent, 50), percentile(agent, 99), sizes[0], sizes[len(sizes)-1], elements[0], elements[len(elements)-1])
+		b.ReportMetric(ms(percentile(narrow, 50)), "p50-ms")
+		b.ReportMetric(ms(percentile(narrow, 99)), "p99-ms")
+		b.ReportMetric(ms(percentile(widen, 50)), "widen-p50-ms")
+		b.ReportMetric(ms(percentile(widen, 99)), "widen-p99-ms")
+		b.ReportMetric(ms(percentile(agent, 50)), "agent-p50-ms")
+		b.ReportMetric(ms(percentile(agent, 99)), "agent-p99-ms")
+		b.ReportMetric(float64(sizes[len(sizes)/2]), "bytes/update")
+		b.ReportMetric(float64(elements[len(elements)/2]), "elements/update")
+	})
+}
