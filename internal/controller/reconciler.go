@@ -310,6 +310,10 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 			"bytes", len(script.Text), "duration", elapsed.String())
 		return fmt.Errorf("apply: %w", err)
 	}
+	if old := r.lastScript.Text; cap(old) > 0 && (cap(script.Text) == 0 || &old[:1][0] != &script.Text[:1][0]) {
+		// Nothing holds the replaced script any more: the next render writes over its text.
+		r.renderMemo.Recycle(old)
+	}
 	r.lastDigest, r.applied, r.lastScript = script.Digest, true, script
 	m.Epoch.Set(float64(d.Epochs.Current))
 	r.epochs, r.lastRuleSet = d.Epochs, rs

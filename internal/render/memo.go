@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"sync"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -34,6 +35,54 @@ type Memo struct {
 	rules    map[rulesKey]*memoRules
 	counters map[counterKey]*memoCounter
 	gen      uint64 // counts the Renders, to drop what the last one did not use
+	// spare is a script's text handed back by Recycle, which the next Render writes over;
+	// scratch are the buffers of the parts a Render appends to its text at the end (rules, maps,
+	// base chains), free again once it returns.
+	spare   []byte
+	scratch [3][]byte
+}
+
+// Recycle hands back the text of a script that Render returned with this Memo, once the caller
+// no longer uses it, nor anything the caller gave it to: the next Render writes its script over
+// that memory instead of allocating a fresh buffer of the script's size (megabytes at cluster
+// scale, zeroed by the allocator and faulted in anew: most of a Render's time after one event
+// before). The Memo keeps the largest text it was handed.
+func (m *Memo) Recycle(text []byte) {
+	if m == nil || cap(text) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cap(text) > cap(m.spare) {
+		m.spare = text[:0]
+	}
+}
+
+// buffers gives a Render's buffers the memory of the memo's spare text and scratch, if any.
+func (m *Memo) buffers(out *bytes.Buffer, parts ...*bytes.Buffer) {
+	if m == nil {
+		return
+	}
+	if m.spare != nil {
+		*out = *bytes.NewBuffer(m.spare)
+		m.spare = nil
+	}
+	for i, b := range parts {
+		if m.scratch[i] != nil {
+			*b = *bytes.NewBuffer(m.scratch[i])
+			m.scratch[i] = nil
+		}
+	}
+}
+
+// keepScratch keeps the memory of a Render's parts, copied into its text, for the next Render.
+func (m *Memo) keepScratch(parts ...*bytes.Buffer) {
+	if m == nil {
+		return
+	}
+	for i, b := range parts {
+		m.scratch[i] = b.Bytes()[:0]
+	}
 }
 
 // ruleSetsKey is what policySets writes from: the rule, what it belongs to, and the table.

@@ -195,6 +195,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		tab: newTable(), memo: opts.Memo}
 	s.memo.begin()
 	defer s.memo.end()
+	s.memo.buffers(&s.out, &s.rules, &s.maps, &s.base)
 	revalidate := opts.Established != Keep
 	ep := opts.Epochs
 	if ep.Current == 0 {
@@ -402,6 +403,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		offset[b] = s.out.Len()
 		s.out.Write(b.Bytes())
 	}
+	s.memo.keepScratch(&s.rules, &s.maps, &s.base)
 	text := s.out.Bytes()
 	s.stats.Bytes = len(text)
 	skip := make([][2]int, 0, len(s.epochParts))
