@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"maps"
 	"sync"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -30,10 +31,10 @@ import (
 // goroutines (their Renders then take turns).
 type Memo struct {
 	mu       sync.Mutex
-	sets     map[memoKey]*memoSet
-	ruleSets map[ruleSetsKey]*memoRuleSets
-	rules    map[rulesKey]*memoRules
-	counters map[counterKey]*memoCounter
+	sets     memoTable[memoKey, *memoSet]
+	ruleSets memoTable[ruleSetsKey, *memoRuleSets]
+	rules    memoTable[rulesKey, *memoRules]
+	counters memoTable[counterKey, *memoCounter]
 	gen      uint64 // counts the Renders, to drop what the last one did not use
 	// spare is a script's text handed back by Recycle, which the next Render writes over;
 	// scratch are the buffers of the parts a Render appends to its text at the end (rules, maps,
@@ -102,7 +103,6 @@ type memoRuleSets struct {
 	objs  []*setObj
 	sets  ruleSets
 	elems []memoKey
-	gen   uint64
 }
 
 // rulesKey is what policyRules writes from.
@@ -117,7 +117,6 @@ type rulesKey struct {
 // memoRules are the rules policyRules wrote into the chain.
 type memoRules struct {
 	rules []string
-	gen   uint64
 }
 
 // memoKey is what a set's elements are rendered from: the kind of set, the family (the sets of
@@ -142,7 +141,6 @@ type memoSet struct {
 	clause        string
 	elems         []string
 	addressesOnly bool
-	gen           uint64
 }
 
 // namedPortsIdentity is the identity of a rule's named ports, as AddrSet.Identity is of its
@@ -168,10 +166,10 @@ func (m *Memo) begin() {
 	m.mu.Lock()
 	m.gen++
 	if m.sets == nil {
-		m.sets = map[memoKey]*memoSet{}
-		m.ruleSets = map[ruleSetsKey]*memoRuleSets{}
-		m.rules = map[rulesKey]*memoRules{}
-		m.counters = map[counterKey]*memoCounter{}
+		m.sets = memoTable[memoKey, *memoSet]{}
+		m.ruleSets = memoTable[ruleSetsKey, *memoRuleSets]{}
+		m.rules = memoTable[rulesKey, *memoRules]{}
+		m.counters = memoTable[counterKey, *memoCounter]{}
 	}
 }
 
@@ -181,26 +179,10 @@ func (m *Memo) end() {
 	if m == nil {
 		return
 	}
-	for k, v := range m.sets {
-		if v.gen != m.gen {
-			delete(m.sets, k)
-		}
-	}
-	for k, v := range m.ruleSets {
-		if v.gen != m.gen {
-			delete(m.ruleSets, k)
-		}
-	}
-	for k, v := range m.rules {
-		if v.gen != m.gen {
-			delete(m.rules, k)
-		}
-	}
-	for k, v := range m.counters {
-		if v.gen != m.gen {
-			delete(m.counters, k)
-		}
-	}
+	m.sets.dropUnused(m.gen)
+	m.ruleSets.dropUnused(m.gen)
+	m.rules.dropUnused(m.gen)
+	m.counters.dropUnused(m.gen)
 	m.mu.Unlock()
 }
 
@@ -209,11 +191,7 @@ func (m *Memo) lookup(key memoKey) (*memoSet, bool) {
 	if m == nil || key.id == nil {
 		return nil, false
 	}
-	v, ok := m.sets[key]
-	if ok {
-		v.gen = m.gen
-	}
-	return v, ok
+	return m.sets.get(key, m.gen)
 }
 
 // store keeps what was rendered from key.
@@ -221,8 +199,7 @@ func (m *Memo) store(key memoKey, v *memoSet) {
 	if m == nil || key.id == nil {
 		return
 	}
-	v.gen = m.gen
-	m.sets[key] = v
+	m.sets.put(key, v, m.gen)
 }
 
 // lookupRuleSets returns what policySets wrote from key, if the memo holds it, and marks it used
@@ -231,9 +208,8 @@ func (m *Memo) lookupRuleSets(key ruleSetsKey) (*memoRuleSets, bool) {
 	if m == nil {
 		return nil, false
 	}
-	v, ok := m.ruleSets[key]
+	v, ok := m.ruleSets.get(key, m.gen)
 	if ok {
-		v.gen = m.gen
 		for _, k := range v.elems {
 			m.lookup(k)
 		}
@@ -245,8 +221,7 @@ func (m *Memo) storeRuleSets(key ruleSetsKey, v *memoRuleSets) {
 	if m == nil {
 		return
 	}
-	v.gen = m.gen
-	m.ruleSets[key] = v
+	m.ruleSets.put(key, v, m.gen)
 }
 
 // lookupRules returns the rules policyRules wrote from key, if the memo holds them.
@@ -254,19 +229,14 @@ func (m *Memo) lookupRules(key rulesKey) (*memoRules, bool) {
 	if m == nil {
 		return nil, false
 	}
-	v, ok := m.rules[key]
-	if ok {
-		v.gen = m.gen
-	}
-	return v, ok
+	return m.rules.get(key, m.gen)
 }
 
 func (m *Memo) storeRules(key rulesKey, v *memoRules) {
 	if m == nil {
 		return
 	}
-	v.gen = m.gen
-	m.rules[key] = v
+	m.rules.put(key, v, m.gen)
 }
 
 // counterKey is a counter without its name, which follows from the rest (as its comment does),
@@ -279,24 +249,44 @@ type counterKey struct {
 // memoCounter is a counter's name and declaration.
 type memoCounter struct {
 	name, decl string
-	gen        uint64
 }
 
 func (m *Memo) lookupCounter(key counterKey) (*memoCounter, bool) {
 	if m == nil {
 		return nil, false
 	}
-	v, ok := m.counters[key]
-	if ok {
-		v.gen = m.gen
-	}
-	return v, ok
+	return m.counters.get(key, m.gen)
 }
 
 func (m *Memo) storeCounter(key counterKey, v *memoCounter) {
 	if m == nil {
 		return
 	}
-	v.gen = m.gen
-	m.counters[key] = v
+	m.counters.put(key, v, m.gen)
+}
+
+// memoTable is one kind of what a Memo keeps, by what it was written from, each entry with the
+// Render that last used it (Memo.gen).
+type memoTable[K comparable, V any] map[K]*memoEntry[V]
+
+type memoEntry[V any] struct {
+	v   V
+	gen uint64
+}
+
+// get returns the entry of k, if any, and marks it used by the Render gen.
+func (t memoTable[K, V]) get(k K, gen uint64) (v V, ok bool) {
+	e, ok := t[k]
+	if ok {
+		e.gen, v = gen, e.v
+	}
+	return v, ok
+}
+
+// put keeps v for k, used by the Render gen.
+func (t memoTable[K, V]) put(k K, v V, gen uint64) { t[k] = &memoEntry[V]{v: v, gen: gen} }
+
+// dropUnused drops the entries the Render gen did not use.
+func (t memoTable[K, V]) dropUnused(gen uint64) {
+	maps.DeleteFunc(t, func(_ K, e *memoEntry[V]) bool { return e.gen != gen })
 }
