@@ -153,8 +153,9 @@ type DiffOptions struct {
 }
 
 // Diff returns the transaction that turns the table of one script (from) into that of the next
-// (to), both rendered for opts.Table (their Script.Table, or their text parsed by ParseTable). When more than opts.MaxShare of to's
-// elements would change, or a declaration changed, it returns ErrNeedsFullApply.
+// (to), both rendered for opts.Table (their Script.Table, or their text parsed by ParseTable).
+// When more than opts.MaxShare of to's elements would change, or a declaration changed, it
+// returns ErrNeedsFullApply.
 func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 	tableName, maxShare, maxRefill := opts.Table, opts.MaxShare, cmp.Or(opts.MaxRefill, DefaultMaxRefill)
 	var u Update

@@ -9,20 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/flock-net/flock-netpol/internal/compact"
-	"github.com/flock-net/flock-netpol/internal/controller"
 	"github.com/flock-net/flock-netpol/internal/nft"
-	"github.com/flock-net/flock-netpol/internal/render"
-	"github.com/flock-net/flock-netpol/internal/translate"
-	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/synth"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
@@ -44,33 +34,18 @@ func BenchmarkPodEvent(b *testing.B) {
 		if testing.Short() {
 			b.Skip("150k-pod cluster skipped in -short mode")
 		}
-		ns := netns.NewScratch(tb)
 		rec := &sizeRecorder{inner: nft.NewExecutor(), keep: true}
-		nftClient, err := nft.New(nft.Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Executor: rec, Timeout: time.Minute})
-		if err != nil {
-			b.Fatal(err)
-		}
 		cl := synth.Generate(synth.Sized(150000, 10000))
-		src := &streamSource{
-			in:     translate.Input{Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)},
-			node:   &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cl.LocalNode}},
-			source: slices.Clone(cl.Pods),
-		}
-		r := &controller.Reconciler{Source: src, Node: cl.LocalNode, Table: render.DefaultTable, Applier: nftClient,
-			Metrics: controller.NewMetrics(nil), Log: logr.Discard()}
-		r.TranslateIncrementally()
+		src := newStreamSource(cl)
+		r := startAgent(b, tb, src, cl.LocalNode, rec, "incremental")
 		src.observe = func(o client.Object) { r.Observe(o, false) }
-		key := reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
 		ctx := context.Background()
-		if _, err := r.Reconcile(ctx, key); err != nil { // the first apply, not measured
-			b.Fatal(err)
-		}
 		applied := func() float64 { return testutil.ToFloat64(r.Metrics.Applies.WithLabelValues("change")) }
 		event := func(i int) (time.Duration, bool) {
 			before := applied()
 			start := time.Now()
 			src.relabel(i)
-			if _, err := r.Reconcile(ctx, key); err != nil {
+			if _, err := r.Reconcile(ctx, nodeKey); err != nil {
 				b.Fatal(err)
 			}
 			return time.Since(start), applied() > before

@@ -11,20 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flock-net/flock-netpol/internal/compact"
-	"github.com/flock-net/flock-netpol/internal/controller"
 	"github.com/flock-net/flock-netpol/internal/nft"
-	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/translate"
-	"github.com/flock-net/flock-netpol/test/netns"
 	"github.com/flock-net/flock-netpol/test/synth"
 	"github.com/flock-net/flock-netpol/test/testenv"
 )
@@ -145,12 +140,7 @@ func BenchmarkPolicyChange(b *testing.B) {
 			if testing.Short() {
 				b.Skip("150k-pod cluster skipped in -short mode")
 			}
-			ns := netns.NewScratch(tb)
 			rec := &sizeRecorder{inner: nft.NewExecutor()}
-			nftClient, err := nft.New(nft.Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Executor: rec, Timeout: time.Minute})
-			if err != nil {
-				b.Fatal(err)
-			}
 			cl := synth.Generate(synth.Sized(150000, 10000))
 			wns, wpods, deny := wideObjects(cl.LocalNode)
 			src := &policySource{
@@ -158,20 +148,8 @@ func BenchmarkPolicyChange(b *testing.B) {
 					Pods: append(compact.NewPods(cl.Pods), compact.NewPods(wpods)...)},
 				node: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cl.LocalNode}},
 			}
-			share := 0.0
-			if mode == "full" {
-				share = -1
-			}
-			r := &controller.Reconciler{Source: src, Node: cl.LocalNode, Table: render.DefaultTable, Applier: nftClient,
-				Metrics: controller.NewMetrics(nil), Log: logr.Discard(), IncrementalMaxShare: share}
-			if mode == "incremental" {
-				r.TranslateIncrementally()
-			}
-			key := reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
+			r := startAgent(b, tb, src, cl.LocalNode, rec, mode)
 			ctx := context.Background()
-			if _, err := r.Reconcile(ctx, key); err != nil { // the first apply, not measured
-				b.Fatal(err)
-			}
 			var created, deleted []time.Duration
 			var createBytes, deleteBytes int
 			for range wideRounds {
@@ -179,7 +157,7 @@ func BenchmarkPolicyChange(b *testing.B) {
 				start := time.Now()
 				src.setPolicy(allow)
 				r.Observe(allow, false)
-				if _, err := r.Reconcile(ctx, key); err != nil {
+				if _, err := r.Reconcile(ctx, nodeKey); err != nil {
 					b.Fatal(err)
 				}
 				created, createBytes = append(created, time.Since(start)), rec.last
@@ -187,7 +165,7 @@ func BenchmarkPolicyChange(b *testing.B) {
 				start = time.Now()
 				src.deletePolicy(allow)
 				r.Observe(allow, true)
-				if _, err := r.Reconcile(ctx, key); err != nil {
+				if _, err := r.Reconcile(ctx, nodeKey); err != nil {
 					b.Fatal(err)
 				}
 				deleted, deleteBytes = append(deleted, time.Since(start)), rec.last

@@ -74,6 +74,46 @@ func (s *streamSource) relabel(i int) {
 	s.seq++
 }
 
+// newStreamSource holds the synthetic cluster cl in memory, as the reconciler's Source.
+func newStreamSource(cl synth.Cluster) *streamSource {
+	return &streamSource{
+		in:     translate.Input{Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)},
+		node:   &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cl.LocalNode}},
+		source: slices.Clone(cl.Pods),
+	}
+}
+
+// nodeKey is the request of every recompute of the node's table.
+var nodeKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
+
+// startAgent returns the agent's reconciler of node's table over src, with nft programming a
+// throwaway network namespace through exec (nil: nft itself), set up as mode says: "incremental"
+// (the agent's default: translated incrementally, changes applied in place), "full-translate"
+// (the whole cluster translated per recompute, changes applied in place) or "full" (translated in
+// full, every change a full replace). It has applied the first table, which is not measured; the
+// caller hands it every change of src with Observe (which does nothing unless incremental).
+func startAgent(b *testing.B, tb testing.TB, src controller.Source, node string, exec nft.Executor, mode string) *controller.Reconciler {
+	b.Helper()
+	ns := netns.NewScratch(tb)
+	nftClient, err := nft.New(nft.Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Executor: exec, Timeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	share := 0.0
+	if mode == "full" {
+		share = -1
+	}
+	r := &controller.Reconciler{Source: src, Node: node, Table: render.DefaultTable, Applier: nftClient,
+		Metrics: controller.NewMetrics(nil), Log: logr.Discard(), IncrementalMaxShare: share}
+	if mode == "incremental" {
+		r.TranslateIncrementally()
+	}
+	if _, err := r.Reconcile(context.Background(), nodeKey); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
 // cpuSeconds is the CPU time of this process and of its reaped children (nft) so far.
 func cpuSeconds() float64 {
 	var self, children syscall.Rusage
@@ -106,17 +146,8 @@ func BenchmarkEventStream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ns := netns.NewScratch(tb)
-			nftClient, err := nft.New(nft.Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Timeout: time.Minute})
-			if err != nil {
-				b.Fatal(err)
-			}
 			cl := synth.Generate(synth.Sized(150000, 10000))
-			src := &streamSource{
-				in:     translate.Input{Policies: cl.Policies, Namespaces: cl.Namespaces, Pods: compact.NewPods(cl.Pods)},
-				node:   &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cl.LocalNode}},
-				source: slices.Clone(cl.Pods),
-			}
+			src := newStreamSource(cl)
 			// Pods of other nodes in the namespaces of the local pods: the peers of the policies
 			// this node enforces.
 			local := map[string]bool{}
@@ -131,21 +162,9 @@ func BenchmarkEventStream(b *testing.B) {
 					remote = append(remote, i)
 				}
 			}
-			share := 0.0
-			if mode == "full" {
-				share = -1
-			}
-			r := &controller.Reconciler{Source: src, Node: cl.LocalNode, Table: render.DefaultTable, Applier: nftClient,
-				Metrics: controller.NewMetrics(nil), Log: logr.Discard(), IncrementalMaxShare: share}
-			key := reconcile.Request{NamespacedName: types.NamespacedName{Name: "node-ruleset"}}
+			r := startAgent(b, tb, src, cl.LocalNode, nil, mode)
+			src.observe = func(o client.Object) { r.Observe(o, false) }
 			ctx := context.Background()
-			if mode == "incremental" {
-				r.TranslateIncrementally()
-				src.observe = func(o client.Object) { r.Observe(o, false) }
-			}
-			if _, err := r.Reconcile(ctx, key); err != nil { // the first apply, not measured
-				b.Fatal(err)
-			}
 
 			var (
 				mu         sync.Mutex
@@ -168,7 +187,7 @@ func BenchmarkEventStream(b *testing.B) {
 					src.mu.Lock()
 					started := src.seq
 					src.mu.Unlock()
-					if _, err := r.Reconcile(ctx, key); err != nil {
+					if _, err := r.Reconcile(ctx, nodeKey); err != nil {
 						b.Error(err)
 						return
 					}
