@@ -352,39 +352,14 @@ func (r *Reconciler) update(script render.Script, trigger string) (text []byte, 
 	if trigger != "change" || r.lastScript.Text == nil || r.IncrementalMaxShare < 0 {
 		return script.Text, "full"
 	}
-	u, err := r.diff(script)
-	if err != nil {
-		if !errors.Is(err, render.ErrNeedsFullApply) {
-			r.Log.Error(err, "cannot compute the incremental update; replacing the whole table")
-		}
+	// Render gives every script its Table: no script is parsed back.
+	u, err := render.Diff(r.lastScript.Table, script.Table, render.DiffOptions{Table: r.Table, MaxShare: r.IncrementalMaxShare, MaxRefill: r.IncrementalMaxRefill})
+	if err != nil { // render.ErrNeedsFullApply: a declaration changed, or too much did
 		r.metrics().IncrementalUpdates.WithLabelValues("full_needed").Inc()
 		return script.Text, "full"
 	}
 	r.metrics().IncrementalUpdates.WithLabelValues("applied").Inc()
 	return u.Text, "incremental"
-}
-
-// diff returns the update from the last applied script to script, from the Tables Render built
-// with them.
-func (r *Reconciler) diff(script render.Script) (render.Update, error) {
-	from, err := tableOf(r.lastScript)
-	if err != nil {
-		return render.Update{}, err
-	}
-	to, err := tableOf(script)
-	if err != nil {
-		return render.Update{}, err
-	}
-	return render.Diff(from, to, render.DiffOptions{Table: r.Table, MaxShare: r.IncrementalMaxShare, MaxRefill: r.IncrementalMaxRefill})
-}
-
-// tableOf returns the Table of a script: Render's, or for a Script that has none (not rendered
-// in this process) its text parsed.
-func tableOf(s render.Script) (*render.Table, error) {
-	if s.Table != nil {
-		return s.Table, nil
-	}
-	return render.ParseTable(s.Text)
 }
 
 // AppliedRuleSet returns the rule set of the last successful apply, nil before the first. The
