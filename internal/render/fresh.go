@@ -125,6 +125,7 @@ func (s *script) freshPath(chain string) {
 	}
 }
 
+// familyIndex is the index of a's family in families.
 func familyIndex(a netip.Addr) int {
 	if a.Is4() {
 		return 0

@@ -590,10 +590,7 @@ func (e *elements) reuse(m *memoSet) {
 
 func addMapElements(elems *[2][]string, ips []netip.Addr, verdict, chain string) {
 	for _, a := range ips {
-		i := 0
-		if !a.Is4() {
-			i = 1
-		}
+		i := familyIndex(a)
 		elems[i] = append(elems[i], a.String()+" : "+verdict+" "+chain)
 	}
 }
