@@ -66,6 +66,9 @@ type RunConfig struct {
 	// in another one than the agent's (--netns): what the agent reads over netlink (the drift
 	// monitor, counters, drop logs) is read there. Empty: the agent's own.
 	Netns string
+	// NetlinkElements sends updates that change only set and map elements as netlink messages
+	// rather than through nft (--netlink-elements).
+	NetlinkElements bool
 	// CounterInterval is how often the table's counters are read for the metrics; 0 turns
 	// the counter metrics off.
 	CounterInterval time.Duration
@@ -126,7 +129,8 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", time.Minute, "how often to check that the kernel still holds the applied table, and repair it if not; 0 disables the check")
 	fs.IntVar(&cfg.RefillMax, "incremental-refill-max", render.DefaultMaxRefill, "an update that removes elements from a set of the table sends the whole set again when it holds at most this many elements, and removes them with `delete element` otherwise, which nft 1.0.6 answers by first loading every interval set of the network namespace; raise it when another component keeps large interval sets on the node (0: never send a set again)")
 	fs.BoolVar(&cfg.DropLogReader, "drop-log-reader", true, "read the drop-log group (--drop-log-group) and write one log line per logged packet; turn off when another program (e.g. ulogd) reads the group")
-	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the drift monitor, the counters and the drop logs are read there; empty: the agent's own")
+	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the drift monitor, the counters and the drop logs are read there, and element updates (--netlink-elements) sent there; empty: the agent's own")
+	fs.BoolVar(&cfg.NetlinkElements, "netlink-elements", true, "send an update that changes only set and map elements (the usual pod event) to the kernel as one netlink transaction instead of through nft, which costs nft's start and its loading of the table (tens of milliseconds on a large table); false: every update goes through nft")
 	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one netlink dump); 0 turns those metrics off")
 	fs.BoolVar(&cfg.FullTranslate, "full-translate", false, "translate the whole cluster on every change, as before the incremental translation (which the periodic check compares with a full one anyway); for comparison, or should the incremental one misbehave")
 	var edges edgeFlags
@@ -295,6 +299,11 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		r.Monitor = nft.NetlinkMonitor{NetNS: netnsFD}
 	case streams:
 		r.Monitor = nftClient
+	}
+	// Element updates reach the same namespace as nft's scripts, so only where the monitor reads
+	// it too; a test's executor that stands in for nft takes everything.
+	if cfg.NetlinkElements && (executor == nil || cfg.Netns != "") {
+		r.Elements = nft.NetlinkElements{NetNS: netnsFD}
 	}
 	if cfg.CounterInterval > 0 {
 		r.Counters = controller.NewRuleCounters(nft.NetlinkCounters{NetNS: netnsFD}, cfg.Table, log.WithName("counters"))

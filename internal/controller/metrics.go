@@ -91,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		IncrementalUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "incremental_updates_total",
-			Help: "Changes applied as an update of the table in place, by outcome: applied, full_needed (the change redeclares a chain or set, or is larger than the limit, and replaced the whole table), failed (nft refused the update; the whole table replaced it).",
+			Help: "Changes applied as an update of the table in place, by outcome: applied (through nft), netlink (only set and map elements changed: sent as netlink element messages), full_needed (the change redeclares a chain or set, or is larger than the limit, and replaced the whole table), failed (nft refused the update; the whole table replaced it).",
 		}, []string{"outcome"}),
 		Translations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "translations_total",

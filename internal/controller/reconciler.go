@@ -40,6 +40,12 @@ type Applier interface {
 	Apply(ctx context.Context, script []byte) error
 }
 
+// ElementUpdater applies changes of set and map elements in one transaction, without nft.
+// nft.NetlinkElements implements it; nft.ErrUnsupportedSet says a change must go through nft.
+type ElementUpdater interface {
+	UpdateElements(ctx context.Context, family, table string, changes []render.ElementChange) error
+}
+
 // Inspector reads the table, or one chain of it, back from the kernel. *nft.Client implements it.
 type Inspector interface {
 	ListChain(ctx context.Context, family, table, chain string) (string, error)
@@ -63,6 +69,11 @@ type Reconciler struct {
 	Table string
 	// Applier runs the script.
 	Applier Applier
+	// Elements, when set, applies an update that changes only set and map elements (the usual
+	// pod event: a peer joins or leaves) as element messages rather than through the Applier,
+	// which costs nft's start and its loading of the table (see nft.NetlinkElements). A failure
+	// is handled as a failed update in place: the whole table replaces it.
+	Elements ElementUpdater
 	// CloseUnknownPodAddresses drops forwarded traffic from or to an address of this node's pod
 	// ranges that no known local pod owns. The ranges are PodCIDRs when set, else the Node's
 	// spec.podCIDRs.
@@ -272,19 +283,36 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 	m := r.metrics()
 	r.noteApplying(script.Digest)
 	start := time.Now()
-	text, mode := r.update(script, trigger)
+	u, mode := r.update(script, trigger)
+	text := u.Text
 	r.mu.Lock()
 	applied := r.applied
 	r.mu.Unlock()
 	if mode == "full" && applied && r.Counters != nil {
 		r.Counters.Replacing(ctx)
 	}
-	err := r.Applier.Apply(ctx, text)
-	if err != nil && mode == "incremental" {
+	var err error
+	if mode == "elements" {
+		err = r.Elements.UpdateElements(ctx, "inet", r.Table, u.Changes)
+		if errors.Is(err, nft.ErrUnsupportedSet) {
+			mode = "incremental" // an interval set (ipBlock peers) goes through nft
+		}
+	}
+	if mode != "elements" {
+		err = r.Applier.Apply(ctx, text)
+	}
+	if err == nil && mode != "full" {
+		outcome := "applied"
+		if mode == "elements" {
+			outcome = "netlink"
+		}
+		m.IncrementalUpdates.WithLabelValues(outcome).Inc()
+	}
+	if err != nil && mode != "full" {
 		// The kernel's table is not what the last script made it (or the update is wrong):
 		// the whole table repairs both, in this same reconcile.
 		m.IncrementalUpdates.WithLabelValues("failed").Inc()
-		r.Log.Error(err, "incremental update failed; replacing the whole table")
+		r.Log.Error(err, "incremental update failed; replacing the whole table", "mode", mode)
 		text, mode = script.Text, "full"
 		if r.Counters != nil {
 			r.Counters.Replacing(ctx)
@@ -348,18 +376,21 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 // update returns what to send for script: the incremental update from the last applied script
 // for an ordinary change, the whole script for anything else (the first apply, a repair, a change
 // too large or one that redeclares a chain or set).
-func (r *Reconciler) update(script render.Script, trigger string) (text []byte, mode string) {
+func (r *Reconciler) update(script render.Script, trigger string) (u render.Update, mode string) {
+	full := render.Update{Text: script.Text}
 	if trigger != "change" || r.lastScript.Text == nil || r.IncrementalMaxShare < 0 {
-		return script.Text, "full"
+		return full, "full"
 	}
 	// Render gives every script its Table: no script is parsed back.
 	u, err := render.Diff(r.lastScript.Table, script.Table, render.DiffOptions{Table: r.Table, MaxShare: r.IncrementalMaxShare, MaxRefill: r.IncrementalMaxRefill})
 	if err != nil { // render.ErrNeedsFullApply: a declaration changed, or too much did
 		r.metrics().IncrementalUpdates.WithLabelValues("full_needed").Inc()
-		return script.Text, "full"
+		return full, "full"
 	}
-	r.metrics().IncrementalUpdates.WithLabelValues("applied").Inc()
-	return u.Text, "incremental"
+	if u.ElementsOnly && r.Elements != nil {
+		return u, "elements"
+	}
+	return u, "incremental"
 }
 
 // AppliedRuleSet returns the rule set of the last successful apply, nil before the first. The

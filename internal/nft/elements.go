@@ -7,19 +7,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-)
 
-// SetChange is what one update does to the elements of one set or map of the table, in the
-// script's text (see package render): Delete holds keys (a map's without their values), Add
-// whole elements, "KEY", "KEY : VERDICT", either with ` comment "TEXT"` after it. Decl is the
-// set's declaration as the script writes it (`add set inet TABLE NAME { type ...; ...`), which
-// gives the type of its keys and values.
-type SetChange struct {
-	Set    string
-	Decl   string
-	Delete []string
-	Add    []string
-}
+	"github.com/flock-net/flock-netpol/internal/render"
+)
 
 // ErrUnsupportedSet means that an element change cannot go over netlink because this package
 // does not encode the set's type (an interval set, a type other than those the renderer writes
@@ -170,7 +160,7 @@ const (
 )
 
 // setChangeElements parses a change's elements: the keys to delete and the elements to add.
-func setChangeElements(c SetChange) (del, add []element, err error) {
+func setChangeElements(c render.ElementChange) (del, add []element, err error) {
 	t, err := parseSetType(c.Decl)
 	if err != nil {
 		return nil, nil, fmt.Errorf("set %s: %w", c.Set, err)

@@ -138,6 +138,20 @@ type Update struct {
 	// Elements counts the elements added and deleted; Chains the chains added, refilled or
 	// deleted; Sets the sets and maps added or deleted.
 	Elements, Chains, Sets int
+	// ElementsOnly is true when the update changes set and map elements and nothing else (no
+	// chain, set, map, counter or limit appears, goes or changes): Changes then says all it does,
+	// and the update can go to the kernel as element messages rather than as Text.
+	ElementsOnly bool
+	// Changes are the element changes, one per set or map, in the script's order.
+	Changes []ElementChange
+}
+
+// ElementChange is what an update does to the elements of one set or map: Delete holds the keys
+// that go (a map's without their values), Add the elements that come, both as the script writes
+// them; Decl is the set's declaration (see Table), which gives its type.
+type ElementChange struct {
+	Set, Decl   string
+	Delete, Add []string
 }
 
 // DiffOptions are the table an update is for and its bounds.
@@ -198,6 +212,7 @@ func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 			// sets of elementDiff.
 		default:
 			gone, added := elementDiff(prev, cur)
+			u.Changes = append(u.Changes, ElementChange{Set: name, Decl: cur.decl, Delete: gone, Add: added})
 			switch {
 			case len(gone) > 0 && len(cur.elems) <= maxRefill:
 				fmt.Fprintf(&elems, "flush %s inet %s %s\n", cur.kind(), tableName, name)
@@ -219,11 +234,13 @@ func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 	}
 	// Counters and limits that stay keep their state (a counter goes on counting); new ones are
 	// added with the sets, those that go are deleted once no rule refers to them.
+	objectsChange := false
 	for _, key := range b.objOrder {
 		cur, prev := b.objects[key], a.objects[key]
 		switch {
 		case prev == nil:
 			addSets.WriteString(cur.decl + "\n")
+			objectsChange = true
 		case prev.decl != cur.decl:
 			return Update{}, fmt.Errorf("%w: %s is declared differently", ErrNeedsFullApply, key)
 		}
@@ -231,8 +248,10 @@ func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 	for _, key := range a.objOrder {
 		if o := a.objects[key]; b.objects[key] == nil {
 			fmt.Fprintf(&delObjects, "delete %s inet %s %s\n", o.kind, tableName, o.name)
+			objectsChange = true
 		}
 	}
+	u.ElementsOnly = u.Chains == 0 && u.Sets == 0 && !objectsChange
 	if float64(u.Elements) > maxShare*float64(max(total, 1)) {
 		return Update{}, fmt.Errorf("%w: %d of %d elements change", ErrNeedsFullApply, u.Elements, total)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -60,7 +61,8 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	var prevRS ruleset.RuleSet
 	var st epoch.State
 	var prev []byte
-	incremental, fallbacks, refilled, deleted := 0, 0, 0, 0
+	incremental, elementsOnly, fallbacks, refilled, deleted := 0, 0, 0, 0, 0
+	incElements := nft.NetlinkElements{NetNS: netnsFD(t, incNS)}
 	for step := range 40 {
 		if step > 0 {
 			switch i := rng.IntN(len(pods)); rng.IntN(8) {
@@ -141,6 +143,12 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 				}
 			case err != nil:
 				t.Fatalf("step %d: %v", step, err)
+			case u.ElementsOnly && len(u.Changes) > 0:
+				// What the agent sends over netlink (the digest's element among the changes).
+				elementsOnly++
+				if err := incElements.UpdateElements(ctx, "inet", render.DefaultTable, u.Changes); err != nil {
+					t.Fatalf("step %d: the element update was rejected: %v\n%s", step, err, u.Text)
+				}
 			default:
 				incremental++
 				if err := inc.Apply(ctx, u.Text); err != nil {
@@ -154,7 +162,8 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 		}
 		prev, prevRS = script, rs
 	}
-	t.Logf("%d incremental updates, %d full applies needed; %d steps with ClusterNetworkPolicies' input hook", incremental, fallbacks, withInputHook)
+	t.Logf("%d incremental updates through nft, %d over netlink (elements only), %d full applies needed; %d steps with ClusterNetworkPolicies' input hook",
+		incremental, elementsOnly, fallbacks, withInputHook)
 	t.Logf("%d sets and maps refilled, %d delete element commands", refilled, deleted)
 	if incremental == 0 || refilled == 0 || deleted == 0 {
 		t.Error("no step was applied incrementally, or none refilled a set, or none deleted an element")
@@ -185,6 +194,17 @@ func listing(t *testing.T, ns string) string {
 		t.Fatal(err)
 	}
 	return canon
+}
+
+// netnsFD opens a namespace for netlink, for the test's duration.
+func netnsFD(t *testing.T, ns string) int {
+	t.Helper()
+	f, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return int(f.Fd())
 }
 
 func diffScripts(from, to []byte, maxRefill int) (render.Update, error) {
