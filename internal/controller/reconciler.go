@@ -43,7 +43,7 @@ type Applier interface {
 // ElementUpdater applies changes of set and map elements in one transaction, without nft.
 // nft.NetlinkElements implements it; nft.ErrUnsupportedSet says a change must go through nft.
 type ElementUpdater interface {
-	UpdateElements(ctx context.Context, family, table string, changes []render.ElementChange) error
+	UpdateElements(ctx context.Context, family, table string, changes []nft.SetChange) error
 }
 
 // Inspector reads the table, or one chain of it, back from the kernel. *nft.Client implements it.
@@ -293,7 +293,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 	}
 	var err error
 	if mode == "elements" {
-		err = r.Elements.UpdateElements(ctx, "inet", r.Table, u.Changes)
+		err = r.Elements.UpdateElements(ctx, "inet", r.Table, setChanges(u.Changes))
 		if errors.Is(err, nft.ErrUnsupportedSet) {
 			mode = "incremental" // an interval set (ipBlock peers) goes through nft
 		}
@@ -695,4 +695,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.Name}}}
 			}))).
 		Complete(r)
+}
+
+// setChanges are an update's element changes as nft takes them.
+func setChanges(changes []render.ElementChange) []nft.SetChange {
+	out := make([]nft.SetChange, len(changes))
+	for i, c := range changes {
+		out[i] = nft.SetChange(c)
+	}
+	return out
 }

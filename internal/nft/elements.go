@@ -7,9 +7,17 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-
-	"github.com/flock-net/flock-netpol/internal/render"
 )
+
+// SetChange is what one update does to the elements of one set or map of the table, in the
+// script's text (package render's ElementChange, which converts to it): Delete holds keys (a
+// map's without their values), Add whole elements, "KEY", "KEY : VERDICT", either with
+// ` comment "TEXT"` after it. Decl is the set's declaration as the script writes it
+// (`add set inet TABLE NAME { type ...; ...`), which gives the type of its keys and values.
+type SetChange struct {
+	Set, Decl   string
+	Delete, Add []string
+}
 
 // ErrUnsupportedSet means that an element change cannot go over netlink because this package
 // does not encode the set's type (an interval set, a type other than those the renderer writes
@@ -160,7 +168,7 @@ const (
 )
 
 // setChangeElements parses a change's elements: the keys to delete and the elements to add.
-func setChangeElements(c render.ElementChange) (del, add []element, err error) {
+func setChangeElements(c SetChange) (del, add []element, err error) {
 	t, err := parseSetType(c.Decl)
 	if err != nil {
 		return nil, nil, fmt.Errorf("set %s: %w", c.Set, err)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/test/netns"
 )
 
@@ -29,7 +28,7 @@ add set inet flocktest digest { type mark; elements = { 0x00000000 comment "rule
 add set inet flocktest cidrs { type ipv4_addr; flags interval; }
 `
 
-var elementChanges = []render.ElementChange{
+var elementChanges = []SetChange{
 	{Set: "s4", Decl: "add set inet flocktest s4 { type ipv4_addr;", Delete: []string{"10.0.0.1"}, Add: []string{"10.0.0.3", "10.0.0.4"}},
 	{Set: "s6", Decl: "add set inet flocktest s6 { type ipv6_addr;", Add: []string{"fd00::5"}},
 	{Set: "ports4", Decl: "add set inet flocktest ports4 { type ipv4_addr . inet_proto . inet_service; comment \"x\";",
@@ -109,13 +108,13 @@ func TestKernelNetlinkElementsEqualNftCommands(t *testing.T) {
 func TestKernelNetlinkElementsAllOrNothing(t *testing.T) {
 	c, nl := elementsNamespace(t)
 	before := listFlocktest(t, c)
-	good := render.ElementChange{Set: "s4", Decl: "add set inet flocktest s4 { type ipv4_addr;", Add: []string{"10.0.0.99"}}
-	for name, bad := range map[string]render.ElementChange{
+	good := SetChange{Set: "s4", Decl: "add set inet flocktest s4 { type ipv4_addr;", Add: []string{"10.0.0.99"}}
+	for name, bad := range map[string]SetChange{
 		"missing element": {Set: "s6", Decl: "add set inet flocktest s6 { type ipv6_addr;", Delete: []string{"fd00::99"}},
 		"missing set":     {Set: "nosuch", Decl: "add set inet flocktest nosuch { type ipv4_addr;", Add: []string{"10.0.0.1"}},
 		"missing chain":   {Set: "m4", Decl: "add map inet flocktest m4 { type ipv4_addr : verdict;", Add: []string{"10.0.0.5 : jump nosuch"}},
 	} {
-		err := nl.UpdateElements(context.Background(), "inet", "flocktest", []render.ElementChange{good, bad})
+		err := nl.UpdateElements(context.Background(), "inet", "flocktest", []SetChange{good, bad})
 		if err == nil || !strings.Contains(err.Error(), "nftables refused the element update") {
 			t.Errorf("%s: err = %v, want the kernel's refusal", name, err)
 		}
@@ -123,8 +122,8 @@ func TestKernelNetlinkElementsAllOrNothing(t *testing.T) {
 			t.Fatalf("%s: a refused batch changed the table:\n%s", name, after)
 		}
 	}
-	interval := render.ElementChange{Set: "cidrs", Decl: "add set inet flocktest cidrs { type ipv4_addr; flags interval;", Add: []string{"10.1.0.0/16"}}
-	if err := nl.UpdateElements(context.Background(), "inet", "flocktest", []render.ElementChange{good, interval}); !errors.Is(err, ErrUnsupportedSet) {
+	interval := SetChange{Set: "cidrs", Decl: "add set inet flocktest cidrs { type ipv4_addr; flags interval;", Add: []string{"10.1.0.0/16"}}
+	if err := nl.UpdateElements(context.Background(), "inet", "flocktest", []SetChange{good, interval}); !errors.Is(err, ErrUnsupportedSet) {
 		t.Errorf("interval set: err = %v, want ErrUnsupportedSet", err)
 	}
 	if after := listFlocktest(t, c); after != before {

@@ -12,8 +12,6 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
-
-	"github.com/flock-net/flock-netpol/internal/render"
 )
 
 // NetlinkElements changes the elements of a table's sets and maps in one nftables transaction
@@ -40,7 +38,7 @@ const maxElementsPerMessage = 512
 // each set, its deletions, then its additions, so that an element deleted and added again (a
 // map's key whose verdict changed, a digest's comment) holds the new one. A set this package does
 // not encode is ErrUnsupportedSet, before anything is sent.
-func (n NetlinkElements) UpdateElements(ctx context.Context, family, table string, changes []render.ElementChange) error {
+func (n NetlinkElements) UpdateElements(ctx context.Context, family, table string, changes []SetChange) error {
 	msgs, err := elementBatch(family, table, changes)
 	if err != nil {
 		return err
@@ -84,7 +82,7 @@ func (n NetlinkElements) UpdateElements(ctx context.Context, family, table strin
 }
 
 // elementBatch returns the batch of messages that applies the changes.
-func elementBatch(family, table string, changes []render.ElementChange) ([]netlink.Message, error) {
+func elementBatch(family, table string, changes []SetChange) ([]netlink.Message, error) {
 	fam, ok := map[string]netfilter.ProtoFamily{"inet": netfilter.ProtoInet, "ip": netfilter.ProtoIPv4, "ip6": netfilter.ProtoIPv6}[family]
 	if !ok {
 		return nil, fmt.Errorf("updating elements: family %q is not inet, ip or ip6", family)

@@ -5,8 +5,6 @@ package nft
 import (
 	"context"
 	"errors"
-
-	"github.com/flock-net/flock-netpol/internal/render"
 )
 
 // NetlinkElements changes a table's set elements over netlink; only on Linux.
@@ -15,6 +13,6 @@ type NetlinkElements struct {
 }
 
 // UpdateElements fails: nftables is Linux's.
-func (NetlinkElements) UpdateElements(context.Context, string, string, []render.ElementChange) error {
+func (NetlinkElements) UpdateElements(context.Context, string, string, []SetChange) error {
 	return errors.New("updating nftables elements needs Linux")
 }

@@ -146,7 +146,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 			case u.ElementsOnly && len(u.Changes) > 0:
 				// What the agent sends over netlink (the digest's element among the changes).
 				elementsOnly++
-				if err := incElements.UpdateElements(ctx, "inet", render.DefaultTable, u.Changes); err != nil {
+				if err := incElements.UpdateElements(ctx, "inet", render.DefaultTable, setChanges(u.Changes)); err != nil {
 					t.Fatalf("step %d: the element update was rejected: %v\n%s", step, err, u.Text)
 				}
 			default:
@@ -217,4 +217,13 @@ func diffScripts(from, to []byte, maxRefill int) (render.Update, error) {
 		return render.Update{}, err
 	}
 	return render.Diff(a, b, render.DiffOptions{Table: render.DefaultTable, MaxShare: 1, MaxRefill: maxRefill})
+}
+
+// setChanges are an update's element changes as nft takes them.
+func setChanges(changes []render.ElementChange) []nft.SetChange {
+	out := make([]nft.SetChange, len(changes))
+	for i, c := range changes {
+		out[i] = nft.SetChange(c)
+	}
+	return out
 }
