@@ -54,6 +54,11 @@ type State struct {
 	Current uint32
 	// Addrs holds every local address of the rule set (RuleSet.Local), sorted by address.
 	Addrs []Addr
+	// Kept are the Sinces older than Current's block (see BlockOf) that addresses held when the
+	// block began, sorted: the table keeps their windows until the block ends, even once no
+	// address holds them any more, so that a change within a block never deletes a window
+	// chain (see Windowed).
+	Kept []uint32
 }
 
 // Addr is one local address and the oldest valid stamp per direction.
@@ -92,7 +97,7 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 		return Start(1, rs)
 	}
 	c := newComparison(old, rs)
-	next := State{Current: prev.Current, Addrs: make([]Addr, 0, len(rs.Local))}
+	next := State{Current: prev.Current, Addrs: make([]Addr, 0, len(rs.Local)), Kept: prev.Kept}
 	var narrowed []int // indexes into next.Addrs/directions packed as 2*i+d
 	for _, l := range rs.Local {
 		a := Addr{Addr: l.Addr, Owner: l.Pod}
@@ -126,7 +131,55 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 			}
 		}
 	}
+	if !inBlock(prev.Current, next.Current) {
+		// A new block: the windows change anyway (their newer end moves, see Horizon); from
+		// now on the table keeps those of the older Sinces still held.
+		next.Kept = nil
+		for _, a := range next.Addrs {
+			for _, since := range a.Since {
+				if !inBlock(since, next.Current) {
+					next.Kept = append(next.Kept, since)
+				}
+			}
+		}
+		slices.Sort(next.Kept)
+		next.Kept = slices.Compact(next.Kept)
+	}
 	return next
+}
+
+// BlockOf returns the first and last epochs of cur's block: the Block epochs (fewer for the
+// last) that end at Horizon(cur).
+func BlockOf(cur uint32) (first, last uint32) {
+	cur = normal(cur)
+	return (cur-1)/Block*Block + 1, Horizon(cur)
+}
+
+func inBlock(e, cur uint32) bool {
+	first, last := BlockOf(cur)
+	return first <= e && e <= last
+}
+
+// Windowed returns, sorted, the Sinces whose windows the table holds at st: every epoch of
+// Current's block (so that a narrowing change, which moves addresses to the window of the next
+// epoch, finds its chain there already), the Kept ones, and any other an address holds. Within a
+// block, this set never changes, so a change there edits map elements only.
+func (st *State) Windowed() []uint32 {
+	first, last := BlockOf(st.Current)
+	out := make([]uint32, 0, int(last-first+1)+len(st.Kept))
+	for e := first; e <= last; e++ {
+		out = append(out, e)
+	}
+	out = append(out, st.Kept...)
+	for _, a := range st.Addrs {
+		for _, since := range a.Since {
+			if !inBlock(since, st.Current) {
+				out = append(out, since)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // age is how many epochs lie between since and cur, counting the wrap.

@@ -21,7 +21,7 @@ type SetChange struct {
 
 // ErrUnsupportedSet means that an element change cannot go over netlink because this package
 // does not encode the set's type (an interval set, a type other than those the renderer writes
-// for elements that change: addresses, named-port endpoints, verdict maps, marks). The caller
+// for elements that change: addresses, named-port endpoints, verdict maps, marks, families). The caller
 // applies the change with nft instead.
 var ErrUnsupportedSet = errors.New("the set's elements are not encoded for netlink")
 
@@ -60,7 +60,7 @@ func parseSetType(decl string) (setType, error) {
 }
 
 // fieldLen is the length in the kernel of each key type this package encodes.
-var fieldLen = map[string]int{"ipv4_addr": 4, "ipv6_addr": 16, "inet_proto": 1, "inet_service": 2, "mark": 4}
+var fieldLen = map[string]int{"ipv4_addr": 4, "ipv6_addr": 16, "inet_proto": 1, "inet_service": 2, "mark": 4, "nf_proto": 1}
 
 // element is one element as the kernel takes it.
 type element struct {
@@ -146,6 +146,14 @@ func encodeField(typ, text string) ([]byte, error) {
 			return nil, fmt.Errorf("%q is not a port number", text)
 		}
 		return binary.BigEndian.AppendUint16(nil, uint16(n)), nil
+	case "nf_proto":
+		switch text {
+		case "ipv4":
+			return []byte{nfprotoIPv4}, nil
+		case "ipv6":
+			return []byte{nfprotoIPv6}, nil
+		}
+		return nil, fmt.Errorf("%q is not ipv4 or ipv6", text)
 	case "mark":
 		n, err := strconv.ParseUint(text, 0, 32)
 		if err != nil {
@@ -158,6 +166,12 @@ func encodeField(typ, text string) ([]byte, error) {
 
 // protocols are the protocol names the renderer writes in named-port elements.
 var protocols = map[string]byte{"tcp": 6, "udp": 17, "sctp": 132}
+
+// The families of nf_proto keys (NFPROTO_IPV4, NFPROTO_IPV6).
+const (
+	nfprotoIPv4 = 2
+	nfprotoIPv6 = 10
+)
 
 // The kernel's verdict codes (NF_ACCEPT, NF_DROP, NFT_JUMP, NFT_GOTO).
 const (

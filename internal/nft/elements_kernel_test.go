@@ -25,6 +25,7 @@ add set inet flocktest ports6 { type ipv6_addr . inet_proto . inet_service; }
 add map inet flocktest m4 { type ipv4_addr : verdict; elements = { 10.0.0.1 : jump c1 }; }
 add map inet flocktest m6 { type ipv6_addr : verdict; }
 add set inet flocktest digest { type mark; elements = { 0x00000000 comment "ruleset aaaa" }; }
+add map inet flocktest stamp { type nf_proto : verdict; elements = { ipv4 : goto c1, ipv6 : goto c1 }; }
 add set inet flocktest cidrs { type ipv4_addr; flags interval; }
 `
 
@@ -37,6 +38,8 @@ var elementChanges = []SetChange{
 	{Set: "m4", Decl: "add map inet flocktest m4 { type ipv4_addr : verdict;", Delete: []string{"10.0.0.1"},
 		Add: []string{"10.0.0.1 : goto c2", "10.0.0.7 : jump c1", "10.0.0.8 : drop"}},
 	{Set: "m6", Decl: "add map inet flocktest m6 { type ipv6_addr : verdict;", Add: []string{"fd00::2 : goto c1"}},
+	{Set: "stamp", Decl: "add map inet flocktest stamp { type nf_proto : verdict;", Delete: []string{"ipv4", "ipv6"},
+		Add: []string{"ipv4 : goto c2", "ipv6 : goto c2"}},
 	{Set: "digest", Decl: "add set inet flocktest digest { type mark;", Delete: []string{`0x00000000 comment "ruleset aaaa"`},
 		Add: []string{`0x00000000 comment "ruleset bbbb"`}},
 }
@@ -51,6 +54,8 @@ add element inet flocktest ports6 { fd00::1 . tcp . 65535 }
 delete element inet flocktest m4 { 10.0.0.1 }
 add element inet flocktest m4 { 10.0.0.1 : goto c2, 10.0.0.7 : jump c1, 10.0.0.8 : drop }
 add element inet flocktest m6 { fd00::2 : goto c1 }
+delete element inet flocktest stamp { ipv4, ipv6 }
+add element inet flocktest stamp { ipv4 : goto c2, ipv6 : goto c2 }
 delete element inet flocktest digest { 0x00000000 }
 add element inet flocktest digest { 0x00000000 comment "ruleset bbbb" }
 `

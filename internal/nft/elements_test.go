@@ -36,6 +36,7 @@ func TestElementEncoding(t *testing.T) {
 			key: []byte{10, 0, 0, 1}, verdict: verdictDrop},
 		{name: "map key alone", decl: "add map inet t m { type ipv4_addr : verdict;", elem: "10.0.0.1", keyOnly: true, key: []byte{10, 0, 0, 1}},
 		{name: "comment", decl: "add set inet t digest { type mark;", elem: `0x00000000 comment "ruleset 0123"`, key: mark0, comment: "ruleset 0123"},
+		{name: "family", decl: "add map inet t stamp { type nf_proto : verdict;", elem: "ipv6 : goto stamp-2", key: []byte{10}, verdict: verdictGoto, chain: "stamp-2"},
 		{name: "interval set", decl: "add set inet t s { type ipv4_addr; flags interval;", elem: "10.0.0.0/8", unsupported: true},
 		{name: "other value type", decl: "add map inet t m { type ipv4_addr : mark;", elem: "10.0.0.1 : 0x1", unsupported: true},
 		{name: "other key type", decl: "add set inet t s { type ether_addr;", elem: "aa:bb:cc:dd:ee:ff", unsupported: true},

@@ -128,6 +128,11 @@ func ParseTable(text []byte) (*Table, error) {
 	return t, nil
 }
 
+// shareFloor is the least number of elements MaxShare takes a share of: in a small table, a change
+// of a few elements (a narrowing change moves the current epoch's stamp, some six elements, besides
+// its own) goes in place like any small change rather than as a full replace.
+const shareFloor = 100
+
 // ErrNeedsFullApply means that only a full replace gets from one script to the other: a chain's,
 // set's or map's declaration changed, or the change is larger than the limit.
 var ErrNeedsFullApply = errors.New("the change needs a full apply")
@@ -158,7 +163,8 @@ type ElementChange struct {
 type DiffOptions struct {
 	// Table is the table's name, as the scripts were rendered with.
 	Table string
-	// MaxShare is the largest share of the new table's elements an update may change; a larger
+	// MaxShare is the largest share of the new table's elements (counted as at least
+	// shareFloor) an update may change; a larger
 	// change is ErrNeedsFullApply.
 	MaxShare float64
 	// MaxRefill is the largest set or map that is declared again with all its elements when it
@@ -252,7 +258,7 @@ func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 		}
 	}
 	u.ElementsOnly = u.Chains == 0 && u.Sets == 0 && !objectsChange
-	if float64(u.Elements) > maxShare*float64(max(total, 1)) {
+	if float64(u.Elements) > maxShare*float64(max(total, shareFloor)) {
 		return Update{}, fmt.Errorf("%w: %d of %d elements change", ErrNeedsFullApply, u.Elements, total)
 	}
 	// Order: what is referenced exists before what refers to it, and goes after it. New chains

@@ -62,14 +62,18 @@ func Digest(text []byte) (string, bool) {
 // BaseChain is the name of the hooked chain, whose last rule carries the digest.
 const BaseChain = forwardChain
 
-// The established fast path's rule names the current epoch in its comment, so that a restarted
+// The current epoch's set holds its stamp with a comment naming the epoch, so that a restarted
 // agent can continue after it (no stamp of the old table may pass as the new table's).
 const epochPrefix = "epoch "
 
 var epochPattern = regexp.MustCompile(`comment "` + epochPrefix + `([0-9]+)"`)
 
-// Epoch returns the epoch that the kernel's listing of the base chain names, and false when there
-// is none (no table, or one rendered with Keep).
+// CurrentEpochSet is the set that holds the current epoch's stamp; listing it (`nft list set`)
+// gives what Epoch reads.
+const CurrentEpochSet = currentEpochSet
+
+// Epoch returns the epoch that the kernel's listing of the current epoch's set (or of the whole
+// table) names, and false when there is none (no table, or one rendered with Keep).
 func Epoch(text []byte) (uint32, bool) {
 	m := epochPattern.FindSubmatch(text)
 	if m == nil {

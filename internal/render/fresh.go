@@ -3,7 +3,6 @@ package render
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 
 	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -52,21 +51,9 @@ func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
 			since[d][f] = append(since[d][f], addrSince{l.Addr, st[d]})
 		}
 	}
-	distinct := func(lists ...[]addrSince) []uint32 {
-		var out []uint32
-		for _, l := range lists {
-			for _, a := range l {
-				out = append(out, a.since)
-			}
-		}
-		slices.Sort(out)
-		return slices.Compact(out)
-	}
-	inSinces := distinct(since[epoch.Ingress][0], since[epoch.Ingress][1])
-	var outSinces [2][]uint32
-	for fi := range families {
-		outSinces[fi] = distinct(since[epoch.Egress][fi])
-	}
+	// Every window a change within the block can need exists already (see epoch.State.Windowed).
+	windowed := ep.Windowed()
+	first, last := epoch.BlockOf(ep.Current)
 
 	for _, f := range families {
 		s.chain(freshChainName(f), comment("established connections stamped before the current epoch: accepted while the stamp is valid at both ends"))
@@ -75,23 +62,29 @@ func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
 		s.rule(freshChainName(f), "accept")
 	}
 	s.epochPart(&s.out, func() {
-		for _, e := range inSinces {
+		for e := first; e <= last; e++ {
+			s.chain(stampChainName(e), comment("accepts, stamping the connection with epoch %d", e))
+		}
+		for _, e := range windowed {
 			s.chain(windowChainName(ingress, e, nil), comment("local destinations whose stamps are valid from epoch %d", e))
 		}
 		for fi, f := range families {
-			for _, e := range outSinces[fi] {
+			for _, e := range windowed {
 				s.chain(windowChainName(egress, e, &families[fi]), comment("local %s sources whose stamps are valid from epoch %d", f.nfproto, e))
 			}
 		}
 	})
 	s.epochPart(&s.rules, func() {
-		for _, e := range inSinces {
+		for e := first; e <= last; e++ {
+			s.rule(stampChainName(e), fmt.Sprintf("ct mark set ct mark and 0x%08x or 0x%08x accept", epoch.LowMask, epoch.Mark(e)))
+		}
+		for _, e := range windowed {
 			for _, w := range epoch.Windows(e, horizon) {
 				s.rule(windowChainName(ingress, e, nil), fmt.Sprintf("ct mark 0x%08x-0x%08x accept", w[0], w[1]))
 			}
 		}
 		for fi, f := range families {
-			for _, e := range outSinces[fi] {
+			for _, e := range windowed {
 				chain := windowChainName(egress, e, &families[fi])
 				for _, w := range epoch.Windows(e, horizon) {
 					s.rule(chain, fmt.Sprintf("ct mark 0x%08x-0x%08x ct reply %s saddr vmap @%s", w[0], w[1], f.proto, freshMapName(ingress, f)))
@@ -114,6 +107,10 @@ func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
 				s.verdictMap(freshMapName(d, f), f, elems, fmt.Sprintf("%s: local addresses, to the window of the epochs their stamps may carry", d.name))
 			}
 		}
+		stamp := "goto " + stampChainName(ep.Current)
+		s.mapOf(stampName, "nf_proto : verdict", []string{"ipv4 : " + stamp, "ipv6 : " + stamp}, "the chain that stamps accepted connections with the current epoch")
+		s.mapOf(currentEpochSet, "mark", []string{fmt.Sprintf("0x%08x comment %s", epoch.Mark(ep.Current), comment("%s%d", epochPrefix, ep.Current))},
+			"the current epoch's stamp: an established connection carrying it is accepted at once")
 	})
 }
 
@@ -136,6 +133,8 @@ func familyIndex(a netip.Addr) int {
 func freshChainName(f family) string { return freshName + f.suffix }
 
 func freshMapName(d direction, f family) string { return freshName + "-" + d.short + f.suffix }
+
+func stampChainName(e uint32) string { return fmt.Sprintf("%s-%d", stampName, e) }
 
 // windowChainName names the window chain of the stamps valid from epoch since: one per family for
 // sources (its rules look the destination up in the family's map), one for both for destinations.

@@ -26,6 +26,8 @@ const (
 	freshName            = "fresh"      // chains: + family suffix; maps: + "-in"/"-out" + family suffix
 	windowName           = "window"     // + "-in-<epoch>", "-out-<epoch>" + family suffix
 	allowChain           = "allow"
+	stampName            = "stamp"         // chains: + "-<epoch>"; the map: alone
+	currentEpochSet      = "current-epoch" // holds the current epoch's stamp
 
 	// maxNameLen keeps generated chain and set names well inside the kernel's limit (256 bytes
 	// since Linux 4.14-era NFT_NAME_MAXLEN) and readable in `nft list` output.

@@ -362,9 +362,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	s.dispatch(ingressDispatchChain, "daddr", ingressMapV4, ingressMapV6)
 	s.rule(ingressDispatchChain, s.accept)
 	if revalidate {
-		s.epochPart(&s.rules, func() {
-			s.rule(allowChain, fmt.Sprintf("ct mark set ct mark and 0x%08x or 0x%08x accept", epoch.LowMask, epoch.Mark(ep.Current)))
-		})
+		s.rule(allowChain, "meta nfproto vmap @"+stampName)
 		s.freshChains(&rs, &ep)
 	}
 
@@ -376,7 +374,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 			s.table, inputChain, comment("flock-netpol: ClusterNetworkPolicy for local pods' traffic to this node")))
 	}
 	s.edges(&rs.Edges, opts.AntiSpoofing)
-	s.fastPath(forwardChain, revalidate, ep.Current)
+	s.fastPath(forwardChain, revalidate)
 	s.dispatch(forwardChain, "saddr", egressMapV4, egressMapV6)
 	// The last rule carries the script's digest: it shows in `nft list chain` (the periodic check)
 	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
@@ -388,7 +386,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		// would, see podChain). What conntrack does not track, IPv6 neighbour discovery
 		// among it, and multicast or broadcast are left alone: a Deny of every address must
 		// not cut a pod off its gateway.
-		s.fastPath(inputChain, revalidate, ep.Current)
+		s.fastPath(inputChain, revalidate)
 		for _, f := range families {
 			m := nodeMapV4
 			if !f.is4 {
@@ -421,15 +419,12 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 
 // fastPath writes the rules that accept the packets of established connections at once: whose
 // stamp is the current epoch, or still valid at both ends (revalidate); all of them otherwise.
-func (s *script) fastPath(chain string, revalidate bool, current uint32) {
+func (s *script) fastPath(chain string, revalidate bool) {
 	if !revalidate {
 		s.rule(chain, "ct state established,related accept")
 		return
 	}
-	s.epochPart(&s.rules, func() {
-		s.rule(chain, fmt.Sprintf("ct state established,related ct mark and 0x%08x == 0x%08x accept comment %s",
-			epoch.Mask, epoch.Mark(current), comment("%s%d", epochPrefix, current)))
-	})
+	s.rule(chain, fmt.Sprintf("ct state established,related ct mark and 0x%08x @%s accept", epoch.Mask, currentEpochSet))
 	s.freshPath(chain)
 }
 
@@ -506,10 +501,20 @@ func (s *script) set(name, typ, flags, comment string) elements {
 }
 
 func (s *script) verdictMap(name string, f family, elems []string, why string) {
+	s.mapOf(name, f.addrType+" : verdict", elems, why)
+}
+
+// mapOf writes a set or map, whose type typ is ("KEY : VALUE" for a map), with the maps.
+func (s *script) mapOf(name, typ string, elems []string, why string) {
 	s.stats.Sets++
-	decl := fmt.Sprintf("add map inet %s %s { type %s : verdict; comment %s;", s.table, name, f.addrType, comment("%s", why))
+	isMap := strings.Contains(typ, " : ")
+	kind := "set"
+	if isMap {
+		kind = "map"
+	}
+	decl := fmt.Sprintf("add %s inet %s %s { type %s; comment %s;", kind, s.table, name, typ, comment("%s", why))
 	s.maps.WriteString(decl)
-	obj := &setObj{decl: decl, isMap: true}
+	obj := &setObj{decl: decl, isMap: isMap}
 	s.tab.sets[name] = obj
 	s.mapOrder = append(s.mapOrder, name)
 	e := elements{b: &s.maps, count: &s.stats.Elements, set: obj, start: s.maps.Len(), bounds: &s.bounds}

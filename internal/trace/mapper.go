@@ -132,7 +132,7 @@ func describeRule(chain, rule, verdict string) string {
 		// nft monitor knows the rules that existed when it started: an apply during the trace
 		// replaced them.
 		return fmt.Sprintf("chain %s, %s (an apply replaced the table during the trace; trace again for the rule's text), verdict %s", chain, rule, verdict)
-	case chain == baseChain && strings.HasPrefix(comment, "epoch "):
+	case chain == baseChain && strings.Contains(rule, "@current-epoch"):
 		return "established connection stamped with the current epoch: accepted at once"
 	case chain == baseChain && strings.HasPrefix(next, "fresh-"):
 		return "established connection stamped before the current epoch: its stamp is checked at both ends (chain " + next + ")"
@@ -157,6 +157,8 @@ func describeRule(chain, rule, verdict string) string {
 	case chain == "ingress-dispatch":
 		return "the destination is not isolated for ingress here: allowed"
 	case chain == "allow":
+		return "" // on to the chain that stamps the current epoch
+	case strings.HasPrefix(chain, "stamp-"):
 		return "accepted; the connection is stamped with the current epoch"
 	case (strings.HasPrefix(chain, "pod-") || strings.HasPrefix(chain, "adm-") || strings.HasPrefix(chain, "admc-")) &&
 		(strings.HasPrefix(next, "pol-") || strings.HasPrefix(next, "audit-") || strings.HasPrefix(next, "cnp-")):

@@ -34,7 +34,7 @@ func TestClusterNetworkPolicySteps(t *testing.T) {
 // local end, accepted at the last one or at once when no end is local.
 func TestEstablishedFastPathSteps(t *testing.T) {
 	for _, c := range []struct{ chain, rule, verdict, want string }{
-		{"filter-forward", `ct state established,related ct mark and 0xfffff000 == 0x00007000 accept comment "epoch 7"`, "accept",
+		{"filter-forward", "ct state established,related ct mark & 0xfffff000 == @current-epoch accept", "accept",
 			"established connection stamped with the current epoch: accepted at once"},
 		{"filter-forward", "ct state established,related meta nfproto ipv4 jump fresh-v4", "jump fresh-v4",
 			"established connection stamped before the current epoch: its stamp is checked at both ends (chain fresh-v4)"},
@@ -43,6 +43,8 @@ func TestEstablishedFastPathSteps(t *testing.T) {
 		{"window-in-5", "ct mark 0x00005000-0x00040fff accept", "accept", "the stamp is still valid at both ends: accepted at once"},
 		{"window-out-7-v4", "ct mark 0x00007000-0x00040fff accept", "accept", "the stamp is still valid at both ends: accepted at once"},
 		{"fresh-v6", "accept", "accept", "neither end of the connection is a pod of this node: accepted at once"},
+		{"allow", "meta nfproto vmap @stamp", "goto stamp-7", ""},
+		{"stamp-7", "ct mark set ct mark & 0x00007fff | 0x00007000 accept", "accept", "accepted; the connection is stamped with the current epoch"},
 	} {
 		if got := describeRule(c.chain, c.rule, c.verdict); got != c.want {
 			t.Errorf("%s: %s\n got %q\nwant %q", c.chain, c.rule, got, c.want)
