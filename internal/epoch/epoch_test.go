@@ -1,6 +1,7 @@
 package epoch
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -256,4 +257,61 @@ func sinceOf(st State) (since [2][2]uint32) {
 		}
 	}
 	return since
+}
+
+// TestWindowedChangesOnlyAtANewBlock pins the windows the table holds (State.Windowed): every
+// epoch of the current block, so that a narrowing change within the block finds the chains it
+// moves addresses to, and the older Sinces held when the block began, kept until it ends even
+// once no address holds them, so that a change within a block never deletes a window chain
+// either: the set changes only when a change starts a new block.
+func TestWindowedChangesOnlyAtANewBlock(t *testing.T) {
+	addrs := []netip.Addr{netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("10.0.1.3")}
+	rs := func(owners ...string) *ruleset.RuleSet {
+		r := &ruleset.RuleSet{}
+		for i, a := range addrs {
+			r.Local = append(r.Local, ruleset.LocalAddr{Addr: a, Pod: owners[i]})
+		}
+		return r
+	}
+	block := func(first, last uint32, more ...uint32) []uint32 {
+		out := append([]uint32(nil), more...)
+		for e := first; e <= last; e++ {
+			out = append(out, e)
+		}
+		slices.Sort(out)
+		return out
+	}
+	// The last epoch of the first block, addresses valid from 5, 30 and 64.
+	st := State{Current: 64, Addrs: []Addr{
+		{Addr: addrs[0], Owner: "a", Since: [2]uint32{5, 5}},
+		{Addr: addrs[1], Owner: "b", Since: [2]uint32{30, 30}},
+		{Addr: addrs[2], Owner: "c", Since: [2]uint32{64, 64}},
+	}}
+	if got, want := st.Windowed(), block(1, 64); !slices.Equal(got, want) {
+		t.Fatalf("block 1: Windowed = %v, want %v", got, want)
+	}
+	// c changes owner (narrows): the epoch moves into the next block.
+	st = Next(st, rs("a", "b", "c"), rs("a", "b", "c2"))
+	if st.Current != 65 || !slices.Equal(st.Kept, []uint32{5, 30}) {
+		t.Fatalf("new block: Current %d, Kept %v; want 65, [5 30]", st.Current, st.Kept)
+	}
+	want := block(65, 128, 5, 30)
+	if got := st.Windowed(); !slices.Equal(got, want) {
+		t.Fatalf("block 2: Windowed = %v, want %v", got, want)
+	}
+	// a narrows: nobody holds 5 any more, yet its window stays until the block ends.
+	st = Next(st, rs("a", "b", "c2"), rs("a2", "b", "c2"))
+	if got := st.Windowed(); st.Current != 66 || !slices.Equal(got, want) {
+		t.Fatalf("within the block: Current %d, Windowed = %v; want 66, %v", st.Current, got, want)
+	}
+	// Into the third block: only 30 is still held.
+	for st.Current < 128 {
+		prevOwner := fmt.Sprintf("c%d", st.Current)
+		st = Next(st, rs("a2", "b", prevOwner), rs("a2", "b", prevOwner+"x"))
+		st.Addrs[2].Owner = fmt.Sprintf("c%d", st.Current) // the next step's old owner
+	}
+	st = Next(st, rs("a2", "b", fmt.Sprintf("c%d", st.Current)), rs("a2", "b", "last"))
+	if st.Current != 129 || !slices.Equal(st.Kept, []uint32{30, 66}) {
+		t.Fatalf("third block: Current %d, Kept %v; want 129, [30 66]", st.Current, st.Kept)
+	}
 }
