@@ -66,6 +66,8 @@ type RunConfig struct {
 	// in another one than the agent's (--netns): what the agent reads over netlink (the drift
 	// monitor, counters, drop logs) is read there. Empty: the agent's own.
 	Netns string
+	// MinApplyInterval is --min-apply-interval.
+	MinApplyInterval time.Duration
 	// NetlinkElements sends updates that change only set and map elements as netlink messages
 	// rather than through nft (--netlink-elements).
 	NetlinkElements bool
@@ -102,6 +104,9 @@ func (c RunConfig) Validate() error {
 	if c.ResyncPeriod < 0 {
 		errs = append(errs, fmt.Errorf("--resync-period must not be negative, got %s", c.ResyncPeriod))
 	}
+	if c.MinApplyInterval < 0 {
+		errs = append(errs, fmt.Errorf("--min-apply-interval must not be negative, got %s", c.MinApplyInterval))
+	}
 	if c.CounterInterval < 0 {
 		errs = append(errs, fmt.Errorf("--counter-interval must not be negative, got %s", c.CounterInterval))
 	}
@@ -130,6 +135,7 @@ func runAgent(ctx context.Context, args []string, stdio IO) int {
 	fs.IntVar(&cfg.RefillMax, "incremental-refill-max", render.DefaultMaxRefill, "an update that removes elements from a set of the table sends the whole set again when it holds at most this many elements, and removes them with `delete element` otherwise, which nft 1.0.6 answers by first loading every interval set of the network namespace; raise it when another component keeps large interval sets on the node (0: never send a set again)")
 	fs.BoolVar(&cfg.DropLogReader, "drop-log-reader", true, "read the drop-log group (--drop-log-group) and write one log line per logged packet; turn off when another program (e.g. ulogd) reads the group")
 	fs.StringVar(&cfg.Netns, "netns", "", "the network namespace of the node's table, as a file (e.g. /var/run/netns/node1), when --nft runs nft in another namespace than the agent's: the drift monitor, the counters and the drop logs are read there, and element updates (--netlink-elements) sent there; empty: the agent's own")
+	fs.DurationVar(&cfg.MinApplyInterval, "min-apply-interval", controller.DefaultMinApplyInterval, "the least time between the end of one apply and the recompute of the next change: a change that comes sooner waits for the rest of it, collecting the others that arrive meanwhile, so a stream of pod events costs one apply per interval, while a change alone is applied at once (as kube-proxy's --min-sync-period); 0: no wait")
 	fs.BoolVar(&cfg.NetlinkElements, "netlink-elements", true, "send an update that changes only set and map elements (the usual pod event) to the kernel as one netlink transaction instead of through nft, which costs nft's start and its loading of the table (tens of milliseconds on a large table); false: every update goes through nft")
 	fs.DurationVar(&cfg.CounterInterval, "counter-interval", 15*time.Second, "how often to read the table's per-rule and per-pod counters for the metrics (one netlink dump); 0 turns those metrics off")
 	fs.BoolVar(&cfg.FullTranslate, "full-translate", false, "translate the whole cluster on every change, as before the incremental translation (which the periodic check compares with a full one anyway); for comparison, or should the incremental one misbehave")
@@ -280,6 +286,7 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 		RetryBaseDelay:           cfg.RetryBaseDelay,
 		RetryMaxDelay:            cfg.RetryMaxDelay,
 		FullTranslate:            cfg.FullTranslate,
+		MinApplyInterval:         cfg.MinApplyInterval,
 		// A reconcile holds at most a few nft calls, each killed at its timeout; well past that,
 		// the loop itself is stuck and a restart is the remedy.
 		StuckAfter: 3*cfg.NFTTimeout + time.Minute,

@@ -132,6 +132,13 @@ type Reconciler struct {
 	// A Reconciler that SetupWithManager did not register always translates in full: nothing
 	// feeds it events.
 	FullTranslate bool
+	// MinApplyInterval is the least time from the end of one apply to the recompute of the next
+	// change: a change that comes sooner waits for the rest of it, collecting whatever else
+	// arrives meanwhile, so that a stream of events costs one apply per interval rather than one
+	// per event (as kube-proxy's min-sync-period), while a change alone is applied at once. The
+	// kernel is then never further behind an event than the interval plus two recomputes. Zero:
+	// no wait. Repairs and the periodic check never wait.
+	MinApplyInterval time.Duration
 
 	// feed collects the watches' events for inc (nil without SetupWithManager, or with
 	// FullTranslate); incMu guards inc, which Desired builds on first use.
@@ -150,6 +157,8 @@ type Reconciler struct {
 	recent     []string // digests of the latest applies, for the monitor (see noteApplying)
 	checks     int      // periodic checks so far, for FullCheckEvery
 	baseline   tableBaseline
+	// lastApplyEnd is when the last successful apply ended (see MinApplyInterval).
+	lastApplyEnd time.Time
 	// epochs and lastRuleSet are what the last successful apply installed: the next epochs
 	// follow from them (epoch.Next). epochsSeeded is set once the epoch of a table left by a
 	// previous run has been read, so that this run's stamps continue after it.
@@ -173,6 +182,11 @@ const (
 	DefaultFullCheckEvery      = 10
 	DefaultIncrementalMaxShare = 0.5
 )
+
+// DefaultMinApplyInterval keeps the kernel within about a tenth of a second of a stream of events
+// while one apply serves every event of the interval (see MinApplyInterval). It is the agent's
+// default (--min-apply-interval); a Reconciler's zero MinApplyInterval means no wait.
+const DefaultMinApplyInterval = 100 * time.Millisecond
 
 // setDefaults fills in the optional fields left zero, once, before the first use of any of them.
 func (r *Reconciler) setDefaults() {
@@ -226,6 +240,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	defer r.setBusy(false)
 	m := r.metrics()
 	r.seedEpochs(ctx)
+	if req == changeKey {
+		if err := r.waitForInterval(ctx); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 
 	// The periodic check and a repair also check the incremental translation against a full one.
 	d, err := r.desired(ctx, req == resyncKey || req == driftKey)
@@ -342,7 +361,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 		// Nothing holds the replaced script any more: the next render writes over its text.
 		r.renderMemo.Recycle(old)
 	}
-	r.lastDigest, r.applied, r.lastScript = script.Digest, true, script
+	r.lastDigest, r.applied, r.lastScript, r.lastApplyEnd = script.Digest, true, script, r.Now()
 	m.Epoch.Set(float64(d.Epochs.Current))
 	r.epochs, r.lastRuleSet = d.Epochs, rs
 	r.baseline = tableBaseline{} // a new table, even with the same digest (a repair), lists anew
@@ -524,6 +543,27 @@ func (r *Reconciler) seedEpochs(ctx context.Context) {
 		r.epochs = epoch.State{Current: start}
 	}
 	r.epochsSeeded = true
+}
+
+// waitForInterval waits until MinApplyInterval has passed since the end of the last apply.
+func (r *Reconciler) waitForInterval(ctx context.Context) error {
+	r.mu.Lock()
+	wait := r.MinApplyInterval - r.Now().Sub(r.lastApplyEnd)
+	if !r.applied {
+		wait = 0
+	}
+	r.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // nodeExists records whether the Node object of this node exists. Without it the node name is

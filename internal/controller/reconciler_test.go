@@ -562,3 +562,53 @@ func TestAnUnchangedRuleSetIsNotRenderedAgain(t *testing.T) {
 		t.Error("a peer left the rules, yet the last script was returned")
 	}
 }
+
+// TestChangesWithinTheIntervalAreCoalesced pins MinApplyInterval: a change that comes sooner
+// than the interval after the last apply waits for the rest of it and is applied together with
+// the changes that arrive meanwhile (one apply for both); a change after the interval, and the
+// periodic check, do not wait.
+func TestChangesWithinTheIntervalAreCoalesced(t *testing.T) {
+	k := &fakeKernel{}
+	allow := objects.Policy("x/allow", objects.Ingress(objects.From(objects.Peer(objects.Selector("app", "client"), nil))))
+	peer := func(n int) *corev1.Pod {
+		return objects.Pod(fmt.Sprintf("x/c%d", n), objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs(fmt.Sprintf("10.0.2.%d", n)))
+	}
+	r := newReconciler(t, k, nil, localPod(), allow, peer(1))
+	r.MinApplyInterval = time.Second
+	c := r.Source.(ReaderSource).Reader.(client.Client)
+	ctx := context.Background()
+	if _, err := r.Reconcile(ctx, changeKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, peer(2)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := r.Reconcile(ctx, changeKey); done <- err }()
+	time.Sleep(100 * time.Millisecond) // within the interval: the recompute has not read the cluster yet
+	if err := c.Create(ctx, peer(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, last := k.applies(), string(k.last()); got != 2 || !strings.Contains(last, "10.0.2.2") || !strings.Contains(last, "10.0.2.3") {
+		t.Errorf("%d applies, the last:\n%s\nwant 2, the second with both new peers", got, last)
+	}
+	// Past the interval (an hour, with the clock moved past it) a change is applied at once,
+	// and the periodic check never waits: neither call may block for the hour.
+	r.MinApplyInterval = time.Hour
+	if _, err := r.Reconcile(ctx, resyncKey); err != nil {
+		t.Fatal(err)
+	}
+	r.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if err := c.Create(ctx, peer(4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, changeKey); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(k.last()), "10.0.2.4") {
+		t.Errorf("the change past the interval was not applied:\n%s", k.last())
+	}
+}
