@@ -26,6 +26,7 @@ const (
 	freshName            = "fresh"      // chains: + family suffix; maps: + "-in"/"-out" + family suffix
 	windowName           = "window"     // + "-in-<epoch>", "-out-<epoch>" + family suffix
 	allowChain           = "allow"
+	digestSet            = "digest" // see digest.go; not "ruleset", a keyword of nft's parser
 
 	// maxNameLen keeps generated chain and set names well inside the kernel's limit (256 bytes
 	// since Linux 4.14-era NFT_NAME_MAXLEN) and readable in `nft list` output.

@@ -152,6 +152,15 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 		if a != b {
 			t.Fatalf("step %d: the incrementally updated table differs from the fully applied one\nincremental:\n%s\nfull:\n%s", step, a, b)
 		}
+		// The update carried the digest (an element of render.DigestSet), as the periodic check
+		// reads it.
+		out, err := exec.Command("ip", "netns", "exec", incNS, "nft", "list", "set", "inet", render.DefaultTable, render.DigestSet).CombinedOutput()
+		if err != nil {
+			t.Fatalf("step %d: %v: %s", step, err, out)
+		}
+		if want, _ := render.Digest(script); !bytes.Contains(out, []byte(`comment "ruleset `+want+`"`)) {
+			t.Fatalf("step %d: the kernel's %s does not carry the script's digest %s:\n%s", step, render.DigestSet, want, out)
+		}
 		prev, prevRS = script, rs
 	}
 	t.Logf("%d incremental updates, %d full applies needed; %d steps with ClusterNetworkPolicies' input hook", incremental, fallbacks, withInputHook)
