@@ -40,9 +40,11 @@ type Applier interface {
 	Apply(ctx context.Context, script []byte) error
 }
 
-// Inspector reads the table, or one chain of it, back from the kernel. *nft.Client implements it.
+// Inspector reads the table, or one chain or set of it, back from the kernel. *nft.Client
+// implements it.
 type Inspector interface {
 	ListChain(ctx context.Context, family, table, chain string) (string, error)
+	ListSet(ctx context.Context, family, table, set string) (string, error)
 	ListTable(ctx context.Context, family, table string) (string, error)
 }
 
@@ -515,9 +517,11 @@ func (r *Reconciler) nodeExists(node *corev1.Node) bool {
 	return false
 }
 
-// kernelHolds reports whether the kernel's table carries digest, reading only the base chain.
+// kernelHolds reports whether the kernel's table carries digest, reading only the set that holds
+// it (render.DigestSet): milliseconds, where listing the base chain took half a second at 150,000
+// pods (its rules' sets and maps are listed with it).
 func (r *Reconciler) kernelHolds(ctx context.Context, digest string) (bool, error) {
-	out, err := r.Inspector.ListChain(ctx, "inet", r.Table, render.BaseChain)
+	out, err := r.Inspector.ListSet(ctx, "inet", r.Table, render.DigestSet)
 	if nft.IsNotFound(err) {
 		return false, nil
 	}
