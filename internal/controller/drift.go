@@ -32,10 +32,10 @@ type Monitor interface {
 // soon, through netlink) carries it, where a digest in a rule made every update refill the base
 // chain. A transaction that touches our table without adding a digest of ours is someone else's
 // change (a flushed chain or map, a deleted element or table, an inserted rule) and is repaired at
-// once with a full apply. Only an added object's digest counts: `nft monitor` prints a deleted
-// element with its comment, and another process deleting our digest's element (or flushing its
-// set) must not pass for our apply. The PID is no help: the kernel reports it as the host sees it,
-// not as the agent's container does.
+// once with a full apply. Only an added (or created) object's digest counts: `nft monitor`
+// prints a deleted element with its comment, and another process deleting our digest's element
+// (or flushing its set) must not pass for our apply. The PID is no help: the kernel reports it as
+// the host sees it, not as the agent's container does.
 //
 // Events that the monitor cannot keep up with are lost ("# ERROR: We lost some netlink events!",
 // seen with transactions of some 100,000 elements): what happened is then unknown, and the agent asks the
@@ -87,7 +87,7 @@ func (b *batchReader) line(l string) (batchKind, bool) {
 			b.first = l
 		}
 		b.touched = true
-		if d, ok := render.Digest([]byte(l)); ok && f[0] == "add" {
+		if d, ok := render.Digest([]byte(l)); ok && f[0] != "delete" {
 			b.digests = append(b.digests, d)
 		}
 	}
