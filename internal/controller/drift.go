@@ -25,11 +25,17 @@ type Monitor interface {
 // transaction with a line "# new generation N by process PID (CMD)". (The agent reads the
 // notifications itself rather than running `nft monitor`: nft 1.0.6 reads garbage, and often
 // crashes, printing an element of a set with a concatenated interval key, such as the fresh
-// sets, so its monitor died after most applies.) A transaction of ours adds the base chain's last rule,
-// whose comment carries the digest of the script (see package render); a transaction that touches
-// our table without adding a digest of ours is someone else's change (a flushed chain or map, a
-// deleted element or table, an inserted rule) and is repaired at once with a full apply. The PID
-// is no help: the kernel reports it as the host sees it, not as the agent's container does.
+// sets, so its monitor died after most applies.) A transaction of ours adds the one element of
+// the set render.DigestSet, whose comment carries the digest of the script (see package render):
+// a full apply adds it with the table, an incremental update deletes the old element and adds the
+// new one along with the elements it changes, so that an update of elements only (through nft or,
+// soon, through netlink) carries it, where a digest in a rule made every update refill the base
+// chain. A transaction that touches our table without adding a digest of ours is someone else's
+// change (a flushed chain or map, a deleted element or table, an inserted rule) and is repaired at
+// once with a full apply. Only an added (or created) object's digest counts: `nft monitor`
+// prints a deleted element with its comment, and another process deleting our digest's element
+// (or flushing its set) must not pass for our apply. The PID is no help: the kernel reports it as
+// the host sees it, not as the agent's container does.
 //
 // Events that the monitor cannot keep up with are lost ("# ERROR: We lost some netlink events!",
 // seen with transactions of some 100,000 elements): what happened is then unknown, and the agent asks the
@@ -81,7 +87,7 @@ func (b *batchReader) line(l string) (batchKind, bool) {
 			b.first = l
 		}
 		b.touched = true
-		if d, ok := render.Digest([]byte(l)); ok {
+		if d, ok := render.Digest([]byte(l)); ok && f[0] != "delete" {
 			b.digests = append(b.digests, d)
 		}
 	}

@@ -13,20 +13,27 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/flock-net/flock-netpol/internal/render"
 )
 
 // TestMonitorTellsOurAppliesFromOthersChanges pins the classification of real `nft monitor`
 // output (nft 1.0.6, testdata/monitor-nft-1.0.6.txt), recorded while these happened in turn: our
 // apply of a script with digest fddb70325a28c86a; another process deleting an element, flushing a
 // pod chain, flushing a verdict map, inserting an accept rule; a change to another table; a full
-// replace with a script that is not ours; deleting the table; our apply again.
+// replace with a script that is not ours; deleting the table; our apply again. The recording
+// predates the digest's move from the base chain's last rule into the element of
+// render.DigestSet: its lines were adapted (the set and its element added where nft 1.0.6 prints
+// them, the rule's comment removed), and two transactions added, as nft 1.0.6 prints them: our
+// incremental update to digest 5e1f0a2b3c4d5e6f (the old digest's element deleted, the new one
+// added), then another process deleting that element, which nft prints with its comment.
 func TestMonitorTellsOurAppliesFromOthersChanges(t *testing.T) {
 	f, err := os.Open("testdata/monitor-nft-1.0.6.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b := &batchReader{table: "flock-netpol", ours: func(d string) bool { return d == "fddb70325a28c86a" }}
+	b := &batchReader{table: "flock-netpol", ours: func(d string) bool { return d == "fddb70325a28c86a" || d == "5e1f0a2b3c4d5e6f" }}
 	var got []batchKind
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -40,6 +47,8 @@ func TestMonitorTellsOurAppliesFromOthersChanges(t *testing.T) {
 		batchElsewhere,             // another table
 		batchForeign, batchForeign, // a replace that is not ours, the table deleted
 		batchOurs,
+		batchOurs,    // our incremental update
+		batchForeign, // our digest's element deleted
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("batches = %v, want %v", got, want)
@@ -61,7 +70,7 @@ func TestMonitorAsksForARepairThatIsCounted(t *testing.T) {
 	}
 	digest := r.lastDigest
 	foreign := strings.Join([]string{
-		"add rule inet flock-netpol filter-forward jump ingress-dispatch comment \"ruleset " + digest + "\"",
+		"add element inet flock-netpol " + render.DigestSet + " { ... comment \"ruleset " + digest + "\" }",
 		"# new generation 2 by process 10 (nft)",
 		"insert rule inet flock-netpol filter-forward accept",
 		"# new generation 3 by process 11 (nft)",

@@ -6,15 +6,15 @@ import (
 	"regexp"
 )
 
-// The periodic check reads one chain and compares the digest the last applied script carries:
-// cheap, but blind to a rule or element changed inside the table. Every FullCheckEvery checks it
-// also lists the whole table and compares it with the listing of the first full comparison after
-// the last apply (the baseline): `nft list table` prints a table the same way for the same
-// contents, once the counters' values are taken out. The baseline is taken at a check, not right
-// after the apply, because listing a table of 150,000 elements costs nft seconds (see
-// docs/operations.md): a change made between the apply and that first listing is the monitor's
-// to see (see drift.go); this check catches what the monitor missed later (it had stopped, or nft
-// lost events).
+// The periodic check reads one small set (render.DigestSet) and compares the digest the last
+// applied script carries there: cheap, but blind to a rule or element changed inside the table.
+// Every FullCheckEvery checks it also lists the whole table and compares it with the listing of
+// the first full comparison after the last apply (the baseline): `nft list table` prints a table
+// the same way for the same contents, once the counters' values are taken out. The baseline is
+// taken at a check, not right after the apply, because listing a table of 150,000 elements costs
+// nft seconds (see docs/operations.md): a change made between the apply and that first listing is
+// the monitor's to see (see drift.go); this check catches what the monitor missed later (it had
+// stopped, or nft lost events).
 
 // tableBaseline is the hash of the table's listing for one applied digest.
 type tableBaseline struct {

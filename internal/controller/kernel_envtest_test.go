@@ -122,8 +122,8 @@ func (k *kernel) view(g Gomega) tableView {
 func (k *kernel) mustView() tableView { return k.view(Default) }
 
 // fakeKernel answers the nft invocations the agent and the specs make: `-f -` replaces the table
-// (a script without chains deletes it), `list table` and `list chain` return the last applied
-// script.
+// (a script without chains deletes it), `list table`, `list chain` and `list set` return the
+// last applied script.
 type fakeKernel struct {
 	mu    sync.Mutex
 	table []byte
@@ -154,8 +154,9 @@ func (f *fakeKernel) run(ctx context.Context, argv []string, stdin []byte) ([]by
 	case slices.Equal(args, []string{"-c", "-f", "-"}):
 		return nil, nil, nil
 	case (len(args) == 4 && args[0] == "list" && args[1] == "table") ||
-		(len(args) == 5 && args[0] == "list" && args[1] == "chain"):
-		// A chain listing is answered with the whole script: it carries the base chain's digest.
+		(len(args) == 5 && args[0] == "list" && (args[1] == "chain" || args[1] == "set")):
+		// A chain or set listing is answered with the whole script: it carries the base chain's
+		// epoch and the digest's set.
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.table == nil {

@@ -462,6 +462,7 @@ var _ = Describe("The agent's lifecycle", func() {
 		for _, tamper := range [][]string{
 			{"delete", "table", "inet", table},
 			{"flush", "chain", "inet", table, render.BaseChain},
+			{"flush", "set", "inet", table, render.DigestSet},
 			{"flush", "map", "inet", table, "ingress-pods-v4"},
 			{"delete", "element", "inet", table, "ingress-pods-v4", "{", c.ip(1), "}"},
 			{"insert", "rule", "inet", table, podChain, "accept"},

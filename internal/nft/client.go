@@ -163,6 +163,21 @@ func (c *Client) ListChain(ctx context.Context, family, table, chain string) (st
 	return c.run(ctx, []string{"list", "chain", family, table, chain}, nil)
 }
 
+// ListSet returns the output of `<Command> list set <family> <table> <set>`: for a small set, a
+// few milliseconds however large the rest of the table. A missing table or set is an *Error for
+// which IsNotFound is true.
+func (c *Client) ListSet(ctx context.Context, family, table, set string) (string, error) {
+	if !slices.Contains(families, family) {
+		return "", fmt.Errorf("nft family %q is not one of %s", family, strings.Join(families, ", "))
+	}
+	for _, name := range []string{table, set} {
+		if !identifier.MatchString(name) {
+			return "", fmt.Errorf("nft name %q is not a valid identifier", name)
+		}
+	}
+	return c.run(ctx, []string{"list", "set", family, table, set}, nil)
+}
+
 // TableExists reports whether the table exists, from `<Command> list tables <family>`, which
 // lists only names: listing the table itself would read every element of its sets.
 func (c *Client) TableExists(ctx context.Context, family, table string) (bool, error) {

@@ -37,6 +37,7 @@ func TestClientArgv(t *testing.T) {
 		{"list netns", netns, listFlock, []string{"ip", "netns", "exec", "node1", "nft", "list", "table", "inet", "flock"}},
 		{"apply path", []string{"/usr/sbin/nft"}, applyScript, []string{"/usr/sbin/nft", "-f", "-"}},
 		{"list chain netns", netns, listChain, []string{"ip", "netns", "exec", "node1", "nft", "list", "chain", "inet", "flock", "filter-forward"}},
+		{"list set netns", netns, listSet, []string{"ip", "netns", "exec", "node1", "nft", "list", "set", "inet", "flock", "digest"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,6 +68,32 @@ func listFlock(ctx context.Context, c *Client) error {
 func listChain(ctx context.Context, c *Client) error {
 	_, err := c.ListChain(ctx, "inet", "flock", "filter-forward")
 	return err
+}
+
+func listSet(ctx context.Context, c *Client) error {
+	_, err := c.ListSet(ctx, "inet", "flock", "digest")
+	return err
+}
+
+func TestClientListSetRejectsBadNames(t *testing.T) {
+	c, fake := newFakeClient(t, Config{})
+	for _, args := range [][3]string{{"bogus", "t", "s"}, {"inet", "-t", "s"}, {"inet", "t", "s d"}, {"inet", "t", "-s"}} {
+		if _, err := c.ListSet(context.Background(), args[0], args[1], args[2]); err == nil {
+			t.Errorf("ListSet%q accepted", args)
+		}
+	}
+	if n := len(fake.Calls()); n != 0 {
+		t.Errorf("nft ran %d times for invalid names", n)
+	}
+}
+
+func TestClientListSetMissing(t *testing.T) {
+	c, fake := newFakeClient(t, Config{})
+	fake.Push(FakeNotFound())
+	_, err := c.ListSet(context.Background(), "inet", "flock", "digest")
+	if !IsNotFound(err) {
+		t.Errorf("IsNotFound(%v) = false, want true", err)
+	}
 }
 
 func TestClientListChainRejectsBadNames(t *testing.T) {

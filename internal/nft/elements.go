@@ -62,8 +62,8 @@ func parseSetType(decl string) (setType, error) {
 // fieldLen is the length in the kernel of each key type this package encodes.
 var fieldLen = map[string]int{"ipv4_addr": 4, "ipv6_addr": 16, "inet_proto": 1, "inet_service": 2, "mark": 4, "nf_proto": 1}
 
-// element is one element as the kernel takes it.
-type element struct {
+// setElement is one element as the kernel takes it.
+type setElement struct {
 	key     []byte
 	verdict int32 // for a verdict map (isMap)
 	chain   string
@@ -72,26 +72,26 @@ type element struct {
 }
 
 // parseElement reads one element in the script's text. key is true for a key alone (a delete).
-func parseElement(t setType, text string, keyOnly bool) (element, error) {
-	var e element
+func parseElement(t setType, text string, keyOnly bool) (setElement, error) {
+	var e setElement
 	if before, c, ok := strings.Cut(text, ` comment "`); ok {
 		e.comment, text = strings.TrimSuffix(c, `"`), before
 	}
 	keyText, value, hasValue := strings.Cut(text, " : ")
 	switch {
 	case t.verdict && !keyOnly && !hasValue:
-		return element{}, fmt.Errorf("element %q of a verdict map has no verdict", text)
+		return setElement{}, fmt.Errorf("element %q of a verdict map has no verdict", text)
 	case hasValue && (!t.verdict || keyOnly):
-		return element{}, fmt.Errorf("element %q has a value where only a key is expected", text)
+		return setElement{}, fmt.Errorf("element %q has a value where only a key is expected", text)
 	}
 	fields := strings.Split(keyText, " . ")
 	if len(fields) != len(t.key) {
-		return element{}, fmt.Errorf("element %q does not have the %d fields of its set's key", text, len(t.key))
+		return setElement{}, fmt.Errorf("element %q does not have the %d fields of its set's key", text, len(t.key))
 	}
 	for i, f := range fields {
 		b, err := encodeField(t.key[i], f)
 		if err != nil {
-			return element{}, fmt.Errorf("element %q: %w", text, err)
+			return setElement{}, fmt.Errorf("element %q: %w", text, err)
 		}
 		// In a concatenation every field takes whole 32-bit registers.
 		for len(t.key) > 1 && len(b)%4 != 0 {
@@ -111,10 +111,10 @@ func parseElement(t setType, text string, keyOnly bool) (element, error) {
 		case "goto":
 			e.verdict = verdictGoto
 		default:
-			return element{}, fmt.Errorf("element %q: unknown verdict %q", text, value)
+			return setElement{}, fmt.Errorf("element %q: unknown verdict %q", text, value)
 		}
 		if (chain != "") != (verb == "jump" || verb == "goto") {
-			return element{}, fmt.Errorf("element %q: verdict %q", text, value)
+			return setElement{}, fmt.Errorf("element %q: verdict %q", text, value)
 		}
 		e.chain, e.isMap = chain, true
 	}
@@ -182,7 +182,7 @@ const (
 )
 
 // setChangeElements parses a change's elements: the keys to delete and the elements to add.
-func setChangeElements(c SetChange) (del, add []element, err error) {
+func setChangeElements(c SetChange) (del, add []setElement, err error) {
 	t, err := parseSetType(c.Decl)
 	if err != nil {
 		return nil, nil, fmt.Errorf("set %s: %w", c.Set, err)

@@ -106,7 +106,7 @@ func elementBatch(family, table string, changes []SetChange) ([]netlink.Message,
 		}
 		for _, part := range []struct {
 			typ   int
-			elems []element
+			elems []setElement
 		}{{unix.NFT_MSG_DELSETELEM, del}, {unix.NFT_MSG_NEWSETELEM, add}} {
 			for len(part.elems) > 0 {
 				chunk := part.elems[:min(len(part.elems), maxElementsPerMessage)]
@@ -126,12 +126,8 @@ func elementBatch(family, table string, changes []SetChange) ([]netlink.Message,
 	return append(msgs, end), nil
 }
 
-// nftnlUdataSetElemComment is the type of an element's comment among its user data TLVs
-// (libnftnl's NFTNL_UDATA_SET_ELEM_COMMENT), stored as nft stores it: with its NUL.
-const nftnlUdataSetElemComment = 0
-
 // elementMessage is one NEWSETELEM or DELSETELEM message. A deletion carries keys only.
-func elementMessage(fam netfilter.ProtoFamily, typ int, table, set string, elems []element) (netlink.Message, error) {
+func elementMessage(fam netfilter.ProtoFamily, typ int, table, set string, elems []setElement) (netlink.Message, error) {
 	list := make([]netfilter.Attribute, 0, len(elems))
 	for _, e := range elems {
 		attrs := []netfilter.Attribute{{Type: unix.NFTA_SET_ELEM_KEY, Nested: true, Children: []netfilter.Attribute{
@@ -147,7 +143,7 @@ func elementMessage(fam netfilter.ProtoFamily, typ int, table, set string, elems
 					{Type: unix.NFTA_DATA_VERDICT, Nested: true, Children: verdict},
 				}})
 			}
-			if e.comment != "" {
+			if e.comment != "" { // stored as nft stores it: with its NUL (see monitor_linux.go)
 				if len(e.comment)+1 > 255 {
 					return netlink.Message{}, fmt.Errorf("element comment %q is too long", e.comment)
 				}

@@ -53,7 +53,7 @@ func TestElementEncoding(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			typ, err := parseSetType(tc.decl)
 			if err == nil {
-				var e element
+				var e setElement
 				e, err = parseElement(typ, tc.elem, tc.keyOnly)
 				if err == nil {
 					if !bytes.Equal(e.key, tc.key) || e.verdict != tc.verdict || e.chain != tc.chain || e.comment != tc.comment {

@@ -201,6 +201,24 @@ func TestKernelListMissingTable(t *testing.T) {
 	assertContains(t, "error text", err.Error(), "No such file or directory", "list table inet flocktest")
 }
 
+// TestKernelListSetMissing pins that a missing set, in a missing table or in an existing one, is
+// IsNotFound, as the periodic check needs to tell a deleted table from a failing nft.
+func TestKernelListSetMissing(t *testing.T) {
+	c := newNetnsClient(t)
+	ctx := context.Background()
+	for _, setup := range []string{"", "add table inet flocktest\n"} {
+		if setup != "" {
+			if err := c.Apply(ctx, []byte(setup)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := c.ListSet(ctx, "inet", "flocktest", "digest")
+		if !IsNotFound(err) {
+			t.Errorf("after %q: ListSet of a missing set = %q, %v; want IsNotFound", setup, out, err)
+		}
+	}
+}
+
 func TestKernelMissingBinary(t *testing.T) {
 	ns := netns.NewScratch(t)
 	c, err := New(Config{Command: []string{"ip", "netns", "exec", ns, "flocktest-no-such-nft"}})

@@ -153,7 +153,8 @@ func whatDriftSees(lines []string) (touched bool, digests []string) {
 // TestKernelNetlinkMonitorTellsAppliesFromOtherChanges pins the monitor against the kernel
 // through the sequence of internal/controller/testdata/monitor-nft-1.0.6.txt: applies of the
 // script, each one transaction touching the table with the script's digest in exactly one line;
-// other processes' changes to the table (an element deleted from a verdict map, a concatenated
+// incremental updates, which carry the new script's digest the same way; other processes'
+// changes to the table (the digest's element deleted, an element deleted from a verdict map, a concatenated
 // interval set added and an element deleted from it, whose elements crash `nft monitor` (1.0.6),
 // a chain and a map flushed, a rule with an anonymous set added, a rule inserted, the table
 // replaced by a script that is not ours, the table deleted), each touching the table without the
@@ -173,6 +174,23 @@ func TestKernelNetlinkMonitorTellsAppliesFromOtherChanges(t *testing.T) {
 	notOurs := bytes.Replace(script, []byte("ruleset "+digest), []byte("ruleset "+otherDigest), 1)
 
 	ours := []string{digest}
+	// Incremental updates between the two scripts (render.Diff): the digest's element changes
+	// with the elements, its set refilled or the element deleted.
+	update := func(from, to []byte, maxRefill int) string {
+		a, err := render.ParseTable(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := render.ParseTable(to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := render.Diff(a, b, render.DiffOptions{Table: render.DefaultTable, MaxShare: 1, MaxRefill: maxRefill})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(u.Text)
+	}
 	for _, step := range []struct {
 		what    string
 		script  string
@@ -183,6 +201,12 @@ func TestKernelNetlinkMonitorTellsAppliesFromOtherChanges(t *testing.T) {
 		{"our apply", string(script), true, ours, "add table inet flock-netpol"},
 		{"our apply again", string(script), true, ours, "delete table inet flock-netpol"},
 		{"our apply a third time", string(script), true, ours, "add element inet flock-netpol fresh-in-v4 { ... }"},
+		{"an update, the digest's set refilled", update(script, notOurs, 0), true, []string{otherDigest},
+			`add element inet flock-netpol digest { ... comment "ruleset 0123456789abcdef" }`},
+		{"an update, the digest's element deleted and added", update(notOurs, script, -1), true, ours,
+			"delete element inet flock-netpol digest { ... }"},
+		{"the digest's element deleted", "delete element inet flock-netpol digest { 0x00000000 }", true, nil,
+			"delete element inet flock-netpol digest { ... }"},
 		{"an element deleted from a verdict map", "delete element inet flock-netpol ingress-pods-v4 { 10.0.1.1 }", true, nil,
 			"delete element inet flock-netpol ingress-pods-v4 { ... }"},
 		{"a concatenated interval set added", "add set inet flock-netpol ranges { type ipv4_addr . mark; flags interval; elements = { 10.0.1.1 . 0x00005000-0x00007fff, 10.0.1.2 . 0x00001000-0x00040fff } }", true, nil,

@@ -27,7 +27,8 @@ import (
 // concatenation with intervals (our table held such sets until issue 17, and another table may):
 // it reads garbage, then crashes or fails with "Memory allocation failure", so a monitor that
 // runs `nft monitor` died after most applies.
-// This one decodes only what drift detection needs and never the elements themselves.
+// This one decodes only what drift detection needs: of an element, its comment, never its key or
+// data.
 type NetlinkMonitor struct {
 	NetNS int
 }
@@ -140,6 +141,11 @@ const (
 // include/libnftnl/udata.h.
 const nftnlUdataRuleComment = 0
 
+// nftnlUdataSetElemComment is the type of an element comment among the TLVs that nft stores in
+// an element's NFTA_SET_ELEM_USERDATA: NFTNL_UDATA_SET_ELEM_COMMENT of libnftnl's
+// include/libnftnl/udata.h.
+const nftnlUdataSetElemComment = 0
+
 // familyNames are nft's names of the nfgenmsg families (family2str).
 var familyNames = map[netfilter.ProtoFamily]string{
 	netfilter.ProtoInet:   "inet",
@@ -178,13 +184,18 @@ type setID struct {
 //   - table, chain, set or map (a set with NFT_SET_MAP or NFT_SET_OBJECT), counter and the other
 //     stateful objects, flowtable: the verb and the names, not the definition;
 //   - element: "{ ... }" for the elements, one line per notification (the kernel sends one per
-//     element, so a range is two lines, where nft joins them into one);
+//     element, so a range is two lines, where nft joins them into one); an added element with a
+//     comment as `add element inet TABLE SET { ... comment "TEXT" }` (the key left out; the
+//     comment kept, as the element of render.DigestSet carries the digest of the agent's
+//     scripts), a deleted one without its comment: another process's replacing or flushing the
+//     table deletes the element with the agent's digest, and that must not read as the agent's
+//     own apply;
 //   - rule: an added rule as `add rule inet TABLE CHAIN ... comment "TEXT" # handle N` (the
-//     expressions left out; the comment kept, as it carries the digest of the agent's scripts,
-//     quoted as Go quotes, which for printable text without quotes is nft's way; the handle as
-//     `nft -a monitor` prints it), a deleted one as nft prints it, `delete rule inet TABLE CHAIN
-//     handle N`, without its comment: another process's replacing the table deletes the rule
-//     with the agent's digest, and that must not read as the agent's own apply.
+//     expressions left out; the comment kept, which tells whose rule it is in the log; the
+//     handle as `nft -a monitor` prints it), a deleted one as nft prints it, `delete rule inet
+//     TABLE CHAIN handle N`, without its comment, for the same reason as a deleted element's.
+//
+// Comments are quoted as Go quotes, which for printable text without quotes is nft's way.
 //
 // The verbs are nft's: "add", "create" (NLM_F_EXCL), "insert" (a rule without NLM_F_APPEND) and
 // "delete" (also for the kernel's DESTROY notifications, which nft 1.0.6 does not print at all).
@@ -267,7 +278,10 @@ func (d *monitorDecoder) line(m netlink.Message) (string, bool) {
 		if d.anonymous[id] {
 			return "", false
 		}
-		return fmt.Sprintf("%s element %s %s %s { ... }", verb, fam, id.table, id.name), true
+		if typ != unix.NFT_MSG_NEWSETELEM {
+			return fmt.Sprintf("%s element %s %s %s { ... }", verb, fam, id.table, id.name), true
+		}
+		return fmt.Sprintf("%s element %s %s %s { %s }", verb, fam, id.table, id.name, elementsText(attrs[unix.NFTA_SET_ELEM_LIST_ELEMENTS])), true
 
 	case unix.NFT_MSG_NEWRULE, unix.NFT_MSG_DELRULE, nftMsgDestroyRule:
 		var b strings.Builder
@@ -345,14 +359,51 @@ func eventVerb(typ int, flags netlink.HeaderFlags) string {
 	return "add"
 }
 
+// elementsText returns what an element line prints between its braces: "..." for each element
+// of a NFTA_SET_ELEM_LIST_ELEMENTS, with the element's comment when it has one (as the element
+// that carries the digest of the agent's scripts does): `... comment "TEXT"`. An element list
+// that cannot be decoded prints as elements without comments.
+func elementsText(list []byte) string {
+	var parts []string
+	if ad, err := netlink.NewAttributeDecoder(list); err == nil {
+		for ad.Next() {
+			if ad.Type() != unix.NFTA_LIST_ELEM {
+				continue
+			}
+			part := "..."
+			ad.Nested(func(nad *netlink.AttributeDecoder) error {
+				for nad.Next() {
+					if nad.Type() != unix.NFTA_SET_ELEM_USERDATA {
+						continue
+					}
+					if c, ok := udataComment(nad.Bytes(), nftnlUdataSetElemComment); ok {
+						part += fmt.Sprintf(" comment %q", c)
+					}
+				}
+				return nil
+			})
+			parts = append(parts, part)
+		}
+	}
+	if len(parts) == 0 {
+		return "..."
+	}
+	return strings.Join(parts, ", ")
+}
+
 // ruleComment returns the comment among a rule's user data TLVs.
 func ruleComment(udata []byte) (string, bool) {
+	return udataComment(udata, nftnlUdataRuleComment)
+}
+
+// udataComment returns the comment, of TLV type typ, among user data TLVs.
+func udataComment(udata []byte, typ byte) (string, bool) {
 	for len(udata) >= 2 {
-		typ, n := udata[0], int(udata[1])
+		t, n := udata[0], int(udata[1])
 		if len(udata) < 2+n {
 			return "", false
 		}
-		if typ == nftnlUdataRuleComment {
+		if t == typ {
 			return cString(udata[2 : 2+n]), true
 		}
 		udata = udata[2+n:]

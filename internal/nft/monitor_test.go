@@ -57,12 +57,39 @@ func tlv(typ byte, value []byte) []byte {
 
 func commentTLV(c string) []byte { return tlv(nftnlUdataRuleComment, append([]byte(c), 0)) }
 
-// elementList is a set element list as the kernel nests it; the decoder never reads it.
+// elementList is a set element list as the kernel nests it, of one element without a comment.
 var elementList = netfilter.Attribute{Type: unix.NFTA_SET_ELEM_LIST_ELEMENTS, Nested: true, Children: []netfilter.Attribute{
 	{Type: 1, Nested: true, Children: []netfilter.Attribute{{Type: unix.NFTA_SET_ELEM_KEY, Nested: true, Children: []netfilter.Attribute{
 		{Type: unix.NFTA_DATA_VALUE, Data: []byte{10, 0, 1, 1}},
 	}}}},
 }}
+
+// element is one NFTA_LIST_ELEM of an element list, with an IPv4 key and, when given, the user
+// data TLVs nft writes (an element's comment among them).
+func element(tlvs ...[]byte) netfilter.Attribute {
+	e := netfilter.Attribute{Type: unix.NFTA_LIST_ELEM, Nested: true, Children: []netfilter.Attribute{{Type: unix.NFTA_SET_ELEM_KEY, Nested: true, Children: []netfilter.Attribute{
+		{Type: unix.NFTA_DATA_VALUE, Data: []byte{10, 0, 1, 1}},
+	}}}}
+	if len(tlvs) > 0 {
+		u := udata(tlvs...)
+		u.Type = unix.NFTA_SET_ELEM_USERDATA
+		e.Children = append(e.Children, u)
+	}
+	return e
+}
+
+// elements is an element list holding the given elements.
+func elements(elems ...netfilter.Attribute) netfilter.Attribute {
+	return netfilter.Attribute{Type: unix.NFTA_SET_ELEM_LIST_ELEMENTS, Nested: true, Children: elems}
+}
+
+func elemCommentTLV(c string) []byte { return tlv(nftnlUdataSetElemComment, append([]byte(c), 0)) }
+
+// digestElement is a notification of the element that carries a digest, of type typ.
+func digestElement(tb testing.TB, typ int, digest string) netlink.Message {
+	return nftMessage(tb, typ, netfilter.ProtoInet, created, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "flock-netpol"),
+		strAttr(unix.NFTA_SET_ELEM_LIST_SET, render.DigestSet), elements(element(elemCommentTLV("ruleset "+digest))))
+}
 
 const (
 	appended = netlink.Request | netlink.Create | netlink.Append
@@ -130,6 +157,32 @@ func TestMonitorDecoderPrintsNftsLines(t *testing.T) {
 			nftMessage(t, unix.NFT_MSG_DELSETELEM, netfilter.ProtoInet, netlink.Request, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "flock-netpol"),
 				strAttr(unix.NFTA_SET_ELEM_LIST_SET, "ingress-pods-v4"), elementList),
 			"delete element inet flock-netpol ingress-pods-v4 { ... }"},
+		{"an added element with a comment, which carries the digest of the agent's scripts",
+			digestElement(t, unix.NFT_MSG_NEWSETELEM, "0123456789abcdef"),
+			`add element inet flock-netpol digest { ... comment "ruleset 0123456789abcdef" }`},
+		{"an added element without a comment",
+			nftMessage(t, unix.NFT_MSG_NEWSETELEM, netfilter.ProtoInet, created, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "flock-netpol"),
+				strAttr(unix.NFTA_SET_ELEM_LIST_SET, "ingress-pods-v4"), elementList),
+			"add element inet flock-netpol ingress-pods-v4 { ... }"},
+		{"the element's comment among other user data (NFTNL_UDATA_SET_ELEM_FLAGS)",
+			nftMessage(t, unix.NFT_MSG_NEWSETELEM, netfilter.ProtoInet, created, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "flock-netpol"),
+				strAttr(unix.NFTA_SET_ELEM_LIST_SET, "s"), elements(element(tlv(1, []byte{0, 0, 0, 1}), elemCommentTLV("x")))),
+			`add element inet flock-netpol s { ... comment "x" }`},
+		{"each element of a list, with its comment if any",
+			nftMessage(t, unix.NFT_MSG_NEWSETELEM, netfilter.ProtoInet, created, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "flock-netpol"),
+				strAttr(unix.NFTA_SET_ELEM_LIST_SET, "s"), elements(element(), element(elemCommentTLV("b")))),
+			`add element inet flock-netpol s { ..., ... comment "b" }`},
+		{"element user data cut short hides the comment, and nothing else",
+			nftMessage(t, unix.NFT_MSG_NEWSETELEM, netfilter.ProtoInet, created, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "flock-netpol"),
+				strAttr(unix.NFTA_SET_ELEM_LIST_SET, "s"), elements(element([]byte{0, 30, 'r'}))),
+			"add element inet flock-netpol s { ... }"},
+		{"an element list that cannot be decoded prints as elements",
+			nftMessage(t, unix.NFT_MSG_NEWSETELEM, netfilter.ProtoInet, created, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "flock-netpol"),
+				strAttr(unix.NFTA_SET_ELEM_LIST_SET, "s"), netfilter.Attribute{Type: unix.NFTA_SET_ELEM_LIST_ELEMENTS, Data: []byte{1, 0, 0}}),
+			"add element inet flock-netpol s { ... }"},
+		{"a deleted element shows not its comment (see TestMonitorDecoderDeletedDigestIsNotOurs)",
+			digestElement(t, unix.NFT_MSG_DELSETELEM, "0123456789abcdef"),
+			"delete element inet flock-netpol digest { ... }"},
 		{"an appended rule, with its comment and handle",
 			nftMessage(t, unix.NFT_MSG_NEWRULE, netfilter.ProtoInet, appended, strAttr(unix.NFTA_RULE_TABLE, "flock-netpol"),
 				strAttr(unix.NFTA_RULE_CHAIN, "filter-forward"), ruleHandle(26),
@@ -219,21 +272,32 @@ func TestMonitorDecoderPrintsNftsLines(t *testing.T) {
 	}
 }
 
-// TestMonitorDecoderFindsTheDigest pins what drift detection needs of an added rule: render.Digest
-// finds the digest of the script in the line of the rule whose comment carries it.
+// TestMonitorDecoderFindsTheDigest pins what drift detection needs of an added element:
+// render.Digest finds the digest of the script in the line of the element whose comment carries
+// it (and in that of a rule with such a comment).
 func TestMonitorDecoderFindsTheDigest(t *testing.T) {
-	m := nftMessage(t, unix.NFT_MSG_NEWRULE, netfilter.ProtoInet, appended, strAttr(unix.NFTA_RULE_TABLE, "flock-netpol"),
-		strAttr(unix.NFTA_RULE_CHAIN, "filter-forward"), ruleHandle(26), udata(commentTLV("ruleset 7ae4c34cd4a82d57")))
-	l, _ := newMonitorDecoder().line(m)
-	if d, ok := render.Digest([]byte(l)); !ok || d != "7ae4c34cd4a82d57" {
-		t.Errorf("render.Digest(%q) = %q, %v; want 7ae4c34cd4a82d57", l, d, ok)
+	for _, m := range []netlink.Message{
+		digestElement(t, unix.NFT_MSG_NEWSETELEM, "7ae4c34cd4a82d57"),
+		nftMessage(t, unix.NFT_MSG_NEWRULE, netfilter.ProtoInet, appended, strAttr(unix.NFTA_RULE_TABLE, "flock-netpol"),
+			strAttr(unix.NFTA_RULE_CHAIN, "filter-forward"), ruleHandle(26), udata(commentTLV("ruleset 7ae4c34cd4a82d57"))),
+	} {
+		l, _ := newMonitorDecoder().line(m)
+		if d, ok := render.Digest([]byte(l)); !ok || d != "7ae4c34cd4a82d57" {
+			t.Errorf("render.Digest(%q) = %q, %v; want 7ae4c34cd4a82d57", l, d, ok)
+		}
 	}
 }
 
-// TestMonitorDecoderDeletedDigestIsNotOurs pins that the line of a deleted rule carries no digest:
-// another process replacing the table deletes the rule with the agent's digest in the same
-// transaction, which must not pass for the agent's own apply.
+// TestMonitorDecoderDeletedDigestIsNotOurs pins that the line of a deleted element or rule
+// carries no digest: another process replacing the table deletes the element with the agent's
+// digest in the same transaction, which must not pass for the agent's own apply.
 func TestMonitorDecoderDeletedDigestIsNotOurs(t *testing.T) {
+	for _, typ := range []int{unix.NFT_MSG_DELSETELEM, nftMsgDestroySetElem} {
+		l, _ := newMonitorDecoder().line(digestElement(t, typ, "7ae4c34cd4a82d57"))
+		if d, ok := render.Digest([]byte(l)); ok {
+			t.Errorf("type %d: render.Digest(%q) = %q; want none", typ, l, d)
+		}
+	}
 	for _, typ := range []int{unix.NFT_MSG_DELRULE, nftMsgDestroyRule} {
 		m := nftMessage(t, typ, netfilter.ProtoInet, netlink.Request, strAttr(unix.NFTA_RULE_TABLE, "flock-netpol"),
 			strAttr(unix.NFTA_RULE_CHAIN, "filter-forward"), ruleHandle(26), udata(commentTLV("ruleset 7ae4c34cd4a82d57")))
@@ -298,6 +362,7 @@ func FuzzMonitorMessage(f *testing.F) {
 			strAttr(unix.NFTA_SET_NAME, "__set0"), u32Attr(unix.NFTA_SET_FLAGS, unix.NFT_SET_ANONYMOUS)),
 		nftMessage(f, unix.NFT_MSG_DELSETELEM, netfilter.ProtoInet, 0, strAttr(unix.NFTA_SET_ELEM_LIST_TABLE, "t"),
 			strAttr(unix.NFTA_SET_ELEM_LIST_SET, "s"), elementList),
+		digestElement(f, unix.NFT_MSG_NEWSETELEM, "0123456789abcdef"),
 		nftMessage(f, unix.NFT_MSG_NEWRULE, netfilter.ProtoInet, appended, strAttr(unix.NFTA_RULE_TABLE, "t"),
 			strAttr(unix.NFTA_RULE_CHAIN, "c"), ruleHandle(26), udata(tlv(1, []byte{1}), commentTLV("ruleset 0123456789abcdef"))),
 		nftMessage(f, unix.NFT_MSG_NEWOBJ, netfilter.ProtoInet, created, strAttr(unix.NFTA_OBJ_TABLE, "t"),

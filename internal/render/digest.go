@@ -9,11 +9,18 @@ import (
 	"strconv"
 )
 
-// The base chain's last rule carries a digest of the whole script in its comment. Listing that
-// chain (`nft list chain inet flock-netpol filter-forward`) tells whether the kernel still holds
-// the table last applied: a deleted table, or one replaced by anything else, shows a missing or
-// different digest. `nft monitor` prints the rule, comment included, when a script adds it, which
-// is how the agent tells its own applies from other processes' changes.
+// The script carries a digest of itself in the comment of the one element of a small set,
+// DigestSet (`0x00000000 comment "ruleset <digest>"`). Listing that set (`nft list set inet
+// flock-netpol digest`, milliseconds however large the table) tells whether the kernel still
+// holds the table last applied: a deleted table, or one replaced by anything else, shows a
+// missing or different digest. The kernel notifies the element, comment included, when a
+// transaction adds it, which is how the agent tells its own applies from other processes' changes.
+//
+// The digest is a set element rather than, as it once was, the comment of the base chain's last
+// rule, because an ordinary update (a peer joins a set) changes set elements only: with the
+// digest in a rule, every update had to flush and refill the base chain; with it in an element,
+// an update carries it as one more element change (the old element deleted, the new one added),
+// whether the update goes through nft or through netlink.
 const (
 	digestPrefix = "ruleset "
 	digestLen    = 16 // hex characters: 64 bits, plenty to tell two scripts apart
@@ -49,8 +56,8 @@ func stampDigest(script []byte, skip [][2]int) string {
 	return digest
 }
 
-// Digest returns the digest that the kernel's listing of the base chain (`nft list chain`)
-// carries, and false when there is none.
+// Digest returns the digest that a text carries (a script, the kernel's listing of DigestSet,
+// a line of the monitor), and false when there is none.
 func Digest(text []byte) (string, bool) {
 	m := digestPattern.FindSubmatch(text)
 	if m == nil {
@@ -59,7 +66,21 @@ func Digest(text []byte) (string, bool) {
 	return string(m[1]), true
 }
 
-// BaseChain is the name of the hooked chain, whose last rule carries the digest.
+// DigestSet is the name of the set whose one element carries the digest.
+const DigestSet = digestSet
+
+// digestKey is the key of DigestSet's one element: any would do, the comment is what counts.
+const digestKey = "0x00000000"
+
+// digestSet declares DigestSet with its element, whose comment holds the placeholder that
+// stampDigest overwrites. It is written first, so the placeholder is the script's first.
+func (s *script) digestSet() {
+	e := s.set(digestSet, "mark", "", comment("holds the digest of the script that installed this table, in its element's comment"))
+	e.write(append(e.next(), digestKey+" comment "+comment("%s", digestPlaceholder)...))
+	e.end()
+}
+
+// BaseChain is the name of the hooked chain, whose fast path rule names the epoch.
 const BaseChain = forwardChain
 
 // The current epoch's set holds its stamp with a comment naming the epoch, so that a restarted

@@ -28,6 +28,7 @@ const (
 	allowChain           = "allow"
 	stampName            = "stamp"         // chains: + "-<epoch>"; the map: alone
 	currentEpochSet      = "current-epoch" // holds the current epoch's stamp
+	digestSet            = "digest"        // see digest.go; not "ruleset", a keyword of nft's parser
 
 	// maxNameLen keeps generated chain and set names well inside the kernel's limit (256 bytes
 	// since Linux 4.14-era NFT_NAME_MAXLEN) and readable in `nft list` output.

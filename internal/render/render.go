@@ -171,7 +171,7 @@ func (s *script) epochPart(buf *bytes.Buffer, write func()) {
 type Script struct {
 	// Text is the script for `nft -f -`.
 	Text []byte
-	// Digest is the digest stamped into the comment of the base chain's last rule (see digest.go).
+	// Digest is the digest stamped into the comment of DigestSet's element (see digest.go).
 	Digest string
 	Stats  Stats
 	// Counters are the table's named counters, in the order declared.
@@ -208,6 +208,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		len(rs.Targets), len(rs.Policies))
 	fmt.Fprintf(&s.out, "add table inet %s\ndelete table inet %s\n", s.table, s.table)
 	fmt.Fprintf(&s.out, "add table inet %s { comment %s; }\n", s.table, comment("managed by flock-netpol; changes are overwritten"))
+	s.digestSet()
 
 	reports := reportChains(&rs)
 	for i := range rs.Policies {
@@ -376,10 +377,7 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	s.edges(&rs.Edges, opts.AntiSpoofing)
 	s.fastPath(forwardChain, revalidate)
 	s.dispatch(forwardChain, "saddr", egressMapV4, egressMapV6)
-	// The last rule carries the script's digest: it shows in `nft list chain` (the periodic check)
-	// and, unlike a chain comment, in `nft monitor` (which tells our applies from others' changes).
-	s.rule(forwardChain, "jump "+ingressDispatchChain+" comment "+comment("%s", digestPlaceholder))
-	digestRule := len(s.tab.chains[forwardChain].rules) - 1
+	s.rule(forwardChain, "jump "+ingressDispatchChain)
 	if policeNode {
 		// A local pod's connections to this node's own (unicast) addresses: only its
 		// ClusterNetworkPolicy tiers judge them (the pod's chains accept what NetworkPolicy
@@ -410,8 +408,8 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	}
 	slices.SortFunc(skip, func(a, b [2]int) int { return a[0] - b[0] })
 	digest := stampDigest(text, skip)
-	rules := s.tab.chains[forwardChain].rules
-	rules[digestRule] = strings.Replace(rules[digestRule], digestPlaceholder, digestPrefix+digest, 1)
+	elems := s.tab.sets[digestSet].elems
+	elems[0] = strings.Replace(elems[0], digestPlaceholder, digestPrefix+digest, 1)
 	s.tab.setOrder = append(s.tab.setOrder, s.mapOrder...)
 	s.tab.chainOrder = append(s.tab.chainOrder, s.baseOrder...)
 	return Script{Text: text, Digest: digest, Stats: s.stats, Counters: s.counters, Table: s.tab}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -308,7 +309,7 @@ func TestDeleteTable(t *testing.T) {
 	}
 }
 
-// TestDigestIdentifiesTheScript pins that the base chain carries a digest of the script:
+// TestDigestIdentifiesTheScript pins that DigestSet's element carries a digest of the script:
 // equal scripts share it, different ones differ, and it can be read back from nft's listing.
 func TestDigestIdentifiesTheScript(t *testing.T) {
 	a := Render(goldenCases[1].rs, Options{})
@@ -325,7 +326,14 @@ func TestDigestIdentifiesTheScript(t *testing.T) {
 	if bytes.Contains(a.Text, []byte(digestPlaceholder)) {
 		t.Errorf("placeholder left in the script")
 	}
-	listing := "table inet flock-netpol {\n\tchain filter-forward {\n\t\tcomment \"flock-netpol: NetworkPolicy for the pods of this node; ruleset " + a.Digest + "\"\n"
+	// The Table carries the stamped element too, as the script's text does.
+	want := []string{`0x00000000 comment "ruleset ` + a.Digest + `"`}
+	if got := a.Table.Elements(DigestSet); !slices.Equal(got, want) {
+		t.Errorf("the Table's %s holds %q, want %q", DigestSet, got, want)
+	}
+	// As `nft list set inet flock-netpol digest` prints it.
+	listing := "table inet flock-netpol {\n\tset digest {\n\t\ttype mark\n\t\tcomment \"holds the digest\"\n" +
+		"\t\telements = { 0x00000000 comment \"ruleset " + a.Digest + "\" }\n\t}\n}\n"
 	if got, ok := Digest([]byte(listing)); !ok || got != a.Digest {
 		t.Errorf("Digest(listing) = %q, %v", got, ok)
 	}
@@ -355,9 +363,9 @@ func TestStatsCountWhatTheScriptInstalls(t *testing.T) {
 		}
 	}
 	// Sets of the third case: 2 peer + 2 named (allow-web), 2 peer + 1 named (egress-dns), 4 verdict
-	// maps, 4 fresh maps, the stamp map and the current epoch's set.
-	if st := Render(goldenCases[2].rs, Options{}).Stats; st.Sets != 17 {
-		t.Errorf("Sets = %d, want 17", st.Sets)
+	// maps, 4 fresh maps, the stamp map, the current epoch's set and the digest's set.
+	if st := Render(goldenCases[2].rs, Options{}).Stats; st.Sets != 18 {
+		t.Errorf("Sets = %d, want 18", st.Sets)
 	}
 }
 

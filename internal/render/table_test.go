@@ -1,7 +1,9 @@
 package render
 
 import (
+	"bytes"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -69,5 +71,29 @@ func TestRenderBuildsTheTableItWrites(t *testing.T) {
 				checkTable(t, Render(c.rs, opts))
 			}
 		})
+	}
+}
+
+// TestAPeerJoiningChangesOnlyElements pins why the digest is a set element: when a peer joins a
+// policy's set, the update changes set elements only (the peer, and the digest's element), no
+// chain, and carries the new script's digest.
+func TestAPeerJoiningChangesOnlyElements(t *testing.T) {
+	before := goldenCases[2].rs
+	after := before
+	after.Policies = slices.Clone(before.Policies)
+	after.Policies[0].Ingress = slices.Clone(before.Policies[0].Ingress)
+	after.Policies[0].Ingress[0].Peers = set("10.0.2.7", "10.0.2.8", "10.0.2.10", "10.200.0.0/16", "fd00::2:7")
+	a, b := Render(before, Options{}), Render(after, Options{})
+	for _, maxRefill := range []int{0, -1} { // the digest's set refilled, or its element deleted
+		u, err := Diff(a.Table, b.Table, DiffOptions{Table: DefaultTable, MaxShare: 1, MaxRefill: maxRefill})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Chains != 0 || u.Sets != 0 || u.Elements != 3 {
+			t.Errorf("MaxRefill %d: the update changes %d chains, %d sets, %d elements; want only 3 elements:\n%s", maxRefill, u.Chains, u.Sets, u.Elements, u.Text)
+		}
+		if d, ok := Digest(u.Text[bytes.Index(u.Text, []byte("add set inet "+DefaultTable+" "+DigestSet)):]); !ok || d != b.Digest {
+			t.Errorf("MaxRefill %d: the update carries digest %q, want %q:\n%s", maxRefill, d, b.Digest, u.Text)
+		}
 	}
 }

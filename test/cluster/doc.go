@@ -19,10 +19,10 @@
 // WaitEnforced waits, without sleeps chosen by guess, until every node's kernel enforces the
 // cluster state currently stored in the API server: it runs the agent's own computation
 // (controller.Reconciler.Desired, over Nodes, Namespaces, Pods, NetworkPolicies and, when
-// installed, ClusterNetworkPolicies read from the API server) for each node, takes the digest the rendered script carries in its base chain's
-// last rule, and polls `nft list chain inet flock-netpol filter-forward` in each node's
-// namespace until the kernel shows the same digest. Since the
-// digest covers the whole script but the epochs of established connections (which depend on the
+// installed, ClusterNetworkPolicies read from the API server) for each node, takes the digest the
+// rendered script carries in the element of its digest set (render.DigestSet), and polls `nft
+// list set inet flock-netpol digest` in each node's namespace until the kernel shows the same
+// digest. Since the digest covers the whole script but the epochs of established connections (which depend on the
 // agent's history of applies), a match means the agent applied exactly the rules the current
 // state demands. Probe right after, and flush conntrack first (FlushConntrack) so that no entry of an
 // earlier state lets a flow pass as established.

@@ -52,10 +52,10 @@ func (c *Cluster) Expected(ctx context.Context) (scripts map[string]render.Scrip
 
 // KernelDigest returns the digest of the table the node's kernel holds ("" when there is none).
 func (n *Node) KernelDigest() (string, error) {
-	out, err := n.NS.Run("", "nft", "list", "chain", "inet", Table, render.BaseChain)
+	out, err := n.NS.Run("", "nft", "list", "set", "inet", Table, render.DigestSet)
 	if err != nil {
 		if strings.Contains(out, "No such file or directory") {
-			return "", nil // no table (yet)
+			return "", nil // no table (yet), or not one of the agent's
 		}
 		return "", err
 	}

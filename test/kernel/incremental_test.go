@@ -160,13 +160,22 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 		if a != b {
 			t.Fatalf("step %d: the incrementally updated table differs from the fully applied one\nincremental:\n%s\nfull:\n%s", step, a, b)
 		}
+		// The update carried the digest (an element of render.DigestSet), as the periodic check
+		// reads it.
+		out, err := exec.Command("ip", "netns", "exec", incNS, "nft", "list", "set", "inet", render.DefaultTable, render.DigestSet).CombinedOutput()
+		if err != nil {
+			t.Fatalf("step %d: %v: %s", step, err, out)
+		}
+		if want, _ := render.Digest(script); !bytes.Contains(out, []byte(`comment "ruleset `+want+`"`)) {
+			t.Fatalf("step %d: the kernel's %s does not carry the script's digest %s:\n%s", step, render.DigestSet, want, out)
+		}
 		prev, prevRS = script, rs
 	}
 	t.Logf("%d incremental updates through nft, %d over netlink (elements only), %d full applies needed; %d steps with ClusterNetworkPolicies' input hook",
 		incremental, elementsOnly, fallbacks, withInputHook)
 	t.Logf("%d sets and maps refilled, %d delete element commands", refilled, deleted)
-	if incremental == 0 || refilled == 0 || deleted == 0 {
-		t.Error("no step was applied incrementally, or none refilled a set, or none deleted an element")
+	if incremental == 0 || elementsOnly == 0 || refilled == 0 || deleted == 0 {
+		t.Error("no step was applied incrementally through nft or over netlink, or none refilled a set, or none deleted an element")
 	}
 	if withInputHook == 0 || withInputHook == 40 {
 		t.Error("the input hook chain never came or never went: the steps do not exercise ClusterNetworkPolicies")
