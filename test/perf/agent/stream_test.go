@@ -5,6 +5,7 @@ package agent
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -103,8 +104,19 @@ func startAgent(b *testing.B, tb testing.TB, src controller.Source, node string,
 	if mode == "full" {
 		share = -1
 	}
-	r := &controller.Reconciler{Source: src, Node: node, Table: render.DefaultTable, Applier: nftClient,
-		Metrics: controller.NewMetrics(nil), Log: logr.Discard(), IncrementalMaxShare: share}
+	// As the agent by default: updates of elements only over netlink (into the namespace), and
+	// changes within the interval after an apply coalesced.
+	f, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = f.Close() })
+	var elements controller.ElementUpdater = nft.NetlinkElements{NetNS: int(f.Fd())}
+	if rec, ok := exec.(*sizeRecorder); ok {
+		rec.elems, elements = elements, rec
+	}
+	r := &controller.Reconciler{Source: src, Node: node, Table: render.DefaultTable, Applier: nftClient, Elements: elements,
+		MinApplyInterval: controller.DefaultMinApplyInterval, Metrics: controller.NewMetrics(nil), Log: logr.Discard(), IncrementalMaxShare: share}
 	if mode == "incremental" {
 		r.TranslateIncrementally()
 	}
@@ -126,18 +138,22 @@ func cpuSeconds() float64 {
 // BenchmarkEventStream drives a sustained stream of pod events through the real reconciler at
 // cluster scale: 150k pods / 10k policies in memory (an in-process event source: envtest cannot
 // hold that many pods on two cores), 50 relabels per second of remote pods in the namespaces of
-// the local pods (the peers of this node's policies), the real nft in a throwaway network namespace. Events coalesce as the controller's
-// queue makes them: one recompute runs at a time, and one more follows if events arrived while it
-// ran. Per event, the time from the event to the end of the first recompute that started after it
-// (p50-ms, p99-ms, max-ms; an event that arrives while a recompute reads the cluster may already
-// be in it, so this errs on the long side): the kernel is never further behind than the recompute
-// in progress plus the next one. Also the recomputes, the applies (a recompute whose rule set did not change
-// applies nothing: most remote pods are in no peer set of this node's policies), and the CPU of
-// the agent and its nft processes per second of wall time (cpu-pct-core). Three variants:
-// "incremental" (the agent's default: the rule set translated incrementally from the events,
-// changes applied in place), "full-translate" (the whole cluster translated per recompute,
-// changes applied in place: --full-translate) and "full" (translated in full, and every change
-// replaces the whole table). The drive lasts 60 s, FLOCK_PERF_DURATION when set, 10 s with -short.
+// the local pods (the peers of this node's policies), the real nft in a throwaway network
+// namespace. The reconciler is set up as the agent is by default: updates of elements only go over
+// netlink, and a change within the min-apply-interval after an apply waits for the rest of it.
+// Events coalesce as the controller's queue makes them: one recompute runs at a time, and one more
+// follows if events arrived while it ran (or waited). Per event, the time from the event to the
+// end of the first recompute that read the cluster after it (p50-ms, p99-ms, max-ms; an event that
+// arrives while a recompute reads the cluster may already be in it, so this errs on the long
+// side): the kernel is never further behind than the interval plus the recompute in progress and
+// the next one. Also the recomputes, the applies (a recompute whose rule set did not change applies
+// nothing: most remote pods are in no peer set of this node's policies), and the CPU of the agent
+// (netlink updates included) and its nft processes per second of wall time (cpu-pct-core). Three
+// variants: "incremental" (the agent's default: the rule set translated incrementally from the
+// events, changes applied in place), "full-translate" (the whole cluster translated per
+// recompute, changes applied in place: --full-translate) and "full" (translated in full, and
+// every change replaces the whole table). The drive lasts 60 s, FLOCK_PERF_DURATION when set,
+// 10 s with -short.
 func BenchmarkEventStream(b *testing.B) {
 	for _, mode := range []string{"incremental", "full-translate", "full"} {
 		b.Run("pods=150000,policies=10000,rate=50/s,"+mode, func(b *testing.B) {
@@ -175,23 +191,33 @@ func BenchmarkEventStream(b *testing.B) {
 			dirty := make(chan struct{}, 1)
 			done := make(chan struct{})
 			stopped := make(chan struct{})
+			applied := func() float64 { return testutil.ToFloat64(r.Metrics.Applies.WithLabelValues("change")) }
 			go func() { // the controller's worker: one recompute at a time, coalescing
 				defer close(stopped)
 				seen := 0
+				var lastApply time.Time
 				for {
 					select {
 					case <-dirty:
 					case <-done:
 						return
 					}
+					// The recompute waits for the min-apply-interval after the last apply (see
+					// Reconciler.MinApplyInterval); waiting here first, at least as long, tells
+					// which events it includes.
+					time.Sleep(controller.DefaultMinApplyInterval - time.Since(lastApply))
 					src.mu.Lock()
 					started := src.seq
 					src.mu.Unlock()
+					before := applied()
 					if _, err := r.Reconcile(ctx, nodeKey); err != nil {
 						b.Error(err)
 						return
 					}
 					end := time.Now()
+					if applied() > before {
+						lastApply = end
+					}
 					mu.Lock()
 					recomputes++
 					for ; seen < started; seen++ {
@@ -202,7 +228,6 @@ func BenchmarkEventStream(b *testing.B) {
 			}()
 
 			rng := rand.New(rand.NewPCG(1, 2))
-			applied := func() float64 { return testutil.ToFloat64(r.Metrics.Applies.WithLabelValues("change")) }
 			applies0 := applied()
 			cpu0, wall0 := cpuSeconds(), time.Now()
 			tick := time.NewTicker(time.Second / 50)
