@@ -40,7 +40,7 @@ const maxElementsPerMessage = 512
 // not encode is ErrUnsupportedSet, before anything is sent.
 func (n NetlinkElements) UpdateElements(ctx context.Context, family, table string, changes []SetChange) error {
 	msgs, err := elementBatch(family, table, changes)
-	if err != nil {
+	if err != nil || len(msgs) == 2 { // the batch's ends alone: nothing to change
 		return err
 	}
 	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: n.NetNS})
