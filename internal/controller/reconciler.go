@@ -134,12 +134,13 @@ type Reconciler struct {
 	// A Reconciler that SetupWithManager did not register always translates in full: nothing
 	// feeds it events.
 	FullTranslate bool
-	// MinApplyInterval is the least time from the end of one apply to the recompute of the next
-	// change: a change that comes sooner waits for the rest of it, collecting whatever else
-	// arrives meanwhile, so that a stream of events costs one apply per interval rather than one
-	// per event (as kube-proxy's min-sync-period), while a change alone is applied at once. The
-	// kernel is then never further behind an event than the interval plus two recomputes. Zero:
-	// no wait. Repairs and the periodic check never wait.
+	// MinApplyInterval is the least time from the end of one recompute of a change (applied or
+	// found to change nothing on this node) to the start of the next: a change that comes sooner
+	// waits for the rest of it, collecting whatever else arrives meanwhile, so that a stream of
+	// events costs one recompute and at most one apply per interval rather than one per event (as
+	// kube-proxy's min-sync-period), while a change alone is applied at once. The kernel is then
+	// never further behind an event than the interval plus two recomputes. Zero: no wait. Repairs
+	// and the periodic check never wait.
 	MinApplyInterval time.Duration
 
 	// feed collects the watches' events for inc (nil without SetupWithManager, or with
@@ -159,8 +160,8 @@ type Reconciler struct {
 	recent     []string // digests of the latest applies, for the monitor (see noteApplying)
 	checks     int      // periodic checks so far, for FullCheckEvery
 	baseline   tableBaseline
-	// lastApplyEnd is when the last successful apply ended (see MinApplyInterval).
-	lastApplyEnd time.Time
+	// lastChange is when the last recompute of a change ended (see MinApplyInterval).
+	lastChange time.Time
 	// epochs and lastRuleSet are what the last successful apply installed: the next epochs
 	// follow from them (epoch.Next). epochsSeeded is set once the epoch of a table left by a
 	// previous run has been read, so that this run's stamps continue after it.
@@ -186,7 +187,7 @@ const (
 )
 
 // DefaultMinApplyInterval keeps the kernel within about a tenth of a second of a stream of events
-// while one apply serves every event of the interval (see MinApplyInterval). It is the agent's
+// while one recompute, and one apply, serves every event of the interval (see MinApplyInterval). It is the agent's
 // default (--min-apply-interval); a Reconciler's zero MinApplyInterval means no wait.
 const DefaultMinApplyInterval = 100 * time.Millisecond
 
@@ -246,6 +247,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if err := r.waitForInterval(ctx); err != nil {
 			return reconcile.Result{}, err
 		}
+		defer func() {
+			r.mu.Lock()
+			r.lastChange = r.Now()
+			r.mu.Unlock()
+		}()
 	}
 
 	// The periodic check and a repair also check the incremental translation against a full one.
@@ -363,7 +369,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 		// Nothing holds the replaced script any more: the next render writes over its text.
 		r.renderMemo.Recycle(old)
 	}
-	r.lastDigest, r.applied, r.lastScript, r.lastApplyEnd = script.Digest, true, script, r.Now()
+	r.lastDigest, r.applied, r.lastScript = script.Digest, true, script
 	m.Epoch.Set(float64(d.Epochs.Current))
 	r.epochs, r.lastRuleSet = d.Epochs, rs
 	r.baseline = tableBaseline{} // a new table, even with the same digest (a repair), lists anew
@@ -553,10 +559,11 @@ func (r *Reconciler) seedEpochs(ctx context.Context) {
 	r.epochsSeeded = true
 }
 
-// waitForInterval waits until MinApplyInterval has passed since the end of the last apply.
+// waitForInterval waits until MinApplyInterval has passed since the end of the last recompute of
+// a change.
 func (r *Reconciler) waitForInterval(ctx context.Context) error {
 	r.mu.Lock()
-	wait := r.MinApplyInterval - r.Now().Sub(r.lastApplyEnd)
+	wait := r.MinApplyInterval - r.Now().Sub(r.lastChange)
 	if !r.applied {
 		wait = 0
 	}
