@@ -229,11 +229,13 @@ func (s *State) Lookup(a netip.Addr) (Addr, bool) {
 }
 
 // comparison answers, per local address and direction, whether rs can allow less than old did.
+// It is built on every Next from both rule sets, so it allocates a few maps and slices, never
+// one per address or per policy.
 type comparison struct {
-	old, cur   view
-	policyDiff map[policyDirection]bool // narrowed, computed on first use
-	oldPol     map[ruleset.PolicyKey]*ruleset.Policy
-	curPol     map[ruleset.PolicyKey]*ruleset.Policy
+	old, cur view
+	// policy indexes pols by key: a policy of either rule set, with whether it narrowed.
+	policy map[ruleset.PolicyKey]int32
+	pols   []policyPair
 	// ClusterNetworkPolicies, when either rule set has some.
 	oldTiers, curTiers     tiers
 	oldCluster, curCluster map[string]*ruleset.ClusterPolicy
@@ -299,7 +301,7 @@ func (c *comparison) clusterNarrowed(a netip.Addr, d int, was, is []ruleset.Clai
 	}
 	for _, cl := range is {
 		for _, key := range cl.Policies {
-			if !reflect.DeepEqual(rulesOf(c.oldPol[key], d), rulesOf(c.curPol[key], d)) {
+			if p := c.pairOf(key); !reflect.DeepEqual(rulesOf(p.old, d), rulesOf(p.cur, d)) {
 				return true, true
 			}
 		}
@@ -314,84 +316,175 @@ func clusterRulesOf(p *ruleset.ClusterPolicy, d int) []ruleset.ClusterRule {
 	return p.Egress
 }
 
-type policyDirection struct {
-	key ruleset.PolicyKey
-	d   int
+// policyPair is one policy in the old and the new rule set (nil where it is not), and whether it
+// narrowed per direction: 0 not known yet, 1 no, 2 yes.
+type policyPair struct {
+	old, cur *ruleset.Policy
+	narrowed [2]uint8
 }
 
-// view is, per address, what isolates it: the policies of each isolated claimant, per
-// direction (one claimant for a Target's address, several for a Claim).
-type view map[netip.Addr]*[2][]ruleset.ClaimantPolicies
+// view is, per address, what isolates it: the Target (index i >= 0) or the Claim (index ^i) of
+// rs that holds it. The policies of each isolated claimant, per direction (one claimant for a
+// Target's address, several for a Claim), are read from there.
+type view struct {
+	rs *ruleset.RuleSet
+	at map[netip.Addr]int32
+}
 
 func viewOf(rs *ruleset.RuleSet) view {
-	v := make(view, len(rs.Targets)+len(rs.Claims))
+	n := len(rs.Claims)
 	for i := range rs.Targets {
-		t := &rs.Targets[i]
-		id := t.Namespace + "/" + t.Name
-		for _, a := range t.IPs {
-			e := &[2][]ruleset.ClaimantPolicies{}
-			if len(t.IngressPolicies) > 0 {
-				e[Ingress] = []ruleset.ClaimantPolicies{{Pod: id, Policies: t.IngressPolicies}}
-			}
-			if len(t.EgressPolicies) > 0 {
-				e[Egress] = []ruleset.ClaimantPolicies{{Pod: id, Policies: t.EgressPolicies}}
-			}
-			v[a] = e
+		n += len(rs.Targets[i].IPs)
+	}
+	v := view{rs: rs, at: make(map[netip.Addr]int32, n)}
+	for i := range rs.Targets {
+		for _, a := range rs.Targets[i].IPs {
+			v.at[a] = int32(i)
 		}
 	}
 	for i := range rs.Claims {
-		c := &rs.Claims[i]
-		v[c.Addr] = &[2][]ruleset.ClaimantPolicies{c.Ingress, c.Egress}
+		v.at[rs.Claims[i].Addr] = ^int32(i)
 	}
 	return v
 }
 
-func policies(rs *ruleset.RuleSet) map[ruleset.PolicyKey]*ruleset.Policy {
-	m := make(map[ruleset.PolicyKey]*ruleset.Policy, len(rs.Policies))
-	for i := range rs.Policies {
-		m[rs.Policies[i].Key] = &rs.Policies[i]
+// claimants returns the isolated claimants of a in direction d.
+func (v view) claimants(a netip.Addr, d int) claimants {
+	i, ok := v.at[a]
+	switch {
+	case !ok:
+		return claimants{}
+	case i < 0:
+		c := &v.rs.Claims[^i]
+		if d == Ingress {
+			return claimants{list: c.Ingress}
+		}
+		return claimants{list: c.Egress}
 	}
-	return m
+	t := &v.rs.Targets[i]
+	pols := t.IngressPolicies
+	if d == Egress {
+		pols = t.EgressPolicies
+	}
+	if len(pols) == 0 {
+		return claimants{}
+	}
+	return claimants{target: t, pols: pols}
+}
+
+// claimants are the isolated claimants of an address in one direction: a Target's pod, with its
+// policies there, or a Claim's list. Read as a list, a Target's pod is the one claimant
+// {Pod: namespace/name, Policies: pols}.
+type claimants struct {
+	target *ruleset.Target
+	pols   []ruleset.PolicyKey
+	list   []ruleset.ClaimantPolicies
+}
+
+func (c claimants) len() int {
+	if c.target != nil {
+		return 1
+	}
+	return len(c.list)
+}
+
+// policies returns the policies of the k-th claimant.
+func (c claimants) policies(k int) []ruleset.PolicyKey {
+	if c.target != nil {
+		return c.pols
+	}
+	return c.list[k].Policies
+}
+
+// asList returns the claimants as a list (nil when there are none), which allocates for a Target.
+func (c claimants) asList() []ruleset.ClaimantPolicies {
+	if c.target != nil {
+		return []ruleset.ClaimantPolicies{{Pod: c.target.Namespace + "/" + c.target.Name, Policies: c.pols}}
+	}
+	return c.list
+}
+
+// samePod reports whether the k-th claimants of c and o are the same pod (namespace/name).
+func samePod(c, o claimants, k int) bool {
+	switch {
+	case c.target != nil && o.target != nil:
+		if c.target.Namespace == o.target.Namespace && c.target.Name == o.target.Name {
+			return true
+		}
+		return c.target.Namespace+"/"+c.target.Name == o.target.Namespace+"/"+o.target.Name
+	case c.target != nil:
+		return isPod(c.target, o.list[k].Pod)
+	case o.target != nil:
+		return isPod(o.target, c.list[k].Pod)
+	}
+	return c.list[k].Pod == o.list[k].Pod
+}
+
+// isPod reports whether id is t's namespace/name.
+func isPod(t *ruleset.Target, id string) bool {
+	n := len(t.Namespace)
+	return len(id) == n+1+len(t.Name) && id[:n] == t.Namespace && id[n] == '/' && id[n+1:] == t.Name
 }
 
 func newComparison(old, cur *ruleset.RuleSet) *comparison {
 	c := &comparison{
 		old: viewOf(old), cur: viewOf(cur),
-		policyDiff: map[policyDirection]bool{},
-		oldPol:     policies(old), curPol: policies(cur),
+		policy: make(map[ruleset.PolicyKey]int32, max(len(old.Policies), len(cur.Policies))),
+		pols:   make([]policyPair, 0, max(len(old.Policies), len(cur.Policies))),
+	}
+	for i := range old.Policies {
+		c.pairOf(old.Policies[i].Key).old = &old.Policies[i]
+	}
+	for i := range cur.Policies {
+		c.pairOf(cur.Policies[i].Key).cur = &cur.Policies[i]
 	}
 	c.oldTiers, c.oldCluster = tiersOf(old)
 	c.curTiers, c.curCluster = tiersOf(cur)
 	return c
 }
 
+// pairOf returns the policyPair of k, added if there is none (a key of neither rule set: the
+// policy is in neither, and did not narrow).
+func (c *comparison) pairOf(k ruleset.PolicyKey) *policyPair {
+	i, ok := c.policy[k]
+	if !ok {
+		i = int32(len(c.pols))
+		c.policy[k] = i
+		c.pols = append(c.pols, policyPair{})
+	}
+	return &c.pols[i]
+}
+
 // narrowed reports whether a's verdicts in direction d can be stricter under the new rules.
 func (c *comparison) narrowed(a netip.Addr, d int) bool {
-	var was, is []ruleset.ClaimantPolicies
-	if e := c.old[a]; e != nil {
-		was = e[d]
-	}
-	if e := c.cur[a]; e != nil {
-		is = e[d]
-	}
-	if narrowed, ok := c.clusterNarrowed(a, d, was, is); ok {
-		return narrowed
+	was, is := c.old.claimants(a, d), c.cur.claimants(a, d)
+	if c.oldTiers != nil || c.curTiers != nil {
+		if narrowed, ok := c.clusterNarrowed(a, d, was.asList(), is.asList()); ok {
+			return narrowed
+		}
 	}
 	switch {
-	case len(is) == 0:
+	case is.len() == 0:
 		return false // not isolated: everything is allowed
-	case len(was) == 0:
+	case was.len() == 0:
 		return true // isolation gained
-	case len(was) != len(is):
+	case was.len() != is.len():
 		return true // claimants came or went: an AND of more (or other) terms
 	}
-	for k := range is {
-		if was[k].Pod != is[k].Pod {
+	for k := range is.len() {
+		if !samePod(was, is, k) {
 			return true
 		}
-		for _, key := range was[k].Policies {
-			if _, kept := slices.BinarySearchFunc(is[k].Policies, key, comparePolicyKey); !kept {
-				return true // a policy no longer allows anything here
+		wasPols, isPols := was.policies(k), is.policies(k)
+		// The same memory: the incremental translation hands out the previous rule set's
+		// Target for a pod whose policies an event left alone, and never modifies it. (The
+		// lists are sorted, as every slice of a RuleSet, so each key would be found.)
+		same := len(wasPols) == len(isPols) && len(wasPols) > 0 && &wasPols[0] == &isPols[0]
+		for _, key := range wasPols {
+			if !same {
+				if _, kept := slices.BinarySearchFunc(isPols, key, comparePolicyKey); !kept {
+					return true // a policy no longer allows anything here
+				}
 			}
 			if c.policyNarrowed(key, d) {
 				return true
@@ -408,16 +501,16 @@ func comparePolicyKey(a, b ruleset.PolicyKey) int {
 // policyNarrowed reports whether some flow the policy allowed in direction d under the old rules
 // is not allowed by it under the new ones: some old rule is not covered by a new rule.
 func (c *comparison) policyNarrowed(k ruleset.PolicyKey, d int) bool {
-	pd := policyDirection{k, d}
-	if v, ok := c.policyDiff[pd]; ok {
-		return v
+	p := c.pairOf(k)
+	if v := p.narrowed[d]; v != 0 {
+		return v == 2
 	}
-	was, is := rulesOf(c.oldPol[k], d), rulesOf(c.curPol[k], d)
+	was, is := rulesOf(p.old, d), rulesOf(p.cur, d)
 	narrowed := false
 	if len(was) > 0 && len(was) == len(is) && &was[0] == &is[0] {
 		// The same memory: the incremental translation hands out the previous rule set's rules
 		// for a policy an event left alone, and rules are never modified once built.
-		c.policyDiff[pd] = false
+		p.narrowed[d] = 1
 		return false
 	}
 	for i := range was {
@@ -430,7 +523,10 @@ func (c *comparison) policyNarrowed(k ruleset.PolicyKey, d int) bool {
 			break
 		}
 	}
-	c.policyDiff[pd] = narrowed
+	p.narrowed[d] = 1
+	if narrowed {
+		p.narrowed[d] = 2
+	}
 	return narrowed
 }
 
