@@ -21,6 +21,7 @@ package epoch
 
 import (
 	"cmp"
+	"math"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -99,13 +100,19 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 	c := newComparison(old, rs)
 	next := State{Current: prev.Current, Addrs: make([]Addr, 0, len(rs.Local)), Kept: prev.Kept}
 	var narrowed []int // indexes into next.Addrs/directions packed as 2*i+d
+	hint := 0          // where the next address is in prev.Addrs, both being sorted
 	for _, l := range rs.Local {
 		a := Addr{Addr: l.Addr, Owner: l.Pod}
-		i, found := slices.BinarySearchFunc(prev.Addrs, l.Addr, func(x Addr, t netip.Addr) int { return x.Addr.Compare(t) })
+		i, found := hint, hint < len(prev.Addrs) && prev.Addrs[hint].Addr == l.Addr && (hint == 0 || prev.Addrs[hint-1].Addr != l.Addr)
+		if !found {
+			i, found = slices.BinarySearchFunc(prev.Addrs, l.Addr, func(x Addr, t netip.Addr) int { return x.Addr.Compare(t) })
+		}
+		hint = i + btoi(found)
 		if found && prev.Addrs[i].Owner == l.Pod {
 			a.Since = prev.Addrs[i].Since
+			was, is := c.old.lookup(l.Addr), c.cur.lookup(l.Addr)
 			for d := range 2 {
-				if c.narrowed(l.Addr, d) {
+				if c.narrowed(l.Addr, d, was, is) {
 					narrowed = append(narrowed, 2*len(next.Addrs)+d)
 				}
 			}
@@ -146,6 +153,13 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 		next.Kept = slices.Compact(next.Kept)
 	}
 	return next
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // BlockOf returns the first and last epochs of cur's block: the Block epochs (fewer for the
@@ -232,7 +246,7 @@ func (s *State) Lookup(a netip.Addr) (Addr, bool) {
 // It is built on every Next from both rule sets, so it allocates a few maps and slices, never
 // one per address or per policy.
 type comparison struct {
-	old, cur view
+	old, cur *view
 	// policy indexes pols by key: a policy of either rule set, with whether it narrowed.
 	policy map[ruleset.PolicyKey]int32
 	pols   []policyPair
@@ -323,36 +337,68 @@ type policyPair struct {
 	narrowed [2]uint8
 }
 
-// view is, per address, what isolates it: the Target (index i >= 0) or the Claim (index ^i) of
-// rs that holds it. The policies of each isolated claimant, per direction (one claimant for a
+// view is, per address, what isolates it: the Target (ref i >= 0) or the Claim (ref ^i) of rs
+// that holds it. The policies of each isolated claimant, per direction (one claimant for a
 // Target's address, several for a Claim), are read from there.
 type view struct {
 	rs *ruleset.RuleSet
-	at map[netip.Addr]int32
+	// at is sorted by address, each once: a Claim's address is the Claim's, as is the last
+	// Target's of an address several hold.
+	at   []addrRef
+	hint int // where the next address looked up is likely to be: Next looks them up in order
 }
 
-func viewOf(rs *ruleset.RuleSet) view {
+type addrRef struct {
+	addr netip.Addr
+	ref  int32
+}
+
+// noRef is the ref of an address that nothing isolates.
+const noRef = int32(math.MaxInt32)
+
+func viewOf(rs *ruleset.RuleSet) *view {
 	n := len(rs.Claims)
 	for i := range rs.Targets {
 		n += len(rs.Targets[i].IPs)
 	}
-	v := view{rs: rs, at: make(map[netip.Addr]int32, n)}
+	at := make([]addrRef, 0, n)
 	for i := range rs.Targets {
 		for _, a := range rs.Targets[i].IPs {
-			v.at[a] = int32(i)
+			at = append(at, addrRef{a, int32(i)})
 		}
 	}
 	for i := range rs.Claims {
-		v.at[rs.Claims[i].Addr] = ^int32(i)
+		at = append(at, addrRef{rs.Claims[i].Addr, ^int32(i)})
 	}
-	return v
+	slices.SortStableFunc(at, func(x, y addrRef) int { return x.addr.Compare(y.addr) })
+	// Of the refs of one address, the last one added.
+	out := at[:0]
+	for i, r := range at {
+		if i+1 < len(at) && at[i+1].addr == r.addr {
+			continue
+		}
+		out = append(out, r)
+	}
+	return &view{rs: rs, at: out}
 }
 
-// claimants returns the isolated claimants of a in direction d.
-func (v view) claimants(a netip.Addr, d int) claimants {
-	i, ok := v.at[a]
+// lookup returns the ref of a, noRef if nothing isolates it.
+func (v *view) lookup(a netip.Addr) int32 {
+	i, found := v.hint, v.hint < len(v.at) && v.at[v.hint].addr == a
+	if !found {
+		i, found = slices.BinarySearchFunc(v.at, a, func(r addrRef, a netip.Addr) int { return r.addr.Compare(a) })
+	}
+	v.hint = i + btoi(found)
+	if !found {
+		return noRef
+	}
+	return v.at[i].ref
+}
+
+// claimants returns the isolated claimants in direction d of an address whose ref is i.
+func (v *view) claimants(i int32, d int) claimants {
 	switch {
-	case !ok:
+	case i == noRef:
 		return claimants{}
 	case i < 0:
 		c := &v.rs.Claims[^i]
@@ -455,9 +501,10 @@ func (c *comparison) pairOf(k ruleset.PolicyKey) *policyPair {
 	return &c.pols[i]
 }
 
-// narrowed reports whether a's verdicts in direction d can be stricter under the new rules.
-func (c *comparison) narrowed(a netip.Addr, d int) bool {
-	was, is := c.old.claimants(a, d), c.cur.claimants(a, d)
+// narrowed reports whether a's verdicts in direction d can be stricter under the new rules;
+// wasRef and isRef are a's refs in the old and the new view.
+func (c *comparison) narrowed(a netip.Addr, d int, wasRef, isRef int32) bool {
+	was, is := c.old.claimants(wasRef, d), c.cur.claimants(isRef, d)
 	if c.oldTiers != nil || c.curTiers != nil {
 		if narrowed, ok := c.clusterNarrowed(a, d, was.asList(), is.asList()); ok {
 			return narrowed
