@@ -81,6 +81,11 @@ type Incremental struct {
 	// order); local and edges are the last rule set's Local and Edges, which share their memory.
 	sortedLocal []*indexedPod
 	memos       []*targetMemo // by indexedPod.slot - 1
+	// translated is RuleSet's list of the policies that select local pods, kept for its memory:
+	// what ruleSet keeps of it, it copies.
+	translated []translatedPolicy
+	// lastPolicies are the last rule set's Policies, returned again while no policy changed.
+	lastPolicies []ruleset.Policy
 	// lastTargets are the last Targets targets built, the lastID-th: returned again while every
 	// target in it is.
 	lastTargets []ruleset.Target
@@ -726,7 +731,7 @@ func (s *Incremental) RuleSet() (ruleset.RuleSet, []Problem) {
 	}
 
 	// The policies of the namespaces that hold local pods, by namespace, then name.
-	var translated []translatedPolicy
+	translated := s.translated[:0]
 	for i, p := range s.sortedLocal {
 		if i > 0 && s.sortedLocal[i-1].ns == p.ns {
 			continue
@@ -747,6 +752,8 @@ func (s *Incremental) RuleSet() (ruleset.RuleSet, []Problem) {
 	}
 	in := s.settings
 	rs, problems := t.ruleSet(translated, &in)
+	clear(translated) // nothing to keep alive
+	s.translated = translated[:0]
 	s.sweep()
 	return rs, problems
 }
@@ -826,6 +833,28 @@ func (s *Incremental) targets(policies []translatedPolicy, logDrops bool) []rule
 	}
 	s.lastTargets = out
 	return out
+}
+
+// policyList returns the rule set's Policies: those of the last call when they are the same
+// translations (rules are never modified once built, so the same memory is the same rules).
+func (s *Incremental) policyList(policies []translatedPolicy) []ruleset.Policy {
+	if len(policies) == 0 {
+		return nil
+	}
+	same := len(policies) == len(s.lastPolicies)
+	for i := 0; same && i < len(policies); i++ {
+		a, b := &policies[i].pol, &s.lastPolicies[i]
+		same = a.Key == b.Key && a.Audit == b.Audit && sameRules(a.Ingress, b.Ingress) && sameRules(a.Egress, b.Egress)
+	}
+	if !same {
+		s.lastPolicies = policyList(policies)
+	}
+	return s.lastPolicies
+}
+
+// sameRules reports whether a and b are the same memory (or both nil, or both empty).
+func sameRules(a, b []ruleset.Rule) bool {
+	return len(a) == len(b) && (a == nil) == (b == nil) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // isolated returns the Targets by pod, for the claims.

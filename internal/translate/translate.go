@@ -101,11 +101,10 @@ type translatedPolicy struct {
 // and the Nodes. It sorts t.problems and returns them.
 func (t *translator) ruleSet(policies []translatedPolicy, in *Input) (ruleset.RuleSet, []Problem) {
 	var rs ruleset.RuleSet
-	if len(policies) > 0 {
-		rs.Policies = make([]ruleset.Policy, 0, len(policies))
-	}
-	for _, tp := range policies {
-		rs.Policies = append(rs.Policies, tp.pol)
+	if t.inc != nil {
+		rs.Policies = t.inc.policyList(policies)
+	} else {
+		rs.Policies = policyList(policies)
 	}
 	var isolated map[*indexedPod]*ruleset.Target
 	if t.inc != nil && len(in.ClusterPolicies) == 0 {
@@ -129,6 +128,18 @@ func (t *translator) ruleSet(policies []translatedPolicy, in *Input) (ruleset.Ru
 		return cmp.Or(cmp.Compare(a.Object, b.Object), cmp.Compare(a.Message, b.Message))
 	})
 	return rs, slices.Compact(t.problems)
+}
+
+// policyList returns the policies of the rule set.
+func policyList(policies []translatedPolicy) []ruleset.Policy {
+	if len(policies) == 0 {
+		return nil
+	}
+	out := make([]ruleset.Policy, 0, len(policies))
+	for _, tp := range policies {
+		out = append(out, tp.pol)
+	}
+	return out
 }
 
 // isolate fills rs.Targets and rs.ClusterPolicies from the translated NetworkPolicies and the
