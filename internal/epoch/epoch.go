@@ -101,7 +101,7 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 	next := State{Current: prev.Current, Addrs: make([]Addr, 0, len(rs.Local)), Kept: prev.Kept}
 	var narrowed []int // indexes into next.Addrs/directions packed as 2*i+d
 	hint := 0          // where the next address is in prev.Addrs, both being sorted
-	for _, l := range rs.Local {
+	for li, l := range rs.Local {
 		a := Addr{Addr: l.Addr, Owner: l.Pod}
 		i, found := hint, hint < len(prev.Addrs) && prev.Addrs[hint].Addr == l.Addr && (hint == 0 || prev.Addrs[hint-1].Addr != l.Addr)
 		if !found {
@@ -110,7 +110,8 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 		hint = i + btoi(found)
 		if found && prev.Addrs[i].Owner == l.Pod {
 			a.Since = prev.Addrs[i].Since
-			was, is := c.old.lookup(l.Addr), c.cur.lookup(l.Addr)
+			k := c.index.of(li, l.Addr)
+			was, is := c.old.refs[k], c.cur.refs[k]
 			for d := range 2 {
 				if c.narrowed(l.Addr, d, was, is) {
 					narrowed = append(narrowed, 2*len(next.Addrs)+d)
@@ -247,6 +248,7 @@ func (s *State) Lookup(a netip.Addr) (Addr, bool) {
 // one per address or per policy.
 type comparison struct {
 	old, cur *view
+	index    *addrIndex // of the addresses of the views
 	// policy indexes pols by key: a policy of either rule set, with whether it narrowed.
 	policy map[ruleset.PolicyKey]int32
 	pols   []policyPair
@@ -339,60 +341,82 @@ type policyPair struct {
 
 // view is, per address, what isolates it: the Target (ref i >= 0) or the Claim (ref ^i) of rs
 // that holds it. The policies of each isolated claimant, per direction (one claimant for a
-// Target's address, several for a Claim), are read from there.
+// Target's address, several for a Claim), are read from there. Only the addresses Next looks at
+// are kept, the new rule set's Local ones: refs[k] is the ref of the k-th address of the
+// comparison's index.
 type view struct {
-	rs *ruleset.RuleSet
-	// at is sorted by address, each once: a Claim's address is the Claim's, as is the last
-	// Target's of an address several hold.
-	at   []addrRef
-	hint int // where the next address looked up is likely to be: Next looks them up in order
-}
-
-type addrRef struct {
-	addr netip.Addr
-	ref  int32
+	rs   *ruleset.RuleSet
+	refs []int32
 }
 
 // noRef is the ref of an address that nothing isolates.
 const noRef = int32(math.MaxInt32)
 
-func viewOf(rs *ruleset.RuleSet) *view {
-	n := len(rs.Claims)
-	for i := range rs.Targets {
-		n += len(rs.Targets[i].IPs)
+// viewOf returns the view of rs for the addresses of index. An address a Claim holds is the
+// Claim's, else the last Target's that holds it.
+func viewOf(rs *ruleset.RuleSet, index *addrIndex) *view {
+	v := &view{rs: rs, refs: make([]int32, index.len())}
+	for k := range v.refs {
+		v.refs[k] = noRef
 	}
-	at := make([]addrRef, 0, n)
 	for i := range rs.Targets {
 		for _, a := range rs.Targets[i].IPs {
-			at = append(at, addrRef{a, int32(i)})
+			if k, ok := index.find(a); ok {
+				v.refs[k] = int32(i)
+			}
 		}
 	}
 	for i := range rs.Claims {
-		at = append(at, addrRef{rs.Claims[i].Addr, ^int32(i)})
-	}
-	slices.SortStableFunc(at, func(x, y addrRef) int { return x.addr.Compare(y.addr) })
-	// Of the refs of one address, the last one added.
-	out := at[:0]
-	for i, r := range at {
-		if i+1 < len(at) && at[i+1].addr == r.addr {
-			continue
+		if k, ok := index.find(rs.Claims[i].Addr); ok {
+			v.refs[k] = ^int32(i)
 		}
-		out = append(out, r)
 	}
-	return &view{rs: rs, at: out}
+	return v
 }
 
-// lookup returns the ref of a, noRef if nothing isolates it.
-func (v *view) lookup(a netip.Addr) int32 {
-	i, found := v.hint, v.hint < len(v.at) && v.at[v.hint].addr == a
-	if !found {
-		i, found = slices.BinarySearchFunc(v.at, a, func(r addrRef, a netip.Addr) int { return r.addr.Compare(a) })
+// addrIndex numbers the local addresses of the new rule set: by their place in Local, which is
+// sorted with each address once, or (should it not be) in a sorted copy of their addresses.
+type addrIndex struct {
+	local []ruleset.LocalAddr // Local, when sorted with each address once
+	keys  []netip.Addr        // otherwise
+}
+
+func newAddrIndex(local []ruleset.LocalAddr) *addrIndex {
+	for i := 1; i < len(local); i++ {
+		if local[i-1].Addr.Compare(local[i].Addr) >= 0 {
+			keys := make([]netip.Addr, len(local))
+			for j, l := range local {
+				keys[j] = l.Addr
+			}
+			slices.SortFunc(keys, netip.Addr.Compare)
+			return &addrIndex{keys: slices.Compact(keys)}
+		}
 	}
-	v.hint = i + btoi(found)
-	if !found {
-		return noRef
+	return &addrIndex{local: local}
+}
+
+func (x *addrIndex) len() int {
+	if x.keys != nil {
+		return len(x.keys)
 	}
-	return v.at[i].ref
+	return len(x.local)
+}
+
+// find returns the number of a, if it is one of the addresses.
+func (x *addrIndex) find(a netip.Addr) (int, bool) {
+	if x.keys != nil {
+		return slices.BinarySearchFunc(x.keys, a, netip.Addr.Compare)
+	}
+	return slices.BinarySearchFunc(x.local, a, func(l ruleset.LocalAddr, a netip.Addr) int { return l.Addr.Compare(a) })
+}
+
+// of returns the number of a, the i-th address of Local.
+func (x *addrIndex) of(i int, a netip.Addr) int {
+	if x.keys == nil {
+		return i
+	}
+	k, _ := x.find(a)
+	return k
 }
 
 // claimants returns the isolated claimants in direction d of an address whose ref is i.
@@ -473,8 +497,10 @@ func isPod(t *ruleset.Target, id string) bool {
 }
 
 func newComparison(old, cur *ruleset.RuleSet) *comparison {
+	index := newAddrIndex(cur.Local)
 	c := &comparison{
-		old: viewOf(old), cur: viewOf(cur),
+		index: index,
+		old:   viewOf(old, index), cur: viewOf(cur, index),
 		policy: make(map[ruleset.PolicyKey]int32, max(len(old.Policies), len(cur.Policies))),
 		pols:   make([]policyPair, 0, max(len(old.Policies), len(cur.Policies))),
 	}
