@@ -21,6 +21,7 @@ package epoch
 
 import (
 	"cmp"
+	"encoding/binary"
 	"math"
 	"net/netip"
 	"reflect"
@@ -378,45 +379,92 @@ func viewOf(rs *ruleset.RuleSet, index *addrIndex) *view {
 // sorted with each address once, or (should it not be) in a sorted copy of their addresses.
 type addrIndex struct {
 	local []ruleset.LocalAddr // Local, when sorted with each address once
-	keys  []netip.Addr        // otherwise
+	addrs []netip.Addr        // otherwise
+	// keys are the same addresses as plain numbers, searched faster (netip.Addr.Compare in a
+	// search is no inlined comparison); nil if one has a zone, which they cannot hold.
+	keys []addrKey
 }
 
 func newAddrIndex(local []ruleset.LocalAddr) *addrIndex {
+	x := &addrIndex{local: local}
 	for i := 1; i < len(local); i++ {
 		if local[i-1].Addr.Compare(local[i].Addr) >= 0 {
-			keys := make([]netip.Addr, len(local))
+			addrs := make([]netip.Addr, len(local))
 			for j, l := range local {
-				keys[j] = l.Addr
+				addrs[j] = l.Addr
 			}
-			slices.SortFunc(keys, netip.Addr.Compare)
-			return &addrIndex{keys: slices.Compact(keys)}
+			slices.SortFunc(addrs, netip.Addr.Compare)
+			x = &addrIndex{addrs: slices.Compact(addrs)}
+			break
 		}
 	}
-	return &addrIndex{local: local}
+	x.keys = make([]addrKey, x.len())
+	for k := range x.keys {
+		a := x.addr(k)
+		if a.Zone() != "" {
+			x.keys = nil
+			break
+		}
+		x.keys[k] = keyOf(a)
+	}
+	return x
 }
 
 func (x *addrIndex) len() int {
-	if x.keys != nil {
-		return len(x.keys)
+	if x.addrs != nil {
+		return len(x.addrs)
 	}
 	return len(x.local)
 }
 
+func (x *addrIndex) addr(k int) netip.Addr {
+	if x.addrs != nil {
+		return x.addrs[k]
+	}
+	return x.local[k].Addr
+}
+
 // find returns the number of a, if it is one of the addresses.
 func (x *addrIndex) find(a netip.Addr) (int, bool) {
-	if x.keys != nil {
-		return slices.BinarySearchFunc(x.keys, a, netip.Addr.Compare)
+	if x.keys != nil && a.Zone() == "" {
+		return slices.BinarySearchFunc(x.keys, keyOf(a), compareKeys)
+	}
+	if x.addrs != nil {
+		return slices.BinarySearchFunc(x.addrs, a, netip.Addr.Compare)
 	}
 	return slices.BinarySearchFunc(x.local, a, func(l ruleset.LocalAddr, a netip.Addr) int { return l.Addr.Compare(a) })
 }
 
 // of returns the number of a, the i-th address of Local.
 func (x *addrIndex) of(i int, a netip.Addr) int {
-	if x.keys == nil {
+	if x.addrs == nil {
 		return i
 	}
 	k, _ := x.find(a)
 	return k
+}
+
+// addrKey is an address without a zone, ordered as netip.Addr.Compare orders them: by family
+// (none, IPv4, IPv6), then by value.
+type addrKey struct {
+	family uint8
+	hi, lo uint64
+}
+
+func keyOf(a netip.Addr) addrKey {
+	switch {
+	case a.Is4():
+		b := a.As4()
+		return addrKey{family: 1, lo: uint64(binary.BigEndian.Uint32(b[:]))}
+	case a.Is6():
+		b := a.As16()
+		return addrKey{family: 2, hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:])}
+	}
+	return addrKey{}
+}
+
+func compareKeys(x, y addrKey) int {
+	return cmp.Or(cmp.Compare(x.family, y.family), cmp.Compare(x.hi, y.hi), cmp.Compare(x.lo, y.lo))
 }
 
 // claimants returns the isolated claimants in direction d of an address whose ref is i.

@@ -337,3 +337,20 @@ func TestNextReadsLocalInAnyOrder(t *testing.T) {
 		t.Errorf("Since = %v, want %v", sinceOf(sorted), want)
 	}
 }
+
+// TestAddrKeysOrderAsAddrs pins that the numbers the views search order addresses as
+// netip.Addr.Compare does, families and IPv4-mapped IPv6 addresses included.
+func TestAddrKeysOrderAsAddrs(t *testing.T) {
+	addrs := []netip.Addr{{}}
+	for _, s := range []string{"0.0.0.0", "10.0.1.1", "10.0.1.2", "255.255.255.255", "::", "::1", "::ffff:10.0.1.1",
+		"fd00::1", "fd00::1:0", "fd00:0:0:1::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"} {
+		addrs = append(addrs, netip.MustParseAddr(s))
+	}
+	for _, a := range addrs {
+		for _, b := range addrs {
+			if got, want := compareKeys(keyOf(a), keyOf(b)), a.Compare(b); got != want {
+				t.Errorf("compareKeys(%v, %v) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
+}
