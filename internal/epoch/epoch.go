@@ -21,6 +21,8 @@ package epoch
 
 import (
 	"cmp"
+	"encoding/binary"
+	"math"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -99,13 +101,20 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 	c := newComparison(old, rs)
 	next := State{Current: prev.Current, Addrs: make([]Addr, 0, len(rs.Local)), Kept: prev.Kept}
 	var narrowed []int // indexes into next.Addrs/directions packed as 2*i+d
-	for _, l := range rs.Local {
+	hint := 0          // where the next address is in prev.Addrs, both being sorted
+	for li, l := range rs.Local {
 		a := Addr{Addr: l.Addr, Owner: l.Pod}
-		i, found := slices.BinarySearchFunc(prev.Addrs, l.Addr, func(x Addr, t netip.Addr) int { return x.Addr.Compare(t) })
+		i, found := hint, hint < len(prev.Addrs) && prev.Addrs[hint].Addr == l.Addr && (hint == 0 || prev.Addrs[hint-1].Addr != l.Addr)
+		if !found {
+			i, found = slices.BinarySearchFunc(prev.Addrs, l.Addr, func(x Addr, t netip.Addr) int { return x.Addr.Compare(t) })
+		}
+		hint = i + btoi(found)
 		if found && prev.Addrs[i].Owner == l.Pod {
 			a.Since = prev.Addrs[i].Since
+			k := c.index.of(li, l.Addr)
+			was, is := c.old.refs[k], c.cur.refs[k]
 			for d := range 2 {
-				if c.narrowed(l.Addr, d) {
+				if c.narrowed(l.Addr, d, was, is) {
 					narrowed = append(narrowed, 2*len(next.Addrs)+d)
 				}
 			}
@@ -146,6 +155,13 @@ func Next(prev State, old, rs *ruleset.RuleSet) State {
 		next.Kept = slices.Compact(next.Kept)
 	}
 	return next
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // BlockOf returns the first and last epochs of cur's block: the Block epochs (fewer for the
@@ -229,11 +245,14 @@ func (s *State) Lookup(a netip.Addr) (Addr, bool) {
 }
 
 // comparison answers, per local address and direction, whether rs can allow less than old did.
+// It is built on every Next from both rule sets, so it allocates a few maps and slices, never
+// one per address or per policy.
 type comparison struct {
-	old, cur   view
-	policyDiff map[policyDirection]bool // narrowed, computed on first use
-	oldPol     map[ruleset.PolicyKey]*ruleset.Policy
-	curPol     map[ruleset.PolicyKey]*ruleset.Policy
+	old, cur *view
+	index    *addrIndex // of the addresses of the views
+	// policy indexes pols by key: a policy of either rule set, with whether it narrowed.
+	policy map[ruleset.PolicyKey]int32
+	pols   []policyPair
 	// ClusterNetworkPolicies, when either rule set has some.
 	oldTiers, curTiers     tiers
 	oldCluster, curCluster map[string]*ruleset.ClusterPolicy
@@ -299,7 +318,7 @@ func (c *comparison) clusterNarrowed(a netip.Addr, d int, was, is []ruleset.Clai
 	}
 	for _, cl := range is {
 		for _, key := range cl.Policies {
-			if !reflect.DeepEqual(rulesOf(c.oldPol[key], d), rulesOf(c.curPol[key], d)) {
+			if p := c.pairOf(key); !reflect.DeepEqual(rulesOf(p.old, d), rulesOf(p.cur, d)) {
 				return true, true
 			}
 		}
@@ -314,84 +333,279 @@ func clusterRulesOf(p *ruleset.ClusterPolicy, d int) []ruleset.ClusterRule {
 	return p.Egress
 }
 
-type policyDirection struct {
-	key ruleset.PolicyKey
-	d   int
+// policyPair is one policy in the old and the new rule set (nil where it is not), and whether it
+// narrowed per direction: 0 not known yet, 1 no, 2 yes.
+type policyPair struct {
+	old, cur *ruleset.Policy
+	narrowed [2]uint8
 }
 
-// view is, per address, what isolates it: the policies of each isolated claimant, per
-// direction (one claimant for a Target's address, several for a Claim).
-type view map[netip.Addr]*[2][]ruleset.ClaimantPolicies
+// view is, per address, what isolates it: the Target (ref i >= 0) or the Claim (ref ^i) of rs
+// that holds it. The policies of each isolated claimant, per direction (one claimant for a
+// Target's address, several for a Claim), are read from there. Only the addresses Next looks at
+// are kept, the new rule set's Local ones: refs[k] is the ref of the k-th address of the
+// comparison's index.
+type view struct {
+	rs   *ruleset.RuleSet
+	refs []int32
+}
 
-func viewOf(rs *ruleset.RuleSet) view {
-	v := make(view, len(rs.Targets)+len(rs.Claims))
+// noRef is the ref of an address that nothing isolates.
+const noRef = int32(math.MaxInt32)
+
+// viewOf returns the view of rs for the addresses of index. An address a Claim holds is the
+// Claim's, else the last Target's that holds it.
+func viewOf(rs *ruleset.RuleSet, index *addrIndex) *view {
+	v := &view{rs: rs, refs: make([]int32, index.len())}
+	for k := range v.refs {
+		v.refs[k] = noRef
+	}
 	for i := range rs.Targets {
-		t := &rs.Targets[i]
-		id := t.Namespace + "/" + t.Name
-		for _, a := range t.IPs {
-			e := &[2][]ruleset.ClaimantPolicies{}
-			if len(t.IngressPolicies) > 0 {
-				e[Ingress] = []ruleset.ClaimantPolicies{{Pod: id, Policies: t.IngressPolicies}}
+		for _, a := range rs.Targets[i].IPs {
+			if k, ok := index.find(a); ok {
+				v.refs[k] = int32(i)
 			}
-			if len(t.EgressPolicies) > 0 {
-				e[Egress] = []ruleset.ClaimantPolicies{{Pod: id, Policies: t.EgressPolicies}}
-			}
-			v[a] = e
 		}
 	}
 	for i := range rs.Claims {
-		c := &rs.Claims[i]
-		v[c.Addr] = &[2][]ruleset.ClaimantPolicies{c.Ingress, c.Egress}
+		if k, ok := index.find(rs.Claims[i].Addr); ok {
+			v.refs[k] = ^int32(i)
+		}
 	}
 	return v
 }
 
-func policies(rs *ruleset.RuleSet) map[ruleset.PolicyKey]*ruleset.Policy {
-	m := make(map[ruleset.PolicyKey]*ruleset.Policy, len(rs.Policies))
-	for i := range rs.Policies {
-		m[rs.Policies[i].Key] = &rs.Policies[i]
+// addrIndex numbers the local addresses of the new rule set: by their place in Local, which is
+// sorted with each address once, or (should it not be) in a sorted copy of their addresses.
+type addrIndex struct {
+	local []ruleset.LocalAddr // Local, when sorted with each address once
+	addrs []netip.Addr        // otherwise
+	// keys are the same addresses as plain numbers, searched faster (netip.Addr.Compare in a
+	// search is no inlined comparison); nil if one has a zone, which they cannot hold.
+	keys []addrKey
+}
+
+func newAddrIndex(local []ruleset.LocalAddr) *addrIndex {
+	x := &addrIndex{local: local}
+	for i := 1; i < len(local); i++ {
+		if local[i-1].Addr.Compare(local[i].Addr) >= 0 {
+			addrs := make([]netip.Addr, len(local))
+			for j, l := range local {
+				addrs[j] = l.Addr
+			}
+			slices.SortFunc(addrs, netip.Addr.Compare)
+			x = &addrIndex{addrs: slices.Compact(addrs)}
+			break
+		}
 	}
-	return m
+	x.keys = make([]addrKey, x.len())
+	for k := range x.keys {
+		a := x.addr(k)
+		if a.Zone() != "" {
+			x.keys = nil
+			break
+		}
+		x.keys[k] = keyOf(a)
+	}
+	return x
+}
+
+func (x *addrIndex) len() int {
+	if x.addrs != nil {
+		return len(x.addrs)
+	}
+	return len(x.local)
+}
+
+func (x *addrIndex) addr(k int) netip.Addr {
+	if x.addrs != nil {
+		return x.addrs[k]
+	}
+	return x.local[k].Addr
+}
+
+// find returns the number of a, if it is one of the addresses.
+func (x *addrIndex) find(a netip.Addr) (int, bool) {
+	if x.keys != nil && a.Zone() == "" {
+		return slices.BinarySearchFunc(x.keys, keyOf(a), compareKeys)
+	}
+	if x.addrs != nil {
+		return slices.BinarySearchFunc(x.addrs, a, netip.Addr.Compare)
+	}
+	return slices.BinarySearchFunc(x.local, a, func(l ruleset.LocalAddr, a netip.Addr) int { return l.Addr.Compare(a) })
+}
+
+// of returns the number of a, the i-th address of Local.
+func (x *addrIndex) of(i int, a netip.Addr) int {
+	if x.addrs == nil {
+		return i
+	}
+	k, _ := x.find(a)
+	return k
+}
+
+// addrKey is an address without a zone, ordered as netip.Addr.Compare orders them: by family
+// (none, IPv4, IPv6), then by value.
+type addrKey struct {
+	family uint8
+	hi, lo uint64
+}
+
+func keyOf(a netip.Addr) addrKey {
+	switch {
+	case a.Is4():
+		b := a.As4()
+		return addrKey{family: 1, lo: uint64(binary.BigEndian.Uint32(b[:]))}
+	case a.Is6():
+		b := a.As16()
+		return addrKey{family: 2, hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:])}
+	}
+	return addrKey{}
+}
+
+func compareKeys(x, y addrKey) int {
+	return cmp.Or(cmp.Compare(x.family, y.family), cmp.Compare(x.hi, y.hi), cmp.Compare(x.lo, y.lo))
+}
+
+// claimants returns the isolated claimants in direction d of an address whose ref is i.
+func (v *view) claimants(i int32, d int) claimants {
+	switch {
+	case i == noRef:
+		return claimants{}
+	case i < 0:
+		c := &v.rs.Claims[^i]
+		if d == Ingress {
+			return claimants{list: c.Ingress}
+		}
+		return claimants{list: c.Egress}
+	}
+	t := &v.rs.Targets[i]
+	pols := t.IngressPolicies
+	if d == Egress {
+		pols = t.EgressPolicies
+	}
+	if len(pols) == 0 {
+		return claimants{}
+	}
+	return claimants{target: t, pols: pols}
+}
+
+// claimants are the isolated claimants of an address in one direction: a Target's pod, with its
+// policies there, or a Claim's list. Read as a list, a Target's pod is the one claimant
+// {Pod: namespace/name, Policies: pols}.
+type claimants struct {
+	target *ruleset.Target
+	pols   []ruleset.PolicyKey
+	list   []ruleset.ClaimantPolicies
+}
+
+func (c claimants) len() int {
+	if c.target != nil {
+		return 1
+	}
+	return len(c.list)
+}
+
+// policies returns the policies of the k-th claimant.
+func (c claimants) policies(k int) []ruleset.PolicyKey {
+	if c.target != nil {
+		return c.pols
+	}
+	return c.list[k].Policies
+}
+
+// asList returns the claimants as a list (nil when there are none), which allocates for a Target.
+func (c claimants) asList() []ruleset.ClaimantPolicies {
+	if c.target != nil {
+		return []ruleset.ClaimantPolicies{{Pod: c.target.Namespace + "/" + c.target.Name, Policies: c.pols}}
+	}
+	return c.list
+}
+
+// samePod reports whether the k-th claimants of c and o are the same pod (namespace/name).
+func samePod(c, o claimants, k int) bool {
+	switch {
+	case c.target != nil && o.target != nil:
+		if c.target.Namespace == o.target.Namespace && c.target.Name == o.target.Name {
+			return true
+		}
+		return c.target.Namespace+"/"+c.target.Name == o.target.Namespace+"/"+o.target.Name
+	case c.target != nil:
+		return isPod(c.target, o.list[k].Pod)
+	case o.target != nil:
+		return isPod(o.target, c.list[k].Pod)
+	}
+	return c.list[k].Pod == o.list[k].Pod
+}
+
+// isPod reports whether id is t's namespace/name.
+func isPod(t *ruleset.Target, id string) bool {
+	n := len(t.Namespace)
+	return len(id) == n+1+len(t.Name) && id[:n] == t.Namespace && id[n] == '/' && id[n+1:] == t.Name
 }
 
 func newComparison(old, cur *ruleset.RuleSet) *comparison {
+	index := newAddrIndex(cur.Local)
 	c := &comparison{
-		old: viewOf(old), cur: viewOf(cur),
-		policyDiff: map[policyDirection]bool{},
-		oldPol:     policies(old), curPol: policies(cur),
+		index: index,
+		old:   viewOf(old, index), cur: viewOf(cur, index),
+		policy: make(map[ruleset.PolicyKey]int32, max(len(old.Policies), len(cur.Policies))),
+		pols:   make([]policyPair, 0, max(len(old.Policies), len(cur.Policies))),
+	}
+	for i := range old.Policies {
+		c.pairOf(old.Policies[i].Key).old = &old.Policies[i]
+	}
+	for i := range cur.Policies {
+		c.pairOf(cur.Policies[i].Key).cur = &cur.Policies[i]
 	}
 	c.oldTiers, c.oldCluster = tiersOf(old)
 	c.curTiers, c.curCluster = tiersOf(cur)
 	return c
 }
 
-// narrowed reports whether a's verdicts in direction d can be stricter under the new rules.
-func (c *comparison) narrowed(a netip.Addr, d int) bool {
-	var was, is []ruleset.ClaimantPolicies
-	if e := c.old[a]; e != nil {
-		was = e[d]
+// pairOf returns the policyPair of k, added if there is none (a key of neither rule set: the
+// policy is in neither, and did not narrow).
+func (c *comparison) pairOf(k ruleset.PolicyKey) *policyPair {
+	i, ok := c.policy[k]
+	if !ok {
+		i = int32(len(c.pols))
+		c.policy[k] = i
+		c.pols = append(c.pols, policyPair{})
 	}
-	if e := c.cur[a]; e != nil {
-		is = e[d]
-	}
-	if narrowed, ok := c.clusterNarrowed(a, d, was, is); ok {
-		return narrowed
+	return &c.pols[i]
+}
+
+// narrowed reports whether a's verdicts in direction d can be stricter under the new rules;
+// wasRef and isRef are a's refs in the old and the new view.
+func (c *comparison) narrowed(a netip.Addr, d int, wasRef, isRef int32) bool {
+	was, is := c.old.claimants(wasRef, d), c.cur.claimants(isRef, d)
+	if c.oldTiers != nil || c.curTiers != nil {
+		if narrowed, ok := c.clusterNarrowed(a, d, was.asList(), is.asList()); ok {
+			return narrowed
+		}
 	}
 	switch {
-	case len(is) == 0:
+	case is.len() == 0:
 		return false // not isolated: everything is allowed
-	case len(was) == 0:
+	case was.len() == 0:
 		return true // isolation gained
-	case len(was) != len(is):
+	case was.len() != is.len():
 		return true // claimants came or went: an AND of more (or other) terms
 	}
-	for k := range is {
-		if was[k].Pod != is[k].Pod {
+	for k := range is.len() {
+		if !samePod(was, is, k) {
 			return true
 		}
-		for _, key := range was[k].Policies {
-			if _, kept := slices.BinarySearchFunc(is[k].Policies, key, comparePolicyKey); !kept {
-				return true // a policy no longer allows anything here
+		wasPols, isPols := was.policies(k), is.policies(k)
+		// The same memory: the incremental translation hands out the previous rule set's
+		// Target for a pod whose policies an event left alone, and never modifies it. (The
+		// lists are sorted, as every slice of a RuleSet, so each key would be found.)
+		same := len(wasPols) == len(isPols) && len(wasPols) > 0 && &wasPols[0] == &isPols[0]
+		for _, key := range wasPols {
+			if !same {
+				if _, kept := slices.BinarySearchFunc(isPols, key, comparePolicyKey); !kept {
+					return true // a policy no longer allows anything here
+				}
 			}
 			if c.policyNarrowed(key, d) {
 				return true
@@ -408,16 +622,16 @@ func comparePolicyKey(a, b ruleset.PolicyKey) int {
 // policyNarrowed reports whether some flow the policy allowed in direction d under the old rules
 // is not allowed by it under the new ones: some old rule is not covered by a new rule.
 func (c *comparison) policyNarrowed(k ruleset.PolicyKey, d int) bool {
-	pd := policyDirection{k, d}
-	if v, ok := c.policyDiff[pd]; ok {
-		return v
+	p := c.pairOf(k)
+	if v := p.narrowed[d]; v != 0 {
+		return v == 2
 	}
-	was, is := rulesOf(c.oldPol[k], d), rulesOf(c.curPol[k], d)
+	was, is := rulesOf(p.old, d), rulesOf(p.cur, d)
 	narrowed := false
 	if len(was) > 0 && len(was) == len(is) && &was[0] == &is[0] {
 		// The same memory: the incremental translation hands out the previous rule set's rules
 		// for a policy an event left alone, and rules are never modified once built.
-		c.policyDiff[pd] = false
+		p.narrowed[d] = 1
 		return false
 	}
 	for i := range was {
@@ -430,7 +644,10 @@ func (c *comparison) policyNarrowed(k ruleset.PolicyKey, d int) bool {
 			break
 		}
 	}
-	c.policyDiff[pd] = narrowed
+	p.narrowed[d] = 1
+	if narrowed {
+		p.narrowed[d] = 2
+	}
 	return narrowed
 }
 

@@ -315,3 +315,42 @@ func TestWindowedChangesOnlyAtANewBlock(t *testing.T) {
 		t.Fatalf("third block: Current %d, Kept %v; want 129, [30 66]", st.Current, st.Kept)
 	}
 }
+
+// TestNextReadsLocalInAnyOrder pins that Next judges each address alike whether the new rule
+// set's Local is sorted (as the translator makes it, which Next reads by position) or not.
+func TestNextReadsLocalInAnyOrder(t *testing.T) {
+	prev := State{Current: 40, Addrs: []Addr{
+		{Addr: a1, Owner: "shop/web-1", Since: [2]uint32{30, 31}},
+		{Addr: a2, Owner: "shop/web-2", Since: [2]uint32{20, 21}},
+	}}
+	narrowed := func(rs *ruleset.RuleSet) { webRule(rs).Peers = peers("10.0.2.1") }
+	sorted := Next(prev, cluster(nil), cluster(narrowed))
+	reversed := Next(prev, cluster(nil), cluster(func(rs *ruleset.RuleSet) {
+		narrowed(rs)
+		slices.Reverse(rs.Local)
+	}))
+	slices.Reverse(reversed.Addrs) // State.Addrs follow Local
+	if got, want := sinceOf(reversed), sinceOf(sorted); got != want {
+		t.Errorf("with Local reversed, Since = %v, want %v", got, want)
+	}
+	if want := [2][2]uint32{{41, 31}, {20, 21}}; sinceOf(sorted) != want {
+		t.Errorf("Since = %v, want %v", sinceOf(sorted), want)
+	}
+}
+
+// TestAddrKeysOrderAsAddrs pins that the numbers the views search order addresses as
+// netip.Addr.Compare does, families and IPv4-mapped IPv6 addresses included.
+func TestAddrKeysOrderAsAddrs(t *testing.T) {
+	addrs := []netip.Addr{{}}
+	for _, s := range []string{"0.0.0.0", "10.0.1.1", "10.0.1.2", "255.255.255.255", "::", "::1", "::ffff:10.0.1.1",
+		"fd00::1", "fd00::1:0", "fd00:0:0:1::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"} {
+		addrs = append(addrs, netip.MustParseAddr(s))
+	}
+	for _, a := range addrs {
+		for _, b := range addrs {
+			if got, want := compareKeys(keyOf(a), keyOf(b)), a.Compare(b); got != want {
+				t.Errorf("compareKeys(%v, %v) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
+}

@@ -75,6 +75,48 @@ type Incremental struct {
 	claimsDirty bool         // t.claims changed: t.conflicts is to be listed again
 	orphans     []*peerEntry // peer results that lost their last user: dropped unless used again
 	sweepAll    bool         // the ClusterNetworkPolicies changed: drop every unused peer result
+
+	// What the rule set takes from the local pods alone is kept across calls: most events are
+	// about remote pods. sortedLocal are the local pods by namespace and name (the Targets'
+	// order); local and edges are the last rule set's Local and Edges, which share their memory.
+	sortedLocal []*indexedPod
+	memos       []*targetMemo // by indexedPod.slot - 1
+	// translated is RuleSet's list of the policies that select local pods, kept for its memory:
+	// what ruleSet keeps of it, it copies.
+	translated []translatedPolicy
+	// lastPolicies are the last rule set's Policies, returned again while no policy changed.
+	lastPolicies []ruleset.Policy
+	// lastTargets are the last Targets targets built, the lastID-th: returned again while every
+	// target in it is.
+	lastTargets []ruleset.Target
+	lastID      uint64
+	local       []ruleset.LocalAddr
+	edges       ruleset.Edges
+	// The local pods changed: sortedLocal, local and edges are to be computed again (the claims:
+	// local only; the pod CIDRs: edges only).
+	sortDirty, localDirty, edgesDirty bool
+	// targetGen counts the changes of claims, which can change the addresses of any Target: a
+	// pod's memoised Target (targetMemo) is valid only in the generation it was built in.
+	targetGen uint64
+}
+
+// targetMemo is the Target a local pod had in the last rule set, and what it was built from.
+type targetMemo struct {
+	// contrib are the policies that select the pod in this call, in the rule set's order;
+	// scratch, filled on every call.
+	contrib []contribution
+	of      []contribution // what target was built from
+	gen     uint64         // Incremental.targetGen when target was built; 0: none
+	target  ruleset.Target
+	// target is Incremental.lastTargets[pos] when inLast is Incremental.lastID.
+	inLast uint64
+	pos    int
+}
+
+// contribution is what a NetworkPolicy adds to the Target of a pod it selects.
+type contribution struct {
+	key                    ruleset.PolicyKey
+	audit, ingress, egress bool
 }
 
 type podKey struct {
@@ -112,6 +154,8 @@ func NewIncremental(in Input) *Incremental {
 		policies:   map[string]*nsPolicies{},
 		peersByNS:  map[string]map[*peerEntry]struct{}{},
 		everywhere: map[string]map[*policyEntry]struct{}{},
+		sortDirty:  true, localDirty: true, edgesDirty: true,
+		targetGen: 1,
 	}
 	s.t.claims = map[netip.Addr][]*indexedPod{}
 	s.t.inc = s
@@ -176,10 +220,19 @@ func (s *Incremental) resetPods() {
 	s.owners4, s.owners6 = map[[4]byte]*indexedPod{}, map[[16]byte]*indexedPod{}
 	s.badIPs = map[podKey]*compact.Pod{}
 	s.nsDirty, s.claimsDirty = true, true
+	s.localChanged()
+}
+
+// localChanged records that the local pods changed.
+func (s *Incremental) localChanged() {
+	s.sortDirty, s.localDirty, s.edgesDirty = true, true, true
 }
 
 // SetPodCIDRs sets Input.PodCIDRs.
-func (s *Incremental) SetPodCIDRs(cidrs []netip.Prefix) { s.settings.PodCIDRs = cidrs }
+func (s *Incremental) SetPodCIDRs(cidrs []netip.Prefix) {
+	s.settings.PodCIDRs = cidrs
+	s.edgesDirty = true
+}
 
 // SetLogDrops sets Input.LogDrops.
 func (s *Incremental) SetLogDrops(on bool) { s.settings.LogDrops = on }
@@ -427,6 +480,7 @@ func (s *Incremental) place(x *indexedPod, sorted bool) {
 	if x.local {
 		ns.local = append(ns.local, x)
 		s.t.local = append(s.t.local, x)
+		s.localChanged()
 	}
 }
 
@@ -458,6 +512,7 @@ func (s *Incremental) unindex(x *indexedPod, changed []*indexedPod) []*indexedPo
 	if x.local {
 		ns.local = deletePod(ns.local, x)
 		s.t.local = deletePod(s.t.local, x)
+		s.localChanged()
 	}
 	for _, a := range x.ips {
 		if c := s.t.claims[a]; c != nil {
@@ -659,6 +714,11 @@ func (s *Incremental) RuleSet() (ruleset.RuleSet, []Problem) {
 	if s.claimsDirty {
 		t.conflicts = slices.SortedFunc(maps.Keys(t.claims), netip.Addr.Compare)
 		s.claimsDirty = false
+		s.localDirty = true // the owners of claimed addresses
+		s.targetGen++       // the addresses of targets that share one
+	}
+	if s.sortDirty {
+		s.sortLocal()
 	}
 	t.problems = nil // a new slice: the last call returned the old one
 	for _, p := range s.badIPs {
@@ -671,14 +731,12 @@ func (s *Incremental) RuleSet() (ruleset.RuleSet, []Problem) {
 	}
 
 	// The policies of the namespaces that hold local pods, by namespace, then name.
-	var nss []string
-	for _, p := range t.local {
-		nss = append(nss, p.ns.name)
-	}
-	slices.Sort(nss)
-	var translated []translatedPolicy
-	for _, ns := range slices.Compact(nss) {
-		nsp := s.policies[ns]
+	translated := s.translated[:0]
+	for i, p := range s.sortedLocal {
+		if i > 0 && s.sortedLocal[i-1].ns == p.ns {
+			continue
+		}
+		nsp := s.policies[p.ns.name]
 		if nsp == nil {
 			continue
 		}
@@ -694,8 +752,136 @@ func (s *Incremental) RuleSet() (ruleset.RuleSet, []Problem) {
 	}
 	in := s.settings
 	rs, problems := t.ruleSet(translated, &in)
+	clear(translated) // nothing to keep alive
+	s.translated = translated[:0]
 	s.sweep()
 	return rs, problems
+}
+
+// sortLocal sorts the local pods again and moves their memos along.
+func (s *Incremental) sortLocal() {
+	s.sortedLocal = append(s.sortedLocal[:0], s.t.local...)
+	slices.SortFunc(s.sortedLocal, comparePods)
+	memos := make([]*targetMemo, len(s.sortedLocal))
+	for i, p := range s.sortedLocal {
+		if p.slot > 0 {
+			memos[i] = s.memos[p.slot-1]
+		} else {
+			memos[i] = &targetMemo{}
+		}
+	}
+	for i, p := range s.sortedLocal {
+		p.slot = int32(i + 1)
+	}
+	s.memos = memos
+	s.sortDirty = false
+}
+
+// targets returns the rule set's Targets, sorted by namespace and name, for the translated
+// NetworkPolicies when there are no ClusterNetworkPolicies. A local pod selected by the same
+// policies, in the same directions, with the same addresses and drop-log setting as in the last
+// call gets the Target of the last call again: it is equal, and shares its slices with the last
+// rule set. It is built as translator.isolate builds it otherwise.
+func (s *Incremental) targets(policies []translatedPolicy, logDrops bool) []ruleset.Target {
+	for _, m := range s.memos {
+		m.contrib = m.contrib[:0]
+	}
+	n := 0
+	for _, tp := range policies {
+		c := contribution{key: tp.pol.Key, audit: tp.pol.Audit, ingress: tp.pol.Ingress != nil, egress: tp.pol.Egress != nil}
+		for _, p := range tp.targets {
+			m := s.memos[p.slot-1]
+			if len(m.contrib) == 0 {
+				n++
+			}
+			m.contrib = append(m.contrib, c)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	same := n == len(s.lastTargets) // every Target is where it was in the last slice
+	k := 0
+	for i, p := range s.sortedLocal {
+		m := s.memos[i]
+		if len(m.contrib) == 0 {
+			continue
+		}
+		ld := logDrops || p.ns.dropLogs
+		if m.gen != s.targetGen || m.target.LogDrops != ld || !slices.Equal(m.of, m.contrib) {
+			m.target = ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: s.t.ownIPs(p), LogDrops: ld}
+			for _, c := range m.contrib {
+				addPolicy(&m.target, c.key, c.audit, c.ingress, c.egress)
+			}
+			m.of = append(m.of[:0], m.contrib...)
+			m.gen = s.targetGen
+			same = false
+		}
+		same = same && m.inLast == s.lastID && m.pos == k
+		k++
+	}
+	if same {
+		return s.lastTargets
+	}
+	out := make([]ruleset.Target, 0, n)
+	s.lastID++
+	for _, m := range s.memos {
+		if len(m.contrib) > 0 {
+			m.inLast, m.pos = s.lastID, len(out)
+			out = append(out, m.target)
+		}
+	}
+	s.lastTargets = out
+	return out
+}
+
+// policyList returns the rule set's Policies: those of the last call when they are the same
+// translations (rules are never modified once built, so the same memory is the same rules).
+func (s *Incremental) policyList(policies []translatedPolicy) []ruleset.Policy {
+	if len(policies) == 0 {
+		return nil
+	}
+	same := len(policies) == len(s.lastPolicies)
+	for i := 0; same && i < len(policies); i++ {
+		a, b := &policies[i].pol, &s.lastPolicies[i]
+		same = a.Key == b.Key && a.Audit == b.Audit && sameRules(a.Ingress, b.Ingress) && sameRules(a.Egress, b.Egress)
+	}
+	if !same {
+		s.lastPolicies = policyList(policies)
+	}
+	return s.lastPolicies
+}
+
+// sameRules reports whether a and b are the same memory (or both nil, or both empty).
+func sameRules(a, b []ruleset.Rule) bool {
+	return len(a) == len(b) && (a == nil) == (b == nil) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// isolated returns the Targets by pod, for the claims.
+func (s *Incremental) isolated(targets []ruleset.Target) map[*indexedPod]*ruleset.Target {
+	m := make(map[*indexedPod]*ruleset.Target, len(targets))
+	i := 0
+	for _, p := range s.sortedLocal {
+		if i < len(targets) && targets[i].Namespace == p.ns.name && targets[i].Name == p.src.Name() {
+			m[p] = &targets[i]
+			i++
+		}
+	}
+	return m
+}
+
+// localParts returns the rule set's Edges and Local, computed again only when what they are
+// built from changed.
+func (s *Incremental) localParts(cidrs []netip.Prefix) (ruleset.Edges, []ruleset.LocalAddr) {
+	if s.edgesDirty {
+		s.edges = s.t.edges(cidrs)
+		s.edgesDirty = false
+	}
+	if s.localDirty {
+		s.local = s.t.localAddrs()
+		s.localDirty = false
+	}
+	return s.edges, s.local
 }
 
 // translatePolicy translates pe's policy again, recording what it reads.

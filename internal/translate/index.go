@@ -34,6 +34,10 @@ type indexedPod struct {
 	local bool
 	// shared is true when another pod claims one of ips too (see claims.go).
 	shared bool
+	// slot is 1 + the index of a local pod in Incremental.sortedLocal and Incremental.memos; 0
+	// before the pod's first rule set. (An index, not a pointer, to fit in the padding: the
+	// cluster's pods are many.)
+	slot int32
 }
 
 // labels returns the pod's labels for a selector to match.

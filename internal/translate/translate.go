@@ -100,51 +100,92 @@ type translatedPolicy struct {
 // name) and what the indexes hold; of in it reads only the settings, the ClusterNetworkPolicies
 // and the Nodes. It sorts t.problems and returns them.
 func (t *translator) ruleSet(policies []translatedPolicy, in *Input) (ruleset.RuleSet, []Problem) {
+	var rs ruleset.RuleSet
+	if t.inc != nil {
+		rs.Policies = t.inc.policyList(policies)
+	} else {
+		rs.Policies = policyList(policies)
+	}
+	var isolated map[*indexedPod]*ruleset.Target
+	if t.inc != nil && len(in.ClusterPolicies) == 0 {
+		// The Targets of the pods whose policies did not change are those of the last call.
+		rs.Targets = t.inc.targets(policies, in.LogDrops)
+		if len(t.conflicts) > 0 {
+			isolated = t.inc.isolated(rs.Targets)
+		}
+	} else {
+		isolated = t.isolate(policies, in, &rs)
+	}
+	rs.NodeAddrs = nodeAddrs(in.Nodes, in.Node)
+	rs.Claims = t.ruleSetClaims(isolated)
+	if t.inc != nil {
+		rs.Edges, rs.Local = t.inc.localParts(in.PodCIDRs)
+	} else {
+		rs.Edges = t.edges(in.PodCIDRs)
+		rs.Local = t.localAddrs()
+	}
+	slices.SortFunc(t.problems, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.Object, b.Object), cmp.Compare(a.Message, b.Message))
+	})
+	return rs, slices.Compact(t.problems)
+}
+
+// policyList returns the policies of the rule set.
+func policyList(policies []translatedPolicy) []ruleset.Policy {
+	if len(policies) == 0 {
+		return nil
+	}
+	out := make([]ruleset.Policy, 0, len(policies))
+	for _, tp := range policies {
+		out = append(out, tp.pol)
+	}
+	return out
+}
+
+// isolate fills rs.Targets and rs.ClusterPolicies from the translated NetworkPolicies and the
+// ClusterNetworkPolicies, and returns the Targets by pod.
+func (t *translator) isolate(policies []translatedPolicy, in *Input, rs *ruleset.RuleSet) map[*indexedPod]*ruleset.Target {
 	isolated := map[*indexedPod]*ruleset.Target{}
 	newTarget := func(p *indexedPod) *ruleset.Target {
 		return &ruleset.Target{Namespace: p.ns.name, Name: p.src.Name(), IPs: t.ownIPs(p), // the rule set owns its slices
 			LogDrops: in.LogDrops || p.ns.dropLogs}
 	}
-	var rs ruleset.RuleSet
 	for _, tp := range policies {
-		pol := tp.pol
-		rs.Policies = append(rs.Policies, pol)
+		pol := &tp.pol
 		for _, p := range tp.targets {
 			rp := isolated[p]
 			if rp == nil {
 				rp = newTarget(p)
 				isolated[p] = rp
 			}
-			ingress, egress := &rp.IngressPolicies, &rp.EgressPolicies
-			if pol.Audit {
-				ingress, egress = &rp.AuditIngress, &rp.AuditEgress
-			}
-			if pol.Ingress != nil {
-				*ingress = append(*ingress, pol.Key)
-			}
-			if pol.Egress != nil {
-				*egress = append(*egress, pol.Key)
-			}
+			addPolicy(rp, pol.Key, pol.Audit, pol.Ingress != nil, pol.Egress != nil)
 		}
 	}
 	if len(in.ClusterPolicies) > 0 {
 		t.nodes = in.Nodes
 		rs.ClusterPolicies = t.clusterPolicies(in.ClusterPolicies, isolated, newTarget)
 	}
-	rs.NodeAddrs = nodeAddrs(in.Nodes, in.Node)
 	for _, rp := range isolated {
 		rs.Targets = append(rs.Targets, *rp)
 	}
-	rs.Claims = t.ruleSetClaims(isolated)
-	rs.Edges = t.edges(in.PodCIDRs)
-	rs.Local = t.localAddrs()
 	slices.SortFunc(rs.Targets, func(a, b ruleset.Target) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	slices.SortFunc(t.problems, func(a, b Problem) int {
-		return cmp.Or(cmp.Compare(a.Object, b.Object), cmp.Compare(a.Message, b.Message))
-	})
-	return rs, slices.Compact(t.problems)
+	return isolated
+}
+
+// addPolicy lists a NetworkPolicy that selects the target's pod in the directions it isolates.
+func addPolicy(rp *ruleset.Target, key ruleset.PolicyKey, audit, ingress, egress bool) {
+	in, out := &rp.IngressPolicies, &rp.EgressPolicies
+	if audit {
+		in, out = &rp.AuditIngress, &rp.AuditEgress
+	}
+	if ingress {
+		*in = append(*in, key)
+	}
+	if egress {
+		*out = append(*out, key)
+	}
 }
 
 type translator struct {

@@ -100,6 +100,24 @@ func BenchmarkEpochNext(b *testing.B) {
 	b.ReportMetric(float64(next.Current), "epoch")
 }
 
+// BenchmarkEpochNextIncremental measures epoch.Next as the agent calls it after one pod event:
+// between the two rule sets the incremental translation returns for a remote pod's relabel (which
+// changes peer sets), which share the memory of the policies the event left alone.
+func BenchmarkEpochNextIncremental(b *testing.B) {
+	if testing.Short() {
+		b.Skip("150k-pod cluster skipped in -short mode")
+	}
+	rs, opts := recomputeStates(b, Generate(Sized(150000, 10000)))
+	st := opts[1].Epochs
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		st = epoch.Next(st, &rs[(n+1)%2], &rs[n%2])
+		n++
+	}
+	b.ReportMetric(float64(st.Current), "epoch")
+}
+
 // BenchmarkDiff measures ParseTable of the new script and render.Diff at 150k pods between the scripts of the whole cluster and
 // of the cluster without one remote pod: the Go side of an incremental update (the nft side is
 // test/perf/kernel's BenchmarkIncrementalApply).
