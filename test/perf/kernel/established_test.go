@@ -241,8 +241,9 @@ func run[T any](bn *bench, s *schedule, sample func() T) (start, end []T, longes
 	return start, end, longest
 }
 
-// stampRule finds the rule that stamps accepted flows (ct mark set ...) in a Revalidate script.
-var stampRule = regexp.MustCompile(`(?m)^add rule inet ` + regexp.QuoteMeta(nftTable) + ` (\S+) (ct mark set .*)$`)
+// stampRule finds the rule every accepted flow passes on its way to be stamped in a Revalidate
+// script: the lookup of the chain that stamps the current epoch (meta nfproto vmap @stamp).
+var stampRule = regexp.MustCompile(`(?m)^add rule inet ` + regexp.QuoteMeta(nftTable) + ` (\S+) (meta nfproto vmap @stamp)$`)
 
 // countRejudged applies k Revalidate changes, one every estChange, each script with a counter at
 // the head of the stamping chain, and reads the counter right before the next apply replaces the
@@ -274,7 +275,7 @@ func countRejudged(bn *bench, c *churn, k int) (packets int64, over time.Duratio
 		script := estScript(rs, st, render.Revalidate)
 		m := stampRule.FindSubmatch(script)
 		if m == nil {
-			bn.tb.Fatalf("no stamping rule (ct mark set) in the Revalidate script:\n%s", head(script, 60))
+			bn.tb.Fatalf("no stamping rule (meta nfproto vmap @stamp) in the Revalidate script:\n%s", head(script, 60))
 		}
 		chain = string(m[1])
 		script = fmt.Appendf(script, "insert rule inet %s %s counter\n", nftTable, chain)
