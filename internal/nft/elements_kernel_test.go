@@ -5,12 +5,8 @@ package nft
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/flock-net/flock-netpol/test/netns"
 )
 
 // elementsTable has a set or map of every kind whose elements the agent changes: addresses,
@@ -64,18 +60,9 @@ add element inet flocktest digest { 0x00000000 comment "ruleset bbbb" }
 // elementsTable.
 func elementsNamespace(t *testing.T) (*Client, NetlinkElements) {
 	t.Helper()
-	ns := netns.NewScratch(t)
-	c, err := New(Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Timeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
+	c, fd := newNetnsClientFD(t)
 	mustApply(t, c, elementsTable)
-	return c, NetlinkElements{NetNS: int(f.Fd())}
+	return c, NetlinkElements{NetNS: fd}
 }
 
 func listFlocktest(t *testing.T, c *Client) string {

@@ -22,12 +22,25 @@ import (
 // the agent is configured with --nft "ip netns exec NAME nft".
 func newNetnsClient(t *testing.T) *Client {
 	t.Helper()
+	c, _ := newNetnsClientFD(t)
+	return c
+}
+
+// newNetnsClientFD is newNetnsClient, with the namespace open for netlink (as --netns) for the
+// test's duration.
+func newNetnsClientFD(t *testing.T) (*Client, int) {
+	t.Helper()
 	ns := netns.NewScratch(t)
 	c, err := New(Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	f, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return c, int(f.Fd())
 }
 
 // Chain names avoid words such as "fwd" and "forward" that nft's parser treats as keywords.
@@ -254,17 +267,8 @@ func TestKernelMissingBinary(t *testing.T) {
 // counter of the table, by name, with the packets and bytes the kernel holds (set here by the
 // declaration), none of another table or of another kind of object, and none without the table.
 func TestKernelNetlinkCountersReadsNamedCounters(t *testing.T) {
-	ns := netns.NewScratch(t)
-	c, err := New(Config{Command: []string{"ip", "netns", "exec", ns, "nft"}, Timeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	read := NetlinkCounters{NetNS: int(f.Fd())}
+	c, fd := newNetnsClientFD(t)
+	read := NetlinkCounters{NetNS: fd}
 	if got, err := read.Counters(context.Background(), "inet", "flocktest"); err != nil || len(got) != 0 {
 		t.Fatalf("Counters without the table = %v, %v; want none", got, err)
 	}
