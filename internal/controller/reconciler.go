@@ -187,8 +187,9 @@ const (
 )
 
 // DefaultMinApplyInterval keeps the kernel within about a tenth of a second of a stream of events
-// while one recompute, and one apply, serves every event of the interval (see MinApplyInterval). It is the agent's
-// default (--min-apply-interval); a Reconciler's zero MinApplyInterval means no wait.
+// while one recompute, and one apply, serves every event of the interval (see MinApplyInterval).
+// It is the agent's default (--min-apply-interval); a Reconciler's zero MinApplyInterval means no
+// wait.
 const DefaultMinApplyInterval = 100 * time.Millisecond
 
 // setDefaults fills in the optional fields left zero, once, before the first use of any of them.

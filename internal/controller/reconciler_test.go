@@ -642,3 +642,81 @@ func TestChangesWithinTheIntervalAreCoalesced(t *testing.T) {
 		t.Errorf("the change past the interval was not applied:\n%s", k.last())
 	}
 }
+
+// fakeElements records element updates, or fails them with err.
+type fakeElements struct {
+	calls [][]nft.SetChange
+	err   error
+}
+
+func (f *fakeElements) UpdateElements(_ context.Context, _, _ string, changes []nft.SetChange) error {
+	f.calls = append(f.calls, changes)
+	return f.err
+}
+
+// TestElementOnlyUpdatesGoToTheElementUpdater pins where an update goes: one that changes only
+// elements (a peer joins, a peer leaves) to Elements, and nothing to nft; one Elements cannot
+// encode (nft.ErrUnsupportedSet) to nft as the same update in place; one Elements fails is a
+// failed update in place, replaced by the whole table.
+func TestElementOnlyUpdatesGoToTheElementUpdater(t *testing.T) {
+	k, el := &fakeKernel{}, &fakeElements{}
+	allow := objects.Policy("x/allow", objects.Ingress(objects.From(objects.Peer(objects.Selector("app", "client"), nil))))
+	peer := func(n int) *corev1.Pod {
+		return objects.Pod(fmt.Sprintf("x/c%d", n), objects.Labels("app", "client"), objects.OnNode("n2"), objects.Phase(corev1.PodRunning), objects.IPs(fmt.Sprintf("10.0.2.%d", n)))
+	}
+	r := newReconciler(t, k, nil, localPod(), allow, peer(1))
+	r.Elements = el
+	c := r.Source.(ReaderSource).Reader.(client.Client)
+	ctx := context.Background()
+	step := func(name string, change func()) {
+		t.Helper()
+		change()
+		if _, err := r.Reconcile(ctx, changeKey); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	step("first apply", func() {})
+	step("a peer joins", func() {
+		if err := c.Create(ctx, peer(2)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("a peer leaves", func() {
+		if err := c.Delete(ctx, peer(1)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if k.applies() != 1 || len(el.calls) != 2 {
+		t.Fatalf("%d nft applies and %d element updates, want the first apply and 2", k.applies(), len(el.calls))
+	}
+	joined := fmt.Sprint(el.calls[0])
+	if !strings.Contains(joined, "10.0.2.2") || !strings.Contains(joined, `comment "ruleset `) {
+		t.Errorf("the peer's update lacks the peer or the digest: %s", joined)
+	}
+	if left := fmt.Sprint(el.calls[1]); !strings.Contains(left, "10.0.2.1") || !strings.Contains(left, "goto stamp-") {
+		t.Errorf("the narrowing update lacks the peer or the new stamp: %s", left)
+	}
+
+	el.err = fmt.Errorf("set s: %w", nft.ErrUnsupportedSet)
+	step("a peer joins, unsupported", func() {
+		if err := c.Create(ctx, peer(3)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if last := string(k.last()); k.applies() != 2 || !strings.HasPrefix(last, "# flock-netpol: incremental update") || !strings.Contains(last, "10.0.2.3") {
+		t.Errorf("an update Elements cannot encode did not go to nft in place (%d applies):\n%s", k.applies(), last)
+	}
+
+	el.err = errors.New("netlink: no buffer space")
+	step("a peer joins, refused", func() {
+		if err := c.Create(ctx, peer(4)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if last := string(k.last()); k.applies() != 3 || !strings.Contains(last, "delete table inet flock-netpol") || !strings.Contains(last, "10.0.2.4") {
+		t.Errorf("a refused element update was not replaced by the whole table (%d applies):\n%s", k.applies(), last)
+	}
+	if got := testutil.ToFloat64(r.Metrics.IncrementalUpdates.WithLabelValues("netlink")); got != 2 {
+		t.Errorf("incremental_updates_total{outcome=netlink} = %v, want 2", got)
+	}
+}
