@@ -80,7 +80,8 @@ func (s *script) digestSet() {
 	e.end()
 }
 
-// BaseChain is the name of the hooked chain, whose fast path rule names the epoch.
+// BaseChain is the name of the hooked chain. In a table of a version before CurrentEpochSet, its
+// fast path rule names the epoch in its comment.
 const BaseChain = forwardChain
 
 // The current epoch's set holds its stamp with a comment naming the epoch, so that a restarted
@@ -94,7 +95,8 @@ var epochPattern = regexp.MustCompile(`comment "` + epochPrefix + `([0-9]+)"`)
 const CurrentEpochSet = currentEpochSet
 
 // Epoch returns the epoch that the kernel's listing of the current epoch's set (or of the whole
-// table) names, and false when there is none (no table, or one rendered with Keep).
+// table, or of an older version's base chain) names, and false when there is none (no table, or
+// one rendered with Keep).
 func Epoch(text []byte) (uint32, bool) {
 	m := epochPattern.FindSubmatch(text)
 	if m == nil {
