@@ -148,34 +148,32 @@ func (c *Client) ListTable(ctx context.Context, family, table string) (string, e
 	return c.run(ctx, []string{"list", "table", family, table}, nil)
 }
 
-// ListChain returns the output of `<Command> list chain <family> <table> <chain>`: much cheaper
-// than listing a whole table when only one chain (and its comment) is needed. A missing table or
-// chain is an *Error for which IsNotFound is true.
+// ListChain returns the output of `<Command> list chain <family> <table> <chain>`. nft loads the
+// sets the chain's rules refer to first, so a chain is not cheap to list in a large table (the
+// base chain: 545 ms at 150,000 pods). A missing table or chain is an *Error for which IsNotFound
+// is true.
 func (c *Client) ListChain(ctx context.Context, family, table, chain string) (string, error) {
-	if !slices.Contains(families, family) {
-		return "", fmt.Errorf("nft family %q is not one of %s", family, strings.Join(families, ", "))
-	}
-	for _, name := range []string{table, chain} {
-		if !identifier.MatchString(name) {
-			return "", fmt.Errorf("nft name %q is not a valid identifier", name)
-		}
-	}
-	return c.run(ctx, []string{"list", "chain", family, table, chain}, nil)
+	return c.listObject(ctx, "chain", family, table, chain)
 }
 
 // ListSet returns the output of `<Command> list set <family> <table> <set>`: for a small set, a
 // few milliseconds however large the rest of the table. A missing table or set is an *Error for
 // which IsNotFound is true.
 func (c *Client) ListSet(ctx context.Context, family, table, set string) (string, error) {
+	return c.listObject(ctx, "set", family, table, set)
+}
+
+// listObject lists one chain or set, after checking the names as ListTable does.
+func (c *Client) listObject(ctx context.Context, kind, family, table, name string) (string, error) {
 	if !slices.Contains(families, family) {
 		return "", fmt.Errorf("nft family %q is not one of %s", family, strings.Join(families, ", "))
 	}
-	for _, name := range []string{table, set} {
-		if !identifier.MatchString(name) {
-			return "", fmt.Errorf("nft name %q is not a valid identifier", name)
+	for _, n := range []string{table, name} {
+		if !identifier.MatchString(n) {
+			return "", fmt.Errorf("nft name %q is not a valid identifier", n)
 		}
 	}
-	return c.run(ctx, []string{"list", "set", family, table, set}, nil)
+	return c.run(ctx, []string{"list", kind, family, table, name}, nil)
 }
 
 // TableExists reports whether the table exists, from `<Command> list tables <family>`, which
