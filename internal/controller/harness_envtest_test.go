@@ -179,6 +179,7 @@ func startAgent(node string, k *kernel, opts ...agentOption) *agent {
 		CloseUnknownPodAddresses: len(cfg.podCIDRs) > 0,
 		AntiSpoofing:             len(cfg.podCIDRs) > 0,
 		Netns:                    netns,
+		NetlinkElements:          true, // the agent's default; only where Netns is set (a real kernel)
 		FullTranslate:            cfg.fullTranslate,
 	}, log, executor)
 	Expect(err).NotTo(HaveOccurred())

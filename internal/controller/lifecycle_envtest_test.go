@@ -456,8 +456,8 @@ var _ = Describe("The agent's lifecycle", func() {
 		a.waitReady()
 		Eventually(func(g Gomega) { g.Expect(k.view(g).PodChain("in", ns, "web")).NotTo(BeEmpty()) }, timeout, poll).Should(Succeed())
 		podChain := k.mustView().PodChain("in", ns, "web")
-		want := k.current()
 		repairs := func() float64 { return testutil.ToFloat64(a.r.Metrics.Repairs.WithLabelValues("monitor")) }
+		want := k.current()
 
 		for _, tamper := range [][]string{
 			{"delete", "table", "inet", table},
@@ -476,6 +476,21 @@ var _ = Describe("The agent's lifecycle", func() {
 			fmt.Fprintf(GinkgoWriter, "%s: repaired within %v\n", strings.Join(tamper, " "), time.Since(changed).Round(time.Millisecond))
 			Eventually(repairs, time.Second, poll).Should(Equal(before + 1))
 		}
+
+		By("its own update over netlink (a second remote peer joins: elements only) is not taken for another's")
+		netlinkUpdates := func() float64 { return testutil.ToFloat64(a.r.Metrics.IncrementalUpdates.WithLabelValues("netlink")) }
+		done := repairs()
+		for i, name := range []string{"client-1", "client-2"} { // the first peer adds the peer set and its rule
+			sent := netlinkUpdates()
+			createPod(ns, name, c.ip(200+i), objects.OnNode("other-"+c.node), objects.Labels("app", "client"))
+			Eventually(func(g Gomega) {
+				g.Expect(contains(k.view(g).Peers(ns, "deny", "in", 0, "v4"), c.ip(200+i))).To(BeTrue())
+			}, timeout, poll).Should(Succeed())
+			if i == 1 {
+				Expect(netlinkUpdates()).To(Equal(sent+1), "the second peer went over netlink")
+			}
+		}
+		Consistently(repairs, time.Second, poll).Should(Equal(done), "no repair of the agent's own updates")
 	})
 
 	It("leaves the table in place on SIGTERM (agent binary)", func() {
