@@ -4,6 +4,7 @@ package kernel
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/epoch"
+	"github.com/flock-net/flock-netpol/internal/nft"
 	"github.com/flock-net/flock-netpol/internal/render"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
 	"github.com/flock-net/flock-netpol/internal/translate"
@@ -72,7 +74,7 @@ import (
 //     client's TCP retransmissions per second in each mode: a packet the router drops shows
 //     there (see below). rejudged/change is what a counter on the stamping chain saw per change
 //     in a separate phase before the measurement (the counter cannot stay in the measured
-//     scripts: each apply replaces the table). At the end, a change that removes the client
+//     scripts, whose first change in each slice replaces the table). At the end, a change that removes the client
 //     itself from the peer set must cut the running stream within a few hundred milliseconds
 //     (re-validation, not Keep, is in force), and bringing it back must let the stream resume.
 //   - flows=10000: 10,000 long-lived TCP connections from the client to the server, each sending
@@ -180,13 +182,17 @@ func (c *churn) next() (ruleset.RuleSet, epoch.State) {
 
 // estScript renders rs for the router as the agent does, with mode for established packets.
 func estScript(rs ruleset.RuleSet, st epoch.State, mode render.Established) []byte {
-	return render.Render(rs, render.Options{AntiSpoofing: true, Established: mode, Epochs: st}).Text
+	return estRender(rs, st, mode).Text
+}
+
+func estRender(rs ruleset.RuleSet, st epoch.State, mode render.Established) render.Script {
+	return render.Render(rs, render.Options{AntiSpoofing: true, Established: mode, Epochs: st})
 }
 
 // schedule is the pre-rendered changes of an interleaved run: slices of perSlice changes, in
 // pairs of opposite modes whose order alternates.
 type schedule struct {
-	scripts  [][]byte
+	scripts  []render.Script
 	reval    []bool // per slice
 	perSlice int
 }
@@ -202,7 +208,7 @@ func newSchedule(c *churn, pairs, perSlice int) *schedule {
 			}
 			for range perSlice {
 				rs, st := c.next()
-				s.scripts = append(s.scripts, estScript(rs, st, mode))
+				s.scripts = append(s.scripts, estRender(rs, st, mode))
 			}
 		}
 	}
@@ -211,11 +217,23 @@ func newSchedule(c *churn, pairs, perSlice int) *schedule {
 
 // run applies the schedule on the router, one change every estChange on a fixed clock, and calls
 // sample right after each slice's first apply (which switches the mode) and right before the
-// next slice's: the slice is measured between the two. It returns the samples, two per slice,
-// and the longest apply. An apply that takes longer than estChange (a busy machine) delays the
-// next one; the log says how far the schedule stretched.
+// next slice's: the slice is measured between the two. Each slice's first change replaces the
+// table (the mode changes its chains); the others are applied as the agent applies them: the
+// difference from the last table, over netlink when it changes elements only (every change
+// within an epoch block, and every change of Keep's), else through nft. It returns the samples,
+// two per slice, and the longest apply. An apply that takes longer than estChange (a busy
+// machine) delays the next one; the log says how far the schedule stretched.
 func run[T any](bn *bench, s *schedule, sample func() T) (start, end []T, longest time.Duration) {
 	bn.tb.Helper()
+	f, err := os.Open("/var/run/netns/" + bn.router.Namespace())
+	if err != nil {
+		bn.tb.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	elements := nft.NetlinkElements{NetNS: int(f.Fd())}
+	var prev *render.Table
+	overNetlink := 0
+	defer func() { bn.tb.Logf("%d of %d changes applied over netlink", overNetlink, len(s.scripts)) }()
 	t0 := time.Now()
 	defer func() {
 		bn.tb.Logf("%d changes in %v: one every %v on average", len(s.scripts), time.Since(t0).Round(time.Millisecond), (time.Since(t0) / time.Duration(len(s.scripts))).Round(time.Millisecond))
@@ -228,9 +246,31 @@ func run[T any](bn *bench, s *schedule, sample func() T) (start, end []T, longes
 			end = append(end, sample())
 		}
 		a := time.Now()
-		if err := applyScript(bn.router.Namespace(), script); err != nil {
-			bn.tb.Fatal(err)
+		text := script.Text
+		if i%s.perSlice != 0 {
+			u, err := render.Diff(prev, script.Table, render.DiffOptions{Table: render.DefaultTable, MaxShare: 1})
+			if err != nil {
+				bn.tb.Fatal(err)
+			}
+			text = u.Text
+			if u.ElementsOnly {
+				changes := make([]nft.SetChange, len(u.Changes))
+				for k, c := range u.Changes {
+					changes[k] = nft.SetChange(c)
+				}
+				text = nil
+				overNetlink++
+				if err := elements.UpdateElements(context.Background(), "inet", render.DefaultTable, changes); err != nil {
+					bn.tb.Fatal(err)
+				}
+			}
 		}
+		if text != nil {
+			if err := applyScript(bn.router.Namespace(), text); err != nil {
+				bn.tb.Fatal(err)
+			}
+		}
+		prev = script.Table
 		longest = max(longest, time.Since(a))
 		if i%s.perSlice == 0 {
 			start = append(start, sample())
