@@ -16,18 +16,23 @@ import (
 // would inflate the live heap, and with it the GC pacing, of every benchmark that runs after it.
 var cluster10k = sync.OnceValue(func() Cluster { return Generate(Sized(10000, 1000)) })
 
+// benchCluster returns the cluster of a size the benchmarks run: the shared 10k one, or a 150k one
+// generated anew (skipped in -short mode).
+func benchCluster(b *testing.B, pods, policies int) Cluster {
+	b.Helper()
+	if pods == 10000 {
+		return cluster10k()
+	}
+	if testing.Short() {
+		b.Skip("150k-pod cluster skipped in -short mode")
+	}
+	return Generate(Sized(pods, policies))
+}
+
 func BenchmarkTranslateRender(b *testing.B) {
 	for _, size := range []struct{ pods, policies int }{{10000, 1000}, {150000, 10000}} {
 		b.Run(fmt.Sprintf("pods=%d,policies=%d", size.pods, size.policies), func(b *testing.B) {
-			var cl Cluster
-			if size.pods == 10000 {
-				cl = cluster10k()
-			} else {
-				if testing.Short() {
-					b.Skip("150k-pod cluster skipped in -short mode")
-				}
-				cl = Generate(Sized(size.pods, size.policies))
-			}
+			cl := benchCluster(b, size.pods, size.policies)
 			in := input(cl)
 			b.ReportAllocs()
 			var (

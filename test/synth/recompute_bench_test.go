@@ -39,15 +39,7 @@ func recomputeStates(b *testing.B, cl Cluster) (rs [2]ruleset.RuleSet, opts [2]r
 // between the two states.
 func BenchmarkRecompute(b *testing.B) {
 	for _, size := range []struct{ pods, policies int }{{10000, 1000}, {150000, 10000}} {
-		var cl Cluster
-		if size.pods == 10000 {
-			cl = cluster10k()
-		} else {
-			if testing.Short() {
-				b.Skip("150k-pod cluster skipped in -short mode")
-			}
-			cl = Generate(Sized(size.pods, size.policies))
-		}
+		cl := benchCluster(b, size.pods, size.policies)
 		rs, opts := recomputeStates(b, cl)
 		diffOpts := render.DiffOptions{Table: render.DefaultTable, MaxShare: 0.5}
 		b.Run(fmt.Sprintf("pods=%d,policies=%d,parse", size.pods, size.policies), func(b *testing.B) {
