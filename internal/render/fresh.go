@@ -1,8 +1,10 @@
 package render
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -71,6 +73,44 @@ func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
 		s.rule(freshChainName(f), fmt.Sprintf("ct reply %s saddr vmap @%s", f.proto, freshMapName(ingress, f)))
 		s.rule(freshChainName(f), "accept")
 	}
+	s.epochChains(epochChainsKey{table: s.table, first: first, last: last, horizon: horizon, windowed: windowed})
+	s.epochPart(&s.maps, func() {
+		for fi, f := range families {
+			for _, d := range []direction{ingress, egress} {
+				di, fam := epoch.Ingress, (*family)(nil)
+				if d == egress {
+					di, fam = epoch.Egress, &families[fi]
+				}
+				elems := make([]string, 0, len(since[di][fi]))
+				for _, a := range since[di][fi] {
+					elems = append(elems, a.addr.String()+" : goto "+windowChainName(d, a.since, fam))
+				}
+				s.verdictMap(freshMapName(d, f), f, elems, fmt.Sprintf("%s: local addresses, to the window of the epochs their stamps may carry", d.name))
+			}
+		}
+		stamp := "goto " + stampChainName(ep.Current)
+		s.mapOf(stampName, "nf_proto : verdict", []string{"ipv4 : " + stamp, "ipv6 : " + stamp}, "the chain that stamps accepted connections with the current epoch")
+		s.mapOf(currentEpochSet, "mark", []string{fmt.Sprintf("0x%08x comment %s", epoch.Mark(ep.Current), comment("%s%d", epochPrefix, ep.Current))},
+			"the current epoch's stamp: an established connection carrying it is accepted at once")
+	})
+}
+
+// epochChains writes the stamp chain of every epoch of the block and the window chain of every
+// Since the table holds windows for (see epoch.State.Windowed), or what the Memo kept of them when
+// they are written from the same key: they change only when a block starts.
+func (s *script) epochChains(key epochChainsKey) {
+	if m, ok := s.memo.lookupEpochChains(&key); ok {
+		s.epochPart(&s.out, func() { s.out.Write(m.decls) })
+		s.epochPart(&s.rules, func() { s.rules.Write(m.rules) })
+		for i, name := range m.names {
+			s.tab.chains[name] = m.chains[i]
+		}
+		s.tab.chainOrder = append(s.tab.chainOrder, m.names...)
+		s.stats.Rules += m.nrules
+		return
+	}
+	first, last, horizon, windowed := key.first, key.last, key.horizon, key.windowed
+	outAt, rulesAt, order, nrules := s.out.Len(), s.rules.Len(), len(s.tab.chainOrder), s.stats.Rules
 	s.epochPart(&s.out, func() {
 		for e := first; e <= last; e++ {
 			s.chain(stampChainName(e), comment("accepts, stamping the connection with epoch %d", e))
@@ -103,25 +143,15 @@ func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
 			}
 		}
 	})
-	s.epochPart(&s.maps, func() {
-		for fi, f := range families {
-			for _, d := range []direction{ingress, egress} {
-				di, fam := epoch.Ingress, (*family)(nil)
-				if d == egress {
-					di, fam = epoch.Egress, &families[fi]
-				}
-				elems := make([]string, 0, len(since[di][fi]))
-				for _, a := range since[di][fi] {
-					elems = append(elems, a.addr.String()+" : goto "+windowChainName(d, a.since, fam))
-				}
-				s.verdictMap(freshMapName(d, f), f, elems, fmt.Sprintf("%s: local addresses, to the window of the epochs their stamps may carry", d.name))
-			}
-		}
-		stamp := "goto " + stampChainName(ep.Current)
-		s.mapOf(stampName, "nf_proto : verdict", []string{"ipv4 : " + stamp, "ipv6 : " + stamp}, "the chain that stamps accepted connections with the current epoch")
-		s.mapOf(currentEpochSet, "mark", []string{fmt.Sprintf("0x%08x comment %s", epoch.Mark(ep.Current), comment("%s%d", epochPrefix, ep.Current))},
-			"the current epoch's stamp: an established connection carrying it is accepted at once")
-	})
+	if s.memo == nil {
+		return
+	}
+	m := &memoEpochChains{key: key, decls: bytes.Clone(s.out.Bytes()[outAt:]), rules: bytes.Clone(s.rules.Bytes()[rulesAt:]),
+		names: slices.Clone(s.tab.chainOrder[order:]), nrules: s.stats.Rules - nrules}
+	for _, name := range m.names {
+		m.chains = append(m.chains, s.tab.chains[name])
+	}
+	s.memo.storeEpochChains(m)
 }
 
 // freshPath sends established packets whose stamp is not the current epoch's through the window

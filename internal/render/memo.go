@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -22,7 +23,10 @@ import (
 //     keyed with everything else they are written from (the policy, direction, chain, verdicts,
 //     table);
 //   - a counter's name and declaration, which follow from the rest of the counter, are kept by
-//     value.
+//     value;
+//   - the stamp and window chains of the epochs (some 256 chains), which change only when a
+//     narrowing change starts a block of epochs, are reused while what they are written from
+//     (the block, the windows' newer end, the windows held) stays the same.
 //
 // The output does not depend on the Memo: with or without one, with whatever it holds, Render
 // writes the same bytes (TestMemoisedRenderEqualsFreshRenderAfterEveryEvent, in package
@@ -35,7 +39,10 @@ type Memo struct {
 	ruleSets memoTable[ruleSetsKey, *memoRuleSets]
 	rules    memoTable[rulesKey, *memoRules]
 	counters memoTable[counterKey, *memoCounter]
-	gen      uint64 // counts the Renders, to drop what the last one did not use
+	// epochChains is what the last Render wrote for the stamp and window chains, which change
+	// only when a narrowing change starts a block of epochs.
+	epochChains *memoEpochChains
+	gen         uint64 // counts the Renders, to drop what the last one did not use
 	// spare is a script's text handed back by Recycle, which the next Render writes over;
 	// scratch are the buffers of the parts a Render appends to its text at the end (rules, maps,
 	// base chains), free again once it returns.
@@ -237,6 +244,41 @@ func (m *Memo) storeRules(key rulesKey, v *memoRules) {
 		return
 	}
 	m.rules.put(key, v, m.gen)
+}
+
+// epochChainsKey is what the stamp and window chains are written from.
+type epochChainsKey struct {
+	table                string
+	first, last, horizon uint32
+	windowed             []uint32
+}
+
+func (k *epochChainsKey) equal(o *epochChainsKey) bool {
+	return k.table == o.table && k.first == o.first && k.last == o.last && k.horizon == o.horizon &&
+		slices.Equal(k.windowed, o.windowed)
+}
+
+// memoEpochChains is the text the stamp and window chains took in the script's declarations and
+// in its rules, and their chains in the Table (which nothing changes once rendered), in order.
+type memoEpochChains struct {
+	key          epochChainsKey
+	decls, rules []byte
+	names        []string
+	chains       []*chainObj
+	nrules       int
+}
+
+func (m *Memo) lookupEpochChains(key *epochChainsKey) (*memoEpochChains, bool) {
+	if m == nil || m.epochChains == nil || !m.epochChains.key.equal(key) {
+		return nil, false
+	}
+	return m.epochChains, true
+}
+
+func (m *Memo) storeEpochChains(v *memoEpochChains) {
+	if m != nil {
+		m.epochChains = v
+	}
 }
 
 // counterKey is a counter without its name, which follows from the rest (as its comment does),
