@@ -28,9 +28,9 @@ type Monitor interface {
 // sets, so its monitor died after most applies.) A transaction of ours adds the one element of
 // the set render.DigestSet, whose comment carries the digest of the script (see package render):
 // a full apply adds it with the table, an incremental update deletes the old element and adds the
-// new one along with the elements it changes, so that an update of elements only (through nft or,
-// soon, through netlink) carries it, where a digest in a rule made every update refill the base
-// chain. A transaction that touches our table without adding a digest of ours is someone else's
+// new one along with the elements it changes, so that an update of elements only (through nft or
+// over netlink, see Reconciler.Elements) carries it, where a digest in a rule made every update
+// refill the base chain. A transaction that touches our table without adding a digest of ours is someone else's
 // change (a flushed chain or map, a deleted element or table, an inserted rule) and is repaired at
 // once with a full apply. Only an added (or created) object's digest counts: `nft monitor`
 // prints a deleted element with its comment, and another process deleting our digest's element
