@@ -146,7 +146,7 @@ func TestIncrementalDesiredMatchesTheFullTranslationAfterEachEvent(t *testing.T)
 	if err := f.c.Create(f.ctx, missed); err != nil {
 		t.Fatal(err)
 	}
-	checked, err := f.inc.desired(f.ctx, true)
+	checked, err := f.inc.desired(f.ctx, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,9 +168,10 @@ type Reconciler struct {
 	epochs       epoch.State
 	lastRuleSet  ruleset.RuleSet
 	epochsSeeded bool
-	// lastScript is the full script of the last successful apply, from which the next change is
-	// applied as an incremental update (render.Diff, from its Table), and which a recompute that
-	// finds the same rule set and epochs returns again rather than render it.
+	// lastScript is the script of the last successful apply (with its text only when that was a
+	// full replace), from whose Table the next change is applied as an incremental update
+	// (render.Diff), and which a recompute that finds the same rule set and epochs returns again
+	// rather than render it.
 	lastScript render.Script
 	// renderMemo lets each render reuse the sets of the previous one that the change left alone
 	// (the incremental translation's rule sets share their memory), and Diff skip them.
@@ -256,7 +257,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	// The periodic check and a repair also check the incremental translation against a full one.
-	d, err := r.desired(ctx, req == resyncKey || req == driftKey)
+	d, err := r.desired(ctx, req == resyncKey || req == driftKey, true)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -313,6 +314,10 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 	start := time.Now()
 	u, mode := r.update(script, trigger)
 	text := u.Text
+	if mode == "full" {
+		script = r.withText(d)
+		text = script.Text
+	}
 	r.mu.Lock()
 	applied := r.applied
 	r.mu.Unlock()
@@ -341,6 +346,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 		// the whole table repairs both, in this same reconcile.
 		m.IncrementalUpdates.WithLabelValues("failed").Inc()
 		r.Log.Error(err, "incremental update failed; replacing the whole table", "mode", mode)
+		script = r.withText(d)
 		text, mode = script.Text, "full"
 		if r.Counters != nil {
 			r.Counters.Replacing(ctx)
@@ -401,12 +407,24 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, trigger string) error
 	return nil
 }
 
+// withText returns d's script with its text, rendering it when d has none: the reconciler renders
+// without the text, which an update in place does not need, and with it only for a full replace
+// (the render memo makes that second render a copy of what the first wrote or reused).
+func (r *Reconciler) withText(d Desired) render.Script {
+	if d.Script.Text != nil {
+		return d.Script
+	}
+	opts := r.RenderOptions(d.Epochs)
+	opts.Memo = &r.renderMemo
+	return render.Render(d.RuleSet, opts)
+}
+
 // update returns what to send for script: the incremental update from the last applied script
-// for an ordinary change, the whole script for anything else (the first apply, a repair, a change
-// too large or one that redeclares a chain or set).
+// for an ordinary change, or mode "full" and no update for anything else (the first apply, a
+// repair, a change too large or one that redeclares a chain or set), which sends the whole script.
 func (r *Reconciler) update(script render.Script, trigger string) (u render.Update, mode string) {
-	full := render.Update{Text: script.Text}
-	if trigger != "change" || r.lastScript.Text == nil || r.IncrementalMaxShare < 0 {
+	full := render.Update{}
+	if trigger != "change" || r.lastScript.Table == nil || r.IncrementalMaxShare < 0 {
 		return full, "full"
 	}
 	// Render gives every script its Table: no script is parsed back.
@@ -451,12 +469,13 @@ type Desired struct {
 // the first call builds from the Source; otherwise (or with FullTranslate) the whole Source is
 // translated.
 func (r *Reconciler) Desired(ctx context.Context) (Desired, error) {
-	return r.desired(ctx, false)
+	return r.desired(ctx, false, false)
 }
 
 // desired is Desired; check asks for the incremental translation, if there is one, to be
-// compared with a full one (see translateIncrementally).
-func (r *Reconciler) desired(ctx context.Context, check bool) (Desired, error) {
+// compared with a full one (see translateIncrementally), and tableOnly for a script without its
+// text (render.Options.TableOnly), which withText completes when a full replace needs it.
+func (r *Reconciler) desired(ctx context.Context, check, tableOnly bool) (Desired, error) {
 	var (
 		in  translate.Input
 		err error
@@ -503,9 +522,9 @@ func (r *Reconciler) desired(ctx context.Context, check bool) (Desired, error) {
 	// comparing them costs little.
 	script, same := r.lastScript, r.applied && reflect.DeepEqual(epochs, r.epochs) && reflect.DeepEqual(rs, r.lastRuleSet)
 	r.mu.Unlock()
-	if !same {
+	if !same || (!tableOnly && script.Text == nil) {
 		opts := r.RenderOptions(epochs)
-		opts.Memo = &r.renderMemo
+		opts.Memo, opts.TableOnly = &r.renderMemo, tableOnly
 		script = render.Render(rs, opts)
 	}
 	return Desired{

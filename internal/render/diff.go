@@ -48,6 +48,30 @@ func (t *Table) Elements(set string) []string {
 	return nil
 }
 
+// Equal reports whether two Tables hold the same objects in the same order: declarations, rules
+// and elements as the script writes them (not what Render keeps beside them for the digest).
+func (t *Table) Equal(o *Table) bool {
+	if !slices.Equal(t.chainOrder, o.chainOrder) || !slices.Equal(t.setOrder, o.setOrder) || !slices.Equal(t.objOrder, o.objOrder) {
+		return false
+	}
+	for _, name := range t.chainOrder {
+		if !t.chains[name].equal(o.chains[name]) {
+			return false
+		}
+	}
+	for _, name := range t.setOrder {
+		if !t.sets[name].equal(o.sets[name]) {
+			return false
+		}
+	}
+	for _, key := range t.objOrder {
+		if *t.objects[key] != *o.objects[key] {
+			return false
+		}
+	}
+	return true
+}
+
 // statefulObj is a named counter or limit: declared once, its state (a counter's packets) lives
 // in the kernel for as long as the object does.
 type statefulObj struct {
@@ -58,12 +82,25 @@ type statefulObj struct {
 type chainObj struct {
 	decl  string // the add chain line
 	rules []string
+	epoch bool // a stamp or window chain, which the digest leaves out
+}
+
+func (c *chainObj) equal(o *chainObj) bool {
+	return c.decl == o.decl && slices.Equal(c.rules, o.rules)
 }
 
 type setObj struct {
 	decl  string // the declaration line up to its elements, without its closing brace
 	isMap bool
 	elems []string // without the trailing comma
+	epoch bool     // a map or set of the epochs, which the digest leaves out
+	// sum is the digest of the elements, computed once for all the Tables that share them
+	// (through a Memo); nil in a parsed Table.
+	sum *elementsSum
+}
+
+func (s *setObj) equal(o *setObj) bool {
+	return s.decl == o.decl && s.isMap == o.isMap && slices.Equal(s.elems, o.elems)
 }
 
 func newTable() *Table {

@@ -3,8 +3,10 @@ package render
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"regexp"
 	"strconv"
 )
@@ -31,29 +33,104 @@ var (
 	digestPattern     = regexp.MustCompile(fmt.Sprintf(`%s([0-9a-f]{%d})`, digestPrefix, digestLen))
 )
 
-// stampDigest replaces the first placeholder with the digest of the script as rendered with the
-// placeholder in it, so the digest is a pure function of the script's content, and returns it.
-// The digest is written over the placeholder's zeros, in place: the script can be megabytes long.
+// tableDigest returns the digest of the table a script installs: its counters and limits, its
+// chains with their rules, its sets and maps with their elements, in the script's order. It reads
+// the Table rather than the text, so that a Render without text (Options.TableOnly) gives the
+// same digest as one with, and the elements of a set that several Renders share through a Memo
+// (most of a table at cluster scale) are read once: each set's elements are summed apart
+// (setObj.sum) and the table's digest takes the sum.
 //
-// The byte ranges in skip (sorted, disjoint) are left out: they hold the epochs of established
-// connections, which follow from the rule sets applied before this one rather than from the
-// cluster. Equal digests mean equal verdicts for every new connection; the epochs move only when
-// the rest changes too, so a script whose digest is unchanged needs no apply, and anyone can check
-// that a node's kernel holds the rules of the current cluster state without knowing its history.
-func stampDigest(script []byte, skip [][2]int) string {
-	h := sha256.New()
-	from := 0
-	for _, r := range skip {
-		h.Write(script[from:r[0]])
-		from = r[1]
+// Left out are DigestSet (which holds the digest) and what holds the epochs of established
+// connections (setObj.epoch, chainObj.epoch), which follow from the rule sets applied before this
+// one rather than from the cluster. Equal digests mean equal verdicts for every new connection;
+// the epochs move only when the rest changes too, so a script whose digest is unchanged needs no
+// apply, and anyone can check that a node's kernel holds the rules of the current cluster state
+// without knowing its history.
+func tableDigest(t *Table) string {
+	d, inner := newDigester(), newDigester()
+	for _, key := range t.objOrder {
+		d.str(t.objects[key].decl)
 	}
-	h.Write(script[from:])
-	sum := h.Sum(nil)
-	digest := hex.EncodeToString(sum[:digestLen/2])
+	for _, name := range t.chainOrder {
+		if c := t.chains[name]; !c.epoch {
+			d.str(c.decl)
+			d.count(len(c.rules))
+			for _, r := range c.rules {
+				d.str(r)
+			}
+		}
+	}
+	for _, name := range t.setOrder {
+		if s := t.sets[name]; !s.epoch && name != digestSet {
+			d.str(s.decl)
+			sum := s.sum
+			if sum == nil {
+				sum = new(elementsSum)
+			}
+			d.buf = append(d.buf, sum.of(s.elems, inner)...)
+		}
+	}
+	return hex.EncodeToString(d.sum()[:digestLen/2])
+}
+
+// elementsSum is the SHA-256 of a set's elements, computed on first use.
+type elementsSum struct {
+	done bool
+	sum  [sha256.Size]byte
+}
+
+// of returns the sum of elems, computing it with d (whose hash it resets) the first time.
+func (e *elementsSum) of(elems []string, d *digester) []byte {
+	if !e.done {
+		d.h.Reset()
+		d.count(len(elems))
+		for _, el := range elems {
+			d.str(el)
+		}
+		copy(e.sum[:], d.sum())
+		e.done = true
+	}
+	return e.sum[:]
+}
+
+// digester feeds a hash with strings, each preceded by its length (so that no two sequences of
+// strings feed the same bytes), through a buffer rather than a write per string.
+type digester struct {
+	h   hash.Hash
+	buf []byte
+}
+
+const digesterBuffer = 32 << 10
+
+func newDigester() *digester {
+	return &digester{h: sha256.New(), buf: make([]byte, 0, digesterBuffer+512)}
+}
+
+func (d *digester) count(n int) {
+	d.buf = binary.AppendUvarint(d.buf, uint64(n))
+}
+
+func (d *digester) str(s string) {
+	d.count(len(s))
+	d.buf = append(d.buf, s...)
+	if len(d.buf) >= digesterBuffer {
+		d.h.Write(d.buf)
+		d.buf = d.buf[:0]
+	}
+}
+
+func (d *digester) sum() []byte {
+	d.h.Write(d.buf)
+	d.buf = d.buf[:0]
+	return d.h.Sum(nil)
+}
+
+// stampDigest writes digest over the placeholder in the script's text, in place: the script can
+// be megabytes long, and the placeholder is near its start (DigestSet is declared first).
+func stampDigest(script []byte, digest string) {
 	if i := bytes.Index(script, []byte(digestPlaceholder)); i >= 0 {
 		copy(script[i+len(digestPrefix):], digest)
 	}
-	return digest
 }
 
 // Digest returns the digest that a text carries (a script, the kernel's listing of DigestSet,

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -74,7 +73,7 @@ func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
 		s.rule(freshChainName(f), "accept")
 	}
 	s.epochChains(epochChainsKey{table: s.table, first: first, last: last, horizon: horizon, windowed: windowed})
-	s.epochPart(&s.maps, func() {
+	s.epochPart(func() {
 		for fi, f := range families {
 			for _, d := range []direction{ingress, egress} {
 				di, fam := epoch.Ingress, (*family)(nil)
@@ -100,8 +99,8 @@ func (s *script) freshChains(rs *ruleset.RuleSet, ep *epoch.State) {
 // they are written from the same key: they change only when a block starts.
 func (s *script) epochChains(key epochChainsKey) {
 	if m, ok := s.memo.lookupEpochChains(&key); ok {
-		s.epochPart(&s.out, func() { s.out.Write(m.decls) })
-		s.epochPart(&s.rules, func() { s.rules.Write(m.rules) })
+		s.reused(&s.out, m.decls)
+		s.reused(&s.rules, m.rules)
 		for i, name := range m.names {
 			s.tab.chains[name] = m.chains[i]
 		}
@@ -111,7 +110,7 @@ func (s *script) epochChains(key epochChainsKey) {
 	}
 	first, last, horizon, windowed := key.first, key.last, key.horizon, key.windowed
 	outAt, rulesAt, order, nrules := s.out.Len(), s.rules.Len(), len(s.tab.chainOrder), s.stats.Rules
-	s.epochPart(&s.out, func() {
+	s.epochPart(func() {
 		for e := first; e <= last; e++ {
 			s.chain(stampChainName(e), comment("accepts, stamping the connection with epoch %d", e))
 		}
@@ -124,7 +123,7 @@ func (s *script) epochChains(key epochChainsKey) {
 			}
 		}
 	})
-	s.epochPart(&s.rules, func() {
+	s.epochPart(func() {
 		for e := first; e <= last; e++ {
 			s.rule(stampChainName(e), fmt.Sprintf("ct mark set ct mark and 0x%08x or 0x%08x accept", epoch.LowMask, epoch.Mark(e)))
 		}
@@ -146,7 +145,7 @@ func (s *script) epochChains(key epochChainsKey) {
 	if s.memo == nil {
 		return
 	}
-	m := &memoEpochChains{key: key, decls: bytes.Clone(s.out.Bytes()[outAt:]), rules: bytes.Clone(s.rules.Bytes()[rulesAt:]),
+	m := &memoEpochChains{key: key, decls: string(s.out.Bytes()[outAt:]), rules: string(s.rules.Bytes()[rulesAt:]),
 		names: slices.Clone(s.tab.chainOrder[order:]), nrules: s.stats.Rules - nrules}
 	for _, name := range m.names {
 		m.chains = append(m.chains, s.tab.chains[name])

@@ -83,10 +83,14 @@ func (m *Memo) buffers(out *bytes.Buffer, parts ...*bytes.Buffer) {
 	}
 }
 
-// keepScratch keeps the memory of a Render's parts, copied into its text, for the next Render.
-func (m *Memo) keepScratch(parts ...*bytes.Buffer) {
+// keepScratch keeps the memory of a Render's parts, copied into its text, for the next Render,
+// and that of the text itself when the Render returns none (out, else nil).
+func (m *Memo) keepScratch(out *bytes.Buffer, parts ...*bytes.Buffer) {
 	if m == nil {
 		return
+	}
+	if out != nil && out.Cap() > cap(m.spare) {
+		m.spare = out.Bytes()[:0]
 	}
 	for i, b := range parts {
 		m.scratch[i] = b.Bytes()[:0]
@@ -147,6 +151,7 @@ const (
 type memoSet struct {
 	clause        string
 	elems         []string
+	sum           *elementsSum
 	addressesOnly bool
 }
 
@@ -262,7 +267,7 @@ func (k *epochChainsKey) equal(o *epochChainsKey) bool {
 // in its rules, and their chains in the Table (which nothing changes once rendered), in order.
 type memoEpochChains struct {
 	key          epochChainsKey
-	decls, rules []byte
+	decls, rules string
 	names        []string
 	chains       []*chainObj
 	nrules       int

@@ -39,6 +39,12 @@ type Options struct {
 	// Memo): the caller that renders one rule set after another keeps one. It changes nothing
 	// in the output, only what producing it costs.
 	Memo *Memo
+	// TableOnly renders the Table, the digest, the stats and the counters without the text
+	// (Script.Text is nil): what an update in place needs, whose commands Diff writes from the
+	// Tables. With a Memo, what it reuses is then not copied at all, which is most of a Render's
+	// cost after one event at cluster scale (a text of megabytes). The same options without
+	// TableOnly give the text, with the same digest.
+	TableOnly bool
 }
 
 // Established is how established and related packets are treated.
@@ -140,9 +146,13 @@ type script struct {
 	clusterPolicies map[string]*ruleset.ClusterPolicy
 	dispatches      map[string]*tierDispatch
 	classChains     map[string]bool
-	// epochParts are the parts of the buffers that hold epochs (the stamp, the fast path, the
-	// windows of fresh.go), which the digest leaves out (see stampDigest).
-	epochParts []part
+	// inEpoch marks the chains and sets declared meanwhile as holding epochs (the stamp and
+	// window chains and the maps of fresh.go), which the digest leaves out (see tableDigest).
+	inEpoch bool
+	// tableOnly is Options.TableOnly: what a Memo gives is not copied into the buffers, whose
+	// text is then incomplete and dropped, only counted (skipped).
+	tableOnly bool
+	skipped   int
 	// tab is the table the script installs, built as it is written: its objects are those of
 	// out, then the verdict maps (mapOrder) and the base chains (baseOrder), in the order the
 	// text has them.
@@ -153,23 +163,26 @@ type script struct {
 	usedElems           []memoKey // the elements policySets reused or wrote, for the Memo
 }
 
-// part is a byte range of one of the script's buffers.
-type part struct {
-	buf        *bytes.Buffer
-	start, end int
+// epochPart marks what write declares as holding epochs.
+func (s *script) epochPart(write func()) {
+	s.inEpoch = true
+	write()
+	s.inEpoch = false
 }
 
-// epochPart records what write adds to buf as a part that holds epochs.
-func (s *script) epochPart(buf *bytes.Buffer, write func()) {
-	start := buf.Len()
-	write()
-	s.epochParts = append(s.epochParts, part{buf, start, buf.Len()})
+// reused writes text that a Memo kept into buf, unless the script is TableOnly.
+func (s *script) reused(buf *bytes.Buffer, text string) {
+	if s.tableOnly {
+		s.skipped += len(text)
+		return
+	}
+	buf.WriteString(text)
 }
 
 // Script is a rendered script and what the agent needs to know of it, so nothing has to read the
 // text back.
 type Script struct {
-	// Text is the script for `nft -f -`.
+	// Text is the script for `nft -f -`; nil when rendered with Options.TableOnly.
 	Text []byte
 	// Digest is the digest stamped into the comment of DigestSet's element (see digest.go).
 	Digest string
@@ -192,7 +205,7 @@ type Stats struct {
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) Script {
 	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept", logGroup: cmp.Or(opts.LogGroup, DefaultLogGroup),
-		tab: newTable(), memo: opts.Memo}
+		tab: newTable(), memo: opts.Memo, tableOnly: opts.TableOnly}
 	s.memo.begin()
 	defer s.memo.end()
 	s.memo.buffers(&s.out, &s.rules, &s.maps, &s.base)
@@ -201,9 +214,11 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	if ep.Current == 0 {
 		ep = epoch.Start(1, &rs)
 	}
-	s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Targets)) + setsSize(&rs))
-	s.rules.Grow(rulesSize(&rs))
-	s.maps.Grow(1024 + 200*(len(rs.Targets)+len(rs.Claims))) // a verdict map's element per address and direction
+	if !s.tableOnly {
+		s.out.Grow(512 + 300*(2*len(rs.Policies)+2*len(rs.Targets)) + setsSize(&rs))
+		s.rules.Grow(rulesSize(&rs))
+		s.maps.Grow(1024 + 200*(len(rs.Targets)+len(rs.Claims))) // a verdict map's element per address and direction
+	}
 	fmt.Fprintf(&s.out, "# flock-netpol: %d isolated pods, %d policies. Replaces the whole table in one transaction.\n",
 		len(rs.Targets), len(rs.Policies))
 	fmt.Fprintf(&s.out, "add table inet %s\ndelete table inet %s\n", s.table, s.table)
@@ -394,24 +409,25 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 		}
 	}
 
-	offset := map[*bytes.Buffer]int{&s.out: 0}
-	for _, b := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
-		offset[b] = s.out.Len()
-		s.out.Write(b.Bytes())
-	}
-	s.memo.keepScratch(&s.rules, &s.maps, &s.base)
-	text := s.out.Bytes()
-	s.stats.Bytes = len(text)
-	skip := make([][2]int, 0, len(s.epochParts))
-	for _, p := range s.epochParts {
-		skip = append(skip, [2]int{offset[p.buf] + p.start, offset[p.buf] + p.end})
-	}
-	slices.SortFunc(skip, func(a, b [2]int) int { return a[0] - b[0] })
-	digest := stampDigest(text, skip)
-	elems := s.tab.sets[digestSet].elems
-	elems[0] = strings.Replace(elems[0], digestPlaceholder, digestPrefix+digest, 1)
 	s.tab.setOrder = append(s.tab.setOrder, s.mapOrder...)
 	s.tab.chainOrder = append(s.tab.chainOrder, s.baseOrder...)
+	digest := tableDigest(s.tab)
+	elems := s.tab.sets[digestSet].elems
+	elems[0] = strings.Replace(elems[0], digestPlaceholder, digestPrefix+digest, 1)
+	s.stats.Bytes = s.out.Len() + s.maps.Len() + s.base.Len() + s.rules.Len() + s.skipped
+	var text []byte
+	if !s.tableOnly {
+		for _, b := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
+			s.out.Write(b.Bytes())
+		}
+		text = s.out.Bytes()
+		stampDigest(text, digest)
+	}
+	if s.tableOnly {
+		s.memo.keepScratch(&s.out, &s.rules, &s.maps, &s.base)
+	} else {
+		s.memo.keepScratch(nil, &s.rules, &s.maps, &s.base)
+	}
 	return Script{Text: text, Digest: digest, Stats: s.stats, Counters: s.counters, Table: s.tab}
 }
 
@@ -458,7 +474,7 @@ func rulesSize(rs *ruleset.RuleSet) int {
 func (s *script) chain(name, comment string) {
 	decl := "add chain inet " + s.table + " " + name + " { comment " + comment + "; }"
 	s.out.WriteString(decl + "\n")
-	s.tab.chains[name] = &chainObj{decl: decl}
+	s.tab.chains[name] = &chainObj{decl: decl, epoch: s.inEpoch}
 	s.tab.chainOrder = append(s.tab.chainOrder, name)
 }
 
@@ -492,7 +508,7 @@ func (s *script) set(name, typ, flags, comment string) elements {
 	s.stats.Sets++
 	decl := "add set inet " + s.table + " " + name + " { type " + typ + ";" + flags + " comment " + comment + ";"
 	s.out.WriteString(decl)
-	obj := &setObj{decl: decl}
+	obj := &setObj{decl: decl, epoch: s.inEpoch}
 	s.tab.sets[name] = obj
 	s.tab.setOrder = append(s.tab.setOrder, name)
 	return elements{b: &s.out, count: &s.stats.Elements, set: obj, start: s.out.Len(), bounds: &s.bounds}
@@ -512,7 +528,7 @@ func (s *script) mapOf(name, typ string, elems []string, why string) {
 	}
 	decl := fmt.Sprintf("add %s inet %s %s { type %s; comment %s;", kind, s.table, name, typ, comment("%s", why))
 	s.maps.WriteString(decl)
-	obj := &setObj{decl: decl, isMap: isMap}
+	obj := &setObj{decl: decl, isMap: isMap, epoch: s.inEpoch}
 	s.tab.sets[name] = obj
 	s.mapOrder = append(s.mapOrder, name)
 	e := elements{b: &s.maps, count: &s.stats.Elements, set: obj, start: s.maps.Len(), bounds: &s.bounds}
@@ -569,7 +585,7 @@ func (e *elements) write(buf []byte) {
 
 // end closes the elements clause, if any, and the command, and returns what a Memo keeps of it.
 func (e *elements) end() *memoSet {
-	m := &memoSet{}
+	m := &memoSet{sum: new(elementsSum)}
 	if e.n > 0 {
 		e.b.WriteString("\n};")
 		m.clause = string(e.b.Bytes()[e.start:])
@@ -578,7 +594,7 @@ func (e *elements) end() *memoSet {
 			m.elems[i] = m.clause[(*e.bounds)[2*i]-e.start : (*e.bounds)[2*i+1]-e.start]
 		}
 	}
-	e.set.elems = m.elems
+	e.set.elems, e.set.sum = m.elems, m.sum
 	e.b.WriteString(" }\n")
 	return m
 }
@@ -587,7 +603,7 @@ func (e *elements) end() *memoSet {
 func (e *elements) reuse(m *memoSet) {
 	*e.count += len(m.elems)
 	e.b.WriteString(m.clause)
-	e.set.elems = m.elems
+	e.set.elems, e.set.sum = m.elems, m.sum
 	e.b.WriteString(" }\n")
 }
 
@@ -830,7 +846,7 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
 	key := ruleSetsKey{rule: r, kind: kind, dir: d.short, key: k, table: s.table}
 	if m, ok := s.memo.lookupRuleSets(key); ok {
-		s.out.WriteString(m.text)
+		s.reused(&s.out, m.text)
 		for i, name := range m.names {
 			obj := m.objs[i] // shared with the last render's Table: a Table is never modified
 			s.tab.sets[name] = obj

@@ -17,7 +17,7 @@ func checkTable(t testing.TB, s Script) {
 	if err != nil {
 		t.Fatalf("ParseTable: %v", err)
 	}
-	if !reflect.DeepEqual(s.Table, parsed) {
+	if !s.Table.Equal(parsed) {
 		t.Fatalf("Render's Table differs from ParseTable of its text: %s", tableDifference(s.Table, parsed))
 	}
 }
@@ -33,12 +33,12 @@ func tableDifference(got, want *Table) string {
 		return "object order " + firstDifference(got.objOrder, want.objOrder)
 	}
 	for _, name := range want.chainOrder {
-		if g, w := got.chains[name], want.chains[name]; !reflect.DeepEqual(g, w) {
+		if g, w := got.chains[name], want.chains[name]; !g.equal(w) {
 			return "chain " + name + ": " + firstDifference(append([]string{g.decl}, g.rules...), append([]string{w.decl}, w.rules...))
 		}
 	}
 	for _, name := range want.setOrder {
-		if g, w := got.sets[name], want.sets[name]; !reflect.DeepEqual(g, w) {
+		if g, w := got.sets[name], want.sets[name]; !g.equal(w) {
 			return "set " + name + ": " + firstDifference(append([]string{g.decl}, g.elems...), append([]string{w.decl}, w.elems...))
 		}
 	}
