@@ -36,6 +36,7 @@ import (
 type Memo struct {
 	mu       sync.Mutex
 	sets     memoTable[memoKey, *memoSet]
+	named    memoTable[namedKey, *memoSet] // the peer sets by name, for editedElements
 	ruleSets memoTable[ruleSetsKey, *memoRuleSets]
 	rules    memoTable[rulesKey, *memoRules]
 	counters memoTable[counterKey, *memoCounter]
@@ -105,15 +106,17 @@ type ruleSetsKey struct {
 	table     string
 }
 
-// memoRuleSets is what policySets wrote: the set commands' text, the sets as the Table holds
-// them, what it returned, and the keys of the elements it reused or wrote (kept in the memo with
-// it).
+// memoRuleSets is what policySets wrote: the set commands' text (none when written by a Render
+// without text: textless) and its size, the sets as the Table holds them, what it returned, and
+// the keys of the elements it reused or wrote (kept in the memo with it).
 type memoRuleSets struct {
-	text  string
-	names []string
-	objs  []*setObj
-	sets  ruleSets
-	elems []memoKey
+	text     string
+	textless bool
+	size     int
+	names    []string
+	objs     []*setObj
+	sets     ruleSets
+	elems    []memoKey
 }
 
 // rulesKey is what policyRules writes from.
@@ -146,13 +149,43 @@ const (
 )
 
 // memoSet is what Render wrote for one set: the elements clause and the elements in it (as Table
-// holds them, sharing the clause's memory), and for a peer set whether it is a hash set of
-// addresses (addressesOnly), which the declaration depends on.
+// holds them, sharing the clause's memory; a set edited by a Render without text has no clause
+// until one with text needs it, see clauseText), their sum for the digest, and for a peer set
+// the peers of its family (is4) and whether it is a hash set of addresses (addressesOnly), which
+// the declaration depends on.
 type memoSet struct {
 	clause        string
 	elems         []string
 	sum           *elementsSum
+	peers         ruleset.AddrSet
+	is4           bool
 	addressesOnly bool
+}
+
+// clauseText returns the elements clause of the set (see elements), writing it from the elements
+// the first time when the set has none.
+func (m *memoSet) clauseText() string {
+	if m.clause == "" && len(m.elems) > 0 {
+		b := make([]byte, 0, m.clauseLen())
+		b = append(b, clauseStart...)
+		for _, el := range m.elems {
+			b = append(append(append(b, "\n\t"...), el...), ',')
+		}
+		m.clause = string(append(b, clauseEnd...))
+	}
+	return m.clause
+}
+
+// clauseLen is the length of clauseText.
+func (m *memoSet) clauseLen() int {
+	if len(m.elems) == 0 {
+		return 0
+	}
+	n := len(clauseStart) + len(clauseEnd)
+	for _, el := range m.elems {
+		n += len(el) + 3
+	}
+	return n
 }
 
 // namedPortsIdentity is the identity of a rule's named ports, as AddrSet.Identity is of its
@@ -170,6 +203,24 @@ func namedPortsID(eps []ruleset.Endpoint) any {
 	return namedPortsIdentity{&eps[0], len(eps)}
 }
 
+// namedKey names a peer set of a table, whose last render lookupNamed returns.
+type namedKey struct{ table, name string }
+
+// lookupNamed returns the peer set that the last Render declared as name, if it did.
+func (m *Memo) lookupNamed(table, name string) (*memoSet, bool) {
+	if m == nil {
+		return nil, false
+	}
+	return m.named.get(namedKey{table, name}, m.gen)
+}
+
+// storeNamed keeps the peer set that this Render declares as name.
+func (m *Memo) storeNamed(table, name string, v *memoSet) {
+	if m != nil {
+		m.named.put(namedKey{table, name}, v, m.gen)
+	}
+}
+
 // begin starts a Render's use of the memo, which end finishes; a nil Memo is no memo.
 func (m *Memo) begin() {
 	if m == nil {
@@ -179,6 +230,7 @@ func (m *Memo) begin() {
 	m.gen++
 	if m.sets == nil {
 		m.sets = memoTable[memoKey, *memoSet]{}
+		m.named = memoTable[namedKey, *memoSet]{}
 		m.ruleSets = memoTable[ruleSetsKey, *memoRuleSets]{}
 		m.rules = memoTable[rulesKey, *memoRules]{}
 		m.counters = memoTable[counterKey, *memoCounter]{}
@@ -192,6 +244,7 @@ func (m *Memo) end() {
 		return
 	}
 	m.sets.dropUnused(m.gen)
+	m.named.dropUnused(m.gen)
 	m.ruleSets.dropUnused(m.gen)
 	m.rules.dropUnused(m.gen)
 	m.counters.dropUnused(m.gen)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/flock-net/flock-netpol/internal/epoch"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
@@ -62,5 +64,59 @@ func TestTheEpochChainsAreReusedWithinABlock(t *testing.T) {
 			t.Errorf("epoch %d: the stamp chain reused = %v, want it reused only within the block", cur, reused)
 		}
 		last = &got
+	}
+}
+
+// TestEditedPeerSetsEqualFreshOnes pins editedElements, which a Render without text uses for a
+// peer set whose peers changed since the last render: its elements must be those a fresh render
+// formats, in order, and every element both sets hold must keep the previous render's string (the
+// edit costs a merge, not formatting the whole set). Ranges of an interval set that start at the
+// same address but end elsewhere are different elements.
+func TestEditedPeerSetsEqualFreshOnes(t *testing.T) {
+	format := func(peers ruleset.AddrSet, is4, addrs bool) []string {
+		var out []string
+		for r := range peerElements(peers, is4, addrs) {
+			if addrs {
+				out = append(out, r.First.String())
+			} else {
+				out = append(out, string(r.AppendTo(nil)))
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name       string
+		prev, next ruleset.AddrSet
+		is4, addrs bool
+		kept       int // elements whose string is the previous render's
+	}{
+		{"a peer joins in the middle", set("10.0.0.1", "10.0.0.3", "10.0.9.9"), set("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.9.9"), true, true, 3},
+		{"a peer leaves", set("10.0.0.1", "10.0.0.2", "10.0.0.3"), set("10.0.0.1", "10.0.0.3"), true, true, 2},
+		{"a peer joins at the end", set("10.0.0.1"), set("10.0.0.1", "10.0.0.7"), true, true, 1},
+		{"the first peer", set(), set("10.0.0.1"), true, true, 0},
+		{"the last peer leaves", set("10.0.0.1"), set(), true, true, 0},
+		{"nothing in common", set("10.0.0.1", "10.0.0.2"), set("10.0.1.1"), true, true, 0},
+		{"IPv6", set("fd00::1", "fd00::3"), set("fd00::1", "fd00::2", "fd00::3"), false, true, 2},
+		{"a range that ends elsewhere", set("10.0.0.0/16", "10.9.0.0/16"), set("10.0.0.0/15", "10.9.0.0/16"), true, false, 1},
+		{"a range split", set("10.0.0.0/24"), set("10.0.0.0/25", "10.0.0.200"), true, false, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prev := &memoSet{elems: format(c.prev, c.is4, c.addrs), peers: c.prev, is4: c.is4, addressesOnly: c.addrs}
+			got := editedElements(prev, c.next, c.is4, c.addrs)
+			if want := format(c.next, c.is4, c.addrs); !slices.Equal(got, want) {
+				t.Fatalf("edited %v, want %v", got, want)
+			}
+			kept := 0
+			for _, g := range got {
+				for _, p := range prev.elems {
+					if unsafe.StringData(g) == unsafe.StringData(p) {
+						kept++
+					}
+				}
+			}
+			if kept != c.kept {
+				t.Errorf("%d elements keep the previous string, want %d", kept, c.kept)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -511,7 +512,11 @@ func (s *script) set(name, typ, flags, comment string) elements {
 	obj := &setObj{decl: decl, epoch: s.inEpoch}
 	s.tab.sets[name] = obj
 	s.tab.setOrder = append(s.tab.setOrder, name)
-	return elements{b: &s.out, count: &s.stats.Elements, set: obj, start: s.out.Len(), bounds: &s.bounds}
+	e := elements{b: &s.out, count: &s.stats.Elements, set: obj, start: s.out.Len(), bounds: &s.bounds}
+	if s.tableOnly {
+		e.skipped = &s.skipped
+	}
+	return e
 }
 
 func (s *script) verdictMap(name string, f family, elems []string, why string) {
@@ -560,13 +565,22 @@ type elements struct {
 	// bounds are the offsets in b at which each element starts and ends, in the script's
 	// scratch space.
 	bounds *[]int
+	// skipped, when the script has no text (TableOnly), counts the bytes of what reuse does not
+	// copy.
+	skipped *int
 }
+
+// clauseStart and clauseEnd open and close the elements clause.
+const (
+	clauseStart = " elements = {"
+	clauseEnd   = "\n};"
+)
 
 // next returns the buffer's free space with what goes before the next element in it.
 func (e *elements) next() []byte {
 	buf := e.b.AvailableBuffer()
 	if e.n == 0 {
-		buf = append(buf, " elements = {"...)
+		buf = append(buf, clauseStart...)
 		*e.bounds = (*e.bounds)[:0]
 	}
 	e.n++
@@ -587,7 +601,7 @@ func (e *elements) write(buf []byte) {
 func (e *elements) end() *memoSet {
 	m := &memoSet{sum: new(elementsSum)}
 	if e.n > 0 {
-		e.b.WriteString("\n};")
+		e.b.WriteString(clauseEnd)
 		m.clause = string(e.b.Bytes()[e.start:])
 		m.elems = make([]string, e.n)
 		for i := range m.elems {
@@ -599,10 +613,15 @@ func (e *elements) end() *memoSet {
 	return m
 }
 
-// reuse writes the elements clause a Memo kept, and ends the command.
+// reuse ends the command with the elements of m, which a Memo kept (or which were edited from
+// what it kept): their clause is copied into the text, unless the script has none.
 func (e *elements) reuse(m *memoSet) {
 	*e.count += len(m.elems)
-	e.b.WriteString(m.clause)
+	if e.skipped != nil {
+		*e.skipped += m.clauseLen()
+	} else {
+		e.b.WriteString(m.clauseText())
+	}
 	e.set.elems, e.set.sum = m.elems, m.sum
 	e.b.WriteString(" }\n")
 }
@@ -845,8 +864,13 @@ func (s *script) policyChain(p *ruleset.Policy, d direction, rules []ruleset.Rul
 // copied; its sets' Table objects share their elements.
 func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ruleset.Rule) ruleSets {
 	key := ruleSetsKey{rule: r, kind: kind, dir: d.short, key: k, table: s.table}
-	if m, ok := s.memo.lookupRuleSets(key); ok {
-		s.reused(&s.out, m.text)
+	// What a Render without text wrote has no text, for a Render with text to copy.
+	if m, ok := s.memo.lookupRuleSets(key); ok && (s.tableOnly || !m.textless) {
+		if s.tableOnly {
+			s.skipped += m.size
+		} else {
+			s.out.WriteString(m.text)
+		}
 		for i, name := range m.names {
 			obj := m.objs[i] // shared with the last render's Table: a Table is never modified
 			s.tab.sets[name] = obj
@@ -856,11 +880,15 @@ func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ru
 		}
 		return m.sets
 	}
-	start, first := s.out.Len(), len(s.tab.setOrder)
+	start, skipped, first := s.out.Len(), s.skipped, len(s.tab.setOrder)
 	s.usedElems = s.usedElems[:0]
 	sets := s.writePolicySets(kind, k, d, r)
 	if s.memo != nil {
-		m := &memoRuleSets{text: string(s.out.Bytes()[start:]), sets: sets, elems: slices.Clone(s.usedElems)}
+		m := &memoRuleSets{sets: sets, elems: slices.Clone(s.usedElems), textless: s.tableOnly,
+			size: s.out.Len() - start + s.skipped - skipped}
+		if !s.tableOnly {
+			m.text = string(s.out.Bytes()[start:])
+		}
 		for _, name := range s.tab.setOrder[first:] {
 			m.names = append(m.names, name)
 			m.objs = append(m.objs, s.tab.sets[name])
@@ -916,6 +944,11 @@ func (s *script) writePolicySets(kind string, k ruleset.PolicyKey, d direction, 
 
 // peerSet declares the set of a rule's peers of family f: a hash set of addresses when they are
 // narrow enough (see addressesOnly), an interval set otherwise.
+//
+// Without text (TableOnly), a set whose peers changed since the last render is made from that
+// render's set of the same name: the elements both hold keep their strings, and only the others
+// are formatted (editedElements), so that one peer joining a set of thousands costs a merge of
+// strings rather than formatting thousands of addresses.
 func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why string) {
 	flags := func(addrs bool) string {
 		if addrs {
@@ -928,25 +961,80 @@ func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why strin
 	if m, ok := s.memo.lookup(key); ok {
 		e := s.set(name, f.addrType, flags(m.addressesOnly), why)
 		e.reuse(m)
+		s.memo.storeNamed(s.table, name, m)
 		return
 	}
 	addrs := addressesOnly(peers, f.is4)
 	e := s.set(name, f.addrType, flags(addrs), why)
-	for pr := range peers.Ranges(f.is4) {
-		if !addrs {
-			e.write(pr.AppendTo(e.next()))
+	var m *memoSet
+	if prev, ok := s.memo.lookupNamed(s.table, name); ok && s.tableOnly && prev.addressesOnly == addrs && prev.is4 == f.is4 {
+		m = &memoSet{elems: editedElements(prev, peers, f.is4, addrs), sum: new(elementsSum)}
+		e.reuse(m)
+	} else {
+		for pr := range peers.Ranges(f.is4) {
+			if !addrs {
+				e.write(pr.AppendTo(e.next()))
+				continue
+			}
+			for a := pr.First; ; a = a.Next() {
+				e.write(a.AppendTo(e.next()))
+				if a == pr.Last {
+					break
+				}
+			}
+		}
+		m = e.end()
+	}
+	m.addressesOnly, m.is4, m.peers = addrs, f.is4, peers
+	s.memo.store(key, m)
+	s.memo.storeNamed(s.table, name, m)
+}
+
+// editedElements returns the elements of a peer set of peers, taking the string of every element
+// that prev (rendered from prev.peers, of the same family and kind) holds too. The elements of a
+// hash set are addresses, those of an interval set ranges, in order in both.
+func editedElements(prev *memoSet, peers ruleset.AddrSet, is4, addrs bool) []string {
+	elems := make([]string, 0, len(prev.elems)+8)
+	next, stop := iter.Pull(peerElements(prev.peers, is4, addrs))
+	defer stop()
+	old, more := next()
+	i := 0 // old is prev.elems[i]
+	for r := range peerElements(peers, is4, addrs) {
+		for more && old.First.Less(r.First) {
+			old, more = next()
+			i++
+		}
+		if more && old == r {
+			elems = append(elems, prev.elems[i])
 			continue
 		}
-		for a := pr.First; ; a = a.Next() {
-			e.write(a.AppendTo(e.next()))
-			if a == pr.Last {
-				break
+		if addrs {
+			elems = append(elems, r.First.String())
+		} else {
+			elems = append(elems, string(r.AppendTo(nil)))
+		}
+	}
+	return elems
+}
+
+// peerElements yields the elements of a peer set of peers as ranges: each address of a hash set
+// (addrs), or each range of an interval set.
+func peerElements(peers ruleset.AddrSet, is4, addrs bool) iter.Seq[ruleset.AddrRange] {
+	if !addrs {
+		return peers.Ranges(is4)
+	}
+	return func(yield func(ruleset.AddrRange) bool) {
+		for pr := range peers.Ranges(is4) {
+			for a := pr.First; ; a = a.Next() {
+				if !yield(ruleset.AddrRange{First: a, Last: a}) {
+					return
+				}
+				if a == pr.Last {
+					break
+				}
 			}
 		}
 	}
-	m := e.end()
-	m.addressesOnly = addrs
-	s.memo.store(key, m)
 }
 
 // policyRules writes one ingress or egress rule into chain with the given verdict, using the
