@@ -103,9 +103,18 @@ func (s *setObj) equal(o *setObj) bool {
 	return s.decl == o.decl && s.isMap == o.isMap && slices.Equal(s.elems, o.elems)
 }
 
-func newTable() *Table {
-	return &Table{chains: map[string]*chainObj{}, sets: map[string]*setObj{}, objects: map[string]*statefulObj{}}
+func newTable() *Table { return newTableSized(tableSize{}) }
+
+// tableSize is how many chains, sets and maps, and counters and limits a Table has room for.
+type tableSize struct{ chains, sets, objects int }
+
+func newTableSized(n tableSize) *Table {
+	return &Table{chains: make(map[string]*chainObj, n.chains), sets: make(map[string]*setObj, n.sets),
+		objects: make(map[string]*statefulObj, n.objects), chainOrder: make([]string, 0, n.chains),
+		setOrder: make([]string, 0, n.sets), objOrder: make([]string, 0, n.objects)}
 }
+
+func (t *Table) size() tableSize { return tableSize{len(t.chains), len(t.sets), len(t.objects)} }
 
 // ParseTable reads a script Render wrote. Render returns its script's Table (Script.Table); this
 // reads the script of another process, or one kept as text.
@@ -333,18 +342,28 @@ func sameElements(a, b []string) bool {
 // elementDiff returns the elements only in old (by key for a map, so that a key whose value
 // changed is deleted and added again) and those only in new.
 func elementDiff(old, new *setObj) (gone, added []string) {
-	have := make(map[string]bool, len(old.elems))
-	for _, e := range old.elems {
+	// An event changes a few elements of a set of thousands, which Render writes in the same
+	// order each time: what both lists begin and end with is in both (no element is listed
+	// twice), and only what lies between needs looking up.
+	o, n := old.elems, new.elems
+	for len(o) > 0 && len(n) > 0 && o[0] == n[0] {
+		o, n = o[1:], n[1:]
+	}
+	for len(o) > 0 && len(n) > 0 && o[len(o)-1] == n[len(n)-1] {
+		o, n = o[:len(o)-1], n[:len(n)-1]
+	}
+	have := make(map[string]bool, len(o))
+	for _, e := range o {
 		have[e] = true
 	}
-	want := make(map[string]bool, len(new.elems))
-	for _, e := range new.elems {
+	want := make(map[string]bool, len(n))
+	for _, e := range n {
 		want[e] = true
 		if !have[e] {
 			added = append(added, e)
 		}
 	}
-	for _, e := range old.elems {
+	for _, e := range o {
 		if !want[e] {
 			if old.isMap {
 				e, _, _ = strings.Cut(e, " : ")

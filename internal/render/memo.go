@@ -44,6 +44,9 @@ type Memo struct {
 	// only when a narrowing change starts a block of epochs.
 	epochChains *memoEpochChains
 	gen         uint64 // counts the Renders, to drop what the last one did not use
+	// size is that of the last Render's Table: the next one, after an event, has about as many
+	// objects, and its Table is allocated with room for them rather than grown.
+	size tableSize
 	// spare is a script's text handed back by Recycle, which the next Render writes over;
 	// scratch are the buffers of the parts a Render appends to its text at the end (rules, maps,
 	// base chains), free again once it returns.
@@ -221,10 +224,11 @@ func (m *Memo) storeNamed(table, name string, v *memoSet) {
 	}
 }
 
-// begin starts a Render's use of the memo, which end finishes; a nil Memo is no memo.
-func (m *Memo) begin() {
+// begin starts a Render's use of the memo, which end finishes, and returns the Table the Render
+// builds; a nil Memo is no memo.
+func (m *Memo) begin() *Table {
 	if m == nil {
-		return
+		return newTable()
 	}
 	m.mu.Lock()
 	m.gen++
@@ -235,14 +239,16 @@ func (m *Memo) begin() {
 		m.rules = memoTable[rulesKey, *memoRules]{}
 		m.counters = memoTable[counterKey, *memoCounter]{}
 	}
+	return newTableSized(m.size)
 }
 
 // end drops what this Render did not use, so that the memo holds one table's sets (and keeps the
-// memory of no older rule set alive).
-func (m *Memo) end() {
+// memory of no older rule set alive), and keeps the size of its Table.
+func (m *Memo) end(t *Table) {
 	if m == nil {
 		return
 	}
+	m.size = t.size()
 	m.sets.dropUnused(m.gen)
 	m.named.dropUnused(m.gen)
 	m.ruleSets.dropUnused(m.gen)

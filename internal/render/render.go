@@ -206,9 +206,9 @@ type Stats struct {
 // Render returns the nft script that replaces the table with rs.
 func Render(rs ruleset.RuleSet, opts Options) Script {
 	s := &script{table: cmp.Or(opts.Table, DefaultTable), accept: "accept", logGroup: cmp.Or(opts.LogGroup, DefaultLogGroup),
-		tab: newTable(), memo: opts.Memo, tableOnly: opts.TableOnly}
-	s.memo.begin()
-	defer s.memo.end()
+		memo: opts.Memo, tableOnly: opts.TableOnly}
+	s.tab = s.memo.begin()
+	defer s.memo.end(s.tab)
 	s.memo.buffers(&s.out, &s.rules, &s.maps, &s.base)
 	revalidate := opts.Established != Keep
 	ep := opts.Epochs
