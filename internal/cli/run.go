@@ -310,7 +310,15 @@ func NewAgent(restCfg *rest.Config, cfg RunConfig, log logr.Logger, executor nft
 	// Element updates reach the same namespace as nft's scripts, so only where the monitor reads
 	// it too; a test's executor that stands in for nft takes everything.
 	if cfg.NetlinkElements && (executor == nil || cfg.Netns != "") {
-		r.Elements = nft.NetlinkElements{NetNS: netnsFD}
+		elements := &nft.NetlinkElements{NetNS: netnsFD}
+		r.Elements = elements
+		// It keeps its socket between updates; the agent's end closes it.
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			return elements.Close()
+		})); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.CounterInterval > 0 {
 		r.Counters = controller.NewRuleCounters(nft.NetlinkCounters{NetNS: netnsFD}, cfg.Table, log.WithName("counters"))

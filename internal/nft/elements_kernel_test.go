@@ -58,11 +58,13 @@ add element inet flocktest digest { 0x00000000 comment "ruleset bbbb" }
 
 // elementsNamespace returns a client and a NetlinkElements for a new namespace holding
 // elementsTable.
-func elementsNamespace(t *testing.T) (*Client, NetlinkElements) {
+func elementsNamespace(t *testing.T) (*Client, *NetlinkElements) {
 	t.Helper()
 	c, fd := newNetnsClientFD(t)
 	mustApply(t, c, elementsTable)
-	return c, NetlinkElements{NetNS: fd}
+	nl := &NetlinkElements{NetNS: fd}
+	t.Cleanup(func() { _ = nl.Close() })
+	return c, nl
 }
 
 func listFlocktest(t *testing.T, c *Client) string {
@@ -120,5 +122,36 @@ func TestKernelNetlinkElementsAllOrNothing(t *testing.T) {
 	}
 	if after := listFlocktest(t, c); after != before {
 		t.Fatalf("an unsupported change sent something:\n%s", after)
+	}
+}
+
+// TestKernelNetlinkElementsKeepsItsSocketUntilAnError pins the socket's reuse: updates share one
+// socket, a refused batch drops it (so that no answer of that batch is read as the next one's),
+// and the next update, on a new socket, applies.
+func TestKernelNetlinkElementsKeepsItsSocketUntilAnError(t *testing.T) {
+	c, nl := elementsNamespace(t)
+	ctx := context.Background()
+	add := func(a string) error {
+		return nl.UpdateElements(ctx, "inet", "flocktest", []SetChange{{Set: "s4", Decl: "add set inet flocktest s4 { type ipv4_addr;", Add: []string{a}}})
+	}
+	if err := add("10.0.0.91"); err != nil {
+		t.Fatal(err)
+	}
+	first := nl.conn
+	if err := add("10.0.0.92"); err != nil || nl.conn != first || first == nil {
+		t.Fatalf("the second update: err %v, socket reused %v", err, nl.conn == first)
+	}
+	bad := SetChange{Set: "s6", Decl: "add set inet flocktest s6 { type ipv6_addr;", Delete: []string{"fd00::99"}}
+	if err := nl.UpdateElements(ctx, "inet", "flocktest", []SetChange{bad, bad, bad}); err == nil || nl.conn != nil {
+		t.Fatalf("a refused batch: err %v, socket kept %v", err, nl.conn != nil)
+	}
+	if err := add("10.0.0.93"); err != nil {
+		t.Fatalf("the update after a refused one: %v", err)
+	}
+	if got := listFlocktest(t, c); !strings.Contains(got, "10.0.0.91") || !strings.Contains(got, "10.0.0.92") || !strings.Contains(got, "10.0.0.93") {
+		t.Errorf("the table lacks an added element:\n%s", got)
+	}
+	if err := nl.Close(); err != nil || nl.conn != nil {
+		t.Errorf("Close: %v", err)
 	}
 }

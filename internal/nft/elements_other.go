@@ -13,6 +13,9 @@ type NetlinkElements struct {
 }
 
 // UpdateElements fails: nftables is Linux's.
-func (NetlinkElements) UpdateElements(context.Context, string, string, []SetChange) error {
+func (*NetlinkElements) UpdateElements(context.Context, string, string, []SetChange) error {
 	return errors.New("updating nftables elements needs Linux")
 }
+
+// Close does nothing.
+func (*NetlinkElements) Close() error { return nil }

@@ -62,7 +62,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	var st epoch.State
 	var prev []byte
 	incremental, elementsOnly, fallbacks, refilled, deleted := 0, 0, 0, 0, 0
-	incElements := nft.NetlinkElements{NetNS: netnsFD(t, incNS)}
+	incElements := &nft.NetlinkElements{NetNS: netnsFD(t, incNS)}
 	for step := range 40 {
 		if step > 0 {
 			switch i := rng.IntN(len(pods)); rng.IntN(8) {

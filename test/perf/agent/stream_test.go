@@ -111,7 +111,7 @@ func startAgent(b *testing.B, tb testing.TB, src controller.Source, node string,
 		b.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = f.Close() })
-	var elements controller.ElementUpdater = nft.NetlinkElements{NetNS: int(f.Fd())}
+	var elements controller.ElementUpdater = &nft.NetlinkElements{NetNS: int(f.Fd())}
 	if rec, ok := exec.(*sizeRecorder); ok {
 		rec.elems, elements = elements, rec
 	}

@@ -230,7 +230,7 @@ func run[T any](bn *bench, s *schedule, sample func() T) (start, end []T, longes
 		bn.tb.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	elements := nft.NetlinkElements{NetNS: int(f.Fd())}
+	elements := &nft.NetlinkElements{NetNS: int(f.Fd())}
 	var prev *render.Table
 	overNetlink := 0
 	defer func() { bn.tb.Logf("%d of %d changes applied over netlink", overNetlink, len(s.scripts)) }()
