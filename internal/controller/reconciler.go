@@ -257,7 +257,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	// The periodic check and a repair also check the incremental translation against a full one.
-	d, err := r.desired(ctx, req == resyncKey || req == driftKey, true)
+	// Once a table is applied, the script is rendered without its text, which only a full replace
+	// needs (withText); the first apply is one.
+	r.mu.Lock()
+	tableOnly := r.applied
+	r.mu.Unlock()
+	d, err := r.desired(ctx, req == resyncKey || req == driftKey, tableOnly)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
