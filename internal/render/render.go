@@ -417,18 +417,15 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	elems[0] = strings.Replace(elems[0], digestPlaceholder, digestPrefix+digest, 1)
 	s.stats.Bytes = s.out.Len() + s.maps.Len() + s.base.Len() + s.rules.Len() + s.skipped
 	var text []byte
+	spare := &s.out // the next Render's output buffer, when this one returns no text
 	if !s.tableOnly {
 		for _, b := range []*bytes.Buffer{&s.maps, &s.base, &s.rules} {
 			s.out.Write(b.Bytes())
 		}
-		text = s.out.Bytes()
+		text, spare = s.out.Bytes(), nil
 		stampDigest(text, digest)
 	}
-	if s.tableOnly {
-		s.memo.keepScratch(&s.out, &s.rules, &s.maps, &s.base)
-	} else {
-		s.memo.keepScratch(nil, &s.rules, &s.maps, &s.base)
-	}
+	s.memo.keepScratch(spare, &s.rules, &s.maps, &s.base)
 	return Script{Text: text, Digest: digest, Stats: s.stats, Counters: s.counters, Table: s.tab}
 }
 
@@ -971,16 +968,11 @@ func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why strin
 		m = &memoSet{elems: editedElements(prev, peers, f.is4, addrs), sum: new(elementsSum)}
 		e.reuse(m)
 	} else {
-		for pr := range peers.Ranges(f.is4) {
-			if !addrs {
-				e.write(pr.AppendTo(e.next()))
-				continue
-			}
-			for a := pr.First; ; a = a.Next() {
-				e.write(a.AppendTo(e.next()))
-				if a == pr.Last {
-					break
-				}
+		for r := range peerElements(peers, f.is4, addrs) {
+			if addrs {
+				e.write(r.First.AppendTo(e.next()))
+			} else {
+				e.write(r.AppendTo(e.next()))
 			}
 		}
 		m = e.end()
