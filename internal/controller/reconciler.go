@@ -428,15 +428,14 @@ func (r *Reconciler) withText(d Desired) render.Script {
 // for an ordinary change, or mode "full" and no update for anything else (the first apply, a
 // repair, a change too large or one that redeclares a chain or set), which sends the whole script.
 func (r *Reconciler) update(script render.Script, trigger string) (u render.Update, mode string) {
-	full := render.Update{}
 	if trigger != "change" || r.lastScript.Table == nil || r.IncrementalMaxShare < 0 {
-		return full, "full"
+		return render.Update{}, "full"
 	}
 	// Render gives every script its Table: no script is parsed back.
 	u, err := render.Diff(r.lastScript.Table, script.Table, render.DiffOptions{Table: r.Table, MaxShare: r.IncrementalMaxShare, MaxRefill: r.IncrementalMaxRefill})
 	if err != nil { // render.ErrNeedsFullApply: a declaration changed, or too much did
 		r.metrics().IncrementalUpdates.WithLabelValues("full_needed").Inc()
-		return full, "full"
+		return render.Update{}, "full"
 	}
 	if u.ElementsOnly && r.Elements != nil {
 		return u, "elements"
