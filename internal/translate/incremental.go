@@ -384,11 +384,11 @@ func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
 			inNew := x != nil && e.res.podSel.Matches(x.labels())
 			switch {
 			case inOld && inNew:
-				s.patchPeer(e, old.ips, x.ips) // the named ports may have changed too
+				s.patchPeer(e, old, x) // the named ports may have changed too
 			case inOld:
-				s.patchPeer(e, old.ips, nil)
+				s.patchPeer(e, old, nil)
 			case inNew:
-				s.patchPeer(e, nil, x.ips)
+				s.patchPeer(e, nil, x)
 			}
 		}
 		for _, y := range changed {
@@ -412,19 +412,24 @@ func btoi(b bool) int {
 // addresses gone leave it, those added join it, and the policies that read it are invalidated.
 // A result of a podSelector alone computed before its namespace existed has no namespace to
 // list the pods of (named ports): it is computed again instead.
-func (s *Incremental) patchPeer(e *peerEntry, gone, added []netip.Addr) {
+func (s *Incremental) patchPeer(e *peerEntry, gone, added *indexedPod) {
 	if !e.nsSelector && e.res.nss == nil {
 		s.dirtyPeer(e)
 		return
 	}
 	addrs := e.res.addrs
-	for _, a := range gone {
-		addrs = addrs.WithoutAddr(a)
+	if gone != nil {
+		for _, a := range gone.ips {
+			addrs = addrs.WithoutAddr(a)
+		}
 	}
-	for _, a := range added {
-		addrs = addrs.WithAddr(a)
+	if added != nil {
+		for _, a := range added.ips {
+			addrs = addrs.WithAddr(a)
+		}
 	}
 	e.res.addrs = addrs
+	s.t.patchPorts(&e.res, gone, added)
 	for pe := range e.users {
 		pe.dirty = true
 	}
@@ -446,9 +451,9 @@ func (s *Incremental) relabel(x *indexedPod, p *compact.Pod) {
 		}
 		switch inOld, inNew := e.res.podSel.Matches(old.LabelSet()), e.res.podSel.Matches(p.LabelSet()); {
 		case inOld && !inNew:
-			s.patchPeer(e, x.ips, nil)
+			s.patchPeer(e, x, nil)
 		case inNew && !inOld:
-			s.patchPeer(e, nil, x.ips)
+			s.patchPeer(e, nil, x)
 		}
 	}
 	if x.local {

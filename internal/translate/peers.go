@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -18,6 +19,59 @@ type peerResult struct {
 	// ports, so they are not kept: a broad peer matches a large part of the cluster.
 	nss    []*nsView
 	podSel labels.Selector
+	// ports memoises, per port name and protocol, the endpoints of those pods (peerEndpoints):
+	// listing the pods of a broad peer and their ports is most of translating an egress rule
+	// with named ports, and a pod that joins or leaves the peer changes the list by its own
+	// endpoints (Incremental.patchPeer edits it). Shared by the copies of the result; nil for an
+	// ipBlock.
+	ports map[portKey][]ruleset.Endpoint
+}
+
+type portKey struct {
+	name  string
+	proto ruleset.Protocol
+}
+
+// peerEndpoints returns the endpoints of the pods r matches for the port called name of proto,
+// sorted and without duplicates; the caller must not modify them.
+func (t *translator) peerEndpoints(r *peerResult, name string, proto ruleset.Protocol) []ruleset.Endpoint {
+	k := portKey{name, proto}
+	if eps, ok := r.ports[k]; ok {
+		return eps
+	}
+	var eps []ruleset.Endpoint
+	for _, p := range r.appendPods(nil) {
+		eps = t.appendEndpoints(eps, p, name, proto, nil)
+	}
+	slices.SortFunc(eps, ruleset.CompareEndpoints)
+	eps = slices.Compact(eps)
+	if r.ports != nil {
+		r.ports[k] = eps
+	}
+	return eps
+}
+
+// patchPorts edits the memoised endpoints of r for a pod that leaves it (gone) or joins it
+// (added), either possibly nil, that claims its addresses alone (Incremental.patchPeer): its
+// endpoints are its own, not also another pod's.
+func (t *translator) patchPorts(r *peerResult, gone, added *indexedPod) {
+	for k, eps := range r.ports {
+		if gone != nil {
+			for _, ep := range t.appendEndpoints(nil, gone, k.name, k.proto, nil) {
+				if i, found := slices.BinarySearchFunc(eps, ep, ruleset.CompareEndpoints); found {
+					eps = slices.Delete(slices.Clip(eps), i, i+1)
+				}
+			}
+		}
+		if added != nil {
+			for _, ep := range t.appendEndpoints(nil, added, k.name, k.proto, nil) {
+				if i, found := slices.BinarySearchFunc(eps, ep, ruleset.CompareEndpoints); !found {
+					eps = slices.Insert(slices.Clip(eps), i, ep)
+				}
+			}
+		}
+		r.ports[k] = eps
+	}
 }
 
 // isBlock reports whether the peer is an ipBlock: it matches addresses, not pods.
@@ -106,7 +160,7 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 		return e.res, nil
 	}
 
-	res := peerResult{podSel: podSel}
+	res := peerResult{podSel: podSel, ports: map[portKey][]ruleset.Endpoint{}}
 	if nsSel == nil {
 		if v := t.namespaces[ns]; v != nil {
 			res.nss = []*nsView{v}

@@ -127,7 +127,7 @@ func (t *translator) ruleOf(obj, path string, index int, anyPeer bool, results [
 			continue
 		}
 		if !ownersKnown {
-			owners, ownersKnown = t.namedPortOwners(targets, dests, egress, r.AnyPeer), true
+			owners, ownersKnown = t.namedPortOwners(targets, egress, r.AnyPeer), true
 		}
 		if egress && (r.AnyPeer || slices.ContainsFunc(dests, func(d peerResult) bool { return d.isBlock() })) {
 			// The name resolves on pods anywhere in the cluster, not only on those of
@@ -136,6 +136,11 @@ func (t *translator) ruleOf(obj, path string, index int, anyPeer bool, results [
 		}
 		for _, p := range owners {
 			r.NamedPorts = t.appendEndpoints(r.NamedPorts, p, name, pr.Protocol, nil)
+		}
+		for i := range dests {
+			if !dests[i].isBlock() {
+				r.NamedPorts = append(r.NamedPorts, t.peerEndpoints(&dests[i], name, pr.Protocol)...)
+			}
 		}
 		// An ipBlock destination resolves the name on the pod that owns the address, whichever
 		// peer matched (the upstream reference and cyclonus agree): only the pod's addresses

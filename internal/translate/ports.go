@@ -13,10 +13,10 @@ import (
 )
 
 // namedPortOwners returns the pods whose named ports a rule may match at every address they
-// own: for ingress the policy's local targets; for egress the destination pods that a
-// pod-selecting peer matches, or every pod when the rule names no peer. (The pods an ipBlock
-// peer reaches match only at their addresses inside the block; the caller adds those.)
-func (t *translator) namedPortOwners(targets []*indexedPod, dests []peerResult, egress, anyPeer bool) []*indexedPod {
+// own: for ingress the policy's local targets; for egress every pod when the rule names no peer.
+// (The destination pods that a pod-selecting peer matches come from peerEndpoints; the pods an
+// ipBlock peer reaches match only at their addresses inside the block; the caller adds both.)
+func (t *translator) namedPortOwners(targets []*indexedPod, egress, anyPeer bool) []*indexedPod {
 	if !egress {
 		return targets
 	}
@@ -25,9 +25,6 @@ func (t *translator) namedPortOwners(targets []*indexedPod, dests []peerResult, 
 		for p := range t.everyPod {
 			owners = append(owners, p)
 		}
-	}
-	for i := range dests {
-		owners = dests[i].appendPods(owners)
 	}
 	return owners
 }
