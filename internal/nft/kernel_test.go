@@ -9,7 +9,6 @@ package nft
 import (
 	"context"
 	"fmt"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -35,12 +34,7 @@ func newNetnsClientFD(t *testing.T) (*Client, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
-	return c, int(f.Fd())
+	return c, netns.OpenFD(t, ns)
 }
 
 // Chain names avoid words such as "fwd" and "forward" that nft's parser treats as keywords.

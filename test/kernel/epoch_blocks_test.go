@@ -26,7 +26,7 @@ import (
 func TestNarrowingChangesAcrossABlockEqualFullApplies(t *testing.T) {
 	incNS, fullNS := netns.NewScratch(t), netns.NewScratch(t)
 	inc, full := scratchClient(t, incNS), scratchClient(t, fullNS)
-	elements := &nft.NetlinkElements{NetNS: netnsFD(t, incNS)}
+	elements := netlinkElements(t, incNS)
 	ctx := context.Background()
 	rs := func(step int) *ruleset.RuleSet {
 		r := &ruleset.RuleSet{}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -62,7 +61,7 @@ func TestIncrementalUpdatesEqualFullApplies(t *testing.T) {
 	var st epoch.State
 	var prev []byte
 	incremental, elementsOnly, fallbacks, refilled, deleted := 0, 0, 0, 0, 0
-	incElements := &nft.NetlinkElements{NetNS: netnsFD(t, incNS)}
+	incElements := netlinkElements(t, incNS)
 	for step := range 40 {
 		if step > 0 {
 			switch i := rng.IntN(len(pods)); rng.IntN(8) {
@@ -206,14 +205,12 @@ func listing(t *testing.T, ns string) string {
 }
 
 // netnsFD opens a namespace for netlink, for the test's duration.
-func netnsFD(t *testing.T, ns string) int {
+// netlinkElements is the agent's element updater for the namespace ns, closed when t ends.
+func netlinkElements(t *testing.T, ns string) *nft.NetlinkElements {
 	t.Helper()
-	f, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
-	return int(f.Fd())
+	el := &nft.NetlinkElements{NetNS: netns.OpenFD(t, ns)}
+	t.Cleanup(func() { _ = el.Close() })
+	return el
 }
 
 func diffScripts(from, to []byte, maxRefill int) (render.Update, error) {

@@ -3,6 +3,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/flock-net/flock-netpol/test/testenv"
@@ -37,4 +38,16 @@ func NewScratch(tb testing.TB) string {
 		}
 	})
 	return name
+}
+
+// OpenFD opens the named namespace's file for netlink sockets in it (as the agent's --netns does)
+// and closes it when tb ends.
+func OpenFD(tb testing.TB, name string) int {
+	tb.Helper()
+	f, err := os.Open("/var/run/netns/" + name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = f.Close() })
+	return int(f.Fd())
 }

@@ -5,7 +5,6 @@ package agent
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -106,12 +105,9 @@ func startAgent(b *testing.B, tb testing.TB, src controller.Source, node string,
 	}
 	// As the agent by default: updates of elements only over netlink (into the namespace), and
 	// changes within the interval after an apply coalesced.
-	f, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = f.Close() })
-	var elements controller.ElementUpdater = &nft.NetlinkElements{NetNS: int(f.Fd())}
+	netlink := &nft.NetlinkElements{NetNS: netns.OpenFD(tb, ns)}
+	tb.Cleanup(func() { _ = netlink.Close() })
+	var elements controller.ElementUpdater = netlink
 	if rec, ok := exec.(*sizeRecorder); ok {
 		rec.elems, elements = elements, rec
 	}

@@ -225,12 +225,8 @@ func newSchedule(c *churn, pairs, perSlice int) *schedule {
 // machine) delays the next one; the log says how far the schedule stretched.
 func run[T any](bn *bench, s *schedule, sample func() T) (start, end []T, longest time.Duration) {
 	bn.tb.Helper()
-	f, err := os.Open("/var/run/netns/" + bn.router.Namespace())
-	if err != nil {
-		bn.tb.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	elements := &nft.NetlinkElements{NetNS: int(f.Fd())}
+	elements := &nft.NetlinkElements{NetNS: netns.OpenFD(bn.tb, bn.router.Namespace())}
+	defer func() { _ = elements.Close() }()
 	var prev *render.Table
 	overNetlink := 0
 	defer func() { bn.tb.Logf("%d of %d changes applied over netlink", overNetlink, len(s.scripts)) }()
