@@ -26,7 +26,7 @@ type Monitor interface {
 // notifications itself rather than running `nft monitor`: nft 1.0.6 reads garbage, and often
 // crashes, printing an element of a set with a concatenated interval key, such as the fresh
 // sets, so its monitor died after most applies.) A transaction of ours adds the one element of
-// the set render.DigestSet, whose comment carries the digest of the script (see package render):
+// the set render.DigestSet, whose comment carries the digest of the table (see package render):
 // a full apply adds it with the table, an incremental update deletes the old element and adds the
 // new one along with the elements it changes, so that an update of elements only (through nft or
 // over netlink, see Reconciler.Elements) carries it, where a digest in a rule made every update

@@ -11,12 +11,13 @@ import (
 	"strconv"
 )
 
-// The script carries a digest of itself in the comment of the one element of a small set,
-// DigestSet (`0x00000000 comment "ruleset <digest>"`). Listing that set (`nft list set inet
-// flock-netpol digest`, milliseconds however large the table) tells whether the kernel still
-// holds the table last applied: a deleted table, or one replaced by anything else, shows a
-// missing or different digest. The kernel notifies the element, comment included, when a
-// transaction adds it, which is how the agent tells its own applies from other processes' changes.
+// The script carries a digest of the table it installs (tableDigest) in the comment of the one
+// element of a small set, DigestSet (`0x00000000 comment "ruleset <digest>"`). Listing that set
+// (`nft list set inet flock-netpol digest`, milliseconds however large the table) tells whether
+// the kernel still holds the table last applied: a deleted table, or one replaced by anything
+// else, shows a missing or different digest. The kernel notifies the element, comment included,
+// when a transaction adds it, which is how the agent tells its own applies from other processes'
+// changes.
 //
 // The digest is a set element rather than, as it once was, the comment of the base chain's last
 // rule, because an ordinary update (a peer joins a set) changes set elements only: with the
