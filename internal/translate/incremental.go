@@ -191,7 +191,7 @@ func (s *Incremental) loadPods(pods []*compact.Pod) bool {
 		if len(p.IPs()) == 0 {
 			continue
 		}
-		x := &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
+		x := &indexedPod{src: p, local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
 		s.place(x, false)
 		all = append(all, x)
 	}
@@ -344,14 +344,14 @@ func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
 	old, _ := s.find(namespace, name)
 	if old != nil && p != nil && old.src.Equal(p) {
 		// Nothing the translator reads changed; keep the new object, not the old one.
-		old.src, old.ips = p, p.IPs()
+		old.src = p
 		if s.badIPs[podKey{p.NamespaceHandle(), name}] != nil {
 			s.badIPs[podKey{p.NamespaceHandle(), name}] = p
 		}
 		return
 	}
 	if old != nil && p != nil && !old.shared && p.OwnsAddresses() && p.NodeHandle() == old.src.NodeHandle() &&
-		slices.Equal(p.IPs(), old.ips) && slices.Equal(p.BadIPs(), old.src.BadIPs()) && slices.Equal(p.Ports(), old.src.Ports()) {
+		slices.Equal(p.IPs(), old.src.IPs()) && slices.Equal(p.BadIPs(), old.src.BadIPs()) && slices.Equal(p.Ports(), old.src.Ports()) {
 		s.relabel(old, p)
 		return
 	}
@@ -369,7 +369,7 @@ func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
 			s.badIPs[k] = p
 		}
 		if len(p.IPs()) > 0 {
-			x = &indexedPod{src: p, ips: p.IPs(), local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
+			x = &indexedPod{src: p, local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
 			changed = s.index(x, append(changed, x))
 		}
 	}
@@ -419,12 +419,12 @@ func (s *Incremental) patchPeer(e *peerEntry, gone, added *indexedPod) {
 	}
 	addrs := e.res.addrs
 	if gone != nil {
-		for _, a := range gone.ips {
+		for _, a := range gone.src.IPs() {
 			addrs = addrs.WithoutAddr(a)
 		}
 	}
 	if added != nil {
-		for _, a := range added.ips {
+		for _, a := range added.src.IPs() {
 			addrs = addrs.WithAddr(a)
 		}
 	}
@@ -441,7 +441,7 @@ func (s *Incremental) patchPeer(e *peerEntry, gone, added *indexedPod) {
 // addresses, its named ports) is unchanged.
 func (s *Incremental) relabel(x *indexedPod, p *compact.Pod) {
 	old := x.src
-	x.src, x.ips = p, p.IPs()
+	x.src = p
 	if k := (podKey{p.NamespaceHandle(), p.Name()}); s.badIPs[k] != nil {
 		s.badIPs[k] = p
 	}
@@ -491,7 +491,7 @@ func (s *Incremental) place(x *indexedPod, sorted bool) {
 
 // addAddresses records x as a claimant of its addresses, as index does.
 func (s *Incremental) addAddresses(x *indexedPod, changed []*indexedPod) []*indexedPod {
-	for _, a := range x.ips {
+	for _, a := range x.src.IPs() {
 		if c := s.t.claims[a]; c != nil {
 			i, _ := slices.BinarySearchFunc(c, x, comparePods)
 			changed = s.claimChanged(a, slices.Insert(c, i, x), changed)
@@ -519,7 +519,7 @@ func (s *Incremental) unindex(x *indexedPod, changed []*indexedPod) []*indexedPo
 		s.t.local = deletePod(s.t.local, x)
 		s.localChanged()
 	}
-	for _, a := range x.ips {
+	for _, a := range x.src.IPs() {
 		if c := s.t.claims[a]; c != nil {
 			changed = s.claimChanged(a, deletePod(c, x), changed)
 		} else {
@@ -565,7 +565,7 @@ func (s *Incremental) claimChanged(a netip.Addr, o []*indexedPod, changed []*ind
 	s.setOwner(a, o[0])
 	s.claimsDirty = true
 	for _, q := range o {
-		q.shared = slices.ContainsFunc(q.ips, func(b netip.Addr) bool { return s.t.claims[b] != nil })
+		q.shared = slices.ContainsFunc(q.src.IPs(), func(b netip.Addr) bool { return s.t.claims[b] != nil })
 		changed = append(changed, q)
 	}
 	return changed

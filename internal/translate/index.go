@@ -2,7 +2,6 @@ package translate
 
 import (
 	"cmp"
-	"net/netip"
 	"slices"
 	"strings"
 	"unique"
@@ -27,12 +26,11 @@ import (
 // recompute, so it is kept small.
 type indexedPod struct {
 	ns *nsView
-	// src is the input, read again for labels, for the names of local pods and for named ports.
-	src *compact.Pod
-	// ips are src.IPs(), shared with the input: never modified.
-	ips   []netip.Addr
+	// src is the input, read again for addresses, labels, the names of local pods and named
+	// ports. (Not a copy of its addresses: the cluster's pods are many.)
+	src   *compact.Pod
 	local bool
-	// shared is true when another pod claims one of ips too (see claims.go).
+	// shared is true when another pod claims one of its addresses too (see claims.go).
 	shared bool
 	// slot is 1 + the index of a local pod in Incremental.sortedLocal and Incremental.memos; 0
 	// before the pod's first rule set. (An index, not a pointer, to fit in the padding: the
@@ -130,7 +128,7 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 		for i := range len(p.IPs()) {
 			keys = append(keys, uint64(p.IPKey(i))<<32|uint64(len(t.pods)))
 		}
-		t.pods = append(t.pods, indexedPod{ns: last, src: p, ips: p.IPs(), local: p.NodeHandle() == thisNode && node != ""})
+		t.pods = append(t.pods, indexedPod{ns: last, src: p, local: p.NodeHandle() == thisNode && node != ""})
 	}
 
 	// Namespaces that hold pods, sorted by name: the order in which selectors visit them.

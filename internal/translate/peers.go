@@ -174,7 +174,7 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 	for _, n := range res.nss {
 		for _, p := range n.pods {
 			if everyPod || podSel.Matches(p.labels()) {
-				for _, a := range p.ips {
+				for _, a := range p.src.IPs() {
 					// An address other pods claim too joins only if they all match.
 					if !p.shared || t.everyClaimantIn(&res, a) {
 						b.AddAddr(a)

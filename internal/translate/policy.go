@@ -26,7 +26,7 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 	}
 	var targets []*indexedPod
 	for _, p := range t.namespaces[np.Namespace].local {
-		if len(p.ips) > 0 && sel.Matches(p.labels()) {
+		if len(p.src.IPs()) > 0 && sel.Matches(p.labels()) {
 			targets = append(targets, p)
 		}
 	}

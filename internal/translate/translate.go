@@ -226,7 +226,7 @@ func (t *translator) edges(cidrs []netip.Prefix) ruleset.Edges {
 	})
 	e.PodCIDRs = slices.Compact(e.PodCIDRs)
 	for _, p := range t.local {
-		e.LocalPods = append(e.LocalPods, p.ips...)
+		e.LocalPods = append(e.LocalPods, p.src.IPs()...)
 	}
 	slices.SortFunc(e.LocalPods, netip.Addr.Compare)
 	e.LocalPods = slices.Compact(e.LocalPods)
@@ -237,7 +237,7 @@ func (t *translator) edges(cidrs []netip.Prefix) ruleset.Edges {
 func (t *translator) localAddrs() []ruleset.LocalAddr {
 	var out []ruleset.LocalAddr
 	for _, p := range t.local {
-		for _, a := range p.ips {
+		for _, a := range p.src.IPs() {
 			owner := p.src.Namespace() + "/" + p.src.Name()
 			if claimants := t.claims[a]; claimants != nil {
 				names := make([]string, len(claimants))
