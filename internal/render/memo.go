@@ -265,6 +265,15 @@ func (m *Memo) lookup(key memoKey) (*memoSet, bool) {
 	return m.sets.get(key, m.gen)
 }
 
+// has reports whether the memo holds the set rendered from key, without marking it used.
+func (m *Memo) has(key memoKey) bool {
+	if m == nil || key.id == nil {
+		return false
+	}
+	_, ok := m.sets[key]
+	return ok
+}
+
 // store keeps what was rendered from key.
 func (m *Memo) store(key memoKey, v *memoSet) {
 	if m == nil || key.id == nil {

@@ -3,7 +3,6 @@ package render
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"fmt"
 	"iter"
 	"net/netip"
@@ -160,8 +159,10 @@ type script struct {
 	tab                 *Table
 	mapOrder, baseOrder []string
 	memo                *Memo
-	bounds              []int     // scratch space of elements
-	usedElems           []memoKey // the elements policySets reused or wrote, for the Memo
+	bounds              []int        // scratch space of elements
+	peerJobs            *peerSetJobs // peer sets formatted ahead (see startPeerSets), or nil
+	peerScratch         peerScratch  // where the others are formatted
+	usedElems           []memoKey    // the elements policySets reused or wrote, for the Memo
 }
 
 // epochPart marks what write declares as holding epochs.
@@ -210,6 +211,10 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	s.tab = s.memo.begin()
 	defer s.memo.end(s.tab)
 	s.memo.buffers(&s.out, &s.rules, &s.maps, &s.base)
+	if !s.tableOnly {
+		s.startPeerSets(&rs)
+		defer s.peerJobs.wait()
+	}
 	revalidate := opts.Established != Keep
 	ep := opts.Epochs
 	if ep.Current == 0 {
@@ -900,7 +905,6 @@ func (s *script) writePolicySets(kind string, k ruleset.PolicyKey, d direction, 
 	where := fmt.Sprintf("%s %s %s rule %d", kind, k, d.name, r.Index)
 
 	sets := ruleSets{d: d, key: k}
-	anyPortMatch := r.AnyPort || len(r.Ports) > 0
 	for fi, f := range families {
 		named := 0
 		for _, e := range r.NamedPorts {
@@ -909,7 +913,7 @@ func (s *script) writePolicySets(kind string, k ruleset.PolicyKey, d direction, 
 			}
 		}
 		if !r.AnyPeer {
-			if r.Peers.Len(f.is4) == 0 || (!anyPortMatch && named == 0) {
+			if !declaresPeers(r, f) {
 				continue // no peer of this family, or no port a peer could use
 			}
 			name := ruleSetName("peers", k, d, r.Index, f)
@@ -965,19 +969,11 @@ func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why strin
 	e := s.set(name, f.addrType, flags(addrs), why)
 	var m *memoSet
 	if prev, ok := s.memo.lookupNamed(s.table, name); ok && s.tableOnly && prev.addressesOnly == addrs && prev.is4 == f.is4 {
-		m = &memoSet{elems: editedElements(prev, peers, f.is4, addrs), sum: new(elementsSum)}
-		e.reuse(m)
+		m = &memoSet{elems: editedElements(prev, peers, f.is4, addrs), sum: new(elementsSum), peers: peers, is4: f.is4, addressesOnly: addrs}
 	} else {
-		for r := range peerElements(peers, f.is4, addrs) {
-			if addrs {
-				e.write(r.First.AppendTo(e.next()))
-			} else {
-				e.write(r.AppendTo(e.next()))
-			}
-		}
-		m = e.end()
+		m = s.formattedPeerSet(key, peers, f.is4, addrs)
 	}
-	m.addressesOnly, m.is4, m.peers = addrs, f.is4, peers
+	e.reuse(m)
 	s.memo.store(key, m)
 	s.memo.storeNamed(s.table, name, m)
 }
@@ -1016,14 +1012,9 @@ func peerElements(peers ruleset.AddrSet, is4, addrs bool) iter.Seq[ruleset.AddrR
 		return peers.Ranges(is4)
 	}
 	return func(yield func(ruleset.AddrRange) bool) {
-		for pr := range peers.Ranges(is4) {
-			for a := pr.First; ; a = a.Next() {
-				if !yield(ruleset.AddrRange{First: a, Last: a}) {
-					return
-				}
-				if a == pr.Last {
-					break
-				}
+		for a := range peers.Addresses(is4) {
+			if !yield(ruleset.AddrRange{First: a, Last: a}) {
+				return
 			}
 		}
 	}
@@ -1253,18 +1244,5 @@ const maxHashRange = 256
 // interval set matches nothing, and traffic its rule allows is dropped (new connections' first
 // packets, and established packets judged again).
 func addressesOnly(peers ruleset.AddrSet, is4 bool) bool {
-	for pr := range peers.Ranges(is4) {
-		if !narrow(pr) {
-			return false
-		}
-	}
-	return true
-}
-
-// narrow reports whether the range holds at most maxHashRange addresses.
-func narrow(r ruleset.AddrRange) bool {
-	f, l := r.First.As16(), r.Last.As16()
-	hi := func(b [16]byte) uint64 { return binary.BigEndian.Uint64(b[:8]) }
-	lo := func(b [16]byte) uint64 { return binary.BigEndian.Uint64(b[8:]) }
-	return hi(f) == hi(l) && lo(l)-lo(f) < maxHashRange
+	return peers.Narrow(is4, maxHashRange)
 }

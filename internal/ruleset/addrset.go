@@ -84,6 +84,76 @@ func (s AddrSet) Ranges(is4 bool) iter.Seq[AddrRange] {
 	}
 }
 
+// Addresses returns every address of the ranges of one family, in order: meant for sets whose
+// ranges are narrow (see Narrow), as pod addresses are. It counts with integers rather than
+// netip.Addr.Next, which a renderer formatting every pod address of a cluster notices.
+func (s AddrSet) Addresses(is4 bool) iter.Seq[netip.Addr] {
+	if is4 {
+		return func(yield func(netip.Addr) bool) {
+			for _, r := range s.v4 {
+				for a := r >> 32; a <= uint64(uint32(r)); a++ {
+					if !yield(addr4(a)) {
+						return
+					}
+				}
+			}
+		}
+	}
+	return func(yield func(netip.Addr) bool) {
+		for _, r := range s.v6 {
+			for a := r.first; ; a = a.next() {
+				if !yield(a.addr()) {
+					return
+				}
+				if a == r.last {
+					break
+				}
+			}
+		}
+	}
+}
+
+// Size returns how many addresses the ranges of one family hold, or math.MaxUint64 when they
+// hold more.
+func (s AddrSet) Size(is4 bool) uint64 {
+	var n uint64
+	if is4 {
+		for _, r := range s.v4 {
+			n += uint64(uint32(r)-uint32(r>>32)) + 1
+		}
+		return n
+	}
+	for _, r := range s.v6 {
+		// last - first, in 128 bits: it must fit in the lower 64.
+		d, borrow := bits.Sub64(r.last.lo, r.first.lo, 0)
+		if hi, _ := bits.Sub64(r.last.hi, r.first.hi, borrow); hi != 0 || d == math.MaxUint64 || n+d+1 < n {
+			return math.MaxUint64
+		}
+		n += d + 1
+	}
+	return n
+}
+
+// Narrow reports whether every range of one family holds at most n addresses, reading the
+// integers rather than building an address per range: a renderer asks it of sets of every pod
+// of a large cluster.
+func (s AddrSet) Narrow(is4 bool, n uint64) bool {
+	if is4 {
+		for _, r := range s.v4 {
+			if uint64(uint32(r)-uint32(r>>32)) >= n {
+				return false
+			}
+		}
+		return true
+	}
+	for _, r := range s.v6 {
+		if r.first.hi != r.last.hi || r.last.lo-r.first.lo >= n {
+			return false
+		}
+	}
+	return true
+}
+
 // Builder collects addresses and ranges and produces a canonical AddrSet. It keeps addresses as
 // integers, not netip.Addr values: a set may hold every pod address of a large cluster, and
 // sorting and merging machine words is several times cheaper, in time and memory, than
@@ -114,6 +184,15 @@ func (a uint128) compare(b uint128) int {
 func u128(a netip.Addr) uint128 {
 	b := a.As16()
 	return uint128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+// next returns a+1 (wrapping at the end of the address space).
+func (a uint128) next() uint128 {
+	a.lo++
+	if a.lo == 0 {
+		a.hi++
+	}
+	return a
 }
 
 func (a uint128) addr() netip.Addr {

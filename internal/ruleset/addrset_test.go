@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -209,5 +210,79 @@ func TestCoversIsSubset(t *testing.T) {
 		if got := mk(c.s...).Covers(mk(c.o...)); got != c.want {
 			t.Errorf("%v covers %v = %v, want %v", c.s, c.o, got, c.want)
 		}
+	}
+}
+
+// Narrow decides whether a peer set is spelled out address by address: a range of n addresses
+// is narrow, one of n+1 is not, in either family, and an IPv6 range is never narrow across its
+// upper 64 bits however few addresses it holds.
+func TestNarrowCountsTheAddressesOfEachRange(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ranges []AddrRange
+		is4    bool
+		want   bool
+	}{
+		{"empty", nil, true, true},
+		{"v4 single addresses", []AddrRange{r("10.0.0.1", "10.0.0.1"), r("10.0.0.9", "10.0.0.9")}, true, true},
+		{"v4 exactly 4", []AddrRange{r("10.0.0.0", "10.0.0.3")}, true, true},
+		{"v4 5 addresses", []AddrRange{r("10.0.0.1", "10.0.0.1"), r("10.0.1.0", "10.0.1.4")}, true, false},
+		{"v4 the whole space", []AddrRange{r("0.0.0.0", "255.255.255.255")}, true, false},
+		{"v4 asked, v6 wide", []AddrRange{r("10.0.0.1", "10.0.0.1"), r("fd00::", "fd00::ffff")}, true, true},
+		{"v6 exactly 4", []AddrRange{r("fd00::4", "fd00::7")}, false, true},
+		{"v6 5 addresses", []AddrRange{r("fd00::4", "fd00::8")}, false, false},
+		{"v6 two addresses across the upper half", []AddrRange{r("fd00::ffff:ffff:ffff:ffff", "fd00:0:0:1::")}, false, false},
+		{"v6 the whole space", []AddrRange{r("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Builder
+			for _, x := range tc.ranges {
+				b.AddRange(x)
+			}
+			if got := b.Set().Narrow(tc.is4, 4); got != tc.want {
+				t.Errorf("Narrow(%v, 4) = %v, want %v", tc.is4, got, tc.want)
+			}
+		})
+	}
+}
+
+// Addresses counts with integers; it must yield what stepping each range with netip.Addr.Next
+// yields, in order, across the end of the IPv4 space and a carry into the upper 64 bits of an
+// IPv6 address, and Size must count them.
+func TestAddressesYieldsEveryAddressOfEachRange(t *testing.T) {
+	ranges := []AddrRange{
+		r("10.0.0.1", "10.0.0.1"), r("10.0.0.250", "10.0.1.3"), r("255.255.255.253", "255.255.255.255"),
+		r("fd00::1", "fd00::3"), r("fd00::ffff:ffff:ffff:fffe", "fd00:0:0:1::1"),
+		r("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+	}
+	var b Builder
+	for _, x := range ranges {
+		b.AddRange(x)
+	}
+	set := b.Set()
+	for _, is4 := range []bool{true, false} {
+		var want []netip.Addr
+		for x := range set.Ranges(is4) {
+			for a := x.First; ; a = a.Next() {
+				want = append(want, a)
+				if a == x.Last {
+					break
+				}
+			}
+		}
+		if got := slices.Collect(set.Addresses(is4)); !slices.Equal(got, want) {
+			t.Errorf("Addresses(%v) = %v, want %v", is4, got, want)
+		}
+		if got := set.Size(is4); got != uint64(len(want)) {
+			t.Errorf("Size(%v) = %d, want %d", is4, got, len(want))
+		}
+	}
+	if got := set.WithAddr(netip.MustParseAddr("fe00::1")).Size(false); got != 10 {
+		t.Errorf("Size after adding an address = %d, want 10", got)
+	}
+	var wide Builder
+	wide.AddPrefix(netip.MustParsePrefix("fd00::/63"))
+	if got := wide.Set().Size(false); got != math.MaxUint64 {
+		t.Errorf("Size of a /63 = %d, want MaxUint64", got)
 	}
 }

@@ -1,0 +1,181 @@
+package render
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
+)
+
+// Peer sets are most of a script: at 150,000 pods, 180,000 addresses formatted and summed, half
+// of a render from scratch. Their elements depend on nothing but the rule's peers, so a render
+// with text (the first apply, a full replace) formats them on the machine's other cores while it
+// writes the rest, and takes each one when it reaches it; the text is the same as if it had
+// formatted them in order, since each set's clause is formatted alone.
+
+// parallelPeerElements is the number of elements to format below which a render formats its
+// peer sets itself: starting goroutines costs more than it saves on a small table, and a render
+// that reuses most sets from a Memo has few left to format.
+var parallelPeerElements = 4096
+
+// declaresPeers reports whether a rule that does not allow any peer declares a peer set of
+// family f: when it has peers of that family and a port they could use.
+func declaresPeers(r *ruleset.Rule, f family) bool {
+	if r.Peers.Len(f.is4) == 0 {
+		return false
+	}
+	if r.AnyPort || len(r.Ports) > 0 {
+		return true
+	}
+	for _, e := range r.NamedPorts {
+		if e.Addr.Is4() == f.is4 {
+			return true
+		}
+	}
+	return false
+}
+
+// formatPeerSet returns the elements of the peer set of peers of one family: addresses (addrs;
+// see addressesOnly) or ranges, in order, with their clause (see elements). It formats into
+// scratch, which it keeps for the next call, and allocates only what it returns.
+func formatPeerSet(peers ruleset.AddrSet, is4, addrs bool, scratch *peerScratch) *memoSet {
+	m := &memoSet{sum: new(elementsSum), peers: peers, is4: is4, addressesOnly: addrs}
+	// Room for the longest elements (an address, or a range of two), so that nothing grows.
+	n, width := peers.Len(is4), 2*len("255.255.255.255")+1
+	if !is4 {
+		width = 2*len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") + 1
+	}
+	if addrs {
+		n, width = int(min(peers.Size(is4), 1<<24)), width/2 // narrow ranges: a count, not a saturated one
+	}
+	b := slices.Grow(scratch.b[:0], len(clauseStart)+len(clauseEnd)+n*(width+len("\n\t,")))
+	bounds := slices.Grow(scratch.bounds[:0], 2*n)
+	b = append(b, clauseStart...)
+	if addrs {
+		for a := range peers.Addresses(is4) {
+			at := len(b) + len("\n\t")
+			b = a.AppendTo(append(b, "\n\t"...))
+			bounds = append(bounds, at, len(b))
+			b = append(b, ',')
+		}
+	} else {
+		for r := range peers.Ranges(is4) {
+			at := len(b) + len("\n\t")
+			b = r.AppendTo(append(b, "\n\t"...))
+			bounds = append(bounds, at, len(b))
+			b = append(b, ',')
+		}
+	}
+	scratch.b, scratch.bounds = b, bounds
+	if len(bounds) == 0 {
+		return m
+	}
+	m.clause = string(append(b, clauseEnd...))
+	m.elems = make([]string, len(bounds)/2)
+	for i := range m.elems {
+		m.elems[i] = m.clause[bounds[2*i]:bounds[2*i+1]]
+	}
+	return m
+}
+
+// peerScratch is the memory formatPeerSet formats into.
+type peerScratch struct {
+	b      []byte
+	bounds []int
+}
+
+// peerSetJob is one peer set formatted ahead of the render; m is set when done is closed.
+type peerSetJob struct {
+	peers ruleset.AddrSet
+	is4   bool
+	m     *memoSet
+	done  chan struct{}
+}
+
+// peerSetJobs are the peer sets a render formats ahead, by key.
+type peerSetJobs struct {
+	jobs  map[memoKey]*peerSetJob
+	order []*peerSetJob // in the order the render reaches them
+	next  atomic.Int64  // the index in order of the next job to start
+	wg    sync.WaitGroup
+}
+
+// startPeerSets starts formatting, on other goroutines, every peer set of rs that the Memo does
+// not hold, when they are many. The render takes them with s.formattedPeerSet.
+func (s *script) startPeerSets(rs *ruleset.RuleSet) {
+	p := &peerSetJobs{jobs: map[memoKey]*peerSetJob{}}
+	elements := 0
+	add := func(r *ruleset.Rule) {
+		if r.AnyPeer {
+			return
+		}
+		for _, f := range families {
+			key := memoKey{kind: memoPeers, is4: f.is4, id: r.Peers.Identity(f.is4)}
+			if !declaresPeers(r, f) || p.jobs[key] != nil || s.memo.has(key) {
+				continue
+			}
+			j := &peerSetJob{peers: r.Peers, is4: f.is4, done: make(chan struct{})}
+			p.jobs[key] = j
+			p.order = append(p.order, j)
+			elements += r.Peers.Len(f.is4) // ranges: at least as many elements
+		}
+	}
+	for i := range rs.Policies {
+		for _, d := range []direction{ingress, egress} {
+			rules := rulesOf(&rs.Policies[i], d)
+			for j := range rules {
+				add(&rules[j])
+			}
+		}
+	}
+	for i := range rs.ClusterPolicies {
+		for _, d := range []direction{ingress, egress} {
+			rules := clusterRulesOf(&rs.ClusterPolicies[i], d)
+			for j := range rules {
+				add(&rules[j].Rule)
+			}
+		}
+	}
+	if elements < parallelPeerElements {
+		return
+	}
+	s.peerJobs = p
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		p.wg.Go(p.work)
+	}
+}
+
+// work formats and sums the jobs in order until none is left.
+func (p *peerSetJobs) work() {
+	d, scratch := newDigester(), &peerScratch{}
+	for {
+		i := int(p.next.Add(1)) - 1
+		if i >= len(p.order) {
+			return
+		}
+		j := p.order[i]
+		j.m = formatPeerSet(j.peers, j.is4, addressesOnly(j.peers, j.is4), scratch)
+		j.m.sum.of(j.m.elems, d)
+		close(j.done)
+	}
+}
+
+// wait returns once every job is done, so that no goroutine outlives the render.
+func (p *peerSetJobs) wait() {
+	if p != nil {
+		p.wg.Wait()
+	}
+}
+
+// formattedPeerSet returns the peer set of key, formatted ahead or now.
+func (s *script) formattedPeerSet(key memoKey, peers ruleset.AddrSet, is4, addrs bool) *memoSet {
+	if s.peerJobs != nil {
+		if j := s.peerJobs.jobs[key]; j != nil {
+			<-j.done
+			return j.m
+		}
+	}
+	return formatPeerSet(peers, is4, addrs, &s.peerScratch)
+}
