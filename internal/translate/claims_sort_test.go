@@ -3,8 +3,11 @@ package translate
 import (
 	"cmp"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/flock-net/flock-netpol/internal/ruleset"
 )
 
 // TestSortByKeyIsAStableSortByKey compares the radix sort with a stable comparison sort, on
@@ -26,6 +29,43 @@ func TestSortByKeyIsAStableSortByKey(t *testing.T) {
 			if len(other) != n {
 				t.Errorf("mask %#x, %d keys: the scratch slice has %d values", mask, n, len(other))
 			}
+		}
+	}
+}
+
+// TestSortOneProtocolIsCompareEndpointsOrder compares sortOneProtocol, which sorts IPv4
+// endpoints as integers, with the comparison sort it replaces in peerEndpoints: IPv4 only, IPv6
+// only, both mixed, duplicates, ports at both ends of their range, and an endpoint with no
+// address (the general order).
+func TestSortOneProtocolIsCompareEndpointsOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	random := func(n int, v4, v6 bool) []ruleset.Endpoint {
+		var eps []ruleset.Endpoint
+		for len(eps) < n {
+			ep := ruleset.Endpoint{Protocol: ruleset.TCP, Port: []uint16{0, 1, 80, 8080, 65535}[rng.IntN(5)]}
+			if v4 && (!v6 || rng.IntN(2) == 0) {
+				ep.Addr = netip.AddrFrom4([4]byte{10, byte(rng.IntN(3)), 255, byte(rng.IntN(256))})
+			} else {
+				ep.Addr = netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(rng.IntN(256))})
+			}
+			eps = append(eps, ep)
+		}
+		return eps
+	}
+	cases := map[string][]ruleset.Endpoint{
+		"empty":      nil,
+		"IPv4":       random(3000, true, false),
+		"IPv6":       random(500, false, true),
+		"mixed":      random(3000, true, true),
+		"no address": append(random(50, true, true), ruleset.Endpoint{Protocol: ruleset.TCP, Port: 7}),
+	}
+	for name, eps := range cases {
+		want := slices.Clone(eps)
+		slices.SortFunc(want, ruleset.CompareEndpoints)
+		got := slices.Clone(eps)
+		sortOneProtocol(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: differs from the order of CompareEndpoints", name)
 		}
 	}
 }

@@ -736,31 +736,44 @@ func (s *Incremental) RuleSet() (ruleset.RuleSet, []Problem) {
 	}
 
 	// The policies of the namespaces that hold local pods, by namespace, then name.
+	var dirty []*networkingv1.NetworkPolicy
+	s.eachLocalPolicy(func(pe *policyEntry) {
+		if pe.dirty {
+			dirty = append(dirty, pe.np)
+		}
+	})
+	t.resolvePeersAhead(dirty)
 	translated := s.translated[:0]
-	for i, p := range s.sortedLocal {
-		if i > 0 && s.sortedLocal[i-1].ns == p.ns {
-			continue
+	s.eachLocalPolicy(func(pe *policyEntry) {
+		if pe.dirty {
+			s.translatePolicy(pe)
 		}
-		nsp := s.policies[p.ns.name]
-		if nsp == nil {
-			continue
+		t.problems = append(t.problems, pe.problems...)
+		if pe.ok {
+			translated = append(translated, pe.out)
 		}
-		for _, pe := range nsp.sorted {
-			if pe.dirty {
-				s.translatePolicy(pe)
-			}
-			t.problems = append(t.problems, pe.problems...)
-			if pe.ok {
-				translated = append(translated, pe.out)
-			}
-		}
-	}
+	})
 	in := s.settings
 	rs, problems := t.ruleSet(translated, &in)
 	clear(translated) // nothing to keep alive
 	s.translated = translated[:0]
 	s.sweep()
 	return rs, problems
+}
+
+// eachLocalPolicy calls f with every policy of the namespaces that hold local pods, by namespace,
+// then name.
+func (s *Incremental) eachLocalPolicy(f func(*policyEntry)) {
+	for i, p := range s.sortedLocal {
+		if i > 0 && s.sortedLocal[i-1].ns == p.ns {
+			continue
+		}
+		if nsp := s.policies[p.ns.name]; nsp != nil {
+			for _, pe := range nsp.sorted {
+				f(pe)
+			}
+		}
+	}
 }
 
 // sortLocal sorts the local pods again and moves their memos along.

@@ -1,10 +1,14 @@
 package translate
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -43,12 +47,40 @@ func (t *translator) peerEndpoints(r *peerResult, name string, proto ruleset.Pro
 	for _, p := range r.appendPods(nil) {
 		eps = t.appendEndpoints(eps, p, name, proto, nil)
 	}
-	slices.SortFunc(eps, ruleset.CompareEndpoints)
+	sortOneProtocol(eps)
 	eps = slices.Compact(eps)
 	if r.ports != nil {
 		r.ports[k] = eps
 	}
 	return eps
+}
+
+// sortOneProtocol sorts endpoints of one protocol as ruleset.CompareEndpoints orders them. The
+// IPv4 ones, with their ports, are sorted as integers: a broad peer's named ports are tens of
+// thousands of endpoints, and comparing them through a function was a tenth of a translation.
+func sortOneProtocol(eps []ruleset.Endpoint) {
+	keys := make([]uint64, 0, len(eps))
+	var v6 []ruleset.Endpoint
+	for _, e := range eps {
+		switch {
+		case e.Addr.Is4():
+			a := e.Addr.As4()
+			keys = append(keys, uint64(binary.BigEndian.Uint32(a[:]))<<16|uint64(e.Port))
+		case e.Addr.Is6():
+			v6 = append(v6, e)
+		default: // no address, which no pod has: the general order
+			slices.SortFunc(eps, ruleset.CompareEndpoints)
+			return
+		}
+	}
+	slices.Sort(keys)
+	slices.SortFunc(v6, ruleset.CompareEndpoints)
+	for i, k := range keys {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], uint32(k>>16))
+		eps[i].Addr, eps[i].Port = netip.AddrFrom4(a), uint16(k)
+	}
+	copy(eps[len(keys):], v6) // IPv6 after IPv4, as netip.Addr.Compare has them
 }
 
 // patchPorts edits the memoised endpoints of r for a pod that leaves it (gone) or joins it
@@ -128,72 +160,179 @@ func (t *translator) peer(ns string, peer *networkingv1.NetworkPolicyPeer) (peer
 		set, err := ipBlock(peer.IPBlock)
 		return peerResult{addrs: set}, err
 	}
-	if peer.PodSelector == nil && peer.NamespaceSelector == nil {
-		return peerResult{}, fmt.Errorf("peer names no podSelector, namespaceSelector or ipBlock")
+	q, err := selectorPeer(ns, peer)
+	if err != nil {
+		return peerResult{}, err
 	}
+	e := t.peers[q.key]
+	if e == nil || e.dirty {
+		res := t.peerPods(q)
+		res.addrs = t.peerAddrs(&res, &t.builder)
+		e = t.storePeer(q, res)
+	}
+	t.used(e)
+	return e.res, nil
+}
 
-	var key strings.Builder
-	podSel, nsSel := labels.Everything(), labels.Selector(nil)
+// peerQuery is a selector peer of a rule in namespace ns, with its key in translator.peers.
+type peerQuery struct {
+	key, ns       string
+	podSel, nsSel labels.Selector // nsSel is nil for a podSelector alone
+}
+
+// selectorPeer returns the query of a peer with a podSelector, a namespaceSelector or both.
+func selectorPeer(ns string, peer *networkingv1.NetworkPolicyPeer) (peerQuery, error) {
+	if peer.PodSelector == nil && peer.NamespaceSelector == nil {
+		return peerQuery{}, fmt.Errorf("peer names no podSelector, namespaceSelector or ipBlock")
+	}
+	q := peerQuery{ns: ns, podSel: labels.Everything()}
 	if peer.PodSelector != nil {
 		s, err := asSelector(peer.PodSelector)
 		if err != nil {
-			return peerResult{}, fmt.Errorf("invalid podSelector: %w", err)
+			return peerQuery{}, fmt.Errorf("invalid podSelector: %w", err)
 		}
-		podSel = s
+		q.podSel = s
 	}
+	var key strings.Builder
 	if peer.NamespaceSelector != nil {
 		s, err := asSelector(peer.NamespaceSelector)
 		if err != nil {
-			return peerResult{}, fmt.Errorf("invalid namespaceSelector: %w", err)
+			return peerQuery{}, fmt.Errorf("invalid namespaceSelector: %w", err)
 		}
-		nsSel = s
+		q.nsSel = s
 		key.WriteString("ns:" + s.String())
 	} else {
 		// A podSelector alone means the policy's own namespace.
 		key.WriteString("in:" + ns)
 	}
-	key.WriteString("\x00" + podSel.String())
-	k := key.String()
-	e := t.peers[k]
-	if e != nil && !e.dirty {
-		t.used(e)
-		return e.res, nil
-	}
+	key.WriteString("\x00" + q.podSel.String())
+	q.key = key.String()
+	return q, nil
+}
 
-	res := peerResult{podSel: podSel, ports: map[portKey][]ruleset.Endpoint{}}
-	if nsSel == nil {
-		if v := t.namespaces[ns]; v != nil {
+// peerPods returns the result of q without its addresses: the namespaces it selects.
+func (t *translator) peerPods(q peerQuery) peerResult {
+	res := peerResult{podSel: q.podSel, ports: map[portKey][]ruleset.Endpoint{}}
+	if q.nsSel == nil {
+		if v := t.namespaces[q.ns]; v != nil {
 			res.nss = []*nsView{v}
 		}
 	} else {
-		res.nss = t.selectNamespaces(nsSel)
+		res.nss = t.selectNamespaces(q.nsSel)
 	}
-	b := &t.builder
+	return res
+}
+
+// peerAddrs returns the addresses of the pods of res.nss that res.podSel matches, built with b.
+// It only reads the translator, so several can run at once (see resolvePeersAhead).
+func (t *translator) peerAddrs(res *peerResult, b *ruleset.Builder) ruleset.AddrSet {
 	b.Reset()
-	everyPod := podSel.Empty()
+	everyPod := res.podSel.Empty()
 	for _, n := range res.nss {
 		for _, p := range n.pods {
-			if everyPod || podSel.Matches(p.labels()) {
+			if everyPod || res.podSel.Matches(p.labels()) {
 				for _, a := range p.src.IPs() {
 					// An address other pods claim too joins only if they all match.
-					if !p.shared || t.everyClaimantIn(&res, a) {
+					if !p.shared || t.everyClaimantIn(res, a) {
 						b.AddAddr(a)
 					}
 				}
 			}
 		}
 	}
-	res.addrs = b.Set()
+	return b.Set()
+}
+
+// storePeer memoises res as the result of q.
+func (t *translator) storePeer(q peerQuery, res peerResult) *peerEntry {
+	e := t.peers[q.key]
 	if e == nil {
-		e = &peerEntry{key: k, nsSelector: nsSel != nil}
-		t.peers[k] = e
+		e = &peerEntry{key: q.key, nsSelector: q.nsSel != nil}
+		t.peers[q.key] = e
 	}
 	e.res, e.dirty = res, false
 	if t.inc != nil {
-		t.inc.indexPeer(e, ns)
+		t.inc.indexPeer(e, q.ns)
 	}
-	t.used(e)
-	return res, nil
+	return e
+}
+
+// peersAheadPods is the number of pods to test below which resolvePeersAhead leaves the peers to
+// be resolved one by one: an event's few peers are not worth a goroutine.
+var peersAheadPods = 20000
+
+// resolvePeersAhead resolves the selector peers of the rules of policies that are not memoised,
+// the pod matching of each on one of the machine's cores, and memoises them, so that translating
+// the policies finds them. A recompute from scratch tests every pod of the cluster against some
+// peer; the results are the same as one by one, since each peer is resolved alone and stored in
+// the order the policies name them. Peers that do not parse are left to peer, which reports them.
+func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
+	type job struct {
+		q   peerQuery
+		res peerResult
+	}
+	var (
+		jobs []*job
+		seen = map[string]bool{}
+		pods = 0
+	)
+	add := func(ns string, peers []networkingv1.NetworkPolicyPeer) {
+		for i := range peers {
+			if peers[i].IPBlock != nil {
+				continue
+			}
+			q, err := selectorPeer(ns, &peers[i])
+			if err != nil || seen[q.key] {
+				continue
+			}
+			seen[q.key] = true
+			if e := t.peers[q.key]; e != nil && !e.dirty {
+				continue
+			}
+			j := &job{q: q, res: t.peerPods(q)} // selectNamespaces memoises: here, not in a worker
+			for _, n := range j.res.nss {
+				pods += len(n.pods)
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	for _, np := range policies {
+		if targets, err := t.policyTargets(np); err != nil || len(targets) == 0 {
+			continue // translating it reads no peer
+		}
+		ingress, egress, _ := policyTypes(np)
+		for _, r := range np.Spec.Ingress {
+			if ingress {
+				add(np.Namespace, r.From)
+			}
+		}
+		for _, r := range np.Spec.Egress {
+			if egress {
+				add(np.Namespace, r.To)
+			}
+		}
+	}
+	if pods < peersAheadPods {
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			var b ruleset.Builder
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
+				}
+				jobs[i].res.addrs = t.peerAddrs(&jobs[i].res, &b)
+			}
+		})
+	}
+	wg.Wait()
+	for _, j := range jobs {
+		t.storePeer(j.q, j.res)
+	}
 }
 
 // ipBlock returns the addresses of cidr minus its excepts. Host bits are masked. An except that

@@ -16,25 +16,21 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 	obj := "NetworkPolicy " + np.Namespace + "/" + np.Name
 	key := ruleset.PolicyKey{Namespace: np.Namespace, Name: np.Name}
 
-	sel, err := asSelector(&np.Spec.PodSelector)
+	targets, err := t.policyTargets(np)
 	validTargets := err == nil
 	if !validTargets {
 		// We cannot tell which pods the policy meant; isolating every pod of its namespace with no
 		// allowances from this policy is the closed failure.
 		t.report(obj, "invalid spec.podSelector, isolating every pod in the namespace and allowing nothing: %v", err)
-		sel = labels.Everything()
-	}
-	var targets []*indexedPod
-	for _, p := range t.namespaces[np.Namespace].local {
-		if len(p.src.IPs()) > 0 && sel.Matches(p.labels()) {
-			targets = append(targets, p)
-		}
 	}
 	if len(targets) == 0 {
 		return ruleset.Policy{}, nil, false
 	}
 
-	ingress, egress := t.policyTypes(obj, np)
+	ingress, egress, unknown := policyTypes(np)
+	if unknown != "" {
+		t.report(obj, "unknown policyType %q, isolating for both ingress and egress", unknown)
+	}
 	pol := ruleset.Policy{Key: key, Audit: t.auditMode(obj, np)}
 	if ingress {
 		pol.Ingress = []ruleset.Rule{}
@@ -55,12 +51,30 @@ func (t *translator) policy(np *networkingv1.NetworkPolicy) (ruleset.Policy, []*
 	return pol, targets, true
 }
 
+// policyTargets returns the local pods np selects in its namespace. A podSelector that does not
+// parse selects them all (and comes with its error).
+func (t *translator) policyTargets(np *networkingv1.NetworkPolicy) ([]*indexedPod, error) {
+	sel, err := asSelector(&np.Spec.PodSelector)
+	if err != nil {
+		sel = labels.Everything()
+	}
+	var targets []*indexedPod
+	if ns := t.namespaces[np.Namespace]; ns != nil {
+		for _, p := range ns.local {
+			if len(p.src.IPs()) > 0 && sel.Matches(p.labels()) {
+				targets = append(targets, p)
+			}
+		}
+	}
+	return targets, err
+}
+
 // policyTypes applies the API's defaulting: without policyTypes a policy isolates for ingress
 // always and for egress only when it has egress rules. An unknown type cannot be honoured; the
-// closed failure is to isolate both directions.
-func (t *translator) policyTypes(obj string, np *networkingv1.NetworkPolicy) (ingress, egress bool) {
+// closed failure is to isolate both directions (unknown names the type, for the caller to report).
+func policyTypes(np *networkingv1.NetworkPolicy) (ingress, egress bool, unknown networkingv1.PolicyType) {
 	if len(np.Spec.PolicyTypes) == 0 {
-		return true, len(np.Spec.Egress) > 0
+		return true, len(np.Spec.Egress) > 0, ""
 	}
 	for _, pt := range np.Spec.PolicyTypes {
 		switch pt {
@@ -69,11 +83,10 @@ func (t *translator) policyTypes(obj string, np *networkingv1.NetworkPolicy) (in
 		case networkingv1.PolicyTypeEgress:
 			egress = true
 		default:
-			t.report(obj, "unknown policyType %q, isolating for both ingress and egress", pt)
-			return true, true
+			return true, true, pt
 		}
 	}
-	return ingress, egress
+	return ingress, egress, ""
 }
 
 // rule translates one ingress (from) or egress (to) rule.

@@ -72,6 +72,7 @@ func Translate(in Input) (ruleset.RuleSet, []Problem) {
 	slices.SortFunc(policies, func(a, b *networkingv1.NetworkPolicy) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
+	t.resolvePeersAhead(policies)
 	translated := make([]translatedPolicy, 0, len(policies))
 	for _, np := range policies {
 		if pol, targets, ok := t.policy(np); ok {
