@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -343,5 +344,28 @@ func TestClusterPoliciesInstalled(t *testing.T) {
 		case got != c.want:
 			t.Errorf("%s: installed = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestPodInformersHaveNoNamespaceIndex pins CacheOptions' informer constructor: controller-runtime
+// asks every informer for a namespace index, which the Pod informer drops (the agent reads every
+// cached Pod, never those of one namespace) and the others keep.
+func TestPodInformersHaveNoNamespaceIndex(t *testing.T) {
+	newInformer := CacheOptions("n1", false).NewInformer
+	if newInformer == nil {
+		t.Fatal("CacheOptions sets no informer constructor")
+	}
+	asked := toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc}
+	for _, c := range []struct {
+		obj  runtime.Object
+		want bool
+	}{{&corev1.Pod{}, false}, {&corev1.Namespace{}, true}, {&networkingv1.NetworkPolicy{}, true}, {&corev1.Node{}, true}} {
+		_, got := newInformer(&toolscache.ListWatch{}, c.obj, 0, asked).GetIndexer().GetIndexers()[toolscache.NamespaceIndex]
+		if got != c.want {
+			t.Errorf("%T: namespace index %v, want %v", c.obj, got, c.want)
+		}
+	}
+	if _, ok := asked[toolscache.NamespaceIndex]; !ok {
+		t.Error("the constructor changed the indexers it was given")
 	}
 }

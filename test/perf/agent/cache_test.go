@@ -178,11 +178,14 @@ type cachedInformer struct {
 	lw       *streamLW
 }
 
-// startInformer builds an informer for k as controller-runtime does (namespace index, transform
-// when transform is true), runs it until ctx ends and returns once it has synced.
+// startInformer builds an informer for k as controller-runtime does for the agent (its indexers and
+// constructor, the transform when transform is true), runs it until ctx ends and returns once it
+// has synced.
 func startInformer(ctx context.Context, k kind, src source, transform bool) (*cachedInformer, error) {
 	lw := &streamLW{newObj: k.newObj, newList: k.newList, src: src}
-	inf := toolscache.NewSharedIndexInformer(lw.listWatch(), k.newObj(), 0, toolscache.Indexers{
+	// As controller-runtime builds it for the agent: the indexers it asks for, through the
+	// constructor the agent's cache options give it.
+	inf := controller.CacheOptions("node-0", false).NewInformer(lw.listWatch(), k.newObj(), 0, toolscache.Indexers{
 		toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc,
 	})
 	if transform {
