@@ -2,6 +2,8 @@ package render
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
 	"flag"
 	"net/netip"
 	"os"
@@ -287,6 +289,28 @@ func TestGeneratedNamesAreCappedAndUnique(t *testing.T) {
 	}
 	if !strings.HasSuffix(a, "-v4") {
 		t.Errorf("suffix lost: %s", a)
+	}
+}
+
+// TestGeneratedNamesKeepTheirForm pins generatedName to the form it has always had (a chain's
+// name must not change with the agent's version, or an upgrade replaces every chain): the prefix,
+// the base32 of the first 5 bytes of the SHA-256 of prefix, NUL and identity, the readable part
+// cut to fit and made an identifier rune by rune, then the suffix.
+func TestGeneratedNamesKeepTheirForm(t *testing.T) {
+	reference := func(prefix, identity, readable, suffix string) string {
+		sum := sha256.Sum256([]byte(prefix + "\x00" + identity))
+		name := prefix + "-" + base32.StdEncoding.EncodeToString(sum[:5]) + "-"
+		if room := maxNameLen - len(name) - len(suffix); len(readable) > room {
+			readable = readable[:max(room, 0)]
+		}
+		return name + strings.Map(identifierRune, readable) + suffix
+	}
+	for _, readable := range []string{"", "shop/web-1", `a"b`, "ünïcödé", "a\xffb", strings.Repeat("é", 80), strings.Repeat("x", 300)} {
+		for _, suffix := range []string{"", "-v4", strings.Repeat("s", 120)} {
+			if got, want := generatedName("pod-in", readable+"!", readable, suffix), reference("pod-in", readable+"!", readable, suffix); got != want {
+				t.Errorf("generatedName(%q, %q) = %q, want %q", readable, suffix, got, want)
+			}
+		}
 	}
 }
 
