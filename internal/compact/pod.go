@@ -47,9 +47,24 @@ type Pod struct {
 // NamedPort is a named container port. Ports that can never match (no name, a number outside
 // 1-65535, an unknown protocol) are not kept.
 type NamedPort struct {
-	Name     unique.Handle[string]
-	Protocol ruleset.Protocol
-	Number   uint16
+	Name   unique.Handle[string]
+	Number uint16
+	// proto is the protocol in one byte, not as ruleset.Protocol's string: every pod of the
+	// cluster keeps its named ports, and this halves them (16 bytes rather than 32).
+	proto protocol
+}
+
+// Protocol returns the port's protocol.
+func (n NamedPort) Protocol() ruleset.Protocol { return protocols[n.proto] }
+
+// protocol indexes protocols.
+type protocol uint8
+
+var protocols = [...]ruleset.Protocol{ruleset.TCP, ruleset.UDP, ruleset.SCTP}
+
+// protocolIndex returns the index of p in protocols.
+func protocolIndex(p ruleset.Protocol) protocol {
+	return protocol(slices.Index(protocols[:], p))
 }
 
 // Intern returns the canonical handle of s. Handles are weak: a string no pod uses any more is
@@ -137,7 +152,7 @@ func appendNamedPorts(dst []NamedPort, cs []corev1.Container, init bool) []Named
 			if cp.Name == "" || cp.ContainerPort < 1 || cp.ContainerPort > 65535 || !ok {
 				continue
 			}
-			dst = append(dst, NamedPort{Name: Intern(cp.Name), Protocol: proto, Number: uint16(cp.ContainerPort)})
+			dst = append(dst, NamedPort{Name: Intern(cp.Name), Number: uint16(cp.ContainerPort), proto: protocolIndex(proto)})
 		}
 	}
 	return slices.Clip(dst)

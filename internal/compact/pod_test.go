@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,7 +55,7 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 		t.Errorf("badIPs = %v, want %v", dual.badIPs, want)
 	}
 	want := []NamedPort{
-		{Intern("http"), ruleset.TCP, 80}, {Intern("dns"), ruleset.UDP, 53}, {Intern("proxy"), ruleset.TCP, 15001},
+		{Intern("http"), 80, protocolIndex(ruleset.TCP)}, {Intern("dns"), 53, protocolIndex(ruleset.UDP)}, {Intern("proxy"), 15001, protocolIndex(ruleset.TCP)},
 	}
 	if !reflect.DeepEqual(got.ports, want) {
 		t.Errorf("ports = %v, want %v", got.ports, want)
@@ -101,5 +102,20 @@ func TestIPKeyIsTheAddrKeyOfEveryAddress(t *testing.T) {
 	}
 	if AddrKey(netip.MustParseAddr("fd00::1")) == AddrKey(netip.MustParseAddr("fd00::2")) {
 		t.Error("fd00::1 and fd00::2 have the same key")
+	}
+}
+
+// A NamedPort keeps its protocol in one byte (every cluster pod keeps its named ports) and gives
+// back each protocol it was built with.
+func TestNamedPortKeepsItsProtocolInOneByte(t *testing.T) {
+	if size := unsafe.Sizeof(NamedPort{}); size != 16 {
+		t.Errorf("a NamedPort takes %d bytes, want 16", size)
+	}
+	for _, p := range []corev1.Protocol{"", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP} {
+		want, _ := ProtocolOf(p)
+		ports := appendNamedPorts(nil, []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "x", ContainerPort: 9, Protocol: p}}}}, false)
+		if len(ports) != 1 || ports[0].Protocol() != want {
+			t.Errorf("protocol %q: ports %v, want one of protocol %s", p, ports, want)
+		}
 	}
 }

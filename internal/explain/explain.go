@@ -430,15 +430,15 @@ func parsePort(s string, dst *corev1.Pod) (ruleset.Protocol, uint16, string, err
 	}
 	var found []compact.NamedPort
 	for _, p := range compact.NewPod(dst).Ports() {
-		if p.Name.Value() == value && (!hasProto || p.Protocol == proto) {
+		if p.Name.Value() == value && (!hasProto || p.Protocol() == proto) {
 			found = append(found, p)
 		}
 	}
 	if len(found) == 0 {
 		return "", 0, "", inputErr("pod %s/%s has no container port named %q", dst.Namespace, dst.Name, value)
 	}
-	slices.SortFunc(found, func(a, b compact.NamedPort) int { return cmp.Compare(a.Protocol, b.Protocol) })
-	return found[0].Protocol, found[0].Number, value, nil
+	slices.SortFunc(found, func(a, b compact.NamedPort) int { return cmp.Compare(a.Protocol(), b.Protocol()) })
+	return found[0].Protocol(), found[0].Number, value, nil
 }
 
 // namer returns the name of the rule's named port that resolved to the query's port on the
@@ -466,7 +466,7 @@ func portNames(objs manifest.Objects, dst *corev1.Pod, proto ruleset.Protocol, p
 					continue
 				}
 				for _, cp := range compact.NewPod(dst).Ports() {
-					if cp.Name.Value() == pp.Port.StrVal && cp.Protocol == proto && cp.Number == port {
+					if cp.Name.Value() == pp.Port.StrVal && cp.Protocol() == proto && cp.Number == port {
 						return pp.Port.StrVal
 					}
 				}

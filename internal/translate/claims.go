@@ -201,7 +201,7 @@ func (t *translator) claimantsAgree(a netip.Addr, name string, proto ruleset.Pro
 	for _, q := range t.claims[a] {
 		found := false
 		for _, np := range q.src.Ports() {
-			if np.Protocol == proto && np.Name.Value() == name {
+			if np.Protocol() == proto && np.Name.Value() == name {
 				if np.Number != number {
 					return false
 				}

@@ -359,7 +359,7 @@ func (o *oracle) port(p *networkingv1.NetworkPolicyPort, f ruleset.Flow) bool {
 		}
 		q := o.owner[f.Dst]
 		return q != nil && slices.ContainsFunc(q.Ports(), func(np compact.NamedPort) bool {
-			return np.Name.Value() == p.Port.StrVal && np.Protocol == rp && np.Number == f.Port
+			return np.Name.Value() == p.Port.StrVal && np.Protocol() == rp && np.Number == f.Port
 		})
 	}
 	first, last := p.Port.IntVal, p.Port.IntVal

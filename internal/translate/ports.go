@@ -75,7 +75,7 @@ func portEntry(p *networkingv1.NetworkPolicyPort) (ruleset.PortRange, string, er
 // out unless every claimant gives the name the same number.
 func (t *translator) appendEndpoints(dst []ruleset.Endpoint, p *indexedPod, name string, proto ruleset.Protocol, in func(netip.Addr) bool) []ruleset.Endpoint {
 	for _, np := range p.src.Ports() {
-		if np.Protocol != proto || np.Name.Value() != name {
+		if np.Protocol() != proto || np.Name.Value() != name {
 			continue
 		}
 		for _, a := range p.src.IPs() {
