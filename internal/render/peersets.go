@@ -86,12 +86,14 @@ type peerScratch struct {
 	bounds []int
 }
 
-// peerSetJob is one peer set formatted ahead of the render; m is set when done is closed.
+// peerSetJob is one peer set formatted ahead of the render; m, or the value the formatting
+// panicked with, is set when done is closed.
 type peerSetJob struct {
-	peers ruleset.AddrSet
-	is4   bool
-	m     *memoSet
-	done  chan struct{}
+	peers    ruleset.AddrSet
+	is4      bool
+	m        *memoSet
+	panicked any
+	done     chan struct{}
 }
 
 // peerSetJobs are the peer sets a render formats ahead, by key.
@@ -155,11 +157,23 @@ func (p *peerSetJobs) work() {
 		if i >= len(p.order) {
 			return
 		}
-		j := p.order[i]
-		j.m = formatPeerSet(j.peers, j.is4, addressesOnly(j.peers, j.is4), scratch)
-		j.m.sum.of(j.m.elems, d)
-		close(j.done)
+		p.order[i].run(d, scratch)
 	}
+}
+
+// run formats and sums the job. A panic is kept for the render's goroutine to raise again when it
+// takes the set, where the caller of Render can recover it as before, rather than ending the
+// process from a goroutine nobody can recover.
+func (j *peerSetJob) run(d *digester, scratch *peerScratch) {
+	defer close(j.done)
+	defer func() {
+		if r := recover(); r != nil {
+			j.panicked = r
+		}
+	}()
+	m := formatPeerSet(j.peers, j.is4, addressesOnly(j.peers, j.is4), scratch)
+	m.sum.of(m.elems, d)
+	j.m = m
 }
 
 // wait returns once every job is done, so that no goroutine outlives the render.
@@ -174,6 +188,9 @@ func (s *script) formattedPeerSet(key memoKey, peers ruleset.AddrSet, is4, addrs
 	if s.peerJobs != nil {
 		if j := s.peerJobs.jobs[key]; j != nil {
 			<-j.done
+			if j.panicked != nil {
+				panic(j.panicked)
+			}
 			return j.m
 		}
 	}

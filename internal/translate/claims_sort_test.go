@@ -7,7 +7,11 @@ import (
 	"slices"
 	"testing"
 
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/internal/ruleset"
+	"github.com/flock-net/flock-netpol/test/objects"
 )
 
 // TestSortByKeyIsAStableSortByKey compares the radix sort with a stable comparison sort, on
@@ -67,5 +71,30 @@ func TestSortOneProtocolIsCompareEndpointsOrder(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: differs from the order of CompareEndpoints", name)
 		}
+	}
+}
+
+// TestAPanicResolvingPeersAheadReachesTheCaller pins resolvePeersAhead's goroutines: a panic in
+// one (here a pod whose input was lost) is raised again on the translating goroutine, where the
+// reconciler recovers it, rather than ending the process.
+func TestAPanicResolvingPeersAheadReachesTheCaller(t *testing.T) {
+	defer setPeersAhead(0)()
+	tr := newTranslator()
+	tr.loadNamespaces(standardNamespaces())
+	tr.loadPods(compact.NewPods(standardPods()), localNode)
+	for _, p := range tr.namespaces["y"].pods {
+		if p.src.Name() == "b" {
+			p.src = nil // its labels cannot be read
+		}
+	}
+	policies := []*networkingv1.NetworkPolicy{objects.Policy("x/p", objects.Selecting("pod", "a"),
+		objects.Ingress(objects.From(objects.PodsInNamespaces([]string{"pod", "b"}, []string{"ns", "y"}))))}
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		tr.resolvePeersAhead(policies)
+	}()
+	if got == nil {
+		t.Fatal("resolvePeersAhead did not panic on its caller's goroutine")
 	}
 }

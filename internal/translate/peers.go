@@ -257,6 +257,10 @@ func (t *translator) storePeer(q peerQuery, res peerResult) *peerEntry {
 	return e
 }
 
+// peerPanic holds what a goroutine of resolvePeersAhead panicked with (atomic.Value needs one
+// concrete type).
+type peerPanic struct{ value any }
+
 // peersAheadPods is the number of pods to test below which resolvePeersAhead leaves the peers to
 // be resolved one by one: an event's few peers are not worth a goroutine.
 var peersAheadPods = 20000
@@ -315,10 +319,20 @@ func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
 	if pods < peersAheadPods {
 		return
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		panicked atomic.Value
+	)
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
+			// A panic is raised again on the translating goroutine, where the caller can recover
+			// it as before, rather than ending the process from this one.
+			defer func() {
+				if r := recover(); r != nil {
+					panicked.CompareAndSwap(nil, peerPanic{r})
+				}
+			}()
 			var b ruleset.Builder
 			for {
 				i := int(next.Add(1)) - 1
@@ -330,6 +344,9 @@ func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
 		})
 	}
 	wg.Wait()
+	if p, ok := panicked.Load().(peerPanic); ok {
+		panic(p.value)
+	}
 	for _, j := range jobs {
 		t.storePeer(j.q, j.res)
 	}
