@@ -43,12 +43,12 @@ func declaresPeers(r *ruleset.Rule, f family) bool {
 func formatPeerSet(peers ruleset.AddrSet, is4, addrs bool, scratch *peerScratch) *memoSet {
 	m := &memoSet{sum: new(elementsSum), peers: peers, is4: is4, addressesOnly: addrs}
 	// Room for the longest elements (an address, or a range of two), so that nothing grows.
-	n, width := peers.Len(is4), 2*len("255.255.255.255")+1
+	n, width := peerSetLen(peers, is4, addrs), 2*len("255.255.255.255")+1
 	if !is4 {
 		width = 2*len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") + 1
 	}
 	if addrs {
-		n, width = int(min(peers.Size(is4), 1<<24)), width/2 // narrow ranges: a count, not a saturated one
+		width /= 2
 	}
 	b := slices.Grow(scratch.b[:0], len(clauseStart)+len(clauseEnd)+n*(width+len("\n\t,")))
 	bounds := slices.Grow(scratch.bounds[:0], 2*n)
@@ -80,6 +80,15 @@ func formatPeerSet(peers ruleset.AddrSet, is4, addrs bool, scratch *peerScratch)
 	return m
 }
 
+// peerSetLen returns the number of elements of the peer set of peers of one family: addresses
+// (addrs; their ranges are narrow, so the count is not a saturated one) or ranges.
+func peerSetLen(peers ruleset.AddrSet, is4, addrs bool) int {
+	if addrs {
+		return int(min(peers.Size(is4), 1<<24))
+	}
+	return peers.Len(is4)
+}
+
 // peerScratch is the memory formatPeerSet formats into.
 type peerScratch struct {
 	b      []byte
@@ -91,6 +100,7 @@ type peerScratch struct {
 type peerSetJob struct {
 	peers    ruleset.AddrSet
 	is4      bool
+	addrs    bool // see addressesOnly
 	m        *memoSet
 	panicked any
 	done     chan struct{}
@@ -118,10 +128,10 @@ func (s *script) startPeerSets(rs *ruleset.RuleSet) {
 			if !declaresPeers(r, f) || p.jobs[key] != nil || s.memo.has(key) {
 				continue
 			}
-			j := &peerSetJob{peers: r.Peers, is4: f.is4, done: make(chan struct{})}
+			j := &peerSetJob{peers: r.Peers, is4: f.is4, addrs: addressesOnly(r.Peers, f.is4), done: make(chan struct{})}
 			p.jobs[key] = j
 			p.order = append(p.order, j)
-			elements += r.Peers.Len(f.is4) // ranges: at least as many elements
+			elements += peerSetLen(j.peers, j.is4, j.addrs)
 		}
 	}
 	for i := range rs.Policies {
@@ -171,7 +181,7 @@ func (j *peerSetJob) run(d *digester, scratch *peerScratch) {
 			j.panicked = r
 		}
 	}()
-	m := formatPeerSet(j.peers, j.is4, addressesOnly(j.peers, j.is4), scratch)
+	m := formatPeerSet(j.peers, j.is4, j.addrs, scratch)
 	m.sum.of(m.elems, d)
 	j.m = m
 }

@@ -105,7 +105,7 @@ func splitLines(b []byte) []string {
 func TestAPanicFormattingAheadReachesTheRender(t *testing.T) {
 	peers := set("10.0.0.1")
 	key := memoKey{kind: memoPeers, is4: true, id: peers.Identity(true)}
-	j := &peerSetJob{peers: peers, is4: true, done: make(chan struct{})}
+	j := &peerSetJob{peers: peers, is4: true, addrs: true, done: make(chan struct{})}
 	j.run(newDigester(), nil)
 	s := &script{peerJobs: &peerSetJobs{jobs: map[memoKey]*peerSetJob{key: j}}}
 	var got any
