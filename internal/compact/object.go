@@ -26,7 +26,7 @@ func (p *Pod) DeepCopyObject() runtime.Object {
 func (p *Pod) GetNamespace() string                          { return p.Namespace() }
 func (p *Pod) GetName() string                               { return p.Name() }
 func (p *Pod) GetResourceVersion() string                    { return p.resourceVersion }
-func (p *Pod) GetLabels() map[string]string                  { return p.labels.Map() }
+func (p *Pod) GetLabels() map[string]string                  { return p.LabelSet().Map() }
 func (p *Pod) GetGenerateName() string                       { return "" }
 func (p *Pod) GetUID() types.UID                             { return "" }
 func (p *Pod) GetGeneration() int64                          { return 0 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
-	"strings"
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,14 +26,16 @@ type Pod struct {
 	namespace       unique.Handle[string]
 	node            unique.Handle[string]
 	resourceVersion string
-	labels          Labels
+	// labels and ports are interned (see table): shared by every pod that has the same. nil
+	// when the pod has none.
+	labels *Labels
 	// ips are the addresses of status.podIPs, or of the older status.podIP when that is empty,
 	// parsed once here rather than on every recompute: sorted (IPv4 first), IPv4-mapped IPv6
 	// unmapped, without duplicates. badIPs are the ones that do not parse, which the translator
 	// reports.
 	ips    []netip.Addr
 	badIPs []string
-	ports  []NamedPort
+	ports  *[]NamedPort
 	// keys are the AddrKeys of ips[0] and ips[1], computed here so that the translator's search
 	// for addresses several pods claim reads them from the pod rather than from the addresses
 	// (most pods have one or two; IPKey computes the others).
@@ -90,11 +91,7 @@ func NewPod(p *corev1.Pod) *Pod {
 		finished:        p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
 	}
 	if len(p.Labels) > 0 {
-		out.labels = make(Labels, 0, len(p.Labels))
-		for k, v := range p.Labels {
-			out.labels = append(out.labels, label{Intern(k), Intern(v)})
-		}
-		slices.SortFunc(out.labels, func(a, b label) int { return strings.Compare(a.key.Value(), b.key.Value()) })
+		out.labels = internLabels(p.Labels)
 	}
 	if len(p.Status.PodIPs) > 0 {
 		for i := range p.Status.PodIPs {
@@ -109,9 +106,44 @@ func NewPod(p *corev1.Pod) *Pod {
 	for i := range min(len(out.ips), len(out.keys)) {
 		out.keys[i] = AddrKey(out.ips[i])
 	}
-	out.ports = appendNamedPorts(out.ports, p.Spec.Containers, false)
-	out.ports = appendNamedPorts(out.ports, p.Spec.InitContainers, true)
+	if ports := appendNamedPorts(appendNamedPorts(nil, p.Spec.Containers, false), p.Spec.InitContainers, true); len(ports) > 0 {
+		out.ports = internPorts(ports)
+	}
 	return out
+}
+
+var (
+	labelSets = newTable[Labels]()
+	portLists = newTable[[]NamedPort]()
+)
+
+// internLabels returns the interned label set of m.
+func internLabels(m map[string]string) *Labels {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var key []byte
+	for _, k := range keys {
+		key = appendString(appendString(key, k), m[k])
+	}
+	return labelSets.intern(key, func() *Labels {
+		l := make(Labels, len(keys))
+		for i, k := range keys {
+			l[i] = label{Intern(k), Intern(m[k])}
+		}
+		return &l
+	})
+}
+
+// internPorts returns the interned copy of ports.
+func internPorts(ports []NamedPort) *[]NamedPort {
+	var key []byte
+	for _, p := range ports {
+		key = append(binary.BigEndian.AppendUint16(appendString(key, p.Name.Value()), p.Number), byte(p.proto))
+	}
+	return portLists.intern(key, func() *[]NamedPort { return &ports })
 }
 
 // NewPods returns NewPod of each pod.
@@ -184,7 +216,15 @@ func (p *Pod) NamespaceHandle() unique.Handle[string] { return p.namespace }
 func (p *Pod) NodeHandle() unique.Handle[string] { return p.node }
 
 // LabelSet returns the pod's labels for a selector to match. It shares the pod's memory.
-func (p *Pod) LabelSet() *Labels { return &p.labels }
+func (p *Pod) LabelSet() *Labels {
+	if p.labels == nil {
+		return &noLabels
+	}
+	return p.labels
+}
+
+// noLabels is the label set of a pod without labels. It is never modified.
+var noLabels Labels
 
 // IPs returns the pod's parsed addresses (see Pod.ips). The slice is shared: do not modify it.
 func (p *Pod) IPs() []netip.Addr { return p.ips }
@@ -215,7 +255,12 @@ func AddrKey(a netip.Addr) uint32 {
 func (p *Pod) BadIPs() []string { return p.badIPs }
 
 // Ports returns the pod's usable named ports. The slice is shared: do not modify it.
-func (p *Pod) Ports() []NamedPort { return p.ports }
+func (p *Pod) Ports() []NamedPort {
+	if p.ports == nil {
+		return nil
+	}
+	return *p.ports
+}
 
 // OwnsAddresses reports whether the pod takes part in policy at all: it is neither hostNetwork
 // nor finished.
@@ -226,6 +271,7 @@ func (p *Pod) OwnsAddresses() bool { return !p.hostNetwork && !p.finished }
 func (p *Pod) Equal(o *Pod) bool {
 	return p.name == o.name && p.namespace == o.namespace && p.node == o.node &&
 		p.hostNetwork == o.hostNetwork && p.finished == o.finished &&
-		slices.Equal(p.labels, o.labels) && slices.Equal(p.ips, o.ips) && slices.Equal(p.badIPs, o.badIPs) &&
-		slices.Equal(p.ports, o.ports)
+		// Interned: equal labels and ports are the same pointer.
+		p.labels == o.labels && slices.Equal(p.ips, o.ips) && slices.Equal(p.badIPs, o.badIPs) &&
+		p.ports == o.ports
 }

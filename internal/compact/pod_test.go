@@ -3,7 +3,10 @@ package compact
 import (
 	"net/netip"
 	"reflect"
+	"runtime"
+	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,7 +42,7 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 	if got.Name() != "a" || got.Namespace() != "x" || value(got.node) != "n1" || !got.OwnsAddresses() {
 		t.Errorf("identity = %s/%s on %s, owns=%v", got.Namespace(), got.Name(), value(got.node), got.OwnsAddresses())
 	}
-	if !reflect.DeepEqual(got.GetLabels(), p.Labels) || got.labels[0].key.Value() != "app" {
+	if !reflect.DeepEqual(got.GetLabels(), p.Labels) || (*got.LabelSet())[0].key.Value() != "app" {
 		t.Errorf("labels = %v, want %v sorted by key", got.labels, p.Labels)
 	}
 	if !reflect.DeepEqual(got.ips, []netip.Addr{netip.MustParseAddr("10.0.0.1")}) {
@@ -57,8 +60,8 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 	want := []NamedPort{
 		{Intern("http"), 80, protocolIndex(ruleset.TCP)}, {Intern("dns"), 53, protocolIndex(ruleset.UDP)}, {Intern("proxy"), 15001, protocolIndex(ruleset.TCP)},
 	}
-	if !reflect.DeepEqual(got.ports, want) {
-		t.Errorf("ports = %v, want %v", got.ports, want)
+	if !reflect.DeepEqual(got.Ports(), want) {
+		t.Errorf("ports = %v, want %v", got.Ports(), want)
 	}
 	if !got.Equal(NewPod(p.DeepCopy())) {
 		t.Error("two pods built from equal objects are not Equal")
@@ -81,6 +84,64 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 	if (&Pod{}).Namespace() != "" {
 		t.Error("the zero Pod has a namespace")
 	}
+}
+
+// TestPodsShareInternedLabelsAndPorts pins the interning of labels and named ports: pods with
+// the same share one copy (the cache holds one per workload, not one per pod), pods that differ
+// in any label or port do not, and a set no pod holds any more leaves the table.
+func TestPodsShareInternedLabelsAndPorts(t *testing.T) {
+	pod := func(labels map[string]string, ports ...corev1.ContainerPort) *Pod {
+		return NewPod(&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "a", Labels: labels},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Ports: ports}}},
+		})
+	}
+	http := corev1.ContainerPort{Name: "http", ContainerPort: 80}
+	a := pod(map[string]string{"app": "interned-web", "tier": "front"}, http)
+	b := pod(map[string]string{"tier": "front", "app": "interned-web"}, http)
+	if a.labels != b.labels || a.ports != b.ports || !a.Equal(b) {
+		t.Fatal("two pods with the same labels and ports hold copies of their own")
+	}
+	for name, other := range map[string]*Pod{
+		"a value":                 pod(map[string]string{"app": "interned-web", "tier": "back"}, http),
+		"a key":                   pod(map[string]string{"app": "interned-web", "layer": "front"}, http),
+		"one label fewer":         pod(map[string]string{"app": "interned-web"}, http),
+		"a key and value swapped": pod(map[string]string{"app": "interned-web", "front": "tier"}, http),
+		"a label's boundary":      pod(map[string]string{"app": "interned-webtier", "": "front"}, http),
+	} {
+		if other.labels == a.labels || a.Equal(other) || reflect.DeepEqual(other.GetLabels(), a.GetLabels()) {
+			t.Errorf("labels differing in %s share a's: %v", name, other.GetLabels())
+		}
+	}
+	for name, ports := range map[string][]corev1.ContainerPort{
+		"a number":   {{Name: "http", ContainerPort: 81}},
+		"a name":     {{Name: "web", ContainerPort: 80}},
+		"a protocol": {{Name: "http", ContainerPort: 80, Protocol: corev1.ProtocolUDP}},
+		"one more":   {http, {Name: "metrics", ContainerPort: 9090}},
+		"none":       nil,
+	} {
+		other := pod(map[string]string{"app": "interned-web", "tier": "front"}, ports...)
+		if other.ports == a.ports || a.Equal(other) {
+			t.Errorf("ports differing in %s share a's: %v", name, other.Ports())
+		}
+	}
+	if none := pod(nil); none.labels != nil || len(*none.LabelSet()) != 0 || none.Ports() != nil {
+		t.Errorf("a pod without labels or ports holds %v, %v", none.LabelSet(), none.Ports())
+	}
+
+	// Once no pod holds them, the sets are collected and their entries dropped.
+	before := labelSets.len()
+	for i := range 100 {
+		pod(map[string]string{"app": "gone", "i": strconv.Itoa(i)})
+	}
+	for try := 0; labelSets.len() > before && try < 100; try++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if after := labelSets.len(); after > before {
+		t.Errorf("the table holds %d label sets, %d before 100 pods that are gone", after, before)
+	}
+	runtime.KeepAlive(a)
 }
 
 // TestIPKeyIsTheAddrKeyOfEveryAddress checks the keys a pod holds for its first addresses, and
