@@ -32,9 +32,9 @@ type Pod struct {
 	// ips are the addresses of status.podIPs, or of the older status.podIP when that is empty,
 	// parsed once here rather than on every recompute: sorted (IPv4 first), IPv4-mapped IPv6
 	// unmapped, without duplicates. badIPs are the ones that do not parse, which the translator
-	// reports.
+	// reports; a pointer, nil for all but a broken pod, to keep the Pod in a smaller size class.
 	ips    []netip.Addr
-	badIPs []string
+	badIPs *[]string
 	ports  *[]NamedPort
 	// keys are the AddrKeys of ips[0] and ips[1], computed here so that the translator's search
 	// for addresses several pods claim reads them from the pod rather than from the addresses
@@ -160,7 +160,10 @@ func NewPods(pods []*corev1.Pod) []*Pod {
 func (p *Pod) addIP(s string, n int) {
 	a, err := parseAddr(s)
 	if err != nil || a.Zone() != "" {
-		p.badIPs = append(p.badIPs, s)
+		if p.badIPs == nil {
+			p.badIPs = new([]string)
+		}
+		*p.badIPs = append(*p.badIPs, s)
 		return
 	}
 	if a = a.Unmap(); !slices.Contains(p.ips, a) {
@@ -252,7 +255,12 @@ func AddrKey(a netip.Addr) uint32 {
 }
 
 // BadIPs returns the addresses the pod lists that do not parse.
-func (p *Pod) BadIPs() []string { return p.badIPs }
+func (p *Pod) BadIPs() []string {
+	if p.badIPs == nil {
+		return nil
+	}
+	return *p.badIPs
+}
 
 // Ports returns the pod's usable named ports. The slice is shared: do not modify it.
 func (p *Pod) Ports() []NamedPort {
@@ -272,6 +280,6 @@ func (p *Pod) Equal(o *Pod) bool {
 	return p.name == o.name && p.namespace == o.namespace && p.node == o.node &&
 		p.hostNetwork == o.hostNetwork && p.finished == o.finished &&
 		// Interned: equal labels and ports are the same pointer.
-		p.labels == o.labels && slices.Equal(p.ips, o.ips) && slices.Equal(p.badIPs, o.badIPs) &&
+		p.labels == o.labels && slices.Equal(p.ips, o.ips) && slices.Equal(p.BadIPs(), o.BadIPs()) &&
 		p.ports == o.ports
 }
