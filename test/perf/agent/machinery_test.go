@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-net/flock-netpol/internal/compact"
 	"github.com/flock-net/flock-netpol/test/synth"
 )
 
@@ -107,6 +108,25 @@ func TestMeasurementMachinery(t *testing.T) {
 		}
 		if full < 2*stripped {
 			t.Errorf("%.0f B/full-pod is not well above %.0f B/cached-pod: is the transform applied, are the pods dressed?", full, stripped)
+		}
+	})
+
+	// The steady state's events (churn) change a pod's tier label and nothing else the
+	// translator reads: two of them give the pod back.
+	t.Run("steady-state relabels", func(t *testing.T) {
+		for _, pod := range synth.Generate(synth.Sized(2000, 0)).Pods[:200] {
+			p := compact.NewPod(pod)
+			if !p.OwnsAddresses() || !p.LabelSet().Has("tier") { // as churn picks them
+				continue
+			}
+			once := compact.NewPod(relabelled(p))
+			if once.Equal(p) || once.LabelSet().Get("tier") != p.LabelSet().Get("tier")+"-moved" {
+				t.Fatalf("%s/%s: relabelled tier %q from %q", p.Namespace(), p.Name(), once.LabelSet().Get("tier"), p.LabelSet().Get("tier"))
+			}
+			if twice := compact.NewPod(relabelled(once)); !twice.Equal(p) {
+				t.Fatalf("%s/%s: relabelled twice is not the pod: %v, ports %v, ips %v; want %v, %v, %v", p.Namespace(), p.Name(),
+					twice.GetLabels(), twice.Ports(), twice.IPs(), p.GetLabels(), p.Ports(), p.IPs())
+			}
 		}
 	})
 }

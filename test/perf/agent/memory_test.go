@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +95,9 @@ const (
 	childDirEnv  = "FLOCK_PERF_AGENT_MEMORY_DIR"
 	childNodeEnv = "FLOCK_PERF_AGENT_MEMORY_NODE"
 	resultMarker = "FLOCK-PERF-RESULT "
+	// heapProfileEnv, when set, names the file the child writes a heap profile to once the steady
+	// state ends (go tool pprof reads it), to tell what the live heap is made of.
+	heapProfileEnv = "FLOCK_PERF_HEAP_PROFILE"
 )
 
 // agentMemory is what the child reports.
@@ -105,6 +109,9 @@ type agentMemory struct {
 	RecomputeAllocBytes        uint64 // heap allocated by the recompute
 	HeapAlloc, HeapSys         uint64 // live heap after the recompute and a collection
 	ScriptBytes                int
+	Churn                      churnResult // the steady state that follows (see churn)
+	ChurnHWMBytes              int64       // VmHWM at its end
+	ChurnHeap                  uint64      // live heap at its end
 	SyncSeconds                float64
 	RecomputeSeconds           float64
 	Lists                      int32 // plain lists the informers fell back to (want 0)
@@ -114,9 +121,12 @@ type agentMemory struct {
 // cluster after one recompute, and reports its memory: rss-MB (VmRSS), hwm-MB (VmHWM, the peak),
 // rss-anon-MB and rss-file-MB (VmRSS's anonymous pages and this test binary's own: the agent's
 // binary touches fewer), heap-MB (live Go heap) and budget-MB, the target of 1 KiB per pod plus
-// 50 MiB; also the peak
-// before the recompute (sync-hwm-MB) and what the recompute allocated (recompute-alloc-MB). A fresh process
-// so that nothing else this binary did (generating the cluster, other benchmarks) counts.
+// 50 MiB; also the peak before the recompute (sync-hwm-MB) and what the recompute allocated
+// (recompute-alloc-MB). Then the steady state: 50 pod events a second for FLOCK_PERF_DURATION
+// (60 s; see churn), with VmRSS sampled every second (steady-rss-max-MB, steady-rss-end-MB), the
+// peak (steady-hwm-MB) and the live heap (steady-heap-MB) at the end; FLOCK_PERF_HEAP_PROFILE
+// names a file for the heap profile at that point. A fresh process so that nothing else this binary did
+// (generating the cluster, other benchmarks) counts.
 func BenchmarkAgentMemory(b *testing.B) {
 	const pods, policies = 150000, 10000
 	b.Run(fmt.Sprintf("pods=%d,policies=%d", pods, policies), func(b *testing.B) {
@@ -144,6 +154,12 @@ func BenchmarkAgentMemory(b *testing.B) {
 		b.ReportMetric(float64(res.HeapAlloc)/mib, "heap-MB")
 		b.ReportMetric(float64(pods*1024+50*mib)/mib, "budget-MB")
 		b.ReportMetric(float64(res.SyncHWMBytes)/mib, "sync-hwm-MB")
+		b.ReportMetric(float64(res.Churn.MaxRSS)/mib, "steady-rss-max-MB")
+		b.ReportMetric(float64(res.Churn.EndRSS)/mib, "steady-rss-end-MB")
+		b.ReportMetric(float64(res.ChurnHWMBytes)/mib, "steady-hwm-MB")
+		b.ReportMetric(float64(res.ChurnHeap)/mib, "steady-heap-MB")
+		b.ReportMetric(float64(res.Churn.Events), "steady-events")
+		b.ReportMetric(float64(res.Churn.Recomputes), "steady-recomputes")
 		b.ReportMetric(float64(res.RecomputeAllocBytes)/mib, "recompute-alloc-MB")
 		b.ReportMetric(float64(res.ScriptBytes)/1024, "script-KB")
 		b.ReportMetric(res.RecomputeSeconds*1000, "recompute-ms")
@@ -331,6 +347,25 @@ func TestAgentMemoryChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	firstScript := applier.bytes
+	d, err := driveDuration()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steady, err := churn(ctx, r, indexers[podKind.name], os.Getenv(childNodeEnv), d, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := procStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steadyHeap := liveHeap()
+	if path := os.Getenv(heapProfileEnv); path != "" {
+		if err := writeHeapProfile(path); err != nil {
+			t.Fatal(err)
+		}
+	}
 	res := agentMemory{
 		Pods:                len(indexers[podKind.name].ListKeys()),
 		Namespaces:          len(indexers[nsKind.name].ListKeys()),
@@ -343,7 +378,10 @@ func TestAgentMemoryChild(t *testing.T) {
 		RecomputeAllocBytes: after.TotalAlloc - before.TotalAlloc,
 		HeapAlloc:           heap,
 		HeapSys:             ms.HeapSys,
-		ScriptBytes:         applier.bytes,
+		ScriptBytes:         firstScript,
+		Churn:               steady,
+		ChurnHWMBytes:       end.HWM,
+		ChurnHeap:           steadyHeap,
 		SyncSeconds:         synced.Seconds(),
 		RecomputeSeconds:    recompute.Seconds(),
 		Lists:               lists,
@@ -355,6 +393,15 @@ func TestAgentMemoryChild(t *testing.T) {
 	fmt.Println(resultMarker + string(out))
 	runtime.KeepAlive(informers)
 	runtime.KeepAlive(r) // its incremental state is part of what the agent keeps
+}
+
+// writeHeapProfile writes the heap profile of this process to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
 }
 
 // memStatus is what /proc/self/status says of this process's memory, in bytes.
