@@ -32,6 +32,37 @@ func TestRenderWritesOverARecycledScript(t *testing.T) {
 	}
 }
 
+// TestTheMemoKeepsNoBufferFarLargerThanItsUse pins keptBuffer: once a Render without text (an
+// event's) writes a fraction of what a full script wrote, the Memo lets the script's memory go
+// rather than keeping it for good; a buffer about the size of its use is kept.
+func TestTheMemoKeepsNoBufferFarLargerThanItsUse(t *testing.T) {
+	var large ruleset.RuleSet
+	for i := range 5000 {
+		large.Local = append(large.Local, ruleset.LocalAddr{Addr: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), Pod: fmt.Sprintf("x/p%d", i)})
+	}
+	var m Memo
+	full := Render(large, Options{Memo: &m})
+	if len(full.Text) < 4*keptSlack {
+		t.Fatalf("the large script has %d bytes: too few to tell", len(full.Text))
+	}
+	m.Recycle(full.Text)
+	Render(goldenCases[1].rs, Options{Memo: &m, TableOnly: true})
+	if cap(m.spare) >= len(full.Text) {
+		t.Errorf("after a small Render without text the Memo keeps %d bytes, the large script's %d", cap(m.spare), len(full.Text))
+	}
+	for i, b := range m.scratch {
+		if cap(b) > keptSlack {
+			t.Errorf("after a small Render the Memo keeps %d bytes of scratch %d", cap(b), i)
+		}
+	}
+	// A buffer the size of what a Render wrote is kept.
+	b := bytes.NewBuffer(make([]byte, 0, 8*keptSlack))
+	b.Write(make([]byte, 3*keptSlack))
+	if got := keptBuffer(b); cap(got) != 8*keptSlack || len(got) != 0 {
+		t.Errorf("keptBuffer of a buffer holding 3/8 of its capacity = len %d, cap %d; want it emptied and kept", len(got), cap(got))
+	}
+}
+
 // TestTheEpochChainsAreReusedWithinABlock pins the Memo's stamp and window chains: a Render after
 // a narrowing change within a block reuses what the last one wrote for them (the same Table
 // chains), one into a new block writes them anew, and every Render writes what a Render without
