@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/flock-net/flock-netpol/internal/cli"
+	"github.com/flock-net/flock-netpol/test/testenv"
 )
 
 // Names as rendered by config/default (namespace and namePrefix applied).
@@ -958,6 +959,26 @@ func TestBuildInstallerSetsTheImage(t *testing.T) {
 	}
 	if objs[0].Kind != "Namespace" {
 		t.Errorf("installer starts with %s, want the Namespace", objs[0])
+	}
+}
+
+// The installed agent collects garbage as the benchmarks do: they read GOGC from manager.yaml
+// (testenv.ShippedGOGC), and the DaemonSet that kustomize builds must carry the same.
+func TestTheAgentCollectsGarbageAsBenchmarked(t *testing.T) {
+	want, err := testenv.ShippedGOGC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range agentContainer(t, daemonSet(t)).Env {
+		if e.Name == "GOGC" {
+			if e.Value != strconv.Itoa(want) {
+				t.Errorf("the installed DaemonSet sets GOGC=%q, the benchmarks run with %d", e.Value, want)
+			}
+			return
+		}
+	}
+	if want != 100 {
+		t.Errorf("the installed DaemonSet sets no GOGC, the benchmarks run with %d", want)
 	}
 }
 

@@ -80,3 +80,32 @@ func TestCanonicalTableLeavesOutWhatTrafficChanges(t *testing.T) {
 		t.Errorf("the listings differ:\n%s\n%s", a, b)
 	}
 }
+
+// The benchmarks collect garbage as the DaemonSet has the agent do: gogcOf finds its GOGC among
+// the manifest's documents, defaults to Go's 100, and refuses a value Go would not take as a
+// percentage.
+func TestGOGCIsTheDaemonSets(t *testing.T) {
+	const ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n"
+	ds := func(env string) string {
+		return "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: a\nspec:\n  template:\n    spec:\n      containers:\n      - name: agent\n        env:\n" + env
+	}
+	for _, c := range []struct {
+		manifest string
+		want     int
+		err      bool
+	}{
+		{ns + "---\n" + ds("        - name: GOGC\n          value: \"50\"\n"), 50, false},
+		{ds("        - name: GOMEMLIMIT\n          value: \"1\"\n"), 100, false},
+		{ds("        - name: GOGC\n          value: \"off\"\n"), 0, true},
+		{ns, 0, true},
+	} {
+		got, err := gogcOf([]byte(c.manifest))
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("gogcOf(%q) = %d, %v; want %d, error %v", c.manifest, got, err, c.want, c.err)
+		}
+	}
+	n, err := ShippedGOGC()
+	if err != nil || n <= 0 {
+		t.Errorf("ShippedGOGC() = %d, %v", n, err)
+	}
+}
