@@ -148,9 +148,12 @@ var rows = []row{
 	{label: "  the same without the memo, the new script parsed back (baseline)", bench: recParse, unit: "ns/op", scale: 1e-6, format: "%.1f", shown: "ms"},
 	{label: "cache: bytes per cached pod (after transform)", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/cached-pod", scale: 1, format: "%.0f", shown: "B", target: le(1024)},
 	{label: "  the same pods without the transform", bench: "BenchmarkCacheMemory/pods=150000", unit: "B/full-pod", scale: 1, format: "%.0f", shown: "B"},
-	{label: "agent RSS, 150k pods / 10k policies", bench: mem150, unit: "rss-MB", scale: 1, format: "%.0f", shown: "MiB", target: target{text: "≤ budget"}},
+	{label: "agent steady RSS (50 pod events/s after the start), 150k pods / 10k policies", bench: mem150, unit: "steady-rss-max-MB", scale: 1, format: "%.0f", shown: "MiB", target: target{text: "≤ budget"}},
 	{label: "  budget: 1 KiB per pod + 50 MiB", bench: mem150, unit: "budget-MB", scale: 1, format: "%.0f", shown: "MiB"},
-	{label: "  Go heap (live)", bench: mem150, unit: "heap-MB", scale: 1, format: "%.0f", shown: "MiB"},
+	{label: "  RSS right after the first apply", bench: mem150, unit: "rss-MB", scale: 1, format: "%.0f", shown: "MiB"},
+	{label: "  of which this test binary's file pages", bench: mem150, unit: "rss-file-MB", scale: 1, format: "%.0f", shown: "MiB"},
+	{label: "  Go heap (live), after the first apply / in the steady state", bench: mem150, unit: "heap-MB", scale: 1, format: "%.0f"},
+	{bench: mem150, unit: "steady-heap-MB", scale: 1, format: "%.0f", shown: "MiB"},
 	{label: "  peak RSS (initial sync and first recompute)", bench: mem150, unit: "hwm-MB", scale: 1, format: "%.0f", shown: "MiB"},
 	{label: "nft apply, 10k pods", bench: ap10k, unit: "ns/op", scale: 1e-6, format: "%.0f", shown: "ms"},
 	{label: "  nft peak RSS", bench: ap10k, unit: "nft-peak-MB", scale: 1, format: "%.0f", shown: "MiB", target: le(150)},
@@ -361,8 +364,8 @@ func printTable(w io.Writer, results map[string]map[string][]float64, skips map[
 		}
 		// Targets that compare two figures of one benchmark.
 		switch {
-		case r.unit == "rss-MB":
-			if v, l := results[r.bench]["rss-MB"], results[r.bench]["budget-MB"]; len(v) > 0 && len(l) > 0 {
+		case r.unit == "steady-rss-max-MB":
+			if v, l := results[r.bench]["steady-rss-max-MB"], results[r.bench]["budget-MB"]; len(v) > 0 && len(l) > 0 {
 				verdictText = verdict(median(v) <= median(l))
 			}
 		case group[len(group)-1].unit == "applies":
