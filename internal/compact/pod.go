@@ -14,7 +14,8 @@ import (
 // Pod is what the agent keeps of a Pod. The agent caches one per pod of the cluster, so it is
 // kept small: the strings that repeat from pod to pod (namespaces, node names, label keys and
 // values, port names) are interned handles, the labels a slice sorted by key rather than a map,
-// and nothing the translator does not read is kept. A *corev1.Pod is 1,240 bytes before any of
+// the label sets and named-port lists shared by the pods that have the same (a workload's), and
+// nothing the translator does not read is kept. A *corev1.Pod is 1,240 bytes before any of
 // its strings; a Pod with its labels, addresses and ports is a few hundred (docs/performance.md
 // has the measured figure).
 //
@@ -112,6 +113,7 @@ func NewPod(p *corev1.Pod) *Pod {
 	return out
 }
 
+// The pods' label sets and named-port lists, interned.
 var (
 	labelSets = newTable[Labels]()
 	portLists = newTable[[]NamedPort]()

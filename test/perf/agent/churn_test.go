@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ func churn(ctx context.Context, r *controller.Reconciler, pods toolscache.Indexe
 		if p := o.(*compact.Pod); p.NodeHandle().Value() != node && local[p.Namespace()] && p.OwnsAddresses() && p.LabelSet().Has("tier") {
 			candidates = append(candidates, p)
 		}
+	}
+	if len(candidates) == 0 {
+		return churnResult{}, fmt.Errorf("no remote pod with a tier label in the %d namespaces of node %s's pods", len(local), node)
 	}
 	var res churnResult
 	sample := func() error {

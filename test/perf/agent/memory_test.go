@@ -125,8 +125,8 @@ type agentMemory struct {
 // (recompute-alloc-MB). Then the steady state: 50 pod events a second for FLOCK_PERF_DURATION
 // (60 s; see churn), with VmRSS sampled every second (steady-rss-max-MB, steady-rss-end-MB), the
 // peak (steady-hwm-MB) and the live heap (steady-heap-MB) at the end; FLOCK_PERF_HEAP_PROFILE
-// names a file for the heap profile at that point. A fresh process so that nothing else this binary did
-// (generating the cluster, other benchmarks) counts.
+// names a file for the heap profile at that point. A fresh process so that nothing else this
+// binary did (generating the cluster, other benchmarks) counts.
 func BenchmarkAgentMemory(b *testing.B) {
 	const pods, policies = 150000, 10000
 	b.Run(fmt.Sprintf("pods=%d,policies=%d", pods, policies), func(b *testing.B) {
