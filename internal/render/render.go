@@ -161,6 +161,7 @@ type script struct {
 	memo                *Memo
 	bounds              []int        // scratch space of elements
 	peerJobs            *peerSetJobs // peer sets formatted ahead (see startPeerSets), or nil
+	peerScratch         peerScratch  // where the others are formatted
 	usedElems           []memoKey    // the elements policySets reused or wrote, for the Memo
 }
 
