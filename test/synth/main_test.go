@@ -1,7 +1,6 @@
 package synth
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -10,10 +9,4 @@ import (
 
 // TestMain runs the package with the garbage collector set as the agent's DaemonSet sets it
 // (GOGC), so that the benchmarks measure what the agent does; a GOGC in the environment wins.
-func TestMain(m *testing.M) {
-	if _, err := testenv.UseShippedGOGC(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithShippedGOGC(m)) }

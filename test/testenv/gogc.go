@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
@@ -82,4 +83,14 @@ func UseShippedGOGC() (string, error) {
 	debug.SetGCPercent(n)
 	v := strconv.Itoa(n)
 	return v, os.Setenv("GOGC", v)
+}
+
+// RunWithShippedGOGC runs a package's tests and benchmarks after UseShippedGOGC, for its
+// TestMain; it returns the exit code, 2 when the DaemonSet's GOGC cannot be read.
+func RunWithShippedGOGC(m *testing.M) int {
+	if _, err := UseShippedGOGC(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	return m.Run()
 }
