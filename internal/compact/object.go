@@ -25,7 +25,7 @@ func (p *Pod) DeepCopyObject() runtime.Object {
 
 func (p *Pod) GetNamespace() string                          { return p.Namespace() }
 func (p *Pod) GetName() string                               { return p.Name() }
-func (p *Pod) GetResourceVersion() string                    { return p.resourceVersion }
+func (p *Pod) GetResourceVersion() string                    { return p.nameVersion[p.nameLen:] }
 func (p *Pod) GetLabels() map[string]string                  { return p.LabelSet().Map() }
 func (p *Pod) GetGenerateName() string                       { return "" }
 func (p *Pod) GetUID() types.UID                             { return "" }
