@@ -44,7 +44,7 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 		t.Errorf("identity = %s/%s on %s, owns=%v", got.Namespace(), got.Name(), value(got.node), got.OwnsAddresses())
 	}
 	if !reflect.DeepEqual(got.GetLabels(), p.Labels) || (*got.LabelSet())[0].key.Value() != "app" {
-		t.Errorf("labels = %v, want %v sorted by key", got.labels, p.Labels)
+		t.Errorf("labels = %v, want %v sorted by key", *got.LabelSet(), p.Labels)
 	}
 	if !reflect.DeepEqual(got.ips, []netip.Addr{netip.MustParseAddr("10.0.0.1")}) {
 		t.Errorf("ips = %v, want status.podIP when status.podIPs is empty", got.ips)

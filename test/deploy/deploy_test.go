@@ -47,25 +47,14 @@ const (
 // ---------------------------------------------------------------------------------------------
 // Rendering and decoding
 
-// repoRoot is the directory of the main module's go.mod, found upwards from the test's working
-// directory (the package directory under `go test`).
+// repoRoot is testenv.RepoRoot, failing the test when there is none.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			bytes.Contains(b, []byte("module github.com/flock-net/flock-netpol\n")) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("cannot find the repository root (go.mod of github.com/flock-net/flock-netpol) above the working directory")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 // kustomizeBinary returns $KUSTOMIZE, or bin/kustomize in the repository root, and fails the

@@ -17,25 +17,35 @@ import (
 // managerManifest is the DaemonSet's file, from the repository's root.
 const managerManifest = "config/manager/manager.yaml"
 
-// ShippedGOGC returns the GOGC that the agent's DaemonSet sets (config/manager/manager.yaml),
-// found from the working directory up to the repository's root; 100, Go's default, when it sets
-// none.
+// ShippedGOGC returns the GOGC that the agent's DaemonSet sets (config/manager/manager.yaml in
+// the repository, see RepoRoot); 100, Go's default, when it sets none.
 func ShippedGOGC() (int, error) {
-	dir, err := os.Getwd()
+	root, err := RepoRoot()
+	if err != nil {
+		return 0, fmt.Errorf("%w (or set GOGC)", err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, managerManifest))
 	if err != nil {
 		return 0, err
 	}
+	return gogcOf(data)
+}
+
+// RepoRoot returns the directory of this module's go.mod, found upwards from the working
+// directory (the package's directory under `go test`).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
 	for {
-		data, err := os.ReadFile(filepath.Join(dir, managerManifest))
-		if err == nil {
-			return gogcOf(data)
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return 0, err
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			bytes.Contains(b, []byte("module github.com/flock-net/flock-netpol\n")) {
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return 0, fmt.Errorf("no %s above the working directory: run from the repository, or set GOGC", managerManifest)
+			return "", errors.New("cannot find the repository root (go.mod of github.com/flock-net/flock-netpol) above the working directory")
 		}
 		dir = parent
 	}
