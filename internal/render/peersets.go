@@ -53,31 +53,32 @@ func formatPeerSet(peers ruleset.AddrSet, is4, addrs bool, scratch *peerScratch)
 		width /= 2
 	}
 	b := slices.Grow(scratch.b[:0], len(clauseStart)+len(clauseEnd)+n*(width+len("\n\t,")))
-	bounds := slices.Grow(scratch.bounds[:0], 2*n)
+	starts := slices.Grow(scratch.starts[:0], n)
 	b = append(b, clauseStart...)
 	if addrs {
 		for a := range peers.Addresses(is4) {
-			at := len(b) + len("\n\t")
-			b = a.AppendTo(append(b, "\n\t"...))
-			bounds = append(bounds, at, len(b))
-			b = append(b, ',')
+			b = append(b, "\n\t"...)
+			starts = append(starts, int32(len(b)))
+			b = append(a.AppendTo(b), ',')
 		}
 	} else {
 		for r := range peers.Ranges(is4) {
-			at := len(b) + len("\n\t")
-			b = r.AppendTo(append(b, "\n\t"...))
-			bounds = append(bounds, at, len(b))
-			b = append(b, ',')
+			b = append(b, "\n\t"...)
+			starts = append(starts, int32(len(b)))
+			b = append(r.AppendTo(b), ',')
 		}
 	}
-	scratch.b, scratch.bounds = b, bounds
-	if len(bounds) == 0 {
+	scratch.b, scratch.starts = b, starts
+	if len(starts) == 0 {
 		return m
 	}
+	// An element ends where the next one's ",\n\t" begins; the last one, at its comma.
+	end := int32(len(b) - 1)
 	m.clause = string(append(b, clauseEnd...))
-	m.elems = make([]string, len(bounds)/2)
-	for i := range m.elems {
-		m.elems[i] = m.clause[bounds[2*i]:bounds[2*i+1]]
+	m.elems = make([]string, len(starts))
+	for i := len(starts) - 1; i >= 0; i-- {
+		m.elems[i] = m.clause[starts[i]:end]
+		end = starts[i] - int32(len(",\n\t"))
 	}
 	return m
 }
@@ -94,7 +95,7 @@ func peerSetLen(peers ruleset.AddrSet, is4, addrs bool) int {
 // peerScratch is the memory formatPeerSet formats into.
 type peerScratch struct {
 	b      []byte
-	bounds []int
+	starts []int32 // where each element starts in b (a script is far below 2 GiB)
 }
 
 // peerSetJob is one peer set formatted ahead of the render; m, or the value the formatting
