@@ -46,7 +46,10 @@ type Pod struct {
 	// hostNetwork pods use the node's address, and a finished pod's address may already belong
 	// to a new pod: neither owns its addresses.
 	hostNetwork, finished bool
-	nameLen               uint16 // a name is at most 253 bytes (a DNS subdomain); see NewPod
+	// ipv4s is how many of ips are IPv4 (they come first), up to 255: what the translator sizes
+	// its address sets by without reading the addresses.
+	ipv4s   uint8
+	nameLen uint16 // a name is at most 253 bytes (a DNS subdomain); see NewPod
 }
 
 // NamedPort is a named container port. Ports that can never match (no name, a number outside
@@ -112,6 +115,11 @@ func NewPod(p *corev1.Pod) *Pod {
 	}
 	for i := range min(len(out.ips), len(out.keys)) {
 		out.keys[i] = AddrKey(out.ips[i])
+	}
+	for _, a := range out.ips {
+		if a.Is4() && out.ipv4s < math.MaxUint8 {
+			out.ipv4s++
+		}
 	}
 	if ports := appendNamedPorts(appendNamedPorts(nil, p.Spec.Containers, false), p.Spec.InitContainers, true); len(ports) > 0 {
 		out.ports = internPorts(ports)
@@ -239,6 +247,10 @@ var noLabels Labels
 
 // IPs returns the pod's parsed addresses (see Pod.ips). The slice is shared: do not modify it.
 func (p *Pod) IPs() []netip.Addr { return p.ips }
+
+// IPv4Count returns how many of IPs are IPv4, up to 255 (a pod has one address per family). It is
+// a capacity hint: it reads no address.
+func (p *Pod) IPv4Count() int { return int(p.ipv4s) }
 
 // IPKey returns AddrKey(p.IPs()[i]).
 func (p *Pod) IPKey(i int) uint32 {

@@ -167,6 +167,32 @@ func TestIPKeyIsTheAddrKeyOfEveryAddress(t *testing.T) {
 	}
 }
 
+// IPv4Count, which sizes the translator's address sets, counts a pod's IPv4 addresses as the
+// translator sees them: IPv4-mapped IPv6 ones unmapped, duplicates once, unparsable ones not.
+func TestIPv4CountCountsThePodsIPv4Addresses(t *testing.T) {
+	for _, tc := range []struct {
+		ips  []string
+		want int
+	}{
+		{nil, 0},
+		{[]string{"10.0.0.1"}, 1},
+		{[]string{"fd00::1"}, 0},
+		{[]string{"fd00::1", "10.0.0.1"}, 1},
+		{[]string{"::ffff:10.0.0.2", "fd00::1"}, 1},
+		{[]string{"10.0.0.1", "10.0.0.1", "not-an-ip"}, 1},
+		{[]string{"10.0.0.1", "10.0.0.2", "fd00::1", "fd00::2"}, 2},
+	} {
+		var podIPs []corev1.PodIP
+		for _, ip := range tc.ips {
+			podIPs = append(podIPs, corev1.PodIP{IP: ip})
+		}
+		p := NewPod(&corev1.Pod{Status: corev1.PodStatus{PodIPs: podIPs}})
+		if got := p.IPv4Count(); got != tc.want {
+			t.Errorf("%v: IPv4Count() = %d, want %d (IPs %v)", tc.ips, got, tc.want, p.IPs())
+		}
+	}
+}
+
 // A NamedPort keeps its protocol in one byte (every cluster pod keeps its named ports) and gives
 // back each protocol it was built with.
 func TestNamedPortKeepsItsProtocolInOneByte(t *testing.T) {

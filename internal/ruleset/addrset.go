@@ -172,6 +172,12 @@ func (b *Builder) Reset() {
 	b.v4, b.v6 = b.v4[:0], b.v6[:0]
 }
 
+// Grow makes room for n4 more IPv4 and n6 more IPv6 addresses or ranges, so that adding them
+// allocates once rather than doubling its way there. A negative count is taken as 0.
+func (b *Builder) Grow(n4, n6 int) {
+	b.v4, b.v6 = slices.Grow(b.v4, max(n4, 0)), slices.Grow(b.v6, max(n6, 0))
+}
+
 // range6 is an IPv6 range as two 128-bit integers.
 type range6 struct{ first, last uint128 }
 

@@ -29,6 +29,26 @@ func TestBuilderMergesOverlappingAndAdjacentRanges(t *testing.T) {
 	}
 }
 
+// Grow sizes the builder for what is added next: adding that many addresses allocates nothing.
+func TestBuilderGrowMakesRoomForWhatIsAdded(t *testing.T) {
+	a4, a6 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")
+	var b Builder
+	allocs := testing.AllocsPerRun(10, func() {
+		b = Builder{}
+		b.Grow(1000, 300)
+		for range 1000 {
+			b.AddAddr(a4)
+		}
+		for range 300 {
+			b.AddAddr(a6)
+		}
+	})
+	if allocs != 2 {
+		t.Errorf("Grow(1000, 300) and 1,300 addresses took %v allocations, want 2 (one per family)", allocs)
+	}
+	b.Grow(-1, -5) // a count gone negative must not panic
+}
+
 func TestBuilderHandlesTheEndOfTheAddressSpace(t *testing.T) {
 	var b Builder
 	b.AddPrefix(netip.MustParsePrefix("255.255.255.0/24"))

@@ -213,7 +213,7 @@ func (s *Incremental) loadPods(pods []*compact.Pod) bool {
 // resetPods forgets every pod.
 func (s *Incremental) resetPods() {
 	for _, ns := range s.t.namespaces {
-		ns.pods, ns.local, ns.size = nil, nil, 0
+		ns.pods, ns.local, ns.size, ns.addrs4, ns.addrs6 = nil, nil, 0, 0, 0
 	}
 	s.t.local = nil
 	s.t.claims = map[netip.Addr][]*indexedPod{}
@@ -482,6 +482,7 @@ func (s *Incremental) place(x *indexedPod, sorted bool) {
 		ns.pods = append(ns.pods, x)
 	}
 	ns.size++
+	ns.countAddrs(x.src, 1)
 	if x.local {
 		ns.local = append(ns.local, x)
 		s.t.local = append(s.t.local, x)
@@ -511,6 +512,7 @@ func (s *Incremental) unindex(x *indexedPod, changed []*indexedPod) []*indexedPo
 	ns := x.ns
 	ns.pods = deletePod(ns.pods, x)
 	ns.size--
+	ns.countAddrs(x.src, -1)
 	if ns.size == 0 {
 		s.nsDirty = true
 	}

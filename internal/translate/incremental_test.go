@@ -290,7 +290,26 @@ func checkIncremental(t *testing.T, r *fuzzBytes, maxEvents int, exhausted func(
 			t.Fatalf("after event %d the incremental rule set differs from Translate's\n%s\nevents:\n  %s",
 				i, ruleSetDiff(got, want, gotProblems, wantProblems), strings.Join(events, "\n  "))
 		}
+		if err := checkAddrCounts(inc); err != nil {
+			t.Fatalf("after event %d: %v\nevents:\n  %s", i, err, strings.Join(events, "\n  "))
+		}
 	}
+}
+
+// checkAddrCounts reports a namespace whose address counts, which size the builders of the
+// peers that select it, are not those of its pods.
+func checkAddrCounts(inc *Incremental) error {
+	for _, ns := range inc.t.namespaces {
+		var n4, n6 int
+		for _, p := range ns.pods {
+			n4 += p.src.IPv4Count()
+			n6 += len(p.src.IPs()) - p.src.IPv4Count()
+		}
+		if ns.addrs4 != n4 || ns.addrs6 != n6 {
+			return fmt.Errorf("namespace %s counts %d IPv4 and %d IPv6 addresses, its pods own %d and %d", ns.name, ns.addrs4, ns.addrs6, n4, n6)
+		}
+	}
+	return nil
 }
 
 // ruleSetDiff names the fields of the rule sets that differ and, for lists, the first elements

@@ -52,6 +52,9 @@ type nsView struct {
 	size     int           // len(pods), counted before pods is filled
 	local    []*indexedPod // the local ones among them, in input order
 	position int           // index in translator.nsNames, when the namespace holds pods
+	// addrs4 and addrs6 are how many IPv4 and IPv6 addresses its pods own: the most a peer's
+	// set can take from the namespace, which its builder is sized by.
+	addrs4, addrs6 int
 }
 
 // nsView is the label set of the namespace: its labels plus kubernetes.io/metadata.name, which
@@ -75,6 +78,13 @@ func (n *nsView) Lookup(key string) (string, bool) {
 	}
 	v, ok := n.labels[key]
 	return v, ok
+}
+
+// countAddrs adds the addresses of p to the namespace's counts sign times (1 or -1).
+func (n *nsView) countAddrs(p *compact.Pod, sign int) {
+	n4 := p.IPv4Count()
+	n.addrs4 += sign * n4
+	n.addrs6 += sign * (len(p.IPs()) - n4)
 }
 
 // namespace returns the view of ns, creating an empty one for a namespace we have no object for
@@ -125,6 +135,7 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 			last, lastNS = t.namespace(p.Namespace()), p.NamespaceHandle()
 		}
 		last.size++
+		last.countAddrs(p, 1)
 		for i := range len(p.IPs()) {
 			keys = append(keys, uint64(p.IPKey(i))<<32|uint64(len(t.pods)))
 		}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -227,6 +228,7 @@ func (t *translator) peerPods(q peerQuery) peerResult {
 // It only reads the translator, so several can run at once (see resolvePeersAhead).
 func (t *translator) peerAddrs(res *peerResult, b *ruleset.Builder) ruleset.AddrSet {
 	b.Reset()
+	b.Grow(res.addrsBound())
 	everyPod := res.podSel.Empty()
 	for _, n := range res.nss {
 		for _, p := range n.pods {
@@ -241,6 +243,15 @@ func (t *translator) peerAddrs(res *peerResult, b *ruleset.Builder) ruleset.Addr
 		}
 	}
 	return b.Set()
+}
+
+// addrsBound returns how many IPv4 and IPv6 addresses the pods of res.nss own: the most res can
+// select.
+func (res *peerResult) addrsBound() (n4, n6 int) {
+	for _, n := range res.nss {
+		n4, n6 = n4+n.addrs4, n6+n.addrs6
+	}
+	return n4, n6
 }
 
 // storePeer memoises res as the result of q.
@@ -319,6 +330,14 @@ func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
 	if pods < peersAheadPods {
 		return
 	}
+	// The largest first: a worker's builder then grows once, to the first job it takes, and the
+	// last jobs to finish are small ones.
+	order := slices.Clone(jobs)
+	slices.SortStableFunc(order, func(a, b *job) int {
+		a4, a6 := a.res.addrsBound()
+		b4, b6 := b.res.addrsBound()
+		return cmp.Compare(b4+4*b6, a4+4*a6) // an IPv6 range takes four times the memory
+	})
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
@@ -336,10 +355,10 @@ func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
 			var b ruleset.Builder
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(jobs) {
+				if i >= len(order) {
 					return
 				}
-				jobs[i].res.addrs = t.peerAddrs(&jobs[i].res, &b)
+				order[i].res.addrs = t.peerAddrs(&order[i].res, &b)
 			}
 		})
 	}
