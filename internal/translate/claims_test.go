@@ -319,8 +319,9 @@ func TestFinishedAndHostNetworkPodsClaimNothing(t *testing.T) {
 	}
 }
 
-// TestManyPodsFindConflictsThroughTheRadixSort covers inputs large enough for the radix sort, in
-// both families, with a conflict among thousands of distinct addresses.
+// TestManyPodsFindConflictsThroughTheRadixSort covers inputs large enough for the filter of
+// claimCandidates (6,000 keys) and the radix sort, in both families, with a conflict among
+// thousands of distinct addresses.
 func TestManyPodsFindConflictsThroughTheRadixSort(t *testing.T) {
 	var pods []*corev1.Pod
 	for i := range 3000 {

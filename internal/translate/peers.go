@@ -48,7 +48,7 @@ func (t *translator) peerEndpoints(r *peerResult, name string, proto ruleset.Pro
 	for _, p := range r.appendPods(nil) {
 		eps = t.appendEndpoints(eps, p, name, proto, nil)
 	}
-	sortOneProtocol(eps)
+	sortEndpoints(eps)
 	eps = slices.Compact(eps)
 	if r.ports != nil {
 		r.ports[k] = eps
@@ -56,17 +56,21 @@ func (t *translator) peerEndpoints(r *peerResult, name string, proto ruleset.Pro
 	return eps
 }
 
-// sortOneProtocol sorts endpoints of one protocol as ruleset.CompareEndpoints orders them. The
-// IPv4 ones, with their ports, are sorted as integers: a broad peer's named ports are tens of
+// sortEndpoints sorts endpoints as ruleset.CompareEndpoints orders them. The IPv4 ones, with
+// their protocols and ports, are sorted as integers: a broad peer's named ports are tens of
 // thousands of endpoints, and comparing them through a function was a tenth of a translation.
-func sortOneProtocol(eps []ruleset.Endpoint) {
+func sortEndpoints(eps []ruleset.Endpoint) {
 	keys := make([]uint64, 0, len(eps))
 	var v6 []ruleset.Endpoint
 	for _, e := range eps {
+		proto := slices.Index(endpointProtocols[:], e.Protocol)
 		switch {
+		case proto < 0: // a protocol no port entry gives: the general order
+			slices.SortFunc(eps, ruleset.CompareEndpoints)
+			return
 		case e.Addr.Is4():
 			a := e.Addr.As4()
-			keys = append(keys, uint64(binary.BigEndian.Uint32(a[:]))<<16|uint64(e.Port))
+			keys = append(keys, uint64(binary.BigEndian.Uint32(a[:]))<<18|uint64(proto)<<16|uint64(e.Port))
 		case e.Addr.Is6():
 			v6 = append(v6, e)
 		default: // no address, which no pod has: the general order
@@ -78,11 +82,14 @@ func sortOneProtocol(eps []ruleset.Endpoint) {
 	slices.SortFunc(v6, ruleset.CompareEndpoints)
 	for i, k := range keys {
 		var a [4]byte
-		binary.BigEndian.PutUint32(a[:], uint32(k>>16))
-		eps[i].Addr, eps[i].Port = netip.AddrFrom4(a), uint16(k)
+		binary.BigEndian.PutUint32(a[:], uint32(k>>18))
+		eps[i] = ruleset.Endpoint{Addr: netip.AddrFrom4(a), Protocol: endpointProtocols[k>>16&3], Port: uint16(k)}
 	}
 	copy(eps[len(keys):], v6) // IPv6 after IPv4, as netip.Addr.Compare has them
 }
+
+// endpointProtocols are the protocols in the order CompareEndpoints gives them (as strings).
+var endpointProtocols = [...]ruleset.Protocol{ruleset.SCTP, ruleset.TCP, ruleset.UDP}
 
 // patchPorts edits the memoised endpoints of r for a pod that leaves it (gone) or joins it
 // (added), either possibly nil, that claims its addresses alone (Incremental.patchPeer): its

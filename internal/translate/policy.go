@@ -166,7 +166,7 @@ func (t *translator) ruleOf(obj, path string, index int, anyPeer bool, results [
 			}
 		}
 	}
-	slices.SortFunc(r.NamedPorts, ruleset.CompareEndpoints)
+	sortEndpoints(r.NamedPorts)
 	r.NamedPorts = slices.Compact(r.NamedPorts)
 	return r
 }
