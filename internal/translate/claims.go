@@ -26,7 +26,7 @@ import (
 //
 // Finding conflicts runs over every pod on every recompute, so it costs a few linear passes and
 // no map unless there is a conflict: the addresses are reduced to 32-bit keys packed with their
-// pod's index; the keys that share a bucket of a hash with another (a few per cent) are
+// pod's index; the keys that share a bucket of a hash with another (about one in seven) are
 // radix-sorted, and only runs of equal keys are looked at.
 
 // findClaims fills t.claims with the addresses more than one pod claims, marks those pods shared,

@@ -39,8 +39,9 @@ func TestSortByKeyIsAStableSortByKey(t *testing.T) {
 
 // TestClaimCandidatesKeepEveryRepeatedKey pins what findClaims relies on: every key that another
 // key equals is kept, in its order, and most keys that no other equals are not (else the filter
-// saves nothing). The keys are structured like pod addresses (a few /24s) and random, with
-// repeated keys at both ends and in the middle, below and above the size that filters.
+// saves nothing). The keys are random, or IPv4 addresses a step of two apart (structured like a
+// cluster's pod addresses), with repeated keys at both ends and in the middle, below and above
+// the size that filters.
 func TestClaimCandidatesKeepEveryRepeatedKey(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, n := range []int{10, candidatesMin - 1, candidatesMin, 50000, 170000} {
