@@ -292,6 +292,9 @@ func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
 	type job struct {
 		q   peerQuery
 		res peerResult
+		// size is the most memory its addresses can take, in IPv4 addresses (an IPv6 range
+		// takes four times one's memory): the order in which the workers take the jobs.
+		size int
 	}
 	var (
 		jobs []*job
@@ -314,6 +317,7 @@ func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
 			j := &job{q: q, res: t.peerPods(q)} // selectNamespaces memoises: here, not in a worker
 			for _, n := range j.res.nss {
 				pods += len(n.pods)
+				j.size += n.addrs4 + 4*n.addrs6
 			}
 			jobs = append(jobs, j)
 		}
@@ -340,11 +344,7 @@ func (t *translator) resolvePeersAhead(policies []*networkingv1.NetworkPolicy) {
 	// The largest first: a worker's builder then grows once, to the first job it takes, and the
 	// last jobs to finish are small ones.
 	order := slices.Clone(jobs)
-	slices.SortStableFunc(order, func(a, b *job) int {
-		a4, a6 := a.res.addrsBound()
-		b4, b6 := b.res.addrsBound()
-		return cmp.Compare(b4+4*b6, a4+4*a6) // an IPv6 range takes four times the memory
-	})
+	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.size, a.size) })
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
