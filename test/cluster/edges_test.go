@@ -183,17 +183,16 @@ func TestClosedEdges(t *testing.T) {
 			t.Fatal(err)
 		}
 		started = true
-		var boot string
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if boot, err = n1.Ruleset(); err == nil {
-				break
-			}
-			if !n1.AgentRunning() || time.Now().After(deadline) {
-				log, _ := n1.AgentLog()
-				t.Fatalf("no table on node-1 after the agent's start (last: %v):\n%s", err, log)
-			}
-			time.Sleep(5 * time.Millisecond)
+		// The table is read once the agent says it is in: nft 1.0.6 can list a table that a
+		// concurrent transaction is creating as an empty one (no chains, no sets), so a table
+		// polled for while the bootstrap goes in is not yet the one to judge. The agent is held,
+		// so nothing replaces the bootstrap table afterwards.
+		if err := waitLog(n1, logBootstrap, 0, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		boot, err := n1.Ruleset()
+		if err != nil {
+			t.Fatal(err)
 		}
 		for _, want := range []string{"ip saddr 10.1.1.0/24 ip saddr != @local-pods-v4", "ip6 daddr fd00:1:1::/64 ip6 daddr != @local-pods-v6"} {
 			if !strings.Contains(boot, want) {
@@ -206,9 +205,6 @@ func TestClosedEdges(t *testing.T) {
 		bootDigest, err := n1.KernelDigest()
 		if err != nil {
 			t.Fatal(err)
-		}
-		if err := waitLog(n1, logBootstrap, 0, 5*time.Second); err != nil {
-			t.Error(err)
 		}
 		if err := c.FlushConntrack(); err != nil {
 			t.Fatal(err)
