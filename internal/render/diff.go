@@ -22,7 +22,7 @@ import (
 // Table while writing it; ParseTable reads one back from a script's text, whose form this package
 // fixes (see script): one command per line, set and map elements one per line inside their
 // declaration. Most of a table is set elements, and one event changes few of them: a set whose
-// elements are the previous table's very slice (what Render gives with a Memo) is taken as
+// elements are the previous table's very memory (what Render gives with a Memo) is taken as
 // unchanged without reading them.
 
 // Table is a rendered script's table as named objects, the input of Diff: Script.Table, or a
@@ -43,9 +43,16 @@ func (t *Table) Sets() []string { return t.setOrder }
 // none for an unknown name. The caller must not modify them.
 func (t *Table) Elements(set string) []string {
 	if s := t.sets[set]; s != nil {
-		return s.elems
+		return slices.Collect(s.elems.all())
 	}
 	return nil
+}
+
+// SharesElements reports whether the set or map has elements, and they are the very memory of
+// o's set of the same name: what a Render with a Memo gives a set it reused.
+func (t *Table) SharesElements(o *Table, set string) bool {
+	a, b := t.sets[set], o.sets[set]
+	return a != nil && b != nil && a.elems.Len() > 0 && a.elems.same(&b.elems)
 }
 
 // Equal reports whether two Tables hold the same objects in the same order: declarations, rules
@@ -92,15 +99,15 @@ func (c *chainObj) equal(o *chainObj) bool {
 type setObj struct {
 	decl  string // the declaration line up to its elements, without its closing brace
 	isMap bool
-	elems []string // without the trailing comma
-	epoch bool     // a map or set of the epochs, which the digest leaves out
+	elems elemList
+	epoch bool // a map or set of the epochs, which the digest leaves out
 	// sum is the digest of the elements, computed once for all the Tables that share them
 	// (through a Memo); nil in a parsed Table.
 	sum *elementsSum
 }
 
 func (s *setObj) equal(o *setObj) bool {
-	return s.decl == o.decl && s.isMap == o.isMap && slices.Equal(s.elems, o.elems)
+	return s.decl == o.decl && s.isMap == o.isMap && s.elems.equal(&o.elems)
 }
 
 func newTable() *Table { return newTableSized(tableSize{}) }
@@ -120,15 +127,19 @@ func (t *Table) size() tableSize { return tableSize{len(t.chains), len(t.sets), 
 // reads the script of another process, or one kept as text.
 func ParseTable(text []byte) (*Table, error) {
 	t := newTable()
-	var open *setObj
+	var (
+		open  *setObj
+		elems elemListBuilder
+	)
 	for line := range bytes.Lines(text) {
 		l := strings.TrimSuffix(string(line), "\n")
 		if open != nil {
 			if l == "}; }" {
-				open = nil
+				open.elems, open = elems.list(), nil
+				elems.reset()
 				continue
 			}
-			open.elems = append(open.elems, strings.TrimSuffix(strings.TrimPrefix(l, "\t"), ","))
+			elems.addString(strings.TrimSuffix(strings.TrimPrefix(l, "\t"), ","))
 			continue
 		}
 		f := strings.SplitN(l, " ", 6)
@@ -251,24 +262,24 @@ func Diff(a, b *Table, opts DiffOptions) (Update, error) {
 	}
 	for _, name := range b.setOrder {
 		cur, prev := b.sets[name], a.sets[name]
-		total += len(cur.elems)
+		total += cur.elems.Len()
 		switch {
 		case prev == nil:
-			writeDeclaration(&addSets, cur.decl, cur.elems)
+			writeAll(&addSets, cur)
 			u.Sets++
-			u.Elements += len(cur.elems)
+			u.Elements += cur.elems.Len()
 		case prev.decl != cur.decl:
 			return Update{}, fmt.Errorf("%w: set %s is declared differently", ErrNeedsFullApply, name)
-		case sameElements(prev.elems, cur.elems):
+		case prev.elems.equal(&cur.elems):
 			// Unchanged, as nearly every set is after one event: said without building the
 			// sets of elementDiff.
 		default:
 			gone, added := elementDiff(prev, cur)
 			u.Changes = append(u.Changes, ElementChange{Set: name, Decl: cur.decl, Delete: gone, Add: added})
 			switch {
-			case len(gone) > 0 && len(cur.elems) <= maxRefill:
+			case len(gone) > 0 && cur.elems.Len() <= maxRefill:
 				fmt.Fprintf(&elems, "flush %s inet %s %s\n", cur.kind(), tableName, name)
-				writeDeclaration(&elems, cur.decl, cur.elems)
+				writeAll(&elems, cur)
 			case len(gone) > 0:
 				writeElements(&elems, "delete", tableName, name, gone)
 				fallthrough
@@ -326,45 +337,34 @@ func writeRules(b *bytes.Buffer, tableName, chain string, rules []string) {
 	}
 }
 
-// sameElements reports whether two sets' elements are equal, at once when they are the same
-// memory (Render gives a set whose elements a Memo recognised the slice it gave the previous
-// script's).
-func sameElements(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	if len(a) == 0 || &a[0] == &b[0] {
-		return true
-	}
-	return slices.Equal(a, b)
-}
-
 // elementDiff returns the elements only in old (by key for a map, so that a key whose value
 // changed is deleted and added again) and those only in new.
 func elementDiff(old, new *setObj) (gone, added []string) {
 	// An event changes a few elements of a set of thousands, which Render writes in the same
 	// order each time: what both lists begin and end with is in both (no element is listed
 	// twice), and only what lies between needs looking up.
-	o, n := old.elems, new.elems
-	for len(o) > 0 && len(n) > 0 && o[0] == n[0] {
-		o, n = o[1:], n[1:]
+	o, n := &old.elems, &new.elems
+	first, oEnd, nEnd := 0, o.Len(), n.Len()
+	for first < oEnd && first < nEnd && o.at(first) == n.at(first) {
+		first++
 	}
-	for len(o) > 0 && len(n) > 0 && o[len(o)-1] == n[len(n)-1] {
-		o, n = o[:len(o)-1], n[:len(n)-1]
+	for oEnd > first && nEnd > first && o.at(oEnd-1) == n.at(nEnd-1) {
+		oEnd, nEnd = oEnd-1, nEnd-1
 	}
-	have := make(map[string]bool, len(o))
-	for _, e := range o {
-		have[e] = true
+	have := make(map[string]bool, oEnd-first)
+	for i := first; i < oEnd; i++ {
+		have[o.at(i)] = true
 	}
-	want := make(map[string]bool, len(n))
-	for _, e := range n {
+	want := make(map[string]bool, nEnd-first)
+	for i := first; i < nEnd; i++ {
+		e := n.at(i)
 		want[e] = true
 		if !have[e] {
 			added = append(added, e)
 		}
 	}
-	for _, e := range o {
-		if !want[e] {
+	for i := first; i < oEnd; i++ {
+		if e := o.at(i); !want[e] {
 			if old.isMap {
 				e, _, _ = strings.Cut(e, " : ")
 			}
@@ -393,6 +393,14 @@ func (s *setObj) kind() string {
 		return "map"
 	}
 	return "set"
+}
+
+// writeAll writes a set's or map's declaration with all its elements (none: the declaration
+// alone), whose clause is the text for them.
+func writeAll(b *bytes.Buffer, s *setObj) {
+	b.WriteString(s.decl)
+	b.WriteString(s.elems.clause)
+	b.WriteString(" }\n")
 }
 
 // writeDeclaration writes a set's or map's declaration with the given elements (none: the

@@ -68,7 +68,7 @@ func tableDigest(t *Table) string {
 			if sum == nil {
 				sum = new(elementsSum)
 			}
-			d.buf = append(d.buf, sum.of(s.elems, inner)...)
+			d.buf = append(d.buf, sum.of(&s.elems, inner)...)
 		}
 	}
 	return hex.EncodeToString(d.sum()[:digestLen/2])
@@ -81,12 +81,12 @@ type elementsSum struct {
 }
 
 // of returns the sum of elems, computing it with d (whose hash it resets) the first time.
-func (e *elementsSum) of(elems []string, d *digester) []byte {
+func (e *elementsSum) of(elems *elemList, d *digester) []byte {
 	if !e.done {
 		d.h.Reset()
-		d.count(len(elems))
-		for _, el := range elems {
-			d.str(el)
+		d.count(elems.Len())
+		for i := range elems.Len() {
+			d.str(elems.at(i))
 		}
 		copy(e.sum[:], d.sum())
 		e.done = true

@@ -16,8 +16,8 @@ import (
 //   - the elements of a rule's peer set and of its named-port set, most of the script (megabytes
 //     at cluster scale), are reused when they are rendered from the same memory
 //     (ruleset.AddrSet.Identity, the named ports' slice) for the same family and kind of set:
-//     Render copies the text it wrote then, and its Table gets the same element slice, which
-//     Diff recognises as unchanged without comparing the elements;
+//     Render copies the text it wrote then, and its Table gets the same elements' memory
+//     (elemList), which Diff recognises as unchanged without comparing the elements;
 //   - a rule's set declarations, and its rules in a chain, are reused when the rule is the same
 //     memory (*ruleset.Rule: the translation builds a rule anew when anything of it changes),
 //     keyed with everything else they are written from (the policy, direction, chain, verdicts,
@@ -168,44 +168,15 @@ const (
 	memoNamedPorts                     // a rule's named ports: namedPortsID
 )
 
-// memoSet is what Render wrote for one set: the elements clause and the elements in it (as Table
-// holds them, sharing the clause's memory; a set edited by a Render without text has no clause
-// until one with text needs it, see clauseText), their sum for the digest, and for a peer set
-// the peers of its family (is4) and whether it is a hash set of addresses (addressesOnly), which
-// the declaration depends on.
+// memoSet is what Render wrote for one set: its elements (as Table holds them), their sum for
+// the digest, and for a peer set the peers of its family (is4) and whether it is a hash set of
+// addresses (addressesOnly), which the declaration depends on.
 type memoSet struct {
-	clause        string
-	elems         []string
+	elems         elemList
 	sum           *elementsSum
 	peers         ruleset.AddrSet
 	is4           bool
 	addressesOnly bool
-}
-
-// clauseText returns the elements clause of the set (see elements), writing it from the elements
-// the first time when the set has none.
-func (m *memoSet) clauseText() string {
-	if m.clause == "" && len(m.elems) > 0 {
-		b := make([]byte, 0, m.clauseLen())
-		b = append(b, clauseStart...)
-		for _, el := range m.elems {
-			b = append(append(append(b, "\n\t"...), el...), ',')
-		}
-		m.clause = string(append(b, clauseEnd...))
-	}
-	return m.clause
-}
-
-// clauseLen is the length of clauseText.
-func (m *memoSet) clauseLen() int {
-	if len(m.elems) == 0 {
-		return 0
-	}
-	n := len(clauseStart) + len(clauseEnd)
-	for _, el := range m.elems {
-		n += len(el) + 3
-	}
-	return n
 }
 
 // namedPortsIdentity is the identity of a rule's named ports, as AddrSet.Identity is of its

@@ -159,10 +159,10 @@ type script struct {
 	tab                 *Table
 	mapOrder, baseOrder []string
 	memo                *Memo
-	bounds              []int        // scratch space of elements
-	peerJobs            *peerSetJobs // peer sets formatted ahead (see startPeerSets), or nil
-	peerScratch         peerScratch  // where the others are formatted
-	usedElems           []memoKey    // the elements policySets reused or wrote, for the Memo
+	starts              []int32         // scratch space of elements
+	peerJobs            *peerSetJobs    // peer sets formatted ahead (see startPeerSets), or nil
+	peerScratch         elemListBuilder // where the others are formatted
+	usedElems           []memoKey       // the elements policySets reused or wrote, for the Memo
 }
 
 // epochPart marks what write declares as holding epochs.
@@ -418,8 +418,8 @@ func Render(rs ruleset.RuleSet, opts Options) Script {
 	s.tab.setOrder = append(s.tab.setOrder, s.mapOrder...)
 	s.tab.chainOrder = append(s.tab.chainOrder, s.baseOrder...)
 	digest := tableDigest(s.tab)
-	elems := s.tab.sets[digestSet].elems
-	elems[0] = strings.Replace(elems[0], digestPlaceholder, digestPrefix+digest, 1)
+	ds := s.tab.sets[digestSet]
+	ds.elems = newElemList([]string{strings.Replace(ds.elems.at(0), digestPlaceholder, digestPrefix+digest, 1)})
 	s.stats.Bytes = s.out.Len() + s.maps.Len() + s.base.Len() + s.rules.Len() + s.skipped
 	var text []byte
 	spare := &s.out // the next Render's output buffer, when this one returns no text
@@ -514,7 +514,7 @@ func (s *script) set(name, typ, flags, comment string) elements {
 	obj := &setObj{decl: decl, epoch: s.inEpoch}
 	s.tab.sets[name] = obj
 	s.tab.setOrder = append(s.tab.setOrder, name)
-	e := elements{b: &s.out, count: &s.stats.Elements, set: obj, start: s.out.Len(), bounds: &s.bounds}
+	e := elements{b: &s.out, count: &s.stats.Elements, set: obj, start: s.out.Len(), starts: &s.starts}
 	if s.tableOnly {
 		e.skipped = &s.skipped
 	}
@@ -538,7 +538,7 @@ func (s *script) mapOf(name, typ string, elems []string, why string) {
 	obj := &setObj{decl: decl, isMap: isMap, epoch: s.inEpoch}
 	s.tab.sets[name] = obj
 	s.mapOrder = append(s.mapOrder, name)
-	e := elements{b: &s.maps, count: &s.stats.Elements, set: obj, start: s.maps.Len(), bounds: &s.bounds}
+	e := elements{b: &s.maps, count: &s.stats.Elements, set: obj, start: s.maps.Len(), starts: &s.starts}
 	for _, el := range elems {
 		e.write(append(e.next(), el...))
 	}
@@ -564,9 +564,9 @@ type elements struct {
 	set   *setObj // the set in the script's Table
 	start int     // where the clause starts in b
 	pre   int     // the length of what next returned: where the element starts in it
-	// bounds are the offsets in b at which each element starts and ends, in the script's
+	// starts are where each element starts in the clause (see elemList), in the script's
 	// scratch space.
-	bounds *[]int
+	starts *[]int32
 	// skipped, when the script has no text (TableOnly), counts the bytes of what reuse does not
 	// copy.
 	skipped *int
@@ -583,7 +583,7 @@ func (e *elements) next() []byte {
 	buf := e.b.AvailableBuffer()
 	if e.n == 0 {
 		buf = append(buf, clauseStart...)
-		*e.bounds = (*e.bounds)[:0]
+		*e.starts = (*e.starts)[:0]
 	}
 	e.n++
 	buf = append(buf, "\n\t"...)
@@ -594,8 +594,7 @@ func (e *elements) next() []byte {
 // write adds what next returned, with the element appended.
 func (e *elements) write(buf []byte) {
 	*e.count++
-	at := e.b.Len()
-	*e.bounds = append(*e.bounds, at+e.pre, at+len(buf))
+	*e.starts = append(*e.starts, int32(e.b.Len()+e.pre-e.start))
 	e.b.Write(append(buf, ','))
 }
 
@@ -604,11 +603,7 @@ func (e *elements) end() *memoSet {
 	m := &memoSet{sum: new(elementsSum)}
 	if e.n > 0 {
 		e.b.WriteString(clauseEnd)
-		m.clause = string(e.b.Bytes()[e.start:])
-		m.elems = make([]string, e.n)
-		for i := range m.elems {
-			m.elems[i] = m.clause[(*e.bounds)[2*i]-e.start : (*e.bounds)[2*i+1]-e.start]
-		}
+		m.elems = elemList{clause: string(e.b.Bytes()[e.start:]), starts: slices.Clone(*e.starts)}
 	}
 	e.set.elems, e.set.sum = m.elems, m.sum
 	e.b.WriteString(" }\n")
@@ -618,11 +613,11 @@ func (e *elements) end() *memoSet {
 // reuse ends the command with the elements of m, which a Memo kept (or which were edited from
 // what it kept): their clause is copied into the text, unless the script has none.
 func (e *elements) reuse(m *memoSet) {
-	*e.count += len(m.elems)
+	*e.count += m.elems.Len()
 	if e.skipped != nil {
-		*e.skipped += m.clauseLen()
+		*e.skipped += len(m.elems.clause)
 	} else {
-		e.b.WriteString(m.clauseText())
+		e.b.WriteString(m.elems.clause)
 	}
 	e.set.elems, e.set.sum = m.elems, m.sum
 	e.b.WriteString(" }\n")
@@ -878,7 +873,7 @@ func (s *script) policySets(kind string, k ruleset.PolicyKey, d direction, r *ru
 			s.tab.sets[name] = obj
 			s.tab.setOrder = append(s.tab.setOrder, name)
 			s.stats.Sets++
-			s.stats.Elements += len(obj.elems)
+			s.stats.Elements += obj.elems.Len()
 		}
 		return m.sets
 	}
@@ -947,9 +942,9 @@ func (s *script) writePolicySets(kind string, k ruleset.PolicyKey, d direction, 
 // narrow enough (see addressesOnly), an interval set otherwise.
 //
 // Without text (TableOnly), a set whose peers changed since the last render is made from that
-// render's set of the same name: the elements both hold keep their strings, and only the others
-// are formatted (editedElements), so that one peer joining a set of thousands costs a merge of
-// strings rather than formatting thousands of addresses.
+// render's set of the same name: the text of the elements both hold is copied, and only the
+// others are formatted (editedElements), so that one peer joining a set of thousands costs a
+// merge and a copy rather than formatting thousands of addresses.
 func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why string) {
 	flags := func(addrs bool) string {
 		if addrs {
@@ -978,31 +973,32 @@ func (s *script) peerSet(name string, f family, peers ruleset.AddrSet, why strin
 	s.memo.storeNamed(s.table, name, m)
 }
 
-// editedElements returns the elements of a peer set of peers, taking the string of every element
-// that prev (rendered from prev.peers, of the same family and kind) holds too. The elements of a
-// hash set are addresses, those of an interval set ranges, in order in both.
-func editedElements(prev *memoSet, peers ruleset.AddrSet, is4, addrs bool) []string {
-	elems := make([]string, 0, len(prev.elems)+8)
+// editedElements returns the elements of a peer set of peers, copying the text of every element
+// that prev (rendered from prev.peers, of the same family and kind) holds too rather than
+// formatting it again. The elements of a hash set are addresses, those of an interval set ranges,
+// in order in both.
+func editedElements(prev *memoSet, peers ruleset.AddrSet, is4, addrs bool) elemList {
+	var w elemListBuilder
+	w.grow(peerSetLen(peers, is4, addrs), len(prev.elems.clause)/max(1, prev.elems.Len()))
 	next, stop := iter.Pull(peerElements(prev.peers, is4, addrs))
 	defer stop()
 	old, more := next()
-	i := 0 // old is prev.elems[i]
+	i := 0 // old is prev.elems.at(i)
 	for r := range peerElements(peers, is4, addrs) {
 		for more && old.First.Less(r.First) {
 			old, more = next()
 			i++
 		}
-		if more && old == r {
-			elems = append(elems, prev.elems[i])
-			continue
-		}
-		if addrs {
-			elems = append(elems, r.First.String())
-		} else {
-			elems = append(elems, string(r.AppendTo(nil)))
+		switch {
+		case more && old == r:
+			w.add(append(w.next(), prev.elems.at(i)...))
+		case addrs:
+			w.add(r.First.AppendTo(w.next()))
+		default:
+			w.add(r.AppendTo(w.next()))
 		}
 	}
-	return elems
+	return w.list()
 }
 
 // peerElements yields the elements of a peer set of peers as ranges: each address of a hash set

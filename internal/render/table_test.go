@@ -39,7 +39,7 @@ func tableDifference(got, want *Table) string {
 	}
 	for _, name := range want.setOrder {
 		if g, w := got.sets[name], want.sets[name]; !g.equal(w) {
-			return "set " + name + ": " + firstDifference(append([]string{g.decl}, g.elems...), append([]string{w.decl}, w.elems...))
+			return "set " + name + ": " + firstDifference(append([]string{g.decl}, slices.Collect(g.elems.all())...), append([]string{w.decl}, slices.Collect(w.elems.all())...))
 		}
 	}
 	for _, key := range want.objOrder {
