@@ -2,6 +2,7 @@ package compact
 
 import (
 	"encoding/binary"
+	"iter"
 	"math"
 	"net/netip"
 	"slices"
@@ -32,22 +33,26 @@ type Pod struct {
 	// labels and ports are interned (see table): shared by every pod that has the same. nil
 	// when the pod has none.
 	labels *Labels
-	// ips are the addresses of status.podIPs, or of the older status.podIP when that is empty,
-	// parsed once here rather than on every recompute: sorted (IPv4 first), IPv4-mapped IPv6
-	// unmapped, without duplicates. badIPs are the ones that do not parse, which the translator
-	// reports; a pointer, nil for all but a broken pod, to keep the Pod in a smaller size class.
-	ips    []netip.Addr
+	// The pod's addresses (IP) are those of status.podIPs, or of the older status.podIP when
+	// that is empty, parsed once here rather than on every recompute: sorted (IPv4 first),
+	// IPv4-mapped IPv6 unmapped, without duplicates. A pod with one IPv4 address (most pods)
+	// keeps it in keys[0], which is the address itself, and ips is nil: an array of its own
+	// was 24 bytes and one object more per cluster pod, and the Pod's slice header 16 bytes
+	// more. ips holds the addresses of any other pod.
+	ips *[]netip.Addr
+	// badIPs are the addresses that do not parse, which the translator reports; a pointer, nil
+	// for all but a broken pod, to keep the Pod in a smaller size class.
 	badIPs *[]string
 	ports  *[]NamedPort
-	// keys are the AddrKeys of ips[0] and ips[1], computed here so that the translator's search
-	// for addresses several pods claim reads them from the pod rather than from the addresses
-	// (most pods have one or two; IPKey computes the others).
+	// keys are the AddrKeys of the first two addresses, computed here so that the translator's
+	// search for addresses several pods claim reads them from the pod rather than from the
+	// addresses (most pods have one or two; IPKey computes the others).
 	keys [2]uint32
 	// hostNetwork pods use the node's address, and a finished pod's address may already belong
 	// to a new pod: neither owns its addresses.
 	hostNetwork, finished bool
-	// ipv4s is how many of ips are IPv4 (they come first), up to 255: what the translator sizes
-	// its address sets by without reading the addresses.
+	// ipv4s is how many of the addresses are IPv4 (they come first), up to 255: what the
+	// translator sizes its address sets by without reading the addresses.
 	ipv4s   uint8
 	nameLen uint16 // a name is at most 253 bytes (a DNS subdomain); see NewPod
 }
@@ -103,23 +108,25 @@ func NewPod(p *corev1.Pod) *Pod {
 	if len(p.Labels) > 0 {
 		out.labels = internLabels(p.Labels)
 	}
+	var ips []netip.Addr
 	if len(p.Status.PodIPs) > 0 {
 		for i := range p.Status.PodIPs {
-			out.addIP(p.Status.PodIPs[i].IP, len(p.Status.PodIPs))
+			ips = out.addIP(ips, p.Status.PodIPs[i].IP, len(p.Status.PodIPs))
 		}
 	} else if p.Status.PodIP != "" {
-		out.addIP(p.Status.PodIP, 1)
+		ips = out.addIP(ips, p.Status.PodIP, 1)
 	}
-	if len(out.ips) > 1 {
-		slices.SortFunc(out.ips, netip.Addr.Compare) // IPv4 sorts before IPv6
+	slices.SortFunc(ips, netip.Addr.Compare) // IPv4 sorts before IPv6
+	for i := range min(len(ips), len(out.keys)) {
+		out.keys[i] = AddrKey(ips[i])
 	}
-	for i := range min(len(out.ips), len(out.keys)) {
-		out.keys[i] = AddrKey(out.ips[i])
-	}
-	for _, a := range out.ips {
+	for _, a := range ips {
 		if a.Is4() && out.ipv4s < math.MaxUint8 {
 			out.ipv4s++
 		}
+	}
+	if len(ips) > 1 || (len(ips) == 1 && !ips[0].Is4()) {
+		out.ips = &ips
 	}
 	if ports := appendNamedPorts(appendNamedPorts(nil, p.Spec.Containers, false), p.Spec.InitContainers, true); len(ports) > 0 {
 		out.ports = internPorts(ports)
@@ -171,23 +178,25 @@ func NewPods(pods []*corev1.Pod) []*Pod {
 	return out
 }
 
-// addIP adds the address s to p.ips, or to p.badIPs when it does not parse (or has a zone, which a
-// pod address cannot have). n is how many addresses the pod lists, to size p.ips at once.
-func (p *Pod) addIP(s string, n int) {
+// addIP adds the address s to ips, or to p.badIPs when it does not parse (or has a zone, which a
+// pod address cannot have), and returns ips. n is how many addresses the pod lists, to size ips
+// at once.
+func (p *Pod) addIP(ips []netip.Addr, s string, n int) []netip.Addr {
 	a, err := parseAddr(s)
 	if err != nil || a.Zone() != "" {
 		if p.badIPs == nil {
 			p.badIPs = new([]string)
 		}
 		*p.badIPs = append(*p.badIPs, s)
-		return
+		return ips
 	}
-	if a = a.Unmap(); !slices.Contains(p.ips, a) {
-		if p.ips == nil {
-			p.ips = make([]netip.Addr, 0, n)
+	if a = a.Unmap(); !slices.Contains(ips, a) {
+		if ips == nil && n > 1 {
+			ips = make([]netip.Addr, 0, n)
 		}
-		p.ips = append(p.ips, a)
+		ips = append(ips, a)
 	}
+	return ips
 }
 
 // appendNamedPorts appends the usable named ports of cs. Of init containers only the restartable
@@ -245,19 +254,75 @@ func (p *Pod) LabelSet() *Labels {
 // noLabels is the label set of a pod without labels. It is never modified.
 var noLabels Labels
 
-// IPs returns the pod's parsed addresses (see Pod.ips). The slice is shared: do not modify it.
-func (p *Pod) IPs() []netip.Addr { return p.ips }
+// NumIPs returns the number of the pod's parsed addresses (see Pod.ips).
+func (p *Pod) NumIPs() int {
+	if p.ips == nil {
+		return int(p.ipv4s) // one IPv4 address, or none
+	}
+	return len(*p.ips)
+}
+
+// IP returns the pod's address i, 0 <= i < NumIPs().
+func (p *Pod) IP(i int) netip.Addr {
+	if p.ips == nil && uint(i) < uint(p.ipv4s) { // the one IPv4 address: keys[0] (AddrKey)
+		k := p.keys[0]
+		return netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})
+	}
+	return (*p.ips)[i] // out of range, or nil when the pod has no address: panics
+}
+
+// IPs yields the pod's addresses in order.
+func (p *Pod) IPs() iter.Seq[netip.Addr] {
+	return func(yield func(netip.Addr) bool) {
+		for i := range p.NumIPs() {
+			if !yield(p.IP(i)) {
+				return
+			}
+		}
+	}
+}
+
+// AppendIPs appends the pod's addresses to dst and returns it.
+func (p *Pod) AppendIPs(dst []netip.Addr) []netip.Addr {
+	for i := range p.NumIPs() {
+		dst = append(dst, p.IP(i))
+	}
+	return dst
+}
+
+// HasIP reports whether a is one of the pod's addresses.
+func (p *Pod) HasIP(a netip.Addr) bool {
+	for i := range p.NumIPs() {
+		if p.IP(i) == a {
+			return true
+		}
+	}
+	return false
+}
+
+// SameIPs reports whether the two pods have the same addresses.
+func (p *Pod) SameIPs(o *Pod) bool {
+	if p.NumIPs() != o.NumIPs() {
+		return false
+	}
+	for i := range p.NumIPs() {
+		if p.IP(i) != o.IP(i) {
+			return false
+		}
+	}
+	return true
+}
 
 // IPv4Count returns how many of IPs are IPv4, up to 255 (a pod has one address per family). It is
 // a capacity hint: it reads no address.
 func (p *Pod) IPv4Count() int { return int(p.ipv4s) }
 
-// IPKey returns AddrKey(p.IPs()[i]).
+// IPKey returns AddrKey(p.IP(i)).
 func (p *Pod) IPKey(i int) uint32 {
 	if i < len(p.keys) {
 		return p.keys[i]
 	}
-	return AddrKey(p.ips[i])
+	return AddrKey(p.IP(i))
 }
 
 // AddrKey reduces an address to 32 bits, for sorting addresses cheaply: an IPv4 address is its
@@ -300,6 +365,6 @@ func (p *Pod) Equal(o *Pod) bool {
 	return p.Name() == o.Name() && p.namespace == o.namespace && p.node == o.node &&
 		p.hostNetwork == o.hostNetwork && p.finished == o.finished &&
 		// Interned: equal labels and ports are the same pointer.
-		p.labels == o.labels && slices.Equal(p.ips, o.ips) && slices.Equal(p.BadIPs(), o.BadIPs()) &&
+		p.labels == o.labels && p.SameIPs(o) && slices.Equal(p.BadIPs(), o.BadIPs()) &&
 		p.ports == o.ports
 }

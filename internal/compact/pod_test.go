@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,14 +47,14 @@ func TestNewPodKeepsWhatTheTranslatorReads(t *testing.T) {
 	if !reflect.DeepEqual(got.GetLabels(), p.Labels) || (*got.LabelSet())[0].key.Value() != "app" {
 		t.Errorf("labels = %v, want %v sorted by key", *got.LabelSet(), p.Labels)
 	}
-	if !reflect.DeepEqual(got.ips, []netip.Addr{netip.MustParseAddr("10.0.0.1")}) {
-		t.Errorf("ips = %v, want status.podIP when status.podIPs is empty", got.ips)
+	if ips := got.AppendIPs(nil); !reflect.DeepEqual(ips, []netip.Addr{netip.MustParseAddr("10.0.0.1")}) {
+		t.Errorf("ips = %v, want status.podIP when status.podIPs is empty", ips)
 	}
 	q := p.DeepCopy()
 	q.Status.PodIPs = []corev1.PodIP{{IP: "fd00::1"}, {IP: "::ffff:10.0.0.2"}, {IP: "bogus"}, {IP: "10.0.0.2"}, {IP: "fe80::1%eth0"}}
 	dual := NewPod(q)
-	if want := []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::1")}; !reflect.DeepEqual(dual.ips, want) {
-		t.Errorf("ips = %v, want %v: parsed, unmapped, without duplicates, IPv4 first", dual.ips, want)
+	if want, ips := []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::1")}, dual.AppendIPs(nil); !reflect.DeepEqual(ips, want) {
+		t.Errorf("ips = %v, want %v: parsed, unmapped, without duplicates, IPv4 first", ips, want)
 	}
 	if want := []string{"bogus", "fe80::1%eth0"}; !reflect.DeepEqual(dual.BadIPs(), want) {
 		t.Errorf("badIPs = %v, want %v", dual.BadIPs(), want)
@@ -151,10 +152,11 @@ func TestIPKeyIsTheAddrKeyOfEveryAddress(t *testing.T) {
 	p := NewPod(&corev1.Pod{Status: corev1.PodStatus{PodIPs: []corev1.PodIP{
 		{IP: "fd00::2"}, {IP: "10.1.2.3"}, {IP: "fd00::1"}, {IP: "10.0.0.9"},
 	}}})
-	if len(p.IPs()) != 4 {
-		t.Fatalf("ips = %v", p.IPs())
+	if p.NumIPs() != 4 {
+		t.Fatalf("ips = %v", p.AppendIPs(nil))
 	}
-	for i, a := range p.IPs() {
+	for i := range p.NumIPs() {
+		a := p.IP(i)
 		if got, want := p.IPKey(i), AddrKey(a); got != want {
 			t.Errorf("IPKey(%d) = %#x, want AddrKey(%s) = %#x", i, got, a, want)
 		}
@@ -188,7 +190,7 @@ func TestIPv4CountCountsThePodsIPv4Addresses(t *testing.T) {
 		}
 		p := NewPod(&corev1.Pod{Status: corev1.PodStatus{PodIPs: podIPs}})
 		if got := p.IPv4Count(); got != tc.want {
-			t.Errorf("%v: IPv4Count() = %d, want %d (IPs %v)", tc.ips, got, tc.want, p.IPs())
+			t.Errorf("%v: IPv4Count() = %d, want %d (IPs %v)", tc.ips, got, tc.want, p.AppendIPs(nil))
 		}
 	}
 }
@@ -208,12 +210,12 @@ func TestNamedPortKeepsItsProtocolInOneByte(t *testing.T) {
 	}
 }
 
-// A Pod fits the 96-byte size class (every cluster pod is cached as one): the rare fields are
-// behind pointers, and the name and resourceVersion share a string. A field more moves it to
-// the 112-byte class, 2.3 MiB more at 150,000 pods.
+// A Pod fits the 80-byte size class (every cluster pod is cached as one): the rare fields are
+// behind pointers, the name and resourceVersion share a string, and a pod's one IPv4 address is
+// its first key. A field more moves it to the 96-byte class, 2.3 MiB more at 150,000 pods.
 func TestPodFitsItsSizeClass(t *testing.T) {
-	if size := unsafe.Sizeof(Pod{}); size > 96 {
-		t.Errorf("a Pod takes %d bytes, want at most 96", size)
+	if size := unsafe.Sizeof(Pod{}); size > 80 {
+		t.Errorf("a Pod takes %d bytes, want at most 80", size)
 	}
 	p := NewPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "web-1", ResourceVersion: "12345"}})
 	if p.Name() != "web-1" || p.GetResourceVersion() != "12345" || p.GetName() != "web-1" {
@@ -222,5 +224,76 @@ func TestPodFitsItsSizeClass(t *testing.T) {
 	long := strings.Repeat("n", 70000)
 	if q := NewPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: long, ResourceVersion: "7"}}); q.Name() != long[:65535] || q.GetResourceVersion() != "7" {
 		t.Errorf("a name too long for the API: kept %d bytes and resourceVersion %q", len(q.Name()), q.GetResourceVersion())
+	}
+}
+
+// TestAddressesOfEveryShape pins how a Pod keeps its addresses: one IPv4 address in its first key,
+// with no array of its own (most pods), any other set in an array; each shape gives back its
+// addresses in order through NumIPs, IP, IPs and AppendIPs, answers HasIP, compares with SameIPs,
+// and counts its IPv4 ones.
+func TestAddressesOfEveryShape(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		ips    []string
+		want   []string
+		inline bool // no array: the one IPv4 address is the first key
+	}{
+		{"none", nil, nil, true},
+		{"one IPv4", []string{"10.1.2.3"}, []string{"10.1.2.3"}, true},
+		{"one IPv4, mapped", []string{"::ffff:10.1.2.3"}, []string{"10.1.2.3"}, true},
+		{"one IPv4, twice", []string{"10.1.2.3", "10.1.2.3"}, []string{"10.1.2.3"}, true},
+		{"0.0.0.0", []string{"0.0.0.0"}, []string{"0.0.0.0"}, true},
+		{"one IPv6", []string{"fd00::1"}, []string{"fd00::1"}, false},
+		{"dual stack", []string{"fd00::1", "10.1.2.3"}, []string{"10.1.2.3", "fd00::1"}, false},
+		{"two IPv4", []string{"10.1.2.4", "10.1.2.3"}, []string{"10.1.2.3", "10.1.2.4"}, false},
+		{"one IPv4 and a bad one", []string{"bogus", "10.1.2.3"}, []string{"10.1.2.3"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var podIPs []corev1.PodIP
+			for _, ip := range c.ips {
+				podIPs = append(podIPs, corev1.PodIP{IP: ip})
+			}
+			p := NewPod(&corev1.Pod{Status: corev1.PodStatus{PodIPs: podIPs}})
+			var want []netip.Addr
+			for _, w := range c.want {
+				want = append(want, netip.MustParseAddr(w))
+			}
+			if got := p.AppendIPs(nil); !slices.Equal(got, want) || p.NumIPs() != len(want) {
+				t.Fatalf("addresses %v (NumIPs %d), want %v", got, p.NumIPs(), want)
+			}
+			if got := slices.Collect(p.IPs()); !slices.Equal(got, want) {
+				t.Errorf("IPs yields %v, want %v", got, want)
+			}
+			v4 := 0
+			for i, a := range want {
+				if p.IP(i) != a || !p.HasIP(a) || p.IPKey(i) != AddrKey(a) {
+					t.Errorf("address %d: IP %v, HasIP %v, IPKey %#x; want %v", i, p.IP(i), p.HasIP(a), p.IPKey(i), a)
+				}
+				if a.Is4() {
+					v4++
+				}
+			}
+			if p.IPv4Count() != v4 {
+				t.Errorf("IPv4Count %d, want %d", p.IPv4Count(), v4)
+			}
+			if p.HasIP(netip.MustParseAddr("10.9.9.9")) {
+				t.Error("HasIP answers true for an address the pod lacks")
+			}
+			if inline := p.ips == nil; inline != c.inline {
+				t.Errorf("kept without an array: %v, want %v", inline, c.inline)
+			}
+			if !p.SameIPs(NewPod(&corev1.Pod{Status: corev1.PodStatus{PodIPs: podIPs}})) {
+				t.Error("SameIPs is false for a pod built from the same addresses")
+			}
+			other := NewPod(&corev1.Pod{Status: corev1.PodStatus{PodIPs: []corev1.PodIP{{IP: "10.1.2.5"}}}})
+			if p.SameIPs(other) {
+				t.Errorf("SameIPs is true against %v", other.AppendIPs(nil))
+			}
+			func() {
+				defer func() { _ = recover() }()
+				a := p.IP(len(want))
+				t.Errorf("IP(%d) of a pod with %d addresses gave %v, want a panic", len(want), len(want), a)
+			}()
+		})
 	}
 }

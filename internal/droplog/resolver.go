@@ -62,7 +62,7 @@ func (r *RuleSetResolver) Pod(addr netip.Addr) string {
 	pod := ""
 	if pods, err := r.Pods(); err == nil {
 		for _, p := range pods {
-			if p.OwnsAddresses() && slices.Contains(p.IPs(), addr) {
+			if p.OwnsAddresses() && p.HasIP(addr) {
 				pod = p.Namespace() + "/" + p.Name()
 				break
 			}

@@ -339,7 +339,7 @@ func endpoint(objs manifest.Objects, pods []*compact.Pod, s string) (Endpoint, *
 		a = a.Unmap()
 		// An address a live pod owns is that pod.
 		for i, p := range objs.Pods {
-			if cp := pods[i]; cp.OwnsAddresses() && slices.Contains(cp.IPs(), a) {
+			if cp := pods[i]; cp.OwnsAddresses() && cp.HasIP(a) {
 				return Endpoint{Addr: a, Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName}, p, nil
 			}
 		}
@@ -362,7 +362,7 @@ func endpoint(objs manifest.Objects, pods []*compact.Pod, s string) (Endpoint, *
 			if !cp.OwnsAddresses() {
 				return Endpoint{}, nil, inputErr("pod %s has no address of its own (hostNetwork, or finished): its traffic is the node's, which policy does not govern", s)
 			}
-			if len(cp.IPs()) == 0 {
+			if cp.NumIPs() == 0 {
 				return Endpoint{}, nil, inputErr("pod %s has no address yet", s)
 			}
 			return Endpoint{Pod: s, Node: p.Spec.NodeName}, p, nil
@@ -391,7 +391,7 @@ func pickAddrs(from *Endpoint, fromPod *corev1.Pod, to *Endpoint, toPod *corev1.
 		if e.ep.Addr.IsValid() {
 			continue
 		}
-		for _, a := range compact.NewPod(e.pod).IPs() {
+		for a := range compact.NewPod(e.pod).IPs() {
 			if a.Is4() != v6 {
 				e.ep.Addr = a
 				break
@@ -483,7 +483,7 @@ func Resolve(objs manifest.Objects, s string, v6 bool) (netip.Addr, error) {
 	if err != nil || e.Addr.IsValid() {
 		return e.Addr, err
 	}
-	for _, a := range compact.NewPod(pod).IPs() {
+	for a := range compact.NewPod(pod).IPs() {
 		if a.Is4() != v6 {
 			return a, nil
 		}

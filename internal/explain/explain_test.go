@@ -139,7 +139,7 @@ func TestExplainAgreesWithTheReferenceEvaluator(t *testing.T) {
 		}
 		var live []int
 		for i, p := range pods {
-			if p.OwnsAddresses() && len(p.IPs()) > 0 {
+			if p.OwnsAddresses() && p.NumIPs() > 0 {
 				live = append(live, i)
 			}
 		}

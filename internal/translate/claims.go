@@ -140,7 +140,7 @@ func (t *translator) claimRun(run []uint64) {
 	var claims []claim
 	for _, k := range run {
 		p := &t.pods[uint32(k)]
-		for _, a := range p.src.IPs() {
+		for a := range p.src.IPs() {
 			if addrKey(a) == key {
 				claims = append(claims, claim{a, p})
 			}
@@ -206,10 +206,10 @@ func (t *translator) localClaimants(a netip.Addr) []*indexedPod {
 // ownIPs returns a copy of the addresses of a local pod that no other local pod claims.
 func (t *translator) ownIPs(p *indexedPod) []netip.Addr {
 	if !p.shared {
-		return slices.Clone(p.src.IPs())
+		return p.src.AppendIPs(nil)
 	}
 	var own []netip.Addr
-	for _, a := range p.src.IPs() {
+	for a := range p.src.IPs() {
 		if len(t.localClaimants(a)) < 2 {
 			own = append(own, a)
 		}

@@ -128,7 +128,7 @@ func (t *translator) subjects(obj string, s *v1alpha2.ClusterNetworkPolicySubjec
 		nsSel, podSel = labels.Everything(), labels.Everything()
 	}
 	for _, p := range t.local {
-		if len(p.src.IPs()) > 0 && nsSel.Matches(p.ns) && podSel.Matches(p.labels()) {
+		if p.src.NumIPs() > 0 && nsSel.Matches(p.ns) && podSel.Matches(p.labels()) {
 			pods = append(pods, p)
 		}
 	}

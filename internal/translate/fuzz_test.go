@@ -195,7 +195,7 @@ func newOracle(in Input) (*oracle, bool) {
 		if !p.OwnsAddresses() {
 			continue
 		}
-		for _, a := range p.IPs() {
+		for a := range p.IPs() {
 			if o.owner[a] != nil {
 				return nil, false // a claimed address: Claim's rules, not modelled here
 			}
@@ -424,7 +424,7 @@ func equalRuleSets(a, b ruleset.RuleSet) bool {
 func describe(in Input) string {
 	var b strings.Builder
 	for _, p := range in.Pods {
-		fmt.Fprintf(&b, "\n pod %s/%s node=%v live=%v labels=%v ips=%v bad=%v ports=%v", p.Namespace(), p.Name(), p.NodeHandle().Value(), p.OwnsAddresses(), podLabels(p), p.IPs(), p.BadIPs(), p.Ports())
+		fmt.Fprintf(&b, "\n pod %s/%s node=%v live=%v labels=%v ips=%v bad=%v ports=%v", p.Namespace(), p.Name(), p.NodeHandle().Value(), p.OwnsAddresses(), podLabels(p), p.AppendIPs(nil), p.BadIPs(), p.Ports())
 	}
 	for _, ns := range in.Namespaces {
 		fmt.Fprintf(&b, "\n ns %s %v", ns.Name, ns.Labels)

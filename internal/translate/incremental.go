@@ -188,7 +188,7 @@ func (s *Incremental) loadPods(pods []*compact.Pod) bool {
 		if len(p.BadIPs()) > 0 {
 			s.badIPs[podKey{p.NamespaceHandle(), p.Name()}] = p
 		}
-		if len(p.IPs()) == 0 {
+		if p.NumIPs() == 0 {
 			continue
 		}
 		x := &indexedPod{src: p, local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
@@ -351,7 +351,7 @@ func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
 		return
 	}
 	if old != nil && p != nil && !old.shared && p.OwnsAddresses() && p.NodeHandle() == old.src.NodeHandle() &&
-		slices.Equal(p.IPs(), old.src.IPs()) && slices.Equal(p.BadIPs(), old.src.BadIPs()) && slices.Equal(p.Ports(), old.src.Ports()) {
+		p.SameIPs(old.src) && slices.Equal(p.BadIPs(), old.src.BadIPs()) && slices.Equal(p.Ports(), old.src.Ports()) {
 		s.relabel(old, p)
 		return
 	}
@@ -368,7 +368,7 @@ func (s *Incremental) changePod(namespace, name string, p *compact.Pod) {
 		if len(p.BadIPs()) > 0 {
 			s.badIPs[k] = p
 		}
-		if len(p.IPs()) > 0 {
+		if p.NumIPs() > 0 {
 			x = &indexedPod{src: p, local: p.NodeHandle() == s.thisNode && s.settings.Node != ""}
 			changed = s.index(x, append(changed, x))
 		}
@@ -419,12 +419,12 @@ func (s *Incremental) patchPeer(e *peerEntry, gone, added *indexedPod) {
 	}
 	addrs := e.res.addrs
 	if gone != nil {
-		for _, a := range gone.src.IPs() {
+		for a := range gone.src.IPs() {
 			addrs = addrs.WithoutAddr(a)
 		}
 	}
 	if added != nil {
-		for _, a := range added.src.IPs() {
+		for a := range added.src.IPs() {
 			addrs = addrs.WithAddr(a)
 		}
 	}
@@ -492,7 +492,7 @@ func (s *Incremental) place(x *indexedPod, sorted bool) {
 
 // addAddresses records x as a claimant of its addresses, as index does.
 func (s *Incremental) addAddresses(x *indexedPod, changed []*indexedPod) []*indexedPod {
-	for _, a := range x.src.IPs() {
+	for a := range x.src.IPs() {
 		if c := s.t.claims[a]; c != nil {
 			i, _ := slices.BinarySearchFunc(c, x, comparePods)
 			changed = s.claimChanged(a, slices.Insert(c, i, x), changed)
@@ -521,7 +521,7 @@ func (s *Incremental) unindex(x *indexedPod, changed []*indexedPod) []*indexedPo
 		s.t.local = deletePod(s.t.local, x)
 		s.localChanged()
 	}
-	for _, a := range x.src.IPs() {
+	for a := range x.src.IPs() {
 		if c := s.t.claims[a]; c != nil {
 			changed = s.claimChanged(a, deletePod(c, x), changed)
 		} else {
@@ -567,7 +567,10 @@ func (s *Incremental) claimChanged(a netip.Addr, o []*indexedPod, changed []*ind
 	s.setOwner(a, o[0])
 	s.claimsDirty = true
 	for _, q := range o {
-		q.shared = slices.ContainsFunc(q.src.IPs(), func(b netip.Addr) bool { return s.t.claims[b] != nil })
+		q.shared = false
+		for b := range q.src.IPs() {
+			q.shared = q.shared || s.t.claims[b] != nil
+		}
 		changed = append(changed, q)
 	}
 	return changed

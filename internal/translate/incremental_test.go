@@ -303,7 +303,7 @@ func checkAddrCounts(inc *Incremental) error {
 		var n4, n6 int
 		for _, p := range ns.pods {
 			n4 += p.src.IPv4Count()
-			n6 += len(p.src.IPs()) - p.src.IPv4Count()
+			n6 += p.src.NumIPs() - p.src.IPv4Count()
 		}
 		if ns.addrs4 != n4 || ns.addrs6 != n6 {
 			return fmt.Errorf("namespace %s counts %d IPv4 and %d IPv6 addresses, its pods own %d and %d", ns.name, ns.addrs4, ns.addrs6, n4, n6)

@@ -84,7 +84,7 @@ func (n *nsView) Lookup(key string) (string, bool) {
 func (n *nsView) countAddrs(p *compact.Pod, sign int) {
 	n4 := p.IPv4Count()
 	n.addrs4 += sign * n4
-	n.addrs6 += sign * (len(p.IPs()) - n4)
+	n.addrs6 += sign * (p.NumIPs() - n4)
 }
 
 // namespace returns the view of ns, creating an empty one for a namespace we have no object for
@@ -128,7 +128,7 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 		for _, bad := range p.BadIPs() {
 			t.report("Pod "+p.Namespace()+"/"+p.Name(), "ignoring unparsable pod IP %q", bad)
 		}
-		if len(p.IPs()) == 0 {
+		if p.NumIPs() == 0 {
 			continue
 		}
 		if last == nil || lastNS != p.NamespaceHandle() {
@@ -136,7 +136,7 @@ func (t *translator) loadPods(pods []*compact.Pod, node string) {
 		}
 		last.size++
 		last.countAddrs(p, 1)
-		for i := range len(p.IPs()) {
+		for i := range p.NumIPs() {
 			keys = append(keys, uint64(p.IPKey(i))<<32|uint64(len(t.pods)))
 		}
 		t.pods = append(t.pods, indexedPod{ns: last, src: p, local: p.NodeHandle() == thisNode && node != ""})

@@ -240,7 +240,7 @@ func (t *translator) peerAddrs(res *peerResult, b *ruleset.Builder) ruleset.Addr
 	for _, n := range res.nss {
 		for _, p := range n.pods {
 			if everyPod || res.podSel.Matches(p.labels()) {
-				for _, a := range p.src.IPs() {
+				for a := range p.src.IPs() {
 					// An address other pods claim too joins only if they all match.
 					if !p.shared || t.everyClaimantIn(res, a) {
 						b.AddAddr(a)

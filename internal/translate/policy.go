@@ -61,7 +61,7 @@ func (t *translator) policyTargets(np *networkingv1.NetworkPolicy) ([]*indexedPo
 	var targets []*indexedPod
 	if ns := t.namespaces[np.Namespace]; ns != nil {
 		for _, p := range ns.local {
-			if len(p.src.IPs()) > 0 && sel.Matches(p.labels()) {
+			if p.src.NumIPs() > 0 && sel.Matches(p.labels()) {
 				targets = append(targets, p)
 			}
 		}

@@ -78,7 +78,7 @@ func (t *translator) appendEndpoints(dst []ruleset.Endpoint, p *indexedPod, name
 		if np.Protocol() != proto || np.Name.Value() != name {
 			continue
 		}
-		for _, a := range p.src.IPs() {
+		for a := range p.src.IPs() {
 			if (in == nil || in(a)) && (!p.shared || t.claimantsAgree(a, name, proto, np.Number)) {
 				dst = append(dst, ruleset.Endpoint{Addr: a, Protocol: proto, Port: np.Number})
 			}

@@ -227,7 +227,7 @@ func (t *translator) edges(cidrs []netip.Prefix) ruleset.Edges {
 	})
 	e.PodCIDRs = slices.Compact(e.PodCIDRs)
 	for _, p := range t.local {
-		e.LocalPods = append(e.LocalPods, p.src.IPs()...)
+		e.LocalPods = p.src.AppendIPs(e.LocalPods)
 	}
 	slices.SortFunc(e.LocalPods, netip.Addr.Compare)
 	e.LocalPods = slices.Compact(e.LocalPods)
@@ -238,7 +238,7 @@ func (t *translator) edges(cidrs []netip.Prefix) ruleset.Edges {
 func (t *translator) localAddrs() []ruleset.LocalAddr {
 	var out []ruleset.LocalAddr
 	for _, p := range t.local {
-		for _, a := range p.src.IPs() {
+		for a := range p.src.IPs() {
 			owner := p.src.Namespace() + "/" + p.src.Name()
 			if claimants := t.claims[a]; claimants != nil {
 				names := make([]string, len(claimants))

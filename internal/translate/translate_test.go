@@ -96,7 +96,7 @@ func deepCopy(in Input) snapshot {
 		out.namespaces = append(out.namespaces, n.DeepCopy())
 	}
 	for _, p := range in.Pods {
-		out.pods = append(out.pods, podState{p.Namespace(), p.Name(), p.GetLabels(), slices.Clone(p.IPs()),
+		out.pods = append(out.pods, podState{p.Namespace(), p.Name(), p.GetLabels(), p.AppendIPs(nil),
 			slices.Clone(p.BadIPs()), slices.Clone(p.Ports()), p.OwnsAddresses()})
 	}
 	return out

@@ -104,7 +104,7 @@ func relabelled(p *compact.Pod) *corev1.Pod {
 		out.Spec.Containers[0].Ports = append(out.Spec.Containers[0].Ports,
 			corev1.ContainerPort{Name: port.Name.Value(), ContainerPort: int32(port.Number), Protocol: corev1.Protocol(strings.ToUpper(string(port.Protocol())))})
 	}
-	for _, a := range p.IPs() {
+	for a := range p.IPs() {
 		out.Status.PodIPs = append(out.Status.PodIPs, corev1.PodIP{IP: a.String()})
 	}
 	return out

@@ -125,7 +125,7 @@ func TestMeasurementMachinery(t *testing.T) {
 			}
 			if twice := compact.NewPod(relabelled(once)); !twice.Equal(p) {
 				t.Fatalf("%s/%s: relabelled twice is not the pod: %v, ports %v, ips %v; want %v, %v, %v", p.Namespace(), p.Name(),
-					twice.GetLabels(), twice.Ports(), twice.IPs(), p.GetLabels(), p.Ports(), p.IPs())
+					twice.GetLabels(), twice.Ports(), twice.AppendIPs(nil), p.GetLabels(), p.Ports(), p.AppendIPs(nil))
 			}
 		}
 	})

@@ -138,7 +138,7 @@ func newChurn(tb testing.TB, n int) *churn {
 	c := &churn{tb: tb, in: in, all: in.Pods, server: serverAddr.Addr()}
 	client := peerAddr(n/2, n)
 	for i, p := range in.Pods {
-		if i == 0 || p.IPs()[0] == client {
+		if i == 0 || p.IP(0) == client {
 			continue // the server, the bed's client
 		}
 		c.candidates = append(c.candidates, i)
@@ -392,7 +392,7 @@ func benchEstablishedBulk(b *testing.B) {
 	if moved := rateOver(bn.srv.bulk.Load, 200*time.Millisecond); moved <= 0 {
 		b.Fatalf("the stream stalled while its client was still allowed")
 	}
-	cutRS := c.translate(slices.DeleteFunc(slices.Clone(c.all), func(p *compact.Pod) bool { return p.IPs()[0] == bn.client.Addr(false) }))
+	cutRS := c.translate(slices.DeleteFunc(slices.Clone(c.all), func(p *compact.Pod) bool { return p.IP(0) == bn.client.Addr(false) }))
 	cutSt := epoch.Next(c.st, &c.rs, &cutRS)
 	if err := applyScript(bn.router.Namespace(), estScript(cutRS, cutSt, render.Revalidate)); err != nil {
 		b.Fatal(err)

@@ -67,7 +67,7 @@ func benchIncrementalApply(b *testing.B, pods, policies, foreign, refill int) {
 	full, _ := translate.Translate(in)
 	peer := -1
 	for i, p := range in.Pods {
-		if p.NodeHandle() != compact.Intern(cl.LocalNode) && len(p.IPs()) > 0 && p.OwnsAddresses() && inSomePeerSet(&full, p.IPs()[0]) {
+		if p.NodeHandle() != compact.Intern(cl.LocalNode) && p.NumIPs() > 0 && p.OwnsAddresses() && inSomePeerSet(&full, p.IP(0)) {
 			peer = i
 			break
 		}
