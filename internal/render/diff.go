@@ -40,7 +40,7 @@ type Table struct {
 func (t *Table) Sets() []string { return t.setOrder }
 
 // Elements returns the elements of a set or map as the script writes them (without the comma),
-// none for an unknown name. The caller must not modify them.
+// none for an unknown name, in a slice of the caller's.
 func (t *Table) Elements(set string) []string {
 	if s := t.sets[set]; s != nil {
 		return slices.Collect(s.elems.all())

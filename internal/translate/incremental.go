@@ -569,7 +569,10 @@ func (s *Incremental) claimChanged(a netip.Addr, o []*indexedPod, changed []*ind
 	for _, q := range o {
 		q.shared = false
 		for b := range q.src.IPs() {
-			q.shared = q.shared || s.t.claims[b] != nil
+			if s.t.claims[b] != nil {
+				q.shared = true
+				break
+			}
 		}
 		changed = append(changed, q)
 	}
