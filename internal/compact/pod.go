@@ -283,17 +283,12 @@ func (p *Pod) IPs() iter.Seq[netip.Addr] {
 }
 
 // AppendIPs appends the pod's addresses to dst and returns it.
-func (p *Pod) AppendIPs(dst []netip.Addr) []netip.Addr {
-	for i := range p.NumIPs() {
-		dst = append(dst, p.IP(i))
-	}
-	return dst
-}
+func (p *Pod) AppendIPs(dst []netip.Addr) []netip.Addr { return slices.AppendSeq(dst, p.IPs()) }
 
 // HasIP reports whether a is one of the pod's addresses.
 func (p *Pod) HasIP(a netip.Addr) bool {
-	for i := range p.NumIPs() {
-		if p.IP(i) == a {
+	for b := range p.IPs() {
+		if b == a {
 			return true
 		}
 	}
